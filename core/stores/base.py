@@ -1,0 +1,200 @@
+"""The Store protocol: all durable state of the hub behind one interface, two backends.
+
+SQLite is the embedded default (one node, one file); Redis is shared by horizontally scaled
+workers. Both pass the same conformance suite (tests/test_store_conformance.py). Every method is
+safe to call from many threads (and, for Redis and SQLite-in-WAL, many processes) at once; the
+methods documented as *atomic* must stay correct under that concurrency.
+
+Records are msgspec Structs; ``dict`` fields hold JSON-ready builtins.
+"""
+
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+InboxStatus = Literal["new", "pending", "duplicate"]
+DeliveryStatus = Literal["sent", "acknowledged", "ambiguous"]
+CircuitStatus = Literal["closed", "open"]
+DeadLetterState = Literal["open", "replayed", "discarded"]
+
+
+class InboxEntry(msgspec.Struct, frozen=True, kw_only=True):
+    source: str
+    source_event_id: str
+    correlation_id: str
+    received_at: float
+    payload: dict[str, Any]
+    enqueued: bool
+
+
+class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One canonical event as ingested: the replay source."""
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    correlation_id: str
+    occurred_at: float
+    envelope: dict[str, Any]
+
+
+class Golden(msgspec.Struct, frozen=True, kw_only=True):
+    canonical_id: str
+    entity_type: str
+    version: int
+    data: dict[str, Any]
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    key: str
+    status: DeliveryStatus
+    external_id: str | None
+    updated_at: float
+
+
+class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    created_at: float
+    actor: str
+    target: str | None
+    category: str
+    reason: str
+    event_id: str | None
+    correlation_id: str | None
+    message: dict[str, Any]
+    attempts: int
+    state: DeadLetterState = "open"
+
+
+class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
+    at: float
+    correlation_id: str
+    step: str
+    status: str
+    system: str | None = None
+    event_id: str | None = None
+    subject: str | None = None
+    detail: str | None = None
+
+
+class Circuit(msgspec.Struct, frozen=True, kw_only=True):
+    target: str
+    status: CircuitStatus
+    failures: int
+    opened_at: float | None
+
+
+class Store(Protocol):
+    # -- inbox: ingress dedupe by source event id -------------------------------------------------
+    def inbox_add(self, source: str, source_event_id: str, payload: dict[str, Any],
+                  correlation_id: str, received_at: float) -> InboxStatus:
+        """*Atomic.* Record an inbound event. ``new``: first time (stored, not yet enqueued);
+        ``pending``: seen before but never marked enqueued (the caller enqueues it again);
+        ``duplicate``: already enqueued (the caller drops it)."""
+
+    def inbox_mark_enqueued(self, source: str, source_event_id: str) -> None: ...
+
+    def inbox_get(self, source: str, source_event_id: str) -> InboxEntry | None: ...
+
+    def inbox_pending(self, received_before: float, limit: int = 1000) -> list[InboxEntry]:
+        """Entries never marked enqueued, received before the given time (for recovery)."""
+
+    # -- event log: every canonical event ingested ------------------------------------------------
+    def log_event(self, event: LoggedEvent) -> None:
+        """Append (idempotent by ``event.id``)."""
+
+    def get_event(self, event_id: str) -> LoggedEvent | None: ...
+
+    def events(self, *, source: str | None = None, type: str | None = None, since: float | None = None,
+               until: float | None = None, limit: int = 1000) -> list[LoggedEvent]:
+        """Logged events matching every given filter, oldest ``occurred_at`` first."""
+
+    # -- golden records: latest canonical state per entity ------------------------------------------
+    def golden_get(self, canonical_id: str) -> Golden | None: ...
+
+    def golden_put(self, record: Golden) -> bool:
+        """*Atomic.* Store unless a record with a higher version exists; False when stale.
+        An equal version overwrites (the same event seen again)."""
+
+    # -- cross-references: canonical id <-> each system's id ---------------------------------------
+    def xref_put(self, canonical_id: str, entity_type: str, system: str, external_id: str) -> None: ...
+
+    def xref_get(self, canonical_id: str, system: str) -> str | None: ...
+
+    def xref_find(self, entity_type: str, system: str, external_id: str) -> str | None:
+        """The canonical id that ``system`` knows as ``external_id`` for this entity type."""
+
+    def xrefs(self, canonical_id: str) -> dict[str, str]:
+        """Every system's id for the canonical record."""
+
+    # -- applied versions: drop stale out-of-order updates per (target, entity) -------------------
+    def applied_version(self, target: str, canonical_id: str) -> int | None: ...
+
+    def set_applied_version(self, target: str, canonical_id: str, version: int) -> None:
+        """*Atomic.* Keep the maximum of the stored and the given version."""
+
+    # -- delivery states: effect-level idempotency ---------------------------------------------------
+    def delivery_get(self, key: str) -> Delivery | None: ...
+
+    def delivery_set(self, key: str, status: DeliveryStatus, external_id: str | None = None) -> None: ...
+
+    # -- dead letters -----------------------------------------------------------------------------
+    def dlq_add(self, letter: DeadLetter) -> None: ...
+
+    def dlq_get(self, letter_id: str) -> DeadLetter | None: ...
+
+    def dlq_list(self, *, state: DeadLetterState | None = "open", category: str | None = None,
+                 target: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """Newest first."""
+
+    def dlq_set_state(self, letter_id: str, state: DeadLetterState) -> bool:
+        """*Atomic.* Move an open letter to ``replayed``/``discarded``; False if it was not open
+        (so two operators replaying at once replay it once)."""
+
+    def dlq_count(self, state: DeadLetterState = "open") -> int: ...
+
+    # -- audit timeline ---------------------------------------------------------------------------
+    def audit(self, record: AuditRecord) -> None: ...
+
+    def audit_trail(self, correlation_id: str) -> list[AuditRecord]:
+        """Oldest first."""
+
+    def audit_for_subject(self, subject: str) -> list[AuditRecord]:
+        """Oldest first; every record whose subject is the given canonical id."""
+
+    # -- circuit breakers, shared by every worker --------------------------------------------------
+    def circuit_get(self, target: str) -> Circuit:
+        """A target never seen is closed with no failures."""
+
+    def circuit_failure(self, target: str, threshold: int, now: float) -> Circuit:
+        """*Atomic.* Count one failure; open the circuit (opened_at=now) at ``threshold``."""
+
+    def circuit_close(self, target: str) -> None:
+        """Reset to closed with no failures."""
+
+    def circuit_reopen(self, target: str, now: float) -> None:
+        """Keep it open from ``now`` (a probe while open failed)."""
+
+    # -- parked work: messages held while a target's circuit is open -------------------------------
+    def park(self, target: str, message: dict[str, Any]) -> None: ...
+
+    def unpark(self, target: str, limit: int) -> list[dict[str, Any]]:
+        """*Atomic.* Remove and return up to ``limit`` parked messages, oldest first; each message
+        is returned to exactly one caller."""
+
+    def parked_count(self, target: str) -> int: ...
+
+    # -- poll cursors -----------------------------------------------------------------------------
+    def cursor_get(self, name: str) -> str | None: ...
+
+    def cursor_set(self, name: str, value: str) -> None: ...
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def ping(self) -> None:
+        """Raise if the backing service cannot be reached."""
+
+    def reset(self) -> None:
+        """Delete everything this store holds (tests and the demo)."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,68 @@
+"""The crossledger plugin API: hooks, the Connector protocol, typed records and the manager.
+
+Write a plugin::
+
+    from crossledger.plugins import hookimpl, BaseConnector
+
+    class AcmeConnector(BaseConnector):
+        name = "acme"
+        ...
+
+    @hookimpl
+    def crossledger_connectors():
+        return [AcmeConnector()]
+"""
+
+from crossledger.plugins.connector import BaseConnector, Connector, NotSupported
+from crossledger.plugins.errors import (
+    Category,
+    ConnectorError,
+    MissingDependency,
+    PayloadError,
+    PluginError,
+    SignatureError,
+)
+from crossledger.plugins.hookspecs import hookimpl, hookspec
+from crossledger.plugins.manager import CrossledgerPluginManager, load_plugins
+from crossledger.plugins.types import (
+    Capability,
+    Change,
+    Context,
+    InboundEvent,
+    Operation,
+    Outcome,
+    OwnershipRule,
+    PollResult,
+    Refs,
+    Route,
+    Sandbox,
+    SystemKind,
+)
+
+__all__ = [
+    "BaseConnector",
+    "Capability",
+    "Category",
+    "Change",
+    "Connector",
+    "ConnectorError",
+    "Context",
+    "CrossledgerPluginManager",
+    "InboundEvent",
+    "MissingDependency",
+    "NotSupported",
+    "Operation",
+    "Outcome",
+    "OwnershipRule",
+    "PayloadError",
+    "PluginError",
+    "PollResult",
+    "Refs",
+    "Route",
+    "Sandbox",
+    "SignatureError",
+    "SystemKind",
+    "hookimpl",
+    "hookspec",
+    "load_plugins",
+]

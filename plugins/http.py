@@ -1,0 +1,64 @@
+"""HTTP failure classification shared by connectors that speak HTTP through httpx.
+
+Connectors call :func:`classify_http` from their ``classify`` and add what is special about their
+system (Salesforce's 403 REQUEST_LIMIT_EXCEEDED, for instance) before falling back to it.
+"""
+
+from email.utils import parsedate_to_datetime
+from time import time
+
+import httpx
+
+from crossledger.plugins.errors import Category, ConnectorError
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The Retry-After header as seconds (it may be a number or an HTTP date)."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time())
+        except (TypeError, ValueError):
+            return None
+
+
+def status_category(status: int) -> Category:
+    if status == 429:
+        return Category.RATE_LIMITED
+    if status in (502, 503, 504):
+        return Category.TARGET_DOWN
+    if status >= 500 or status in (408, 409):
+        return Category.TRANSIENT
+    if status in (401, 403):
+        return Category.AUTH
+    return Category.DATA
+
+
+def classify_http(error: Exception, describe: str = "") -> ConnectorError:
+    """Map an httpx exception (or an error already classified) onto the taxonomy.
+
+    A timeout after the request was written is *ambiguous*: the target may have committed. A
+    failure to connect means the target is down.
+    """
+    if isinstance(error, ConnectorError):
+        return error
+    prefix = f"{describe}: " if describe else ""
+    if isinstance(error, httpx.HTTPStatusError):
+        response = error.response
+        return ConnectorError(
+            status_category(response.status_code),
+            f"{prefix}HTTP {response.status_code}: {response.text[:500]}",
+            retry_after=retry_after_seconds(response),
+            status=response.status_code,
+        )
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+        return ConnectorError(Category.TARGET_DOWN, f"{prefix}cannot connect: {error}")
+    if isinstance(error, httpx.TimeoutException | httpx.RemoteProtocolError | httpx.ReadError):
+        return ConnectorError(Category.AMBIGUOUS, f"{prefix}no answer after sending: {error!r}")
+    if isinstance(error, httpx.TransportError):
+        return ConnectorError(Category.TARGET_DOWN, f"{prefix}transport failure: {error!r}")
+    return ConnectorError(Category.TRANSIENT, f"{prefix}{type(error).__name__}: {error}")

@@ -1,0 +1,129 @@
+"""The plugin manager: built-ins first, then the ``crossledger`` entry-point group.
+
+Unlike :meth:`pluggy.PluginManager.load_setuptools_entrypoints`, one broken plugin never stops
+the hub: an import error, a hook that raises, a connector that lacks the contract or reuses a
+name already taken are each recorded in :attr:`CrossledgerPluginManager.problems` and skipped.
+Set ``CROSSLEDGER_DISABLE_PLUGINS`` to a comma-separated list of entry-point names to block them.
+"""
+
+import importlib.metadata
+import logging
+import os
+from dataclasses import dataclass
+from functools import cached_property
+
+import pluggy
+
+from crossledger.plugins import hookspecs
+from crossledger.plugins.connector import Connector
+from crossledger.plugins.types import OwnershipRule, Route
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT
+_REQUIRED = ("name", "kind", "version", "capabilities", "settings_model")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    distribution: str | None
+    version: str | None
+
+
+class CrossledgerPluginManager(pluggy.PluginManager):
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs.CrossledgerSpecs)
+        self.problems: list[str] = []
+        self.infos: dict[str, PluginInfo] = {}
+
+    def register_builtins(self) -> None:
+        from crossledger.plugins import builtin
+
+        self.register(builtin, name="builtin")
+        self.infos["builtin"] = PluginInfo("builtin", "crossledger", _own_version())
+
+    def load_entrypoints(self) -> int:
+        """Register every plugin of the entry-point group; return how many loaded."""
+        blocked = {n.strip() for n in os.environ.get("CROSSLEDGER_DISABLE_PLUGINS", "").split(",") if n.strip()}
+        loaded = 0
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if entry_point.name in blocked or self.has_plugin(entry_point.name):
+                continue
+            try:
+                plugin = entry_point.load()
+                self.register(plugin, name=entry_point.name)
+            except Exception as error:  # any failure in third-party code is reported, not raised
+                self._problem(f"plugin {entry_point.name!r} failed to load: {type(error).__name__}: {error}")
+                continue
+            dist = entry_point.dist
+            self.infos[entry_point.name] = PluginInfo(
+                entry_point.name, dist.name if dist else None, dist.version if dist else None
+            )
+            loaded += 1
+        return loaded
+
+    def _problem(self, message: str) -> None:
+        log.warning("%s", message)
+        self.problems.append(message)
+
+    @cached_property
+    def connectors(self) -> dict[str, Connector]:
+        """Every valid connector by name; the first registration of a name wins."""
+        found: dict[str, Connector] = {}
+        for impl in reversed(self.hook.crossledger_connectors.get_hookimpls()):
+            try:
+                offered = list(impl.function() or [])
+            except Exception as error:
+                self._problem(f"plugin {impl.plugin_name!r} crossledger_connectors() raised: {error}")
+                continue
+            for connector in offered:
+                missing = [attr for attr in _REQUIRED if not hasattr(connector, attr)]
+                if missing:
+                    self._problem(f"plugin {impl.plugin_name!r}: connector {connector!r} lacks {missing}")
+                elif connector.name in found:
+                    self._problem(
+                        f"plugin {impl.plugin_name!r}: connector name {connector.name!r} is taken; skipped"
+                    )
+                else:
+                    found[connector.name] = connector
+        return found
+
+    def ownership_rules(self) -> list[OwnershipRule]:
+        return [rule for rules in self._gather("crossledger_ownership_rules") for rule in rules]
+
+    def routes(self) -> list[Route]:
+        return [route for routes in self._gather("crossledger_routes") for route in routes]
+
+    def _gather(self, hook_name: str) -> list[list]:  # type: ignore[type-arg]
+        results = []
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            try:
+                results.append(list(impl.function() or []))
+            except Exception as error:
+                self._problem(f"plugin {impl.plugin_name!r} {hook_name}() raised: {error}")
+        return results
+
+    def notify(self, hook_name: str, **kwargs: object) -> None:
+        """Call an observer hook on every plugin; a plugin that raises is logged and skipped."""
+        for impl in getattr(self.hook, hook_name).get_hookimpls():
+            try:
+                impl.function(**{name: kwargs[name] for name in impl.argnames})
+            except Exception:
+                log.exception("plugin %r %s() raised", impl.plugin_name, hook_name)
+
+
+def _own_version() -> str | None:
+    try:
+        return importlib.metadata.version("crossledger")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def load_plugins() -> CrossledgerPluginManager:
+    """A manager with the built-in connectors and every installed third-party plugin."""
+    manager = CrossledgerPluginManager()
+    manager.register_builtins()
+    manager.load_entrypoints()
+    return manager

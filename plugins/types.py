@@ -1,0 +1,132 @@
+"""Typed records exchanged between the runtime and connectors."""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+import httpx
+import msgspec
+from pydantic import BaseModel
+
+from crossledger.canonical import Entity
+
+
+class SystemKind(StrEnum):
+    CRM = "crm"
+    BILLING = "billing"
+    ERP = "erp"
+    SUPPORT = "support"
+
+
+class Capability(StrEnum):
+    WEBHOOKS = "webhooks"
+    DELIVER = "deliver"
+    PROBE = "probe"
+    POLL = "poll"
+    FETCH = "fetch"
+    SANDBOX = "sandbox"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a connector gets from the hub to do its work: it never reaches into the runtime."""
+
+    settings: BaseModel
+    http: httpx.Client
+    clock: Callable[[], float]
+
+
+class InboundEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One event as the source system sent it, after signature check and parsing."""
+
+    source_event_id: str
+    type: str
+    occurred_at: datetime
+    payload: dict[str, Any]
+
+
+class Change(msgspec.Struct, frozen=True, kw_only=True):
+    """A canonical fact produced by ``to_canonical``; the hub wraps it in an Envelope."""
+
+    type: str
+    entity: Entity
+
+
+class Operation(msgspec.Struct, frozen=True, kw_only=True):
+    """One write a connector will make in its system, planned from a canonical event.
+
+    ``name`` (``customer.upsert``, ``invoice.create``...) is part of the idempotency key, so it must
+    be stable for the same effect. ``payload`` is the connector's own; the hub never reads it.
+    """
+
+    name: str
+    entity_type: str
+    canonical_id: str
+    payload: dict[str, Any]
+
+
+class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What an executed (or probed) operation produced in the target."""
+
+    external_id: str
+    created: bool = False
+    record: dict[str, Any] | None = None
+
+
+class PollResult(msgspec.Struct, frozen=True, kw_only=True):
+    events: list[InboundEvent]
+    cursor: str | None
+    has_more: bool = False
+
+
+class Refs(Protocol):
+    """Cross-references, answered by the hub's store."""
+
+    def external_id(self, canonical_id: str, system: str) -> str | None:
+        """The id ``system`` uses for the canonical record, if it has one."""
+
+    def canonical_id(self, entity_type: str, system: str, external_id: str) -> str:
+        """The canonical id of ``system``'s record (a known cross-reference, or a new id)."""
+
+
+class Sandbox(Protocol):
+    """A connector's local emulator of its system's API."""
+
+    @property
+    def app(self) -> Any:
+        """The ASGI application serving the system's API, ``/_sandbox/state`` and ``/_sandbox/faults``."""
+
+    def connector_settings(self, base_url: str) -> dict[str, Any]:
+        """The ``[connectors.<name>]`` settings that point the hub at this sandbox at ``base_url``."""
+
+    def subscribe(self, hub_webhook_url: str) -> None:
+        """Register the hub's webhook URL, the way an operator would in the real system."""
+
+
+@dataclass(frozen=True)
+class OwnershipRule:
+    """Which system kind(s) own a field group of an entity, in order of precedence.
+
+    The first kind in ``owners`` that has a configured connector is the system of record.
+    ``on_violation`` says what happens to a change from a non-owner: ``strip`` the fields (and
+    audit it) or ``reject`` the event as a policy error.
+    """
+
+    entity: str
+    field_group: str
+    owners: tuple[str, ...]
+    on_violation: str = "strip"
+
+
+@dataclass(frozen=True)
+class Route:
+    """Canonical events of ``event_type`` from ``source`` (``*`` for any) go to ``targets``."""
+
+    event_type: str
+    targets: tuple[str, ...]
+    source: str = "*"
+
+
+Headers = Mapping[str, str]
