@@ -1,1 +1,42 @@
-"""placeholder."""
+"""The Dramatiq actors. Thin on purpose: each one calls into the runtime.
+
+=============  ==================================================================================
+ingest         an inbound event -> canonical events -> one ``deliver`` message per routed target
+deliver        one canonical event into one target system
+probe_target   half-open circuit: try one parked delivery; on success close and drain
+drain_target   re-enqueue what is parked for a target
+=============  ==================================================================================
+
+Retries and dead letters are not the actors' business: failures leave as classified errors and the
+Governance middleware applies the policy. Actors are declared per broker by :func:`declare`, so
+tests and the embedded mode can build several runtimes in one process.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import dramatiq
+from crossledger.core.runtime import DELIVER, DRAIN, INGEST, PROBE, QUEUES, Runtime
+
+
+def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
+    """Declare the hub's actors on ``runtime.broker`` and return them by name."""
+
+    def ingest(source: str, event: dict[str, Any], correlation_id: str, received_at: float) -> None:
+        for target, envelope in runtime.pipeline.ingest(source, event, correlation_id, received_at):
+            runtime.send(DELIVER, target, envelope)
+
+    def deliver(target: str, envelope: dict[str, Any]) -> None:
+        runtime.pipeline.deliver(target, envelope)
+
+    functions: dict[str, Callable[..., None]] = {
+        INGEST: ingest,
+        DELIVER: deliver,
+        PROBE: runtime.probe_target,
+        DRAIN: runtime.drain_target,
+    }
+    return {
+        name: dramatiq.Actor(fn, broker=runtime.broker, actor_name=name, queue_name=QUEUES[name], priority=0,
+                             options={})
+        for name, fn in functions.items()
+    }

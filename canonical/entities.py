@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import ClassVar, Literal
 
 import msgspec
-
 from crossledger.canonical.money import Money
 
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-
 from crossledger.canonical.entities import Entity
 from crossledger.canonical.versions import CURRENT_VERSIONS, VersionError, upcast
 
@@ -43,11 +42,18 @@ def new_envelope(
     occurred_at: datetime,
     correlation_id: str | None = None,
     causation_id: str | None = None,
+    id: str | None = None,
+    received_at: datetime | None = None,
 ) -> Envelope:
-    """A fresh envelope at the current version of ``type``, with a new id (and correlation id)."""
+    """An envelope at the current version of ``type``.
+
+    Pass ``id`` to make it deterministic (the hub derives it from the source event, so ingesting
+    the same source event twice yields the same envelope); otherwise it is new. The correlation id
+    defaults to the envelope id.
+    """
     if type not in CURRENT_VERSIONS:
         raise VersionError(f"unknown event type {type!r}")
-    event_id = uuid.uuid4().hex
+    event_id = id or uuid.uuid4().hex
     return Envelope(
         id=event_id,
         type=type,
@@ -55,7 +61,7 @@ def new_envelope(
         source=source,
         source_event_id=source_event_id,
         occurred_at=occurred_at,
-        received_at=now(),
+        received_at=received_at or now(),
         correlation_id=correlation_id or event_id,
         causation_id=causation_id,
         subject=data.id,

@@ -59,6 +59,9 @@ class Connector(Protocol):
     def to_canonical(self, ctx: Context, event: InboundEvent, refs: Refs) -> list[Change]:
         """Translate one inbound event into canonical changes (none when the hub does not care)."""
 
+    def refetch(self, ctx: Context, event: InboundEvent) -> InboundEvent:
+        """The event with its object read again from the system (replay after a fix at the source)."""
+
     def plan(self, ctx: Context, event: Envelope, refs: Refs) -> list[Operation]:
         """The writes that bring this system in line with the event; raise MissingDependency."""
 
@@ -106,6 +109,9 @@ class BaseConnector:
 
     def to_canonical(self, ctx: Context, event: InboundEvent, refs: Refs) -> list[Change]:
         return []
+
+    def refetch(self, ctx: Context, event: InboundEvent) -> InboundEvent:
+        raise NotSupported(self.name, "refetching an event's object")
 
     def plan(self, ctx: Context, event: Envelope, refs: Refs) -> list[Operation]:
         raise NotSupported(self.name, "delivery")

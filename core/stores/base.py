@@ -98,7 +98,7 @@ class Store(Protocol):
     def inbox_get(self, source: str, source_event_id: str) -> InboxEntry | None: ...
 
     def inbox_pending(self, received_before: float, limit: int = 1000) -> list[InboxEntry]:
-        """Entries never marked enqueued, received before the given time (for recovery)."""
+        """Entries never marked enqueued, received before the given time (for recovery), oldest first."""
 
     # -- event log: every canonical event ingested ------------------------------------------------
     def log_event(self, event: LoggedEvent) -> None:
@@ -108,7 +108,8 @@ class Store(Protocol):
 
     def events(self, *, source: str | None = None, type: str | None = None, since: float | None = None,
                until: float | None = None, limit: int = 1000) -> list[LoggedEvent]:
-        """Logged events matching every given filter, oldest ``occurred_at`` first."""
+        """Logged events matching every given filter (``since`` and ``until`` inclusive), oldest
+        ``occurred_at`` first, ties by id."""
 
     # -- golden records: latest canonical state per entity ------------------------------------------
     def golden_get(self, canonical_id: str) -> Golden | None: ...
@@ -118,7 +119,9 @@ class Store(Protocol):
         An equal version overwrites (the same event seen again)."""
 
     # -- cross-references: canonical id <-> each system's id ---------------------------------------
-    def xref_put(self, canonical_id: str, entity_type: str, system: str, external_id: str) -> None: ...
+    def xref_put(self, canonical_id: str, entity_type: str, system: str, external_id: str) -> None:
+        """Link both ways; the latest link wins: it replaces the record's previous id in ``system`` and
+        any other record's link to ``external_id``."""
 
     def xref_get(self, canonical_id: str, system: str) -> str | None: ...
 
@@ -168,7 +171,8 @@ class Store(Protocol):
         """A target never seen is closed with no failures."""
 
     def circuit_failure(self, target: str, threshold: int, now: float) -> Circuit:
-        """*Atomic.* Count one failure; open the circuit (opened_at=now) at ``threshold``."""
+        """*Atomic.* Count one failure; open the circuit (opened_at=now) at ``threshold``. An open
+        circuit keeps its opened_at."""
 
     def circuit_close(self, target: str) -> None:
         """Reset to closed with no failures."""

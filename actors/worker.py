@@ -1,0 +1,13 @@
+"""Entry module for ``dramatiq crossledger.actors.worker``: what each worker process imports.
+
+The configuration comes from the environment (CROSSLEDGER_CONFIG, CROSSLEDGER_BROKER,
+CROSSLEDGER_STORE), which ``crossledger worker`` passes on to the processes it starts.
+"""
+
+from crossledger.actors import declare
+from crossledger.core.runtime import Runtime
+from crossledger.core.settings import load_settings
+
+runtime = Runtime(load_settings())
+broker = runtime.broker
+actors = declare(runtime)

@@ -1,0 +1,283 @@
+"""The ``crossledger`` command line.
+
+Every failure an operator can cause (a bad config, a wrong id, an unreachable Redis) ends as one
+line on stderr and a non-zero exit; never a stack trace.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+import tomli_w
+import typer
+from crossledger.core.settings import ConfigError, Settings, load_settings
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="crossledger: the governed integration hub.")
+dlq = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, replay.")
+app.add_typer(dlq, name="dlq")
+console = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config (or CROSSLEDGER_CONFIG).")]
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings_from(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as error:
+        fail(str(error), 2)
+        raise  # unreachable
+
+
+@contextmanager
+def operator_errors() -> Iterator[None]:
+    """Turn any failure inside a command into one readable line."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except ConfigError as error:
+        fail(str(error), 2)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as error:  # an operator gets a sentence, not a traceback
+        fail(f"{type(error).__name__}: {error}")
+
+
+def runtime_for(config: Path | None) -> Any:
+    from crossledger.core.runtime import Runtime
+
+    return Runtime(settings_from(config))
+
+
+def when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+# -- running -------------------------------------------------------------------------------------
+@app.command()
+def run(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000,
+        threads: Annotated[int | None, typer.Option(help="Worker threads.")] = None) -> None:
+    """Run web and workers in one process (the embedded default: memory broker, SQLite store)."""
+    from crossledger.core.embedded import EmbeddedHub
+
+    with operator_errors():
+        hub = EmbeddedHub(settings_from(config), host=host, port=port, threads=threads).start()
+        console.print(f"crossledger listening on {hub.url} (broker {hub.runtime.settings.hub.broker})")
+        try:
+            while True:
+                time.sleep(3600)
+        finally:
+            hub.stop()
+
+
+@app.command()
+def serve(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the HTTP app only; workers run elsewhere (`crossledger worker`, Redis broker)."""
+    import uvicorn
+    from crossledger.core.http import create_app
+
+    with operator_errors():
+        runtime = runtime_for(config)
+        if runtime.settings.hub.broker == "memory":
+            fail("`serve` alone cannot reach workers with the memory broker; use `crossledger run`, "
+                 "or set CROSSLEDGER_BROKER to a redis:// URL", 2)
+        uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def worker(config: ConfigOption = None,
+           processes: Annotated[int, typer.Option("--processes", "-p", min=1)] = 2,
+           threads: Annotated[int, typer.Option("--threads", "-t", min=1)] = 8) -> None:
+    """Run Dramatiq worker processes for the hub's actors (Redis broker)."""
+    with operator_errors():
+        settings = settings_from(config)
+        if settings.hub.broker == "memory":
+            fail("workers need a shared broker: set CROSSLEDGER_BROKER (or [hub] broker) to a redis:// URL", 2)
+        env = dict(os.environ)
+        if config is not None:
+            env["CROSSLEDGER_CONFIG"] = str(config.resolve())
+        command = [sys.executable, "-m", "dramatiq", "crossledger.actors.worker",
+                   "--processes", str(processes), "--threads", str(threads)]
+        raise typer.Exit(subprocess.call(command, env=env))
+
+
+@app.command()
+def sandbox(host: str = "127.0.0.1", port: int = 8100,
+            hub_url: Annotated[str | None, typer.Option(help="Register this hub's webhook endpoint.")] = None,
+            write_config: Annotated[Path | None, typer.Option(help="Write a hub config here.")] = None) -> None:
+    """Serve every sandbox on one port, each under /<system>/."""
+    from crossledger.core.sandboxes import SandboxSet
+    from crossledger.plugins import load_plugins
+    from crossledger.plugins.sandbox import ServerThread
+
+    with operator_errors():
+        sandboxes = SandboxSet(load_plugins().connectors)
+        server = ServerThread(sandboxes.app, host, port).start()
+        if hub_url:
+            sandboxes.subscribe(hub_url)
+        if write_config:
+            write_config.write_text(tomli_w.dumps({"connectors": sandboxes.config(server.url)}))
+            console.print(f"wrote {write_config}")
+        console.print(f"sandboxes on {server.url}: " + ", ".join(f"/{n}/" for n in sandboxes.sandboxes))
+        while True:
+            time.sleep(3600)
+
+
+# -- inspecting ----------------------------------------------------------------------------------
+@app.command()
+def policy(config: ConfigOption = None) -> None:
+    """Print the effective system-of-record policy and routes."""
+    with operator_errors():
+        runtime = runtime_for(config)
+        table = Table(title="ownership (system of record)")
+        for column in ("entity", "field group", "owner kinds", "owner now", "non-owner change"):
+            table.add_column(column)
+        for rule in runtime.policy.effective():
+            table.add_row(rule.entity, rule.field_group, " > ".join(rule.owners), rule.owner or "(none)",
+                          rule.on_violation)
+        console.print(table)
+        routes = Table(title="routes")
+        routes.add_column("event type")
+        routes.add_column("targets")
+        for event_type, targets in runtime.router.table().items():
+            routes.add_row(event_type, ", ".join(targets))
+        console.print(routes)
+
+
+@app.command()
+def plugins() -> None:
+    """List plugins and connectors, with versions and capabilities; report broken plugins."""
+    from crossledger.plugins import load_plugins
+
+    manager = load_plugins()
+    table = Table(title="connectors")
+    for column in ("name", "kind", "version", "capabilities"):
+        table.add_column(column)
+    for name, connector in sorted(manager.connectors.items()):
+        table.add_row(name, str(connector.kind), connector.version,
+                      ", ".join(sorted(str(c) for c in connector.capabilities)))
+    console.print(table)
+    for info in manager.infos.values():
+        console.print(f"plugin {info.name}: {info.distribution or '?'} {info.version or ''}")
+    for problem in manager.problems:
+        err.print(f"[yellow]problem:[/yellow] {problem}", highlight=False)
+
+
+@app.command()
+def trace(key: Annotated[str, typer.Argument(help="A correlation id, or a canonical entity id.")],
+          config: ConfigOption = None) -> None:
+    """Show every step of one transaction across the systems."""
+    with operator_errors():
+        store = runtime_for(config).store
+        records = store.audit_trail(key) or store.audit_for_subject(key)
+        if not records:
+            fail(f"no transaction or entity {key!r} in the audit", 1)
+        print_timeline(records, key)
+
+
+def print_timeline(records: list[Any], title: str) -> None:
+    table = Table(title=f"trace {title}")
+    for column in ("time (UTC)", "step", "system", "status", "subject", "detail"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        table.add_row(when(record.at), record.step, record.system or "", record.status, record.subject or "",
+                      record.detail or "")
+    console.print(table)
+
+
+# -- dead letters --------------------------------------------------------------------------------
+@dlq.command("list")
+def dlq_list(config: ConfigOption = None, category: str | None = None, target: str | None = None,
+             state: Annotated[str, typer.Option(help="open, replayed, discarded or all")] = "open",
+             limit: int = 100) -> None:
+    """List dead letters, newest first."""
+    if state not in ("open", "replayed", "discarded", "all"):
+        fail("--state must be open, replayed, discarded or all", 2)
+    with operator_errors():
+        letters = runtime_for(config).store.dlq_list(
+            state=None if state == "all" else state, category=category, target=target, limit=limit)
+        table = Table(title=f"dead letters ({state})")
+        for column in ("id", "when (UTC)", "actor", "target", "category", "attempts", "reason"):
+            table.add_column(column, overflow="fold")
+        for letter in letters:
+            table.add_row(letter.id, when(letter.created_at), letter.actor, letter.target or "", letter.category,
+                          str(letter.attempts), letter.reason)
+        console.print(table)
+
+
+@dlq.command("show")
+def dlq_show(letter_id: str, config: ConfigOption = None) -> None:
+    """Show one dead letter in full, as JSON."""
+    with operator_errors():
+        letter = runtime_for(config).store.dlq_get(letter_id)
+        if letter is None:
+            fail(f"no dead letter {letter_id!r}")
+        console.print_json(msgspec.json.encode(letter).decode())
+
+
+@dlq.command("replay")
+def dlq_replay(letter_ids: Annotated[list[str] | None, typer.Argument()] = None, config: ConfigOption = None,
+               all_open: Annotated[bool, typer.Option("--all", help="Every open letter (with filters).")] = False,
+               category: str | None = None, target: str | None = None,
+               refresh: Annotated[bool, typer.Option(help="Re-read the object from the source first.")] = False,
+               ) -> None:
+    """Re-enqueue dead letters (by id, or --all with filters); each is replayed once."""
+    if not letter_ids and not all_open:
+        fail("name dead letter ids, or pass --all", 2)
+    with operator_errors():
+        runtime = runtime_for(config)
+        ids = list(letter_ids or []) or [
+            letter.id for letter in runtime.store.dlq_list(category=category, target=target, limit=1000)]
+        for letter_id in ids:
+            try:
+                runtime.replay_dead_letter(letter_id, refresh=refresh)
+            except (KeyError, ValueError) as error:
+                fail(str(error.args[0]))
+            console.print(f"replayed {letter_id}")
+        if runtime.settings.hub.broker == "memory":
+            err.print("[yellow]note:[/yellow] the memory broker lives in one process; replays from this "
+                      "command reach workers only with a shared broker (or use POST /v1/dead-letters/ID/replay)")
+
+
+@app.command()
+def demo(json_summary: Annotated[bool, typer.Option("--json", help="Summary as JSON on the last line.")] = False,
+         customers: int = 20, invoices: int = 60, timeout: float = 180.0,
+         store: Annotated[str | None, typer.Option(help="Store URL (default: a fresh SQLite file).")] = None) -> None:
+    """Stripe -> NetSuite order-to-cash, a month of it, on sandboxes; exits 0 only when they match."""
+    from crossledger.core.demo import run_demo
+
+    with operator_errors():
+        raise typer.Exit(run_demo(customers=customers, invoices=invoices, timeout=timeout, store=store,
+                                  json_summary=json_summary, console=console))
+
+
+@app.command()
+def bench(messages: int = 2000, processes: int = 1, threads: int = 8,
+          redis_url: str = "redis://127.0.0.1:6379/14") -> None:
+    """Raw Dramatiq no-op messages/s against crossledger events/s, on the same Redis and workers."""
+    from crossledger.core.bench import run_bench
+
+    with operator_errors():
+        run_bench(messages=messages, processes=processes, threads=threads, redis_url=redis_url, console=console)
+
+
+def main() -> None:
+    app()
+
+

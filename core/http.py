@@ -1,0 +1,164 @@
+"""The HTTP app (Starlette): webhooks in, operations out.
+
+=================================  ===========================================================
+POST /webhooks/{connector}         2xx only once the event is durably enqueued; 400 malformed,
+                                   401 bad or stale signature, 404 unknown connector, 413 above
+                                   1 MiB, 503 when the broker or store cannot be reached
+GET  /v1/transactions/{id}         the audit timeline of one correlation id (or entity)
+GET  /v1/dead-letters[/{id}]       dead letters; POST .../{id}/replay re-enqueues one
+GET  /healthz, /readyz, /metrics   liveness, readiness (store and broker), Prometheus text
+=================================  ===========================================================
+
+Every error is JSON ``{"error": {"status", "message"}}``; no stack trace reaches a caller. The
+``/v1`` routes require ``Authorization: Bearer <[hub] api_token>`` when a token is configured.
+"""
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+
+import msgspec
+from crossledger.core import metrics
+from crossledger.core.runtime import Runtime, WebhookRejected
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(runtime: Runtime) -> Starlette:
+    token = runtime.settings.hub.api_token
+
+    def protected(handler: Handler) -> Handler:
+        async def guarded(request: Request) -> Response:
+            if token is not None:
+                given = request.headers.get("authorization", "")
+                expected = f"Bearer {token.get_secret_value()}"
+                if not hmac.compare_digest(given.encode(), expected.encode()):
+                    return error(401, "missing or wrong bearer token")
+            return await handler(request)
+
+        return guarded
+
+    async def webhook(request: Request) -> Response:
+        name = request.path_params["connector"]
+        try:
+            body = await read_body(request)
+        except BodyTooLarge:
+            return error(413, f"body larger than {MAX_BODY} bytes")
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        try:
+            status, content_type, reply = await run_in_threadpool(runtime.accept_webhook, name, headers, body)
+        except WebhookRejected as rejected:
+            return error(rejected.status, rejected.message)
+        except Exception as failure:  # store or broker unreachable: the sender must retry
+            log.exception("webhook for %s not accepted", name)
+            return error(503, f"not accepted, retry later: {type(failure).__name__}: {failure}")
+        return Response(reply, status_code=status, media_type=content_type)
+
+    async def transaction(request: Request) -> Response:
+        key = request.path_params["correlation_id"]
+        records = await run_in_threadpool(runtime.store.audit_trail, key)
+        if not records:
+            records = await run_in_threadpool(runtime.store.audit_for_subject, key)
+        if not records:
+            return error(404, f"no transaction or entity {key!r}")
+        return JSONResponse({"id": key, "steps": msgspec.to_builtins(records)})
+
+    async def dead_letters(request: Request) -> Response:
+        query = request.query_params
+        state = query.get("state", "open")
+        if state not in ("open", "replayed", "discarded", "all"):
+            return error(400, "state must be open, replayed, discarded or all")
+        letters = await run_in_threadpool(
+            lambda: runtime.store.dlq_list(state=None if state == "all" else state,  # type: ignore[arg-type]
+                                           category=query.get("category"), target=query.get("target"),
+                                           limit=_limit(query.get("limit"))))
+        return JSONResponse({"dead_letters": msgspec.to_builtins(letters)})
+
+    async def dead_letter(request: Request) -> Response:
+        letter = await run_in_threadpool(runtime.store.dlq_get, request.path_params["letter_id"])
+        if letter is None:
+            return error(404, "no such dead letter")
+        return JSONResponse(msgspec.to_builtins(letter))
+
+    async def replay(request: Request) -> Response:
+        refresh = request.query_params.get("refresh") in ("1", "true", "yes")
+        try:
+            letter = await run_in_threadpool(runtime.replay_dead_letter, request.path_params["letter_id"],
+                                             refresh=refresh)
+        except KeyError as missing:
+            return error(404, str(missing.args[0]))
+        except ValueError as conflict:
+            return error(409, str(conflict))
+        return JSONResponse({"replayed": letter.id})
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await run_in_threadpool(runtime.store.ping)
+            client = getattr(runtime.broker, "client", None)
+            if client is not None:
+                await run_in_threadpool(client.ping)
+        except Exception as failure:
+            return error(503, f"not ready: {type(failure).__name__}: {failure}")
+        return JSONResponse({"status": "ready", "connectors": sorted(runtime.connectors)})
+
+    async def prometheus(request: Request) -> Response:
+        await run_in_threadpool(runtime.refresh_gauges)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        return error(status, str(detail))
+
+    routes = [
+        Route("/webhooks/{connector}", webhook, methods=["POST"]),
+        Route("/v1/transactions/{correlation_id:path}", protected(transaction), methods=["GET"]),
+        Route("/v1/dead-letters", protected(dead_letters), methods=["GET"]),
+        Route("/v1/dead-letters/{letter_id}", protected(dead_letter), methods=["GET"]),
+        Route("/v1/dead-letters/{letter_id}/replay", protected(replay), methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: http_error})
+
+
+def _limit(raw: str | None) -> int:
+    try:
+        return max(1, min(1000, int(raw))) if raw else 100
+    except ValueError:
+        return 100

@@ -1,0 +1,40 @@
+"""Governance: the hub's retry and dead-letter policy, in place of Dramatiq's Retries and AgeLimit.
+
+After a failed attempt the runtime either re-enqueues the message with a backoff, or writes a dead
+letter. Dramatiq swallows exceptions raised in ``after_*`` hooks and then *acks* the message
+(reference dramatiq-pluggy.md §1.6, Dramatiq PR #545): a retry that cannot be re-enqueued would
+be lost. Here, when neither a retry nor a dead letter can be written, the message is failed, so
+the broker nacks it into its own dead-letter queue (or, if even that fails, leaves it unacked to
+be redelivered) instead of acking it.
+"""
+
+import logging
+from collections.abc import Callable
+
+import dramatiq
+from dramatiq.broker import MessageProxy
+from dramatiq.middleware import Middleware
+
+log = logging.getLogger(__name__)
+
+FailureHandler = Callable[[dramatiq.Broker, MessageProxy, BaseException], None]
+
+
+class Governance(Middleware):
+    def __init__(self) -> None:
+        self.handler: FailureHandler | None = None
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: MessageProxy, *, result: object = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        if exception is None:
+            return
+        try:
+            if self.handler is None:
+                raise RuntimeError("no failure handler is installed")
+            self.handler(broker, message, exception)
+        except Exception:
+            log.critical("could not retry or dead-letter message %s; failing it to the broker",
+                         message.message_id, exc_info=True)
+            message.fail()

@@ -1,0 +1,291 @@
+"""The two steps every event goes through: ingest (source side) and deliver (target side).
+
+``ingest``: inbound event -> connector.to_canonical -> invariants -> source ownership check ->
+golden record -> event log -> routes. Returns the (target, envelope) pairs to deliver.
+
+``deliver``: circuit check -> stale check -> target ownership -> plan (delivering missing
+dependencies first) -> for each operation: skip if already acknowledged, probe if an earlier
+attempt was ambiguous, else execute with a deterministic idempotency key -> cross-reference ->
+audit. Failures leave as classified :class:`ConnectorError`; the :mod:`middleware` decides.
+"""
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+from crossledger.canonical.entities import ENTITY_TYPES
+from crossledger.canonical.events import Envelope, decode_envelope, encode_envelope, new_envelope
+from crossledger.canonical.invariants import violations
+from crossledger.core import metrics
+from crossledger.core.policy import OwnershipPolicy, PolicyViolation
+from crossledger.core.refs import StoreRefs
+from crossledger.core.router import Router
+from crossledger.core.stores.base import AuditRecord, Golden, LoggedEvent, Store
+from crossledger.plugins.connector import Connector
+from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
+from crossledger.plugins.manager import CrossledgerPluginManager
+from crossledger.plugins.types import Context, InboundEvent, Operation, Outcome
+
+log = logging.getLogger(__name__)
+
+# The event that (re)creates an entity in a target when another event depends on it.
+DEPENDENCY_EVENTS = {"customer": "customer.upserted", "invoice": "invoice.issued"}
+MAX_DEPENDENCY_DEPTH = 3
+
+DeliveryResult = Literal["delivered", "parked", "stale", "nothing to do"]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A connector with the context it runs in."""
+
+    connector: Connector
+    ctx: Context
+
+
+def version_of(envelope: Envelope) -> int:
+    """Order of updates to one entity: when the source says it happened, in microseconds."""
+    return int(envelope.occurred_at.timestamp() * 1_000_000)
+
+
+def idempotency_key(target: str, envelope: Envelope, op: Operation) -> str:
+    """Stable for one effect: the same source event, target and operation give the same key,
+    however many times the event is received, retried or replayed."""
+    raw = f"{target}|{envelope.source}|{envelope.source_event_id}|{envelope.type}|{op.name}|{op.canonical_id}"
+    return "cl-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+class DataError(ConnectorError):
+    def __init__(self, message: str) -> None:
+        super().__init__(Category.DATA, message)
+
+
+class PolicyError(ConnectorError):
+    def __init__(self, message: str) -> None:
+        super().__init__(Category.POLICY, message)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        plugins: CrossledgerPluginManager,
+        connectors: dict[str, Bound],
+        policy: OwnershipPolicy,
+        router: Router,
+        circuit_threshold: int,
+        on_circuit_open: Callable[[str], None],
+    ) -> None:
+        self.store = store
+        self.plugins = plugins
+        self.connectors = connectors
+        self.policy = policy
+        self.router = router
+        self.refs = StoreRefs(store)
+        self.circuit_threshold = circuit_threshold
+        self.on_circuit_open = on_circuit_open
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def bound(self, name: str) -> Bound:
+        try:
+            return self.connectors[name]
+        except KeyError:
+            raise DataError(f"connector {name!r} is not configured") from None
+
+    def audit(self, envelope: Envelope | None, step: str, status: str, *, correlation_id: str | None = None,
+              system: str | None = None, detail: str | None = None) -> None:
+        self.store.audit(AuditRecord(
+            at=time.time(),
+            correlation_id=correlation_id or (envelope.correlation_id if envelope else "-"),
+            step=step,
+            status=status,
+            system=system,
+            event_id=envelope.id if envelope else None,
+            subject=envelope.subject if envelope else None,
+            detail=detail,
+        ))
+
+    def _classified(self, bound: Bound, error: Exception) -> ConnectorError:
+        if isinstance(error, ConnectorError):
+            return error
+        return bound.connector.classify(error)
+
+    # -- ingest -------------------------------------------------------------------------------------
+    def ingest(self, source: str, raw_event: dict[str, Any], correlation_id: str,
+               received_at: float) -> list[tuple[str, dict[str, Any]]]:
+        bound = self.bound(source)
+        event = msgspec.convert(raw_event, InboundEvent)
+        try:
+            changes = bound.connector.to_canonical(bound.ctx, event, self.refs)
+        except Exception as error:
+            raise self._classified(bound, error) from error
+        deliveries: list[tuple[str, dict[str, Any]]] = []
+        for index, change in enumerate(changes):
+            envelope = new_envelope(
+                id=uuid.uuid5(uuid.NAMESPACE_URL, f"{source}/{event.source_event_id}/{index}").hex,
+                type=change.type,
+                source=source,
+                source_event_id=event.source_event_id,
+                data=change.entity,
+                occurred_at=event.occurred_at,
+                correlation_id=correlation_id,
+                received_at=datetime.fromtimestamp(received_at, UTC),
+            )
+            deliveries += [(target, encode_envelope(envelope)) for target in self._accept(envelope)]
+        if not changes:
+            self.audit(None, "ingest", "ignored", correlation_id=correlation_id, system=source,
+                       detail=f"{event.type} carries nothing the hub syncs")
+        return deliveries
+
+    def _accept(self, envelope: Envelope) -> list[str]:
+        """Validate, apply the source's ownership, update the golden record; return the targets."""
+        problems = violations(envelope.data)
+        if problems:
+            raise DataError("; ".join(problems))
+        kind = envelope.data.kind()
+        golden = self.store.golden_get(envelope.subject)
+        previous = msgspec.convert(golden.data, ENTITY_TYPES[kind]) if golden else None
+        try:
+            decision = self.policy.check_source(envelope, previous)
+        except PolicyViolation as violation:
+            raise PolicyError(str(violation)) from None
+        envelope = decision.envelope
+        for stripped in decision.stripped:
+            self.audit(envelope, "ownership", "stripped", system=envelope.source, detail=stripped)
+        version = version_of(envelope)
+        fresh = self.store.golden_put(Golden(
+            canonical_id=envelope.subject, entity_type=kind, version=version,
+            data=msgspec.to_builtins(envelope.data),
+        ))
+        if not fresh:
+            self.audit(envelope, "ingest", "stale", system=envelope.source,
+                       detail="a newer version of this record was already received")
+            return []
+        self.store.log_event(LoggedEvent(
+            id=envelope.id, type=envelope.type, source=envelope.source, subject=envelope.subject,
+            correlation_id=envelope.correlation_id, occurred_at=envelope.occurred_at.timestamp(),
+            envelope=encode_envelope(envelope),
+        ))
+        targets = self.router.targets(envelope.type, envelope.source)
+        self.audit(envelope, "ingest", "routed", system=envelope.source,
+                   detail=f"{envelope.type} -> {', '.join(targets) or 'no target'}")
+        return targets
+
+    # -- deliver ------------------------------------------------------------------------------------
+    def deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool = False) -> DeliveryResult:
+        envelope = decode_envelope(raw_envelope)
+        bound = self.bound(target)
+        circuit = self.store.circuit_get(target)
+        if circuit.status == "open" and not bypass_circuit:
+            self.park(target, raw_envelope, envelope, "circuit open")
+            return "parked"
+        applied = self.store.applied_version(target, envelope.subject)
+        version = version_of(envelope)
+        if applied is not None and version < applied:
+            self.audit(envelope, "deliver", "stale", system=target, detail="a newer version was already delivered")
+            return "stale"
+        try:
+            outcomes = self._apply(bound, target, envelope, depth=0)
+        except Exception as error:
+            failure = self._classified(bound, error)
+            if failure.category is Category.TARGET_DOWN and not bypass_circuit:
+                now = time.time()
+                circuit = self.store.circuit_failure(target, self.circuit_threshold, now)
+                if circuit.status == "open":
+                    if circuit.failures == self.circuit_threshold:
+                        self.on_circuit_open(target)
+                    self.park(target, raw_envelope, envelope, str(failure))
+                    return "parked"
+            raise failure from error
+        if circuit.failures and not bypass_circuit:
+            self.store.circuit_close(target)
+        self.store.set_applied_version(target, envelope.subject, version)
+        metrics.delivery_latency.labels(target).observe(max(0.0, time.time() - envelope.received_at.timestamp()))
+        for outcome in outcomes:
+            self.plugins.notify("crossledger_event_delivered", event=envelope, target=target, outcome=outcome)
+        metrics.events_delivered.labels(target, envelope.type).inc()
+        return "delivered" if outcomes else "nothing to do"
+
+    def park(self, target: str, raw_envelope: dict[str, Any], envelope: Envelope, why: str) -> None:
+        self.store.park(target, {"target": target, "envelope": raw_envelope})
+        metrics.parked.labels(target).inc()
+        self.audit(envelope, "deliver", "parked", system=target, detail=why)
+
+    def _apply(self, bound: Bound, target: str, envelope: Envelope, depth: int) -> list[Outcome]:
+        """Plan and execute ``envelope`` in ``target``, delivering missing dependencies first."""
+        for_target = self.policy.for_target(envelope, target)
+        while True:
+            try:
+                operations = bound.connector.plan(bound.ctx, for_target, self.refs)
+                break
+            except MissingDependency as missing:
+                if depth >= MAX_DEPENDENCY_DEPTH:
+                    raise DataError(f"dependencies nest too deep: {missing}") from None
+                self._deliver_dependency(bound, target, envelope, missing, depth)
+        outcomes = [self._perform(bound, target, envelope, op) for op in operations]
+        if not operations:
+            self.audit(envelope, "deliver", "nothing to do", system=target)
+        return outcomes
+
+    def _deliver_dependency(self, bound: Bound, target: str, envelope: Envelope, missing: MissingDependency,
+                            depth: int) -> None:
+        golden = self.store.golden_get(missing.canonical_id)
+        if golden is None:
+            raise ConnectorError(Category.TRANSIENT,
+                                 f"{missing}, and the hub has not received {missing.canonical_id} yet")
+        entity = msgspec.convert(golden.data, ENTITY_TYPES[golden.entity_type])
+        dependency = new_envelope(
+            id=uuid.uuid5(uuid.NAMESPACE_URL, f"golden/{golden.canonical_id}/{golden.version}").hex,
+            type=DEPENDENCY_EVENTS.get(golden.entity_type, f"{golden.entity_type}.upserted"),
+            source="hub",
+            source_event_id=f"golden:{golden.canonical_id}@{golden.version}",
+            data=entity,
+            occurred_at=envelope.occurred_at,
+            correlation_id=envelope.correlation_id,
+            causation_id=envelope.id,
+        )
+        self.audit(dependency, "deliver", "dependency", system=target,
+                   detail=f"{target} lacks {missing.entity_type} {missing.canonical_id}; delivering it first")
+        self._apply(bound, target, dependency, depth + 1)
+
+    def _perform(self, bound: Bound, target: str, envelope: Envelope, op: Operation) -> Outcome:
+        """Execute one operation exactly once in effect."""
+        key = idempotency_key(target, envelope, op)
+        state = self.store.delivery_get(key)
+        outcome: Outcome | None = None
+        if state is not None and state.status == "acknowledged" and state.external_id:
+            outcome = Outcome(external_id=state.external_id)
+            self.audit(envelope, op.name, "already done", system=target, detail=f"{target} id {state.external_id}")
+        elif state is not None:
+            outcome = self._probe(bound, op, key)
+            self.audit(envelope, op.name, "probed", system=target,
+                       detail=f"earlier attempt was {state.status}; "
+                              + (f"found {outcome.external_id}" if outcome else "not applied, sending again"))
+        if outcome is None:
+            self.store.delivery_set(key, "sent")
+            try:
+                outcome = bound.connector.execute(bound.ctx, op, key)
+            except Exception as error:
+                failure = self._classified(bound, error)
+                if failure.category is Category.AMBIGUOUS:
+                    self.store.delivery_set(key, "ambiguous")
+                self.audit(envelope, op.name, "failed", system=target, detail=str(failure))
+                raise failure from error
+            self.audit(envelope, op.name, "delivered", system=target,
+                       detail=f"{target} id {outcome.external_id}" + (" (created)" if outcome.created else ""))
+        self.store.delivery_set(key, "acknowledged", outcome.external_id)
+        self.store.xref_put(op.canonical_id, op.entity_type, target, outcome.external_id)
+        return outcome
+
+    def _probe(self, bound: Bound, op: Operation, key: str) -> Outcome | None:
+        try:
+            return bound.connector.probe(bound.ctx, op, key)
+        except Exception as error:
+            raise self._classified(bound, error) from error

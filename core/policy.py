@@ -1,0 +1,114 @@
+"""System-of-record rules: which system owns each field group of each entity.
+
+Ownership is data. Plugins contribute default :class:`OwnershipRule` records, configuration
+``[ownership]`` overrides them per ``"<entity>.<field group>"``. Owners are system *kinds* in
+order of precedence; the first kind with a configured connector is the owner. So "CRM owns the
+customer profile" holds once a CRM is connected, and billing stands in while none is.
+
+Two checks:
+
+- **source**: a change from a system that does not own a field group is stripped (the fields keep
+  the golden record's values, and the audit says so) or rejected (a policy error), per rule. A
+  non-owner may *seed* a record the hub has never seen: there is nothing yet to protect.
+- **target**: before a write, fields the target itself owns are reset to their defaults, so the
+  connector leaves them out and never overwrites the system of record.
+"""
+
+from dataclasses import dataclass
+
+import msgspec
+from crossledger.canonical.entities import ENTITY_TYPES
+from crossledger.canonical.events import Envelope
+from crossledger.plugins.types import OwnershipRule
+
+
+class PolicyViolation(Exception):
+    """A change rejected by a ``reject`` rule."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    envelope: Envelope
+    stripped: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EffectiveRule:
+    entity: str
+    field_group: str
+    owners: tuple[str, ...]
+    on_violation: str
+    owner: str | None
+
+
+class OwnershipPolicy:
+    def __init__(self, rules: list[OwnershipRule], systems: dict[str, str]) -> None:
+        """``rules`` in increasing precedence (later wins); ``systems`` maps connector name -> kind."""
+        self._rules: dict[tuple[str, str], OwnershipRule] = {}
+        for rule in rules:
+            self._rules[(rule.entity, rule.field_group)] = rule
+        self._systems = systems
+
+    def _owner(self, rule: OwnershipRule) -> str | None:
+        for kind in rule.owners:
+            for name, system_kind in self._systems.items():
+                if system_kind == kind or name == kind:
+                    return name
+        return None
+
+    def effective(self) -> list[EffectiveRule]:
+        """The whole policy as it applies to the configured systems (for ``crossledger policy``)."""
+        return [
+            EffectiveRule(rule.entity, rule.field_group, rule.owners, rule.on_violation, self._owner(rule))
+            for rule in sorted(self._rules.values(), key=lambda r: (r.entity, r.field_group))
+        ]
+
+    def owned_fields(self, entity: str, system: str) -> set[str]:
+        groups = ENTITY_TYPES[entity].field_groups
+        return {
+            field
+            for (rule_entity, group), rule in self._rules.items()
+            if rule_entity == entity and self._owner(rule) == system
+            for field in groups.get(group, ())
+        }
+
+    def check_source(self, envelope: Envelope, golden: msgspec.Struct | None) -> Decision:
+        """Apply the source check; raises :class:`PolicyViolation` for a rejected change."""
+        entity = envelope.data
+        kind = entity.kind()
+        if golden is None:
+            return Decision(envelope, ())
+        replacements: dict[str, object] = {}
+        stripped: list[str] = []
+        for group, fields in type(entity).field_groups.items():
+            rule = self._rules.get((kind, group))
+            owner = self._owner(rule) if rule else None
+            if rule is None or owner is None or owner == envelope.source:
+                continue
+            changed = [f for f in fields if getattr(entity, f) != getattr(golden, f)]
+            if not changed:
+                continue
+            if rule.on_violation == "reject":
+                raise PolicyViolation(
+                    f"{envelope.source} may not change {kind} {group} ({', '.join(changed)}): "
+                    f"{owner} is the system of record"
+                )
+            replacements.update({f: getattr(golden, f) for f in changed})
+            stripped.append(f"{group} ({', '.join(changed)}) owned by {owner}")
+        if not replacements:
+            return Decision(envelope, ())
+        data = msgspec.structs.replace(entity, **replacements)
+        return Decision(msgspec.structs.replace(envelope, data=data), tuple(stripped))
+
+    def for_target(self, envelope: Envelope, target: str) -> Envelope:
+        """The envelope with the fields ``target`` owns reset to their defaults."""
+        entity = envelope.data
+        owned = self.owned_fields(entity.kind(), target)
+        defaults = {
+            field.name: field.default if field.default is not msgspec.NODEFAULT else field.default_factory()
+            for field in msgspec.structs.fields(entity)
+            if field.name in owned and field.required is False
+        }
+        if not defaults:
+            return envelope
+        return msgspec.structs.replace(envelope, data=msgspec.structs.replace(entity, **defaults))

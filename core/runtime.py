@@ -1,0 +1,293 @@
+"""The runtime: one object that wires settings, plugins, store, broker and pipeline together.
+
+Every process builds one: the web process to accept webhooks and enqueue, worker processes to run
+the actors (:mod:`crossledger.actors` declares them on :attr:`Runtime.broker`), the embedded mode
+both. Messages are sent by actor name, so the runtime does not import the actors.
+"""
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import dramatiq
+import httpx
+import msgspec
+from crossledger.core import metrics
+from crossledger.core.broker import DELIVER_QUEUE, INGEST_QUEUE, build_broker
+from crossledger.core.middleware import Governance
+from crossledger.core.pipeline import Bound, Pipeline
+from crossledger.core.policy import OwnershipPolicy
+from crossledger.core.router import Router
+from crossledger.core.settings import ConfigError, Settings, connector_settings
+from crossledger.core.stores import open_store
+from crossledger.core.stores.base import AuditRecord, DeadLetter, Store
+from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SignatureError
+from crossledger.plugins.manager import CrossledgerPluginManager, load_plugins
+from crossledger.plugins.types import Capability, Context, Headers, OwnershipRule
+from dramatiq.broker import MessageProxy
+
+log = logging.getLogger(__name__)
+
+INGEST = "ingest"
+DELIVER = "deliver"
+PROBE = "probe_target"
+DRAIN = "drain_target"
+QUEUES = {INGEST: INGEST_QUEUE, DELIVER: DELIVER_QUEUE, PROBE: DELIVER_QUEUE, DRAIN: DELIVER_QUEUE}
+DRAIN_BATCH = 200
+
+
+@dataclass(frozen=True)
+class MessageContext:
+    """What a message's arguments say about the event it carries (for audit and dead letters).
+
+    ``ingest(source, event, correlation_id, received_at)``; ``deliver(target, envelope)``.
+    """
+
+    system: str | None
+    target: str | None
+    correlation_id: str | None
+    subject: str | None
+    event_id: str | None
+
+    @classmethod
+    def of(cls, message: MessageProxy) -> "MessageContext":
+        args = list(message.args)
+        system = str(args[0]) if args else None
+        if message.actor_name == DELIVER and len(args) > 1 and isinstance(args[1], dict):
+            envelope = args[1]
+            return cls(system, system, envelope.get("correlation_id"), envelope.get("subject"), envelope.get("id"))
+        correlation_id = str(args[2]) if message.actor_name == INGEST and len(args) > 2 else None
+        return cls(system, None, correlation_id, None, None)
+
+
+class WebhookRejected(Exception):
+    """A webhook the hub refuses; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, plugins: CrossledgerPluginManager | None = None,
+                 store: Store | None = None) -> None:
+        self.settings = settings
+        hub = settings.hub
+        self.plugins = plugins or load_plugins()
+        self.store = store or _open(hub.store, hub.namespace)
+        self.connectors = self._bind_connectors()
+        kinds = {name: str(bound.connector.kind) for name, bound in self.connectors.items()}
+        rules = self.plugins.ownership_rules() + [
+            OwnershipRule(*key.split(".", 1), tuple(entry.owners), entry.on_violation)  # type: ignore[call-arg]
+            for key, entry in settings.ownership.items()
+        ]
+        self.policy = OwnershipPolicy(rules, kinds)
+        deliverable = {n for n, b in self.connectors.items() if Capability.DELIVER in b.connector.capabilities}
+        self.router = Router(self.plugins.routes(), settings.routes, deliverable)
+        self.pipeline = Pipeline(
+            store=self.store, plugins=self.plugins, connectors=self.connectors, policy=self.policy,
+            router=self.router, circuit_threshold=hub.circuit_threshold, on_circuit_open=self.schedule_probe,
+        )
+        governance = Governance()
+        governance.handler = self.handle_failure
+        try:
+            self.broker = build_broker(
+                hub.broker, namespace=hub.namespace, governance=governance,
+                time_limit_ms=hub.time_limit_s * 1000, heartbeat_timeout_ms=hub.redis_heartbeat_timeout_ms,
+                maintenance_chance=hub.redis_maintenance_chance,
+            )
+        except ValueError as error:
+            raise ConfigError(f"[hub] broker: {error}") from None
+
+    def _bind_connectors(self) -> dict[str, Bound]:
+        available = self.plugins.connectors
+        bound: dict[str, Bound] = {}
+        for name, raw in self.settings.connectors.items():
+            if name not in available:
+                known = ", ".join(sorted(available)) or "none"
+                raise ConfigError(f"[connectors.{name}]: no such connector is installed (installed: {known})")
+            connector = available[name]
+            settings = connector_settings(connector.settings_model, name, raw)
+            timeout = float(getattr(settings, "timeout_s", 10.0))
+            http = httpx.Client(timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+                                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
+            bound[name] = Bound(connector, Context(settings=settings, http=http, clock=time.time))
+        return bound
+
+    # -- sending ------------------------------------------------------------------------------------
+    def send(self, actor: str, *args: Any, delay_ms: int | None = None) -> None:
+        """Enqueue a message for ``actor`` (declared by crossledger.actors) by name."""
+        message = dramatiq.Message(queue_name=QUEUES[actor], actor_name=actor, args=args, kwargs={}, options={})
+        self.broker.enqueue(message, delay=delay_ms)
+
+    def schedule_probe(self, target: str) -> None:
+        delay = int(self.settings.hub.circuit_cooldown_s * 1000)
+        log.warning("circuit for %s is open: parking its deliveries, probing in %d ms", target, delay)
+        self.send(PROBE, target, delay_ms=delay)
+
+    # -- webhooks -----------------------------------------------------------------------------------
+    def accept_webhook(self, name: str, headers: Headers, body: bytes) -> tuple[int, str, bytes]:
+        """Verify, parse, dedupe and durably enqueue; the answer is the connector's own reply.
+
+        Raises :class:`WebhookRejected` (404, 401, 400) or lets broker and store errors through
+        (the HTTP layer answers 503 so the sender retries).
+        """
+        bound = self.connectors.get(name)
+        if bound is None or Capability.WEBHOOKS not in bound.connector.capabilities:
+            raise WebhookRejected(404, f"no connector {name!r} receives webhooks here")
+        try:
+            bound.connector.verify_webhook(bound.ctx, headers, body)
+        except SignatureError as error:
+            raise WebhookRejected(401, f"signature rejected: {error}") from None
+        try:
+            events = bound.connector.parse_webhook(bound.ctx, headers, body)
+        except PayloadError as error:
+            raise WebhookRejected(400, f"malformed body: {error}") from None
+        for event in events:
+            payload = msgspec.to_builtins(event)
+            correlation_id, received_at = uuid.uuid4().hex, time.time()
+            status = self.store.inbox_add(name, event.source_event_id, payload, correlation_id, received_at)
+            if status == "duplicate":
+                metrics.events_duplicate.labels(name).inc()
+                continue
+            if status == "pending":  # received before, but the enqueue never completed
+                entry = self.store.inbox_get(name, event.source_event_id)
+                if entry is not None:
+                    correlation_id, received_at = entry.correlation_id, entry.received_at
+            self.send(INGEST, name, payload, correlation_id, received_at)
+            self.store.inbox_mark_enqueued(name, event.source_event_id)
+            self.store.audit(AuditRecord(at=time.time(), correlation_id=correlation_id, step="webhook",
+                                         status="received", system=name,
+                                         detail=f"{event.type} {event.source_event_id}"))
+            metrics.events_received.labels(name).inc()
+        return bound.connector.webhook_reply(events)
+
+    # -- failures -----------------------------------------------------------------------------------
+    def handle_failure(self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException) -> None:
+        """Retry with backoff, or dead-letter. Raising here makes Governance fail the message."""
+        error = exception if isinstance(exception, ConnectorError) else ConnectorError(
+            Category.TRANSIENT, f"{type(exception).__name__}: {exception}")
+        hub = self.settings.hub
+        retries = int(message.options.get("retries", 0))
+        budget_free = error.category in (Category.RATE_LIMITED, Category.TARGET_DOWN)
+        age_ms = time.time() * 1000 - message.message_timestamp
+        if error.category.retryable and age_ms < hub.max_age_s * 1000 and (budget_free or retries < hub.max_retries):
+            delay = self.backoff_ms(retries, error.retry_after)
+            options = {**message.options, "retries": retries + (0 if budget_free else 1),
+                       "attempts": int(message.options.get("attempts", 1)) + 1, "last_error": str(error)[:1000]}
+            broker.enqueue(message.copy(options=options), delay=delay)
+            metrics.retried.labels(str(error.category)).inc()
+            self._audit_message(message, "retry", f"{error} (again in {delay} ms)")
+            return
+        if error.category.retryable:
+            reason = f"gave up after {int(message.options.get('attempts', 1))} attempts: {error.message}"
+        else:
+            reason = error.message
+        self.dead_letter(message, str(error.category), reason)
+
+    def backoff_ms(self, retries: int, retry_after: float | None) -> int:
+        """Exponential backoff with full jitter in [50%, 100%], or the target's Retry-After."""
+        hub = self.settings.hub
+        if retry_after is not None:
+            return int(retry_after * 1000 + random.uniform(0, 250))
+        ceiling = min(hub.max_backoff_ms, hub.min_backoff_ms * 2 ** min(retries, 30))
+        return int(ceiling * random.uniform(0.5, 1.0))
+
+    def dead_letter(self, message: MessageProxy, category: str, reason: str) -> None:
+        context = MessageContext.of(message)
+        letter = DeadLetter(
+            id=uuid.uuid4().hex[:16], created_at=time.time(), actor=message.actor_name, target=context.target,
+            category=category, reason=reason, event_id=context.event_id, correlation_id=context.correlation_id,
+            message={"queue_name": message.queue_name, "actor_name": message.actor_name, "args": list(message.args),
+                     "kwargs": dict(message.kwargs)},
+            attempts=int(message.options.get("attempts", 1)),
+        )
+        self.store.dlq_add(letter)
+        metrics.dead_lettered.labels(category).inc()
+        self._audit_message(message, "dead-lettered", f"{category}: {reason} (dead letter {letter.id})")
+        self.plugins.notify("crossledger_event_dead_lettered", event_id=letter.event_id or "",
+                            target=context.target, category=category, reason=reason)
+
+    def _audit_message(self, message: MessageProxy, status: str, detail: str) -> None:
+        context = MessageContext.of(message)
+        self.store.audit(AuditRecord(at=time.time(), correlation_id=context.correlation_id or "-",
+                                     step=message.actor_name, status=status, system=context.system,
+                                     event_id=context.event_id, subject=context.subject, detail=detail))
+
+    # -- circuit recovery ---------------------------------------------------------------------------
+    def probe_target(self, target: str) -> None:
+        """Half-open: try one parked delivery. Success closes the circuit and drains the rest."""
+        parked = self.store.unpark(target, 1)
+        if parked:
+            message = parked[0]
+            try:
+                self.pipeline.deliver(target, message["envelope"], bypass_circuit=True)
+            except ConnectorError as error:
+                if error.category is Category.TARGET_DOWN:
+                    self.store.park(target, message)
+                    self.store.circuit_reopen(target, time.time())
+                    self.schedule_probe(target)
+                    return
+                self.send(DELIVER, target, message["envelope"])  # the target answers: normal failure path
+        log.warning("circuit for %s closed: draining parked deliveries", target)
+        self.store.circuit_close(target)
+        self.drain_target(target)
+
+    def drain_target(self, target: str) -> None:
+        """Re-enqueue everything parked for ``target``; once more a little later for stragglers that
+        parked while the circuit was closing."""
+        drained = 0
+        while batch := self.store.unpark(target, DRAIN_BATCH):
+            for message in batch:
+                self.send(DELIVER, target, message["envelope"])
+            drained += len(batch)
+        if drained:
+            self.send(DRAIN, target, delay_ms=int(self.settings.hub.circuit_cooldown_s * 1000))
+
+    # -- replay -------------------------------------------------------------------------------------
+    def replay_dead_letter(self, letter_id: str, *, refresh: bool = False) -> DeadLetter:
+        """Re-enqueue one open dead letter, once, with a fresh retry budget."""
+        letter = self.store.dlq_get(letter_id)
+        if letter is None:
+            raise KeyError(f"no dead letter {letter_id!r}")
+        if not self.store.dlq_set_state(letter_id, "replayed"):
+            raise ValueError(f"dead letter {letter_id} is {letter.state}, not open")
+        args = list(letter.message["args"])
+        if refresh and letter.actor == INGEST:
+            args = [args[0], self.refreshed(args[0], args[1]), *args[2:]]
+        self.send(letter.actor, *args)
+        detail = f"dead letter {letter.id}" + (" (refreshed from source)" if refresh else "")
+        self.store.audit(AuditRecord(at=time.time(), correlation_id=letter.correlation_id or "-", step="replay",
+                                     status="replayed", system=letter.target, event_id=letter.event_id, detail=detail))
+        return letter
+
+    def refreshed(self, source: str, raw_event: dict[str, Any]) -> dict[str, Any]:
+        """The inbound event with its object re-read from the source system (fixed at the source)."""
+        from crossledger.plugins.types import InboundEvent
+
+        bound = self.pipeline.bound(source)
+        event = msgspec.convert(raw_event, InboundEvent)
+        return msgspec.to_builtins(bound.connector.refetch(bound.ctx, event))  # type: ignore[no-any-return]
+
+    def refresh_gauges(self) -> None:
+        metrics.dead_letters_open.set(self.store.dlq_count("open"))
+        for target in self.connectors:
+            metrics.parked_now.labels(target).set(self.store.parked_count(target))
+
+    def close(self) -> None:
+        for bound in self.connectors.values():
+            bound.ctx.http.close()
+        self.broker.close()
+        self.store.close()
+
+
+def _open(url: str, namespace: str) -> Store:
+    try:
+        return open_store(url) if not url.startswith("redis") or "namespace=" in url else open_store(
+            f"{url}{'&' if '?' in url else '?'}namespace={namespace}")
+    except ValueError as error:
+        raise ConfigError(f"[hub] store: {error}") from None

@@ -1,0 +1,127 @@
+"""Configuration: a TOML file plus environment overrides, validated with pydantic.
+
+File sections: ``[hub]``, ``[connectors.<name>]``, ``[routes]`` and ``[ownership]``. Any string
+value may reference an environment variable as ``${NAME}``. ``CROSSLEDGER_CONFIG`` names the
+file when ``--config`` is not given; ``CROSSLEDGER_BROKER`` and ``CROSSLEDGER_STORE`` override
+``[hub] broker`` and ``store``. A connector is enabled by having a ``[connectors.<name>]`` section;
+its keys are validated by that connector's own settings model.
+
+Errors are :class:`ConfigError` with one readable line; secrets are never echoed.
+"""
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+ENV_CONFIG = "CROSSLEDGER_CONFIG"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message is one line for the operator."""
+
+
+class HubSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    broker: str = "memory"
+    store: str = "sqlite:///crossledger.db"
+    namespace: str = "crossledger"
+    api_token: SecretStr | None = None
+    max_retries: int = Field(8, ge=0)
+    min_backoff_ms: int = Field(500, ge=1)
+    max_backoff_ms: int = Field(300_000, ge=1)
+    max_age_s: int = Field(7 * 86400, ge=1)
+    time_limit_s: int = Field(120, ge=1)
+    circuit_threshold: int = Field(3, ge=1)
+    circuit_cooldown_s: float = Field(2.0, gt=0)
+    redis_heartbeat_timeout_ms: int = Field(60_000, ge=1000)
+    # Per million Redis commands: how often a worker sweeps dead workers' unacked messages back.
+    redis_maintenance_chance: int = Field(1000, ge=1, le=1_000_000)
+    worker_threads: int = Field(8, ge=1)
+    sentry_dsn: SecretStr | None = None
+
+
+class OwnershipEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    owners: list[str]
+    on_violation: str = Field("strip", pattern="^(strip|reject)$")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    hub: HubSettings = HubSettings()
+    connectors: dict[str, dict[str, Any]] = {}
+    routes: dict[str, list[str]] = {}
+    ownership: dict[str, OwnershipEntry] = {}
+
+
+def _expand(value: Any, where: str, environ: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"{where} references ${{{name}}}, which is not set in the environment")
+            return environ[name]
+
+        return _ENV_REF.sub(substitute, value)
+    if isinstance(value, dict):
+        return {key: _expand(item, f"{where}.{key}", environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item, where, environ) for item in value]
+    return value
+
+
+def _normalize_ownership(raw: dict[str, Any]) -> dict[str, Any]:
+    """Accept the short form ``"customer.profile" = ["crm"]`` as well as the table form."""
+    return {key: {"owners": value} if isinstance(value, list) else value for key, value in raw.items()}
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{location}: {first['msg']}{more}"
+
+
+def load_settings(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Settings:
+    """Read, expand, override and validate the configuration."""
+    environ = dict(os.environ) if environ is None else environ
+    path = path or environ.get(ENV_CONFIG)
+    raw: dict[str, Any] = {}
+    if path:
+        file = Path(path)
+        try:
+            raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {file} does not exist") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"config file {file} cannot be read: {error}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {file} is not valid TOML: {error}") from None
+        raw = _expand(raw, "config", environ)
+    hub = dict(raw.get("hub", {}))
+    for key, variable in (("broker", "CROSSLEDGER_BROKER"), ("store", "CROSSLEDGER_STORE")):
+        if environ.get(variable):
+            hub[key] = environ[variable]
+    raw["hub"] = hub
+    if isinstance(raw.get("ownership"), dict):
+        raw["ownership"] = _normalize_ownership(raw["ownership"])
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"invalid configuration: {_describe(error)}") from None
+
+
+def connector_settings(model: type[BaseModel], name: str, raw: dict[str, Any]) -> BaseModel:
+    """Validate one ``[connectors.<name>]`` section with the connector's model."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"invalid [connectors.{name}]: {_describe(error)}") from None

@@ -1,0 +1,370 @@
+"""The Redis store: shared by workers scaled out over many hosts.
+
+Every key starts with ``<namespace>:``, so several hubs (or test runs) can share one Redis database
+and :meth:`RedisStore.reset` deletes only its own keys. Records are msgspec JSON, written once;
+what changes about a record afterwards lives beside it, in an index Redis can update atomically:
+an inbox entry is not yet enqueued while it sits in ``inbox:pending``, a dead letter's state is its
+field in ``dlq:state``.
+
+Atomic methods are a single command (``LPOP`` with a count), a ``MULTI`` transaction, or a Lua
+script: Redis runs a script to its end before it serves any other client.
+
+The keys, after ``<namespace>:``::
+
+    inbox                       hash   ["source","source event id"] -> InboxEntry
+    inbox:pending               zset   entries never marked enqueued, by received_at
+    events                      hash   event id -> LoggedEvent
+    events:by-time              zset   event ids by occurred_at
+    golden / golden:version     hash   canonical id -> Golden / its version
+    xref:<canonical id>         hash   system -> link, the JSON ["entity type","system","external id"]
+    xref-find                   hash   link -> canonical id
+    applied                     hash   ["target","canonical id"] -> version
+    deliveries                  hash   key -> Delivery
+    dlq / dlq:state             hash   letter id -> DeadLetter / its current state
+    dlq:all / dlq:<state>       zset   letter ids by created_at: every letter / those in that state
+    audit:trail:<corr. id>      list   AuditRecord, in the order appended
+    audit:subject:<subject>     list   AuditRecord, in the order appended
+    circuit:<target>            hash   failures, opened_at (the circuit is open when opened_at is set)
+    parked:<target>             list   messages, oldest first
+    cursors                     hash   name -> value
+"""
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from operator import attrgetter
+from typing import Any, TypeVar, cast, get_args
+
+import msgspec
+import redis
+from crossledger.core.stores.base import (
+    AuditRecord,
+    Circuit,
+    DeadLetter,
+    DeadLetterState,
+    Delivery,
+    DeliveryStatus,
+    Golden,
+    InboxEntry,
+    InboxStatus,
+    LoggedEvent,
+)
+
+R = TypeVar("R", bound=msgspec.Struct)
+
+DEFAULT_NAMESPACE = "crossledger"
+
+_NAMESPACE = re.compile(r"[\w.-]+")  # no ':' (a prefix of another namespace) nor glob characters (SCAN MATCH)
+
+_INBOX_ADD = """
+-- KEYS: entries, pending. ARGV: field, entry, received_at
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+    redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+    return 'new'
+end
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 'pending' end
+return 'duplicate'
+"""
+
+_PUT_UNLESS_STALE = """
+-- KEYS: versions[, values]. ARGV: field, version[, value]
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if stored and tonumber(stored) > tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if KEYS[2] then redis.call('HSET', KEYS[2], ARGV[1], ARGV[3]) end
+return 1
+"""
+
+_XREF_PUT = """
+-- KEYS: the record's links, xref-find. ARGV: system, link, canonical id, key prefix of links.
+-- Touches the previous holder's links by a computed key: fine on one Redis, not on a cluster.
+local previous = redis.call('HGET', KEYS[1], ARGV[1])
+if previous then redis.call('HDEL', KEYS[2], previous) end
+local holder = redis.call('HGET', KEYS[2], ARGV[2])
+if holder then redis.call('HDEL', ARGV[4] .. holder, ARGV[1]) end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+"""
+
+_DLQ_SET_STATE = """
+-- KEYS: dlq:state, dlq:open, dlq:<new state>. ARGV: letter id, new state
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= 'open' then return 0 end
+local created_at = redis.call('ZSCORE', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[3], created_at, ARGV[1])
+return 1
+"""
+
+_CIRCUIT_FAILURE = """
+-- KEYS: circuit:<target>. ARGV: threshold, now
+if redis.call('HINCRBY', KEYS[1], 'failures', 1) >= tonumber(ARGV[1]) then
+    redis.call('HSETNX', KEYS[1], 'opened_at', ARGV[2])
+end
+return redis.call('HMGET', KEYS[1], 'failures', 'opened_at')
+"""
+
+
+class RedisStore:
+    """The :class:`~crossledger.core.stores.base.Store` in Redis, under ``namespace``.
+
+    One client, whose connection pool serves every thread; ``url`` is as for
+    :meth:`redis.Redis.from_url`.
+    """
+
+    def __init__(self, url: str, namespace: str = DEFAULT_NAMESPACE) -> None:
+        if not _NAMESPACE.fullmatch(namespace):
+            raise ValueError(f"Redis store namespace {namespace!r}: use letters, digits, '_', '.' and '-'")
+        self.namespace = namespace
+        self._redis = redis.Redis.from_url(url)
+        self._inbox_add = self._redis.register_script(_INBOX_ADD)
+        self._put_unless_stale = self._redis.register_script(_PUT_UNLESS_STALE)
+        self._xref_put = self._redis.register_script(_XREF_PUT)
+        self._dlq_set_state = self._redis.register_script(_DLQ_SET_STATE)
+        self._circuit_failure = self._redis.register_script(_CIRCUIT_FAILURE)
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.namespace, *parts))
+
+    def _scan(self, index: str, fetch: Callable[[list[bytes]], list[R]], *, limit: int,
+              wanted: dict[str, Any] | None = None, low: float | str = "-inf", high: float | str = "+inf",
+              newest_first: bool = False) -> list[R]:
+        """Walk the sorted set ``index`` between the scores ``low`` and ``high`` a page at a time,
+        ``fetch`` the records of each page and keep those whose fields equal every ``wanted`` value
+        that is not None, until ``limit`` are kept."""
+        kept: list[R] = []
+        page = max(limit, 100)  # filters may reject most of a page
+        offset = 0
+        while len(kept) < limit:
+            first, last = (high, low) if newest_first else (low, high)
+            ids = cast(list[bytes], self._redis.zrange(index, first, last, desc=newest_first, byscore=True,
+                                                       offset=offset, num=page))
+            if not ids:
+                break
+            offset += len(ids)
+            kept += [record for record in fetch(ids) if _matches(record, wanted or {})]
+        return kept[:limit]
+
+    def _from_hash(self, cls: type[R], key: str) -> Callable[[list[bytes]], list[R]]:
+        """A ``fetch`` for :meth:`_scan`: the ``cls`` records stored in the hash ``key`` under the ids."""
+        return lambda ids: _decode_all(cls, self._redis.hmget(key, ids))
+
+    # -- inbox --------------------------------------------------------------------------------------
+    def inbox_add(self, source: str, source_event_id: str, payload: dict[str, Any],
+                  correlation_id: str, received_at: float) -> InboxStatus:
+        entry = InboxEntry(source=source, source_event_id=source_event_id, correlation_id=correlation_id,
+                           received_at=received_at, payload=payload, enqueued=False)
+        keys = [self._key("inbox"), self._key("inbox", "pending")]
+        args: list[bytes | float] = [_field(source, source_event_id), msgspec.json.encode(entry), received_at]
+        return cast(InboxStatus, _text(self._inbox_add(keys=keys, args=args)))
+
+    def inbox_mark_enqueued(self, source: str, source_event_id: str) -> None:
+        self._redis.zrem(self._key("inbox", "pending"), _field(source, source_event_id))
+
+    def inbox_get(self, source: str, source_event_id: str) -> InboxEntry | None:
+        field = _field(source, source_event_id)
+        pipe = self._redis.pipeline()
+        pipe.hget(self._key("inbox"), field)
+        pipe.zscore(self._key("inbox", "pending"), field)
+        raw, pending = pipe.execute()
+        if raw is None:
+            return None
+        return msgspec.structs.replace(msgspec.json.decode(raw, type=InboxEntry), enqueued=pending is None)
+
+    def inbox_pending(self, received_before: float, limit: int = 1000) -> list[InboxEntry]:
+        fetch = self._from_hash(InboxEntry, self._key("inbox"))
+        return self._scan(self._key("inbox", "pending"), fetch, limit=limit, high=f"({received_before!r}")
+
+    # -- event log ----------------------------------------------------------------------------------
+    def log_event(self, event: LoggedEvent) -> None:
+        pipe = self._redis.pipeline()
+        pipe.hsetnx(self._key("events"), event.id, msgspec.json.encode(event))
+        pipe.zadd(self._key("events", "by-time"), {event.id: event.occurred_at}, nx=True)
+        pipe.execute()
+
+    def get_event(self, event_id: str) -> LoggedEvent | None:
+        return _decode_one(LoggedEvent, self._redis.hget(self._key("events"), event_id))
+
+    def events(self, *, source: str | None = None, type: str | None = None, since: float | None = None,
+               until: float | None = None, limit: int = 1000) -> list[LoggedEvent]:
+        return self._scan(self._key("events", "by-time"), self._from_hash(LoggedEvent, self._key("events")),
+                          limit=limit, wanted={"source": source, "type": type},
+                          low="-inf" if since is None else since, high="+inf" if until is None else until)
+
+    # -- golden records -----------------------------------------------------------------------------
+    def golden_get(self, canonical_id: str) -> Golden | None:
+        return _decode_one(Golden, self._redis.hget(self._key("golden"), canonical_id))
+
+    def golden_put(self, record: Golden) -> bool:
+        keys = [self._key("golden", "version"), self._key("golden")]
+        args = [record.canonical_id, record.version, msgspec.json.encode(record)]
+        return bool(self._put_unless_stale(keys=keys, args=args))
+
+    # -- cross-references ---------------------------------------------------------------------------
+    def xref_put(self, canonical_id: str, entity_type: str, system: str, external_id: str) -> None:
+        link = _field(entity_type, system, external_id)
+        self._xref_put(keys=[self._key("xref", canonical_id), self._key("xref-find")],
+                       args=[system, link, canonical_id, self._key("xref", "")])
+
+    def xref_get(self, canonical_id: str, system: str) -> str | None:
+        link = self._redis.hget(self._key("xref", canonical_id), system)
+        return None if link is None else _external_id(link)
+
+    def xref_find(self, entity_type: str, system: str, external_id: str) -> str | None:
+        found = self._redis.hget(self._key("xref-find"), _field(entity_type, system, external_id))
+        return None if found is None else _text(found)
+
+    def xrefs(self, canonical_id: str) -> dict[str, str]:
+        links = self._redis.hgetall(self._key("xref", canonical_id))
+        return {_text(system): _external_id(link) for system, link in links.items()}
+
+    # -- applied versions ---------------------------------------------------------------------------
+    def applied_version(self, target: str, canonical_id: str) -> int | None:
+        version = self._redis.hget(self._key("applied"), _field(target, canonical_id))
+        return None if version is None else int(version)
+
+    def set_applied_version(self, target: str, canonical_id: str, version: int) -> None:
+        self._put_unless_stale(keys=[self._key("applied")], args=[_field(target, canonical_id), version])
+
+    # -- delivery states ----------------------------------------------------------------------------
+    def delivery_get(self, key: str) -> Delivery | None:
+        return _decode_one(Delivery, self._redis.hget(self._key("deliveries"), key))
+
+    def delivery_set(self, key: str, status: DeliveryStatus, external_id: str | None = None) -> None:
+        delivery = Delivery(key=key, status=status, external_id=external_id, updated_at=time.time())
+        self._redis.hset(self._key("deliveries"), key, msgspec.json.encode(delivery))
+
+    # -- dead letters -------------------------------------------------------------------------------
+    def dlq_add(self, letter: DeadLetter) -> None:
+        pipe = self._redis.pipeline()
+        pipe.hset(self._key("dlq"), letter.id, msgspec.json.encode(letter))
+        pipe.hset(self._key("dlq", "state"), letter.id, letter.state)
+        for state in get_args(DeadLetterState):  # a letter added again may change state
+            pipe.zrem(self._key("dlq", state), letter.id)
+        pipe.zadd(self._key("dlq", letter.state), {letter.id: letter.created_at})
+        pipe.zadd(self._key("dlq", "all"), {letter.id: letter.created_at})
+        pipe.execute()
+
+    def _letters(self, ids: Sequence[bytes | str]) -> list[DeadLetter]:
+        """The letters with these ids that exist, each with its current state."""
+        pipe = self._redis.pipeline()
+        pipe.hmget(self._key("dlq"), ids)
+        pipe.hmget(self._key("dlq", "state"), ids)
+        raws, states = pipe.execute()
+        return [msgspec.structs.replace(msgspec.json.decode(raw, type=DeadLetter), state=_text(state))
+                for raw, state in zip(raws, states, strict=True) if raw is not None]
+
+    def dlq_get(self, letter_id: str) -> DeadLetter | None:
+        found = self._letters([letter_id])
+        return found[0] if found else None
+
+    def dlq_list(self, *, state: DeadLetterState | None = "open", category: str | None = None,
+                 target: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        return self._scan(self._key("dlq", state or "all"), self._letters, limit=limit, newest_first=True,
+                          wanted={"state": state, "category": category, "target": target})
+
+    def dlq_set_state(self, letter_id: str, state: DeadLetterState) -> bool:
+        keys = [self._key("dlq", "state"), self._key("dlq", "open"), self._key("dlq", state)]
+        return bool(self._dlq_set_state(keys=keys, args=[letter_id, state]))
+
+    def dlq_count(self, state: DeadLetterState = "open") -> int:
+        return int(self._redis.zcard(self._key("dlq", state)))
+
+    # -- audit timeline -----------------------------------------------------------------------------
+    def audit(self, record: AuditRecord) -> None:
+        raw = msgspec.json.encode(record)
+        pipe = self._redis.pipeline()
+        pipe.rpush(self._key("audit", "trail", record.correlation_id), raw)
+        if record.subject is not None:
+            pipe.rpush(self._key("audit", "subject", record.subject), raw)
+        pipe.execute()
+
+    def _timeline(self, key: str) -> list[AuditRecord]:
+        """The records of one audit list, oldest ``at`` first (stable: ties keep the append order)."""
+        return sorted(_decode_all(AuditRecord, self._redis.lrange(key, 0, -1)), key=attrgetter("at"))
+
+    def audit_trail(self, correlation_id: str) -> list[AuditRecord]:
+        return self._timeline(self._key("audit", "trail", correlation_id))
+
+    def audit_for_subject(self, subject: str) -> list[AuditRecord]:
+        return self._timeline(self._key("audit", "subject", subject))
+
+    # -- circuit breakers ---------------------------------------------------------------------------
+    def circuit_get(self, target: str) -> Circuit:
+        return _circuit(target, *self._redis.hmget(self._key("circuit", target), ["failures", "opened_at"]))
+
+    def circuit_failure(self, target: str, threshold: int, now: float) -> Circuit:
+        reply = self._circuit_failure(keys=[self._key("circuit", target)], args=[threshold, now])
+        return _circuit(target, *reply)
+
+    def circuit_close(self, target: str) -> None:
+        self._redis.delete(self._key("circuit", target))
+
+    def circuit_reopen(self, target: str, now: float) -> None:
+        self._redis.hset(self._key("circuit", target), "opened_at", now)
+
+    # -- parked work --------------------------------------------------------------------------------
+    def park(self, target: str, message: dict[str, Any]) -> None:
+        self._redis.rpush(self._key("parked", target), msgspec.json.encode(message))
+
+    def unpark(self, target: str, limit: int) -> list[dict[str, Any]]:
+        popped = cast(list[bytes] | None, self._redis.lpop(self._key("parked", target), limit))
+        return [msgspec.json.decode(raw) for raw in popped or []]
+
+    def parked_count(self, target: str) -> int:
+        return int(self._redis.llen(self._key("parked", target)))
+
+    # -- poll cursors -------------------------------------------------------------------------------
+    def cursor_get(self, name: str) -> str | None:
+        value = self._redis.hget(self._key("cursors"), name)
+        return None if value is None else _text(value)
+
+    def cursor_set(self, name: str, value: str) -> None:
+        self._redis.hset(self._key("cursors"), name, value)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def ping(self) -> None:
+        """Raise :class:`redis.ConnectionError` when Redis cannot be reached."""
+        self._redis.ping()
+
+    def reset(self) -> None:
+        """Delete this namespace's keys (never ``FLUSHDB``: the database may be shared)."""
+        keys = list(self._redis.scan_iter(match=self._key("*"), count=1000))
+        for start in range(0, len(keys), 1000):
+            self._redis.unlink(*keys[start:start + 1000])
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _field(*parts: str) -> bytes:
+    """An unambiguous hash field for a compound key: the JSON array of its parts."""
+    return msgspec.json.encode(parts)
+
+
+def _external_id(link: bytes | str) -> str:
+    """The external id in a link, the JSON ``["entity type", "system", "external id"]``."""
+    return cast(str, msgspec.json.decode(link)[2])
+
+
+def _decode_one(cls: type[R], raw: bytes | str | None) -> R | None:
+    return None if raw is None else msgspec.json.decode(raw, type=cls)
+
+
+def _decode_all(cls: type[R], raws: Sequence[bytes | str | None]) -> list[R]:
+    """The records among ``raws``, skipping the missing (None) ones."""
+    return [msgspec.json.decode(raw, type=cls) for raw in raws if raw is not None]
+
+
+def _matches(record: msgspec.Struct, wanted: dict[str, Any]) -> bool:
+    return all(getattr(record, name) == value for name, value in wanted.items() if value is not None)
+
+
+def _circuit(target: str, failures: bytes | str | None, opened_at: bytes | str | None) -> Circuit:
+    return Circuit(target=target, status="closed" if opened_at is None else "open",
+                   failures=int(failures or 0), opened_at=None if opened_at is None else float(opened_at))
+
+
+def _text(reply: bytes | str) -> str:
+    """A reply as text. redis-py types replies ``bytes | str``; this client never decodes, so bytes."""
+    return cast(bytes, reply).decode()

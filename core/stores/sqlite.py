@@ -1,0 +1,394 @@
+"""The SQLite store: the embedded default, one file shared by the web process and the workers.
+
+Each thread (of each process) gets its own connection, because a sqlite3 connection must not be
+used by two threads at once. The file is in WAL mode, so readers never wait for the writer, and
+every connection waits up to :data:`BUSY_TIMEOUT` for the write lock instead of failing at once.
+
+Atomic methods are either one statement (an upsert whose ``DO UPDATE`` has a ``WHERE``, an
+``UPDATE ... WHERE state = 'open'``) or a ``BEGIN IMMEDIATE`` transaction, which takes the write
+lock *before* reading, so a read-then-write cannot interleave with any other writer, thread or
+process.
+
+Each record table has one column per field of its Struct, with the same name; ``dict`` fields are
+msgspec JSON in BLOB columns. That lets :meth:`SQLiteStore._insert` and :func:`_load` handle every
+record type alike.
+"""
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, TypeVar
+
+import msgspec
+from crossledger.core.stores.base import (
+    AuditRecord,
+    Circuit,
+    DeadLetter,
+    DeadLetterState,
+    Delivery,
+    DeliveryStatus,
+    Golden,
+    InboxEntry,
+    InboxStatus,
+    LoggedEvent,
+)
+
+R = TypeVar("R", bound=msgspec.Struct)
+T = TypeVar("T")
+
+#: Seconds a connection waits for another connection's write lock before raising "database is locked".
+BUSY_TIMEOUT = 5.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inbox (
+    source TEXT NOT NULL, source_event_id TEXT NOT NULL, correlation_id TEXT NOT NULL,
+    received_at REAL NOT NULL, payload BLOB NOT NULL, enqueued INTEGER NOT NULL,
+    PRIMARY KEY (source, source_event_id));
+CREATE INDEX IF NOT EXISTS inbox_unenqueued ON inbox (received_at) WHERE enqueued = 0;
+
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, type TEXT NOT NULL, source TEXT NOT NULL, subject TEXT NOT NULL,
+    correlation_id TEXT NOT NULL, occurred_at REAL NOT NULL, envelope BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (occurred_at, id);
+CREATE INDEX IF NOT EXISTS events_by_source ON events (source, occurred_at, id);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (type, occurred_at, id);
+
+CREATE TABLE IF NOT EXISTS golden (
+    canonical_id TEXT PRIMARY KEY, entity_type TEXT NOT NULL, version INTEGER NOT NULL,
+    data BLOB NOT NULL);
+
+CREATE TABLE IF NOT EXISTS xrefs (
+    canonical_id TEXT NOT NULL, system TEXT NOT NULL, entity_type TEXT NOT NULL,
+    external_id TEXT NOT NULL, PRIMARY KEY (canonical_id, system));
+CREATE UNIQUE INDEX IF NOT EXISTS xrefs_by_external ON xrefs (entity_type, system, external_id);
+
+CREATE TABLE IF NOT EXISTS applied_versions (
+    target TEXT NOT NULL, canonical_id TEXT NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (target, canonical_id));
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    key TEXT PRIMARY KEY, status TEXT NOT NULL, external_id TEXT, updated_at REAL NOT NULL);
+
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id TEXT PRIMARY KEY, created_at REAL NOT NULL, actor TEXT NOT NULL, target TEXT,
+    category TEXT NOT NULL, reason TEXT NOT NULL, event_id TEXT, correlation_id TEXT,
+    message BLOB NOT NULL, attempts INTEGER NOT NULL, state TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS dead_letters_by_state ON dead_letters (state, created_at);
+
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY, at REAL NOT NULL, correlation_id TEXT NOT NULL, step TEXT NOT NULL,
+    status TEXT NOT NULL, system TEXT, event_id TEXT, subject TEXT, detail TEXT);
+CREATE INDEX IF NOT EXISTS audit_by_correlation ON audit (correlation_id, at);
+CREATE INDEX IF NOT EXISTS audit_by_subject ON audit (subject, at);
+
+CREATE TABLE IF NOT EXISTS circuits (
+    target TEXT PRIMARY KEY, status TEXT NOT NULL, failures INTEGER NOT NULL, opened_at REAL);
+
+CREATE TABLE IF NOT EXISTS parked (seq INTEGER PRIMARY KEY, target TEXT NOT NULL, message BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS parked_by_target ON parked (target);
+
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SQLiteStore:
+    """The :class:`~crossledger.core.stores.base.Store` in one SQLite file (or ``":memory:"``).
+
+    An in-memory database exists only inside its connection, so a ``":memory:"`` store shares one
+    connection between threads and serializes them with a lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._local = threading.local()
+        self._opened: list[tuple[int, sqlite3.Connection]] = []
+        self._opened_lock = threading.Lock()
+        self._shared: sqlite3.Connection | None = None
+        self._lock: AbstractContextManager[Any] = nullcontext()
+        if self.path == ":memory:":
+            self._shared = self._connect()
+            self._lock = threading.RLock()
+        with self._session() as db:
+            db.executescript(_SCHEMA)
+
+    # -- connections --------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: autocommit, each statement commits on its own unless it runs inside
+        # an explicit BEGIN (see _transaction). check_same_thread=False: close() may run on another
+        # thread; otherwise a connection serves one thread, or all of them under the lock.
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")  # with WAL: never corrupt; a power cut may undo the last commits
+        with self._opened_lock:
+            self._opened.append((os.getpid(), db))
+        return db
+
+    def _connection(self) -> sqlite3.Connection:
+        """The calling thread's connection, opened on first use, and opened again in a forked child
+        (an SQLite connection must not cross ``fork()``)."""
+        if self._shared is not None:
+            return self._shared
+        pid, db = getattr(self._local, "handle", (None, None))
+        if db is None or pid != os.getpid():
+            db = self._connect()
+            self._local.handle = (os.getpid(), db)
+        return db
+
+    @contextmanager
+    def _session(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._connection()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE``: hold the write lock from the first read to the commit."""
+        with self._session() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # -- statements ---------------------------------------------------------------------------------
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        with self._session() as db:
+            return db.execute(sql, params).rowcount
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._session() as db:
+            return db.execute(sql, params).fetchall()
+
+    def _scalar(self, kind: type[T], sql: str, params: Sequence[Any]) -> T | None:
+        """The first column of the first row as a ``kind``, or None without rows."""
+        rows = self._query(sql, params)
+        return msgspec.convert(rows[0][0], kind, strict=False) if rows else None
+
+    def _count(self, table: str, where: str, params: Sequence[Any]) -> int:
+        return self._scalar(int, f"SELECT count(*) FROM {table} WHERE {where}", params) or 0
+
+    def _insert(self, table: str, record: msgspec.Struct, on_conflict: str = "") -> int:
+        """Insert ``record`` one column per field, followed by an ``ON CONFLICT`` clause; the number
+        of rows written (0 when the conflict clause skipped it)."""
+        columns = ", ".join(record.__struct_fields__)
+        values = [msgspec.json.encode(value) if isinstance(value, dict) else value
+                  for value in msgspec.structs.astuple(record)]
+        placeholders = ", ".join("?" * len(values))
+        return self._execute(f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) {on_conflict}", values)
+
+    def _select(self, cls: type[R], table: str, where: str, params: Sequence[Any], then: str = "") -> list[R]:
+        """Records of type ``cls`` from ``table``; ``then`` follows the ``WHERE`` (order, limit)."""
+        columns = ", ".join(cls.__struct_fields__)
+        rows = self._query(f"SELECT {columns} FROM {table} WHERE {where} {then}", params)
+        return [_load(cls, row) for row in rows]
+
+    def _select_one(self, cls: type[R], table: str, where: str, params: Sequence[Any]) -> R | None:
+        found = self._select(cls, table, where, params, "LIMIT 1")
+        return found[0] if found else None
+
+    # -- inbox --------------------------------------------------------------------------------------
+    def inbox_add(self, source: str, source_event_id: str, payload: dict[str, Any],
+                  correlation_id: str, received_at: float) -> InboxStatus:
+        entry = InboxEntry(source=source, source_event_id=source_event_id, correlation_id=correlation_id,
+                           received_at=received_at, payload=payload, enqueued=False)
+        if self._insert("inbox", entry, "ON CONFLICT DO NOTHING"):
+            return "new"  # the primary key lets exactly one of concurrent inserts through
+        # The entry exists and can only have moved on to enqueued, so reading it now is a fair answer.
+        enqueued = self._scalar(bool, "SELECT enqueued FROM inbox WHERE source = ? AND source_event_id = ?",
+                                (source, source_event_id))
+        return "duplicate" if enqueued else "pending"
+
+    def inbox_mark_enqueued(self, source: str, source_event_id: str) -> None:
+        self._execute("UPDATE inbox SET enqueued = 1 WHERE source = ? AND source_event_id = ?",
+                      (source, source_event_id))
+
+    def inbox_get(self, source: str, source_event_id: str) -> InboxEntry | None:
+        return self._select_one(InboxEntry, "inbox", "source = ? AND source_event_id = ?",
+                                (source, source_event_id))
+
+    def inbox_pending(self, received_before: float, limit: int = 1000) -> list[InboxEntry]:
+        return self._select(InboxEntry, "inbox", "enqueued = 0 AND received_at < ?", (received_before, limit),
+                            "ORDER BY received_at LIMIT ?")
+
+    # -- event log ----------------------------------------------------------------------------------
+    def log_event(self, event: LoggedEvent) -> None:
+        self._insert("events", event, "ON CONFLICT DO NOTHING")
+
+    def get_event(self, event_id: str) -> LoggedEvent | None:
+        return self._select_one(LoggedEvent, "events", "id = ?", (event_id,))
+
+    def events(self, *, source: str | None = None, type: str | None = None, since: float | None = None,
+               until: float | None = None, limit: int = 1000) -> list[LoggedEvent]:
+        where, params = _where(("source = ?", source), ("type = ?", type),
+                               ("occurred_at >= ?", since), ("occurred_at <= ?", until))
+        return self._select(LoggedEvent, "events", where, [*params, limit],
+                            "ORDER BY occurred_at, id LIMIT ?")
+
+    # -- golden records -----------------------------------------------------------------------------
+    def golden_get(self, canonical_id: str) -> Golden | None:
+        return self._select_one(Golden, "golden", "canonical_id = ?", (canonical_id,))
+
+    def golden_put(self, record: Golden) -> bool:
+        overwrite = _overwrite(Golden, "canonical_id")
+        return bool(self._insert("golden", record, f"{overwrite} WHERE excluded.version >= golden.version"))
+
+    # -- cross-references ---------------------------------------------------------------------------
+    def xref_put(self, canonical_id: str, entity_type: str, system: str, external_id: str) -> None:
+        # REPLACE deletes every row in the way of either unique key: the record's old link in this
+        # system and another record's link to this external id.
+        self._execute("INSERT OR REPLACE INTO xrefs (canonical_id, system, entity_type, external_id) "
+                      "VALUES (?, ?, ?, ?)", (canonical_id, system, entity_type, external_id))
+
+    def xref_get(self, canonical_id: str, system: str) -> str | None:
+        return self._scalar(str, "SELECT external_id FROM xrefs WHERE canonical_id = ? AND system = ?",
+                            (canonical_id, system))
+
+    def xref_find(self, entity_type: str, system: str, external_id: str) -> str | None:
+        return self._scalar(
+            str, "SELECT canonical_id FROM xrefs WHERE entity_type = ? AND system = ? AND external_id = ?",
+            (entity_type, system, external_id))
+
+    def xrefs(self, canonical_id: str) -> dict[str, str]:
+        rows = self._query("SELECT system, external_id FROM xrefs WHERE canonical_id = ?", (canonical_id,))
+        return dict(rows)
+
+    # -- applied versions ---------------------------------------------------------------------------
+    def applied_version(self, target: str, canonical_id: str) -> int | None:
+        return self._scalar(int, "SELECT version FROM applied_versions WHERE target = ? AND canonical_id = ?",
+                            (target, canonical_id))
+
+    def set_applied_version(self, target: str, canonical_id: str, version: int) -> None:
+        self._execute("INSERT INTO applied_versions (target, canonical_id, version) VALUES (?, ?, ?) "
+                      "ON CONFLICT (target, canonical_id) "
+                      "DO UPDATE SET version = max(version, excluded.version)",
+                      (target, canonical_id, version))
+
+    # -- delivery states ----------------------------------------------------------------------------
+    def delivery_get(self, key: str) -> Delivery | None:
+        return self._select_one(Delivery, "deliveries", "key = ?", (key,))
+
+    def delivery_set(self, key: str, status: DeliveryStatus, external_id: str | None = None) -> None:
+        delivery = Delivery(key=key, status=status, external_id=external_id, updated_at=time.time())
+        self._insert("deliveries", delivery, _overwrite(Delivery, "key"))
+
+    # -- dead letters -------------------------------------------------------------------------------
+    def dlq_add(self, letter: DeadLetter) -> None:
+        self._insert("dead_letters", letter, _overwrite(DeadLetter, "id"))
+
+    def dlq_get(self, letter_id: str) -> DeadLetter | None:
+        return self._select_one(DeadLetter, "dead_letters", "id = ?", (letter_id,))
+
+    def dlq_list(self, *, state: DeadLetterState | None = "open", category: str | None = None,
+                 target: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        where, params = _where(("state = ?", state), ("category = ?", category), ("target = ?", target))
+        return self._select(DeadLetter, "dead_letters", where, [*params, limit],
+                            "ORDER BY created_at DESC, id DESC LIMIT ?")
+
+    def dlq_set_state(self, letter_id: str, state: DeadLetterState) -> bool:
+        return bool(self._execute("UPDATE dead_letters SET state = ? WHERE id = ? AND state = 'open'",
+                                  (state, letter_id)))
+
+    def dlq_count(self, state: DeadLetterState = "open") -> int:
+        return self._count("dead_letters", "state = ?", (state,))
+
+    # -- audit timeline -----------------------------------------------------------------------------
+    def audit(self, record: AuditRecord) -> None:
+        self._insert("audit", record)
+
+    def audit_trail(self, correlation_id: str) -> list[AuditRecord]:
+        return self._select(AuditRecord, "audit", "correlation_id = ?", (correlation_id,), "ORDER BY at, seq")
+
+    def audit_for_subject(self, subject: str) -> list[AuditRecord]:
+        return self._select(AuditRecord, "audit", "subject = ?", (subject,), "ORDER BY at, seq")
+
+    # -- circuit breakers ---------------------------------------------------------------------------
+    def circuit_get(self, target: str) -> Circuit:
+        found = self._select_one(Circuit, "circuits", "target = ?", (target,))
+        return found or Circuit(target=target, status="closed", failures=0, opened_at=None)
+
+    def circuit_failure(self, target: str, threshold: int, now: float) -> Circuit:
+        with self._transaction() as db:
+            db.execute("INSERT INTO circuits (target, status, failures) VALUES (?, 'closed', 0) "
+                       "ON CONFLICT DO NOTHING", (target,))
+            db.execute("""
+                UPDATE circuits SET failures = failures + 1,
+                    status = CASE WHEN failures + 1 >= :threshold THEN 'open' ELSE status END,
+                    opened_at = CASE WHEN status = 'closed' AND failures + 1 >= :threshold
+                                     THEN :now ELSE opened_at END
+                WHERE target = :target""", {"target": target, "threshold": threshold, "now": now})
+            return self.circuit_get(target)
+
+    def circuit_close(self, target: str) -> None:
+        self._execute("DELETE FROM circuits WHERE target = ?", (target,))
+
+    def circuit_reopen(self, target: str, now: float) -> None:
+        self._execute("INSERT INTO circuits (target, status, failures, opened_at) VALUES (?, 'open', 0, ?) "
+                      "ON CONFLICT (target) DO UPDATE SET status = 'open', opened_at = excluded.opened_at",
+                      (target, now))
+
+    # -- parked work --------------------------------------------------------------------------------
+    def park(self, target: str, message: dict[str, Any]) -> None:
+        self._execute("INSERT INTO parked (target, message) VALUES (?, ?)",
+                      (target, msgspec.json.encode(message)))
+
+    def unpark(self, target: str, limit: int) -> list[dict[str, Any]]:
+        with self._transaction() as db:
+            rows = db.execute("SELECT seq, message FROM parked WHERE target = ? ORDER BY seq LIMIT ?",
+                              (target, limit)).fetchall()
+            if rows:
+                db.execute("DELETE FROM parked WHERE target = ? AND seq <= ?", (target, rows[-1][0]))
+        return [msgspec.json.decode(message) for _, message in rows]
+
+    def parked_count(self, target: str) -> int:
+        return self._count("parked", "target = ?", (target,))
+
+    # -- poll cursors -------------------------------------------------------------------------------
+    def cursor_get(self, name: str) -> str | None:
+        return self._scalar(str, "SELECT value FROM cursors WHERE name = ?", (name,))
+
+    def cursor_set(self, name: str, value: str) -> None:
+        self._execute("INSERT INTO cursors (name, value) VALUES (?, ?) "
+                      "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def ping(self) -> None:
+        self._query("SELECT 1")
+
+    def reset(self) -> None:
+        with self._transaction() as db:
+            tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                "AND name NOT LIKE 'sqlite%'").fetchall()
+            for (table,) in tables:
+                db.execute(f"DELETE FROM {table}")
+
+    def close(self) -> None:
+        """Close every connection this process opened, whichever thread opened it."""
+        with self._opened_lock:
+            mine = [db for pid, db in self._opened if pid == os.getpid()]
+            self._opened.clear()
+        for db in mine:
+            db.close()
+
+
+def _load(cls: type[R], row: Sequence[Any]) -> R:
+    """The Struct a row selected by :meth:`SQLiteStore._select` holds (BLOBs are JSON fields)."""
+    fields = {name: msgspec.json.decode(value) if isinstance(value, bytes) else value
+              for name, value in zip(cls.__struct_fields__, row, strict=True)}
+    return msgspec.convert(fields, cls, strict=False)  # strict=False: SQLite's 0/1 become bools
+
+
+def _overwrite(cls: type[msgspec.Struct], key: str) -> str:
+    """An ``ON CONFLICT`` clause that overwrites every other column of the row with this ``key``."""
+    columns = ", ".join(f"{field} = excluded.{field}" for field in cls.__struct_fields__ if field != key)
+    return f"ON CONFLICT ({key}) DO UPDATE SET {columns}"
+
+
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """``AND`` the conditions whose parameter is given (not None): the clause and its parameters."""
+    given = [(sql, param) for sql, param in conditions if param is not None]
+    return " AND ".join(sql for sql, _ in given) or "1", [param for _, param in given]

@@ -1,0 +1,87 @@
+"""Plugin loading: entry points, isolation of broken plugins, duplicate names."""
+
+import sys
+from pathlib import Path
+
+import pytest
+from crossledger.plugins import CrossledgerPluginManager, load_plugins
+
+
+def install_distribution(root: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
+    """A real (unpacked) distribution on sys.path, found by importlib.metadata like any installed one."""
+    info = root / f"{name.replace('-', '_')}-1.2.3.dist-info"  # normalized, as installers write it
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.2.3\n")
+    lines = "\n".join(f"{key} = {value}" for key, value in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[crossledger]\n{lines}\n")
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(source)
+
+
+GOOD = '''
+from crossledger.plugins import BaseConnector, SystemKind, hookimpl
+from pydantic import BaseModel
+
+class Settings(BaseModel):
+    url: str = "http://x"
+
+class Acme(BaseConnector):
+    name = "acme"
+    kind = SystemKind.CRM
+    version = "2.0.0"
+    settings_model = Settings
+
+class Impostor(Acme):
+    name = "stripe"
+
+@hookimpl
+def crossledger_connectors():
+    return [Acme(), Impostor(), object()]
+'''
+
+RAISING = '''
+from crossledger.plugins import hookimpl
+
+@hookimpl
+def crossledger_connectors():
+    raise RuntimeError("boom")
+'''
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    for module in ("cl_good_plugin", "cl_raising_plugin"):
+        sys.modules.pop(module, None)
+
+
+def test_builtins_register_through_the_hook() -> None:
+    manager = CrossledgerPluginManager()
+    manager.register_builtins()
+    assert {"stripe", "netsuite"} <= set(manager.connectors)
+    assert manager.problems == []
+
+
+def test_broken_plugins_are_reported_and_skipped(site: Path) -> None:
+    install_distribution(site, "crossledger-acme", {"acme": "cl_good_plugin"}, {"cl_good_plugin": GOOD})
+    install_distribution(site, "crossledger-missing", {"missing": "cl_does_not_exist"}, {})
+    install_distribution(site, "crossledger-raising", {"raising": "cl_raising_plugin"}, {"cl_raising_plugin": RAISING})
+
+    manager = load_plugins()
+
+    assert manager.connectors["acme"].version == "2.0.0"
+    assert type(manager.connectors["stripe"]).__module__ == "crossledger.plugins.stripe.connector"
+    assert manager.infos["acme"].distribution == "crossledger-acme"
+    assert manager.infos["acme"].version == "1.2.3"
+    problems = "\n".join(manager.problems)
+    assert "plugin 'missing' failed to load: ModuleNotFoundError" in problems
+    assert "plugin 'raising' crossledger_connectors() raised: boom" in problems
+    assert "connector name 'stripe' is taken; skipped" in problems
+    assert "lacks ['name', 'kind', 'version', 'capabilities', 'settings_model']" in problems
+
+
+def test_plugins_can_be_disabled_by_name(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_distribution(site, "crossledger-acme", {"acme": "cl_good_plugin"}, {"cl_good_plugin": GOOD})
+    monkeypatch.setenv("CROSSLEDGER_DISABLE_PLUGINS", "acme")
+    assert "acme" not in load_plugins().connectors

@@ -1,0 +1,126 @@
+"""Configuration loading, the system-of-record policy and routes."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from crossledger.canonical import Customer, new_envelope
+from crossledger.core.policy import OwnershipPolicy, PolicyViolation
+from crossledger.core.router import Router
+from crossledger.core.settings import ConfigError, load_settings
+from crossledger.plugins.builtin import crossledger_ownership_rules, crossledger_routes
+from crossledger.plugins.types import OwnershipRule
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "hub.toml"
+    path.write_text(text)
+    return path
+
+
+def test_file_env_references_and_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[hub]
+broker = "memory"
+store = "sqlite:///x.db"
+[connectors.stripe]
+api_key = "${STRIPE_KEY}"
+[routes]
+"invoice.issued" = ["netsuite"]
+[ownership]
+"customer.financial" = ["erp"]
+"customer.profile" = { owners = ["crm"], on_violation = "reject" }
+""")
+    settings = load_settings(path, environ={"STRIPE_KEY": "sk_test_1", "CROSSLEDGER_STORE": "redis://h:1/2"})
+    assert settings.connectors["stripe"]["api_key"] == "sk_test_1"
+    assert settings.hub.store == "redis://h:1/2"
+    assert settings.hub.broker == "memory"
+    assert settings.ownership["customer.profile"].on_violation == "reject"
+    assert settings.ownership["customer.financial"].owners == ["erp"]
+
+
+def test_config_file_named_by_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, '[hub]\nbroker = "redis://127.0.0.1:6379/3"\n')
+    assert load_settings(environ={"CROSSLEDGER_CONFIG": str(path)}).hub.broker.endswith("/3")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[hub\nbroker=1", "not valid TOML"),
+        ('[hub]\nbrokr = "memory"', "hub.brokr: Extra inputs are not permitted"),
+        ('[connectors.stripe]\napi_key = "${MISSING_VAR}"', "references ${MISSING_VAR}, which is not set"),
+        ('[hub]\nmax_retries = -1', "hub.max_retries"),
+        ('[ownership]\n"customer.profile" = { owners = ["crm"], on_violation = "shout" }', "on_violation"),
+    ],
+)
+def test_bad_configuration_gives_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=None) as raised:
+        load_settings(write(tmp_path, text), environ={})
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_missing_config_file() -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings("/nonexistent/hub.toml", environ={})
+
+
+def customer(**fields: object) -> Customer:
+    return Customer(id="customer/stripe/cus_1", name=str(fields.pop("name", "Acme")), **fields)  # type: ignore[arg-type]
+
+
+def envelope(source: str, entity: Customer):  # type: ignore[no-untyped-def]
+    return new_envelope(type="customer.upserted", source=source, source_event_id="e1", data=entity,
+                        occurred_at=datetime.now(UTC))
+
+
+RULES = list(crossledger_ownership_rules())
+
+
+def test_billing_stands_in_for_the_crm_until_one_is_configured() -> None:
+    without_crm = OwnershipPolicy(RULES, {"stripe": "billing", "netsuite": "erp"})
+    with_crm = OwnershipPolicy(RULES, {"salesforce": "crm", "stripe": "billing", "netsuite": "erp"})
+    owner = {(r.entity, r.field_group): r.owner for r in without_crm.effective()}
+    assert owner[("customer", "profile")] == "stripe"
+    assert owner[("customer", "financial")] == "netsuite"
+    assert {(r.entity, r.field_group): r.owner for r in with_crm.effective()}[("customer", "profile")] == "salesforce"
+
+
+def test_non_owner_changes_are_stripped_and_reported() -> None:
+    policy = OwnershipPolicy(RULES, {"salesforce": "crm", "stripe": "billing", "netsuite": "erp"})
+    golden = customer(name="Acme", email="a@x.com", dimensions={"terms": "net30"})
+    change = customer(name="ACME from Stripe", email="a@x.com", dimensions={"terms": "net30"})
+    decision = policy.check_source(envelope("stripe", change), golden)
+    assert decision.envelope.data.name == "Acme"  # type: ignore[union-attr]
+    assert decision.stripped == ("profile (name) owned by salesforce",)
+    # the owner may change it
+    assert policy.check_source(envelope("salesforce", change), golden).stripped == ()
+
+
+def test_a_non_owner_may_seed_a_new_record() -> None:
+    policy = OwnershipPolicy(RULES, {"salesforce": "crm", "stripe": "billing"})
+    decision = policy.check_source(envelope("stripe", customer(name="New")), None)
+    assert decision.envelope.data.name == "New"  # type: ignore[union-attr]
+
+
+def test_reject_rules_raise_a_policy_violation() -> None:
+    rules = [*RULES, OwnershipRule("customer", "profile", ("crm",), on_violation="reject")]
+    policy = OwnershipPolicy(rules, {"salesforce": "crm", "stripe": "billing"})
+    with pytest.raises(PolicyViolation, match="salesforce is the system of record"):
+        policy.check_source(envelope("stripe", customer(name="Changed")), customer(name="Acme"))
+
+
+def test_fields_owned_by_the_target_are_not_sent_to_it() -> None:
+    policy = OwnershipPolicy(RULES, {"stripe": "billing", "netsuite": "erp"})
+    event = envelope("stripe", customer(dimensions={"terms": "net15"}))
+    assert policy.for_target(event, "netsuite").data.dimensions == {}  # type: ignore[union-attr]
+    assert policy.for_target(event, "stripe").data.dimensions == {"terms": "net15"}  # type: ignore[union-attr]
+
+
+def test_routes_skip_the_source_and_undeliverable_targets() -> None:
+    router = Router(list(crossledger_routes()), {"payment.settled": ["netsuite", "stripe"]}, {"netsuite", "stripe"})
+    assert router.targets("invoice.issued", "stripe") == ["netsuite"]
+    assert router.targets("payment.settled", "stripe") == ["netsuite"]
+    assert router.targets("invoice.issued", "netsuite") == []
+    assert Router(list(crossledger_routes()), {}, set()).targets("invoice.issued", "stripe") == []

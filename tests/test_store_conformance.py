@@ -1,0 +1,447 @@
+"""The Store conformance suite: every backend must pass the same tests.
+
+Each test taking ``store`` runs once on SQLite (a file in tmp_path) and once on Redis (db 9, in a
+namespace of its own). The race tests release 8 threads (or, for SQLite, 2 processes) at once on
+one *atomic* method and check that exactly one caller won.
+"""
+
+import multiprocessing
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
+from conftest import redis_url
+from crossledger.core.stores import (
+    AuditRecord,
+    Circuit,
+    DeadLetter,
+    Golden,
+    InboxEntry,
+    LoggedEvent,
+    RedisStore,
+    SQLiteStore,
+    Store,
+    open_store,
+)
+from msgspec.structs import replace
+
+T = TypeVar("T")
+THREADS = 8
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    opened: Store
+    if request.param == "sqlite":
+        opened = SQLiteStore(tmp_path / "store.db")
+    else:
+        opened = RedisStore(redis_url(9), namespace=f"test-{uuid.uuid4().hex}")
+    yield opened
+    opened.reset()
+    opened.close()
+
+
+def race(work: Callable[[int], T]) -> list[T]:
+    """``work(i)`` in thread ``i`` of :data:`THREADS`, all released together; results in thread order."""
+    barrier = threading.Barrier(THREADS)
+
+    def run(i: int) -> T:
+        barrier.wait()
+        return work(i)
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        return list(pool.map(run, range(THREADS)))
+
+
+def event(id: str, at: float, source: str = "stripe", type: str = "customer.updated") -> LoggedEvent:
+    return LoggedEvent(id=id, type=type, source=source, subject=f"cus-{id}", correlation_id=f"corr-{id}",
+                       occurred_at=at, envelope={"id": id, "data": {"tags": [], "amount": 12.5}})
+
+
+def letter(id: str, at: float, category: str = "validation", target: str | None = "netsuite") -> DeadLetter:
+    return DeadLetter(id=id, created_at=at, actor="deliver", target=target, category=category,
+                      reason="boom", event_id=f"evt-{id}", correlation_id=f"corr-{id}",
+                      message={"args": [target, {"id": id}]}, attempts=3)
+
+
+def audit_record(at: float, step: str, subject: str | None = None, correlation_id: str = "corr-1") -> AuditRecord:
+    return AuditRecord(at=at, correlation_id=correlation_id, step=step, status="ok", subject=subject)
+
+
+# -- inbox ----------------------------------------------------------------------------------------
+def test_inbox_new_then_pending_then_duplicate(store: Store) -> None:
+    payload = {"id": "evt_1", "amount": 1250, "lines": []}
+    assert store.inbox_get("stripe", "evt_1") is None
+    assert store.inbox_add("stripe", "evt_1", payload, "corr-1", 10.0) == "new"
+    assert store.inbox_add("stripe", "evt_1", {"other": True}, "corr-2", 11.0) == "pending"
+    assert store.inbox_get("stripe", "evt_1") == InboxEntry(
+        source="stripe", source_event_id="evt_1", correlation_id="corr-1", received_at=10.0, payload=payload,
+        enqueued=False)
+
+    store.inbox_mark_enqueued("stripe", "evt_1")
+    assert store.inbox_add("stripe", "evt_1", payload, "corr-1", 12.0) == "duplicate"
+    entry = store.inbox_get("stripe", "evt_1")
+    assert entry is not None and entry.enqueued is True
+    assert store.inbox_add("hubspot", "evt_1", payload, "corr-3", 13.0) == "new"  # ids are per source
+
+
+def test_inbox_pending_is_unenqueued_before_the_cutoff_oldest_first(store: Store) -> None:
+    for n, received_at in [(3, 30.0), (1, 10.0), (2, 20.0), (4, 40.0)]:
+        store.inbox_add("stripe", f"evt_{n}", {"n": n}, f"corr-{n}", received_at)
+    store.inbox_mark_enqueued("stripe", "evt_2")
+
+    pending = store.inbox_pending(received_before=40.0)
+    assert [entry.source_event_id for entry in pending] == ["evt_1", "evt_3"]
+    assert [entry.payload for entry in pending] == [{"n": 1}, {"n": 3}]
+    assert not any(entry.enqueued for entry in pending)
+    assert [entry.source_event_id for entry in store.inbox_pending(100.0, limit=2)] == ["evt_1", "evt_3"]
+
+
+# -- event log ------------------------------------------------------------------------------------
+def test_log_event_is_idempotent_by_id(store: Store) -> None:
+    first = event("e1", 10.0)
+    store.log_event(first)
+    store.log_event(replace(first, source="other", occurred_at=5.0))
+    assert store.get_event("e1") == first
+    assert store.events() == [first]
+    assert store.get_event("missing") is None
+
+
+def test_events_filter_and_come_oldest_first_ties_by_id(store: Store) -> None:
+    for logged in [event("e3", 30.0), event("e1", 10.0, source="hubspot"), event("e2", 20.0, type="invoice.paid"),
+                   event("e4", 30.0, source="hubspot", type="invoice.paid"), event("e0", 30.0)]:
+        store.log_event(logged)
+
+    def ids(**filters: Any) -> list[str]:
+        return [logged.id for logged in store.events(**filters)]
+
+    assert ids() == ["e1", "e2", "e0", "e3", "e4"]
+    assert ids(source="hubspot") == ["e1", "e4"]
+    assert ids(type="invoice.paid") == ["e2", "e4"]
+    assert ids(since=20.0, until=30.0) == ["e2", "e0", "e3", "e4"]
+    assert ids(since=20.5, until=29.5) == []
+    assert ids(source="stripe", type="customer.updated", since=15.0) == ["e0", "e3"]
+    assert ids(limit=2) == ["e1", "e2"]
+    assert ids(source="stripe", limit=2) == ["e2", "e0"]
+    assert ids(source="nobody") == []
+
+
+def test_events_filter_finds_sparse_matches_far_apart(store: Store) -> None:
+    for n in range(250):
+        store.log_event(event(f"e{n:03}", float(n), source="rare" if n % 60 == 0 else "common"))
+    assert [logged.id for logged in store.events(source="rare", limit=4)] == ["e000", "e060", "e120", "e180"]
+
+
+# -- golden records -------------------------------------------------------------------------------
+def test_golden_put_rejects_stale_and_overwrites_equal_version(store: Store) -> None:
+    v2 = Golden(canonical_id="cus_1", entity_type="customer", version=2, data={"name": "Ada"})
+    assert store.golden_get("cus_1") is None
+    assert store.golden_put(v2) is True
+    assert store.golden_put(replace(v2, version=1, data={"name": "stale"})) is False
+    assert store.golden_get("cus_1") == v2
+
+    again = replace(v2, data={"name": "Ada L."})
+    assert store.golden_put(again) is True
+    assert store.golden_get("cus_1") == again
+    v3 = replace(v2, version=3, data={"name": "Ada Lovelace"})
+    assert store.golden_put(v3) is True
+    assert store.golden_get("cus_1") == v3
+
+
+# -- cross-references -----------------------------------------------------------------------------
+def test_xrefs_map_both_ways(store: Store) -> None:
+    store.xref_put("cus_1", "customer", "stripe", "cus_A")
+    store.xref_put("cus_1", "customer", "netsuite", "42")
+    assert store.xref_get("cus_1", "stripe") == "cus_A"
+    assert store.xref_get("cus_1", "hubspot") is None
+    assert store.xref_find("customer", "stripe", "cus_A") == "cus_1"
+    assert store.xref_find("invoice", "stripe", "cus_A") is None
+    assert store.xref_find("customer", "netsuite", "cus_A") is None
+    assert store.xrefs("cus_1") == {"stripe": "cus_A", "netsuite": "42"}
+    assert store.xrefs("nobody") == {}
+
+
+def test_xref_latest_link_wins(store: Store) -> None:
+    store.xref_put("cus_1", "customer", "stripe", "cus_A")
+    store.xref_put("cus_1", "customer", "stripe", "cus_B")
+    assert store.xref_get("cus_1", "stripe") == "cus_B"
+    assert store.xref_find("customer", "stripe", "cus_A") is None
+    assert store.xref_find("customer", "stripe", "cus_B") == "cus_1"
+
+    store.xref_put("cus_2", "customer", "stripe", "cus_B")
+    assert store.xref_find("customer", "stripe", "cus_B") == "cus_2"
+    assert store.xrefs("cus_1") == {}
+    store.xref_put("cus_2", "customer", "stripe", "cus_B")
+    assert store.xrefs("cus_2") == {"stripe": "cus_B"}
+
+
+# -- applied versions and deliveries ----------------------------------------------------------------
+def test_applied_version_keeps_the_maximum(store: Store) -> None:
+    assert store.applied_version("netsuite", "cus_1") is None
+    store.set_applied_version("netsuite", "cus_1", 3)
+    store.set_applied_version("netsuite", "cus_1", 1)
+    assert store.applied_version("netsuite", "cus_1") == 3
+    store.set_applied_version("netsuite", "cus_1", 5)
+    assert store.applied_version("netsuite", "cus_1") == 5
+    assert store.applied_version("hubspot", "cus_1") is None
+
+
+def test_delivery_set_and_get(store: Store) -> None:
+    assert store.delivery_get("k1") is None
+    before = time.time()
+    store.delivery_set("k1", "sent")
+    sent = store.delivery_get("k1")
+    assert sent is not None and (sent.key, sent.status, sent.external_id) == ("k1", "sent", None)
+    assert before <= sent.updated_at <= time.time()
+    store.delivery_set("k1", "acknowledged", "ns-42")
+    acknowledged = store.delivery_get("k1")
+    assert acknowledged is not None and (acknowledged.status, acknowledged.external_id) == ("acknowledged", "ns-42")
+
+
+# -- dead letters ---------------------------------------------------------------------------------
+def test_dead_letters_list_newest_first_and_change_state_once(store: Store) -> None:
+    letters = [letter("d1", 10.0), letter("d2", 30.0, category="target_down"),
+               letter("d3", 20.0, target="hubspot"), letter("d4", 40.0, target=None)]
+    for dead in letters:
+        store.dlq_add(dead)
+
+    def ids(**filters: Any) -> list[str]:
+        return [dead.id for dead in store.dlq_list(**filters)]
+
+    assert store.dlq_get("d1") == letters[0]
+    assert store.dlq_get("missing") is None
+    assert ids() == ["d4", "d2", "d3", "d1"]
+    assert ids(category="validation") == ["d4", "d3", "d1"]
+    assert ids(target="netsuite") == ["d2", "d1"]
+    assert ids(category="validation", target="netsuite") == ["d1"]
+    assert ids(limit=2) == ["d4", "d2"]
+    assert store.dlq_count() == 4
+
+    assert store.dlq_set_state("d2", "replayed") is True
+    assert store.dlq_set_state("d2", "discarded") is False
+    assert store.dlq_set_state("missing", "replayed") is False
+    assert store.dlq_get("d2") == replace(letters[1], state="replayed")
+    assert store.dlq_set_state("d3", "discarded") is True
+    assert ids() == ["d4", "d1"]
+    assert ids(state="replayed") == ["d2"]
+    assert ids(state=None) == ["d4", "d2", "d3", "d1"]
+    assert ids(state=None, category="validation") == ["d4", "d3", "d1"]
+    assert [store.dlq_count(state) for state in ("open", "replayed", "discarded")] == [2, 1, 1]
+
+
+# -- audit ----------------------------------------------------------------------------------------
+def test_audit_trail_and_subject_timeline_oldest_first(store: Store) -> None:
+    records = [audit_record(3.0, "deliver", "cus_1"), audit_record(1.0, "webhook"),
+               audit_record(2.0, "ingest", "cus_1"), audit_record(2.0, "route", "cus_2"),
+               audit_record(1.5, "webhook", "cus_1", correlation_id="corr-2")]
+    for record in records:
+        store.audit(record)
+    assert store.audit_trail("corr-1") == [records[1], records[2], records[3], records[0]]
+    assert store.audit_for_subject("cus_1") == [records[4], records[2], records[0]]
+    assert store.audit_trail("nobody") == [] and store.audit_for_subject("nobody") == []
+
+
+# -- circuits -------------------------------------------------------------------------------------
+def test_circuit_opens_at_threshold_closes_and_reopens(store: Store) -> None:
+    closed = Circuit(target="netsuite", status="closed", failures=0, opened_at=None)
+    assert store.circuit_get("netsuite") == closed
+    assert store.circuit_failure("netsuite", 3, 10.0) == replace(closed, failures=1)
+    assert store.circuit_failure("netsuite", 3, 11.0) == replace(closed, failures=2)
+    opened = Circuit(target="netsuite", status="open", failures=3, opened_at=12.0)
+    assert store.circuit_failure("netsuite", 3, 12.0) == opened
+    assert store.circuit_failure("netsuite", 3, 13.0) == replace(opened, failures=4)
+    assert store.circuit_get("netsuite") == replace(opened, failures=4)
+
+    store.circuit_reopen("netsuite", 20.0)
+    assert store.circuit_get("netsuite") == replace(opened, failures=4, opened_at=20.0)
+    store.circuit_close("netsuite")
+    assert store.circuit_get("netsuite") == closed
+    assert store.circuit_failure("netsuite", 3, 30.0) == replace(closed, failures=1)
+
+    store.circuit_reopen("hubspot", 5.0)
+    assert store.circuit_get("hubspot") == Circuit(target="hubspot", status="open", failures=0, opened_at=5.0)
+
+
+# -- parked work and cursors ----------------------------------------------------------------------
+def test_unpark_is_fifo_per_target_up_to_limit(store: Store) -> None:
+    for n in range(5):
+        store.park("netsuite", {"n": n, "envelope": {"id": f"e{n}", "tags": []}})
+    store.park("hubspot", {"n": 99})
+    assert store.parked_count("netsuite") == 5
+    assert store.unpark("netsuite", 2) == [{"n": 0, "envelope": {"id": "e0", "tags": []}},
+                                           {"n": 1, "envelope": {"id": "e1", "tags": []}}]
+    store.park("netsuite", {"n": 5})
+    assert [message["n"] for message in store.unpark("netsuite", 10)] == [2, 3, 4, 5]
+    assert store.unpark("netsuite", 10) == []
+    assert store.parked_count("netsuite") == 0
+    assert store.parked_count("hubspot") == 1
+
+
+def test_cursors(store: Store) -> None:
+    assert store.cursor_get("stripe.events") is None
+    store.cursor_set("stripe.events", "evt_100")
+    store.cursor_set("stripe.events", "evt_200")
+    assert store.cursor_get("stripe.events") == "evt_200"
+    assert store.cursor_get("hubspot.deals") is None
+
+
+# -- lifecycle ------------------------------------------------------------------------------------
+def test_ping(store: Store) -> None:
+    assert store.ping() is None
+
+
+def test_reset_deletes_everything(store: Store) -> None:
+    store.inbox_add("stripe", "evt_1", {}, "corr-1", 1.0)
+    store.log_event(event("e1", 1.0))
+    store.golden_put(Golden(canonical_id="cus_1", entity_type="customer", version=1, data={}))
+    store.xref_put("cus_1", "customer", "stripe", "cus_A")
+    store.set_applied_version("netsuite", "cus_1", 1)
+    store.delivery_set("k1", "sent")
+    store.dlq_add(letter("d1", 1.0))
+    store.audit(audit_record(1.0, "webhook", "cus_1"))
+    store.circuit_failure("netsuite", 1, 1.0)
+    store.park("netsuite", {"n": 1})
+    store.cursor_set("stripe.events", "evt_1")
+
+    store.reset()
+    assert store.inbox_get("stripe", "evt_1") is None and store.inbox_pending(100.0) == []
+    assert store.get_event("e1") is None and store.events() == []
+    assert store.golden_get("cus_1") is None
+    assert store.xrefs("cus_1") == {} and store.xref_find("customer", "stripe", "cus_A") is None
+    assert store.applied_version("netsuite", "cus_1") is None
+    assert store.delivery_get("k1") is None
+    assert store.dlq_get("d1") is None and store.dlq_list(state=None) == [] and store.dlq_count() == 0
+    assert store.audit_trail("corr-1") == [] and store.audit_for_subject("cus_1") == []
+    assert store.circuit_get("netsuite").status == "closed"
+    assert store.parked_count("netsuite") == 0
+    assert store.cursor_get("stripe.events") is None
+    assert store.inbox_add("stripe", "evt_1", {}, "corr-1", 2.0) == "new"
+
+
+# -- races on the atomic methods --------------------------------------------------------------------
+def test_inbox_add_race_has_one_new_per_event(store: Store) -> None:
+    results = race(lambda _: [store.inbox_add("stripe", f"evt_{n}", {"n": n}, "corr", 1.0) for n in range(20)])
+    for n in range(20):
+        assert sorted(statuses[n] for statuses in results) == ["new"] + ["pending"] * (THREADS - 1)
+
+
+def test_unpark_race_hands_each_message_out_once(store: Store) -> None:
+    for n in range(200):
+        store.park("netsuite", {"n": n})
+
+    def drain(_: int) -> list[int]:
+        taken: list[int] = []
+        while batch := store.unpark("netsuite", 7):
+            taken += [message["n"] for message in batch]
+        return taken
+
+    results = race(drain)
+    assert sorted(n for taken in results for n in taken) == list(range(200))
+    assert all(taken == sorted(taken) for taken in results)
+    assert store.parked_count("netsuite") == 0
+
+
+def test_dlq_set_state_race_has_one_winner(store: Store) -> None:
+    for n in range(10):
+        store.dlq_add(letter(f"d{n}", float(n)))
+    states = ("replayed", "discarded")
+    results = race(lambda i: [store.dlq_set_state(f"d{n}", states[i % 2]) for n in range(10)])
+    for n in range(10):
+        winners = [i for i, won in enumerate(results) if won[n]]
+        assert len(winners) == 1
+        assert store.dlq_get(f"d{n}") == replace(letter(f"d{n}", float(n)), state=states[winners[0] % 2])
+    assert store.dlq_count("open") == 0
+    assert store.dlq_count("replayed") + store.dlq_count("discarded") == 10
+
+
+def _add_in_process(path: str, barrier: Barrier, results: "Queue[list[str]]") -> None:
+    store = SQLiteStore(path)
+    barrier.wait()
+    results.put([store.inbox_add("stripe", f"evt_{n}", {"n": n}, "corr", 1.0) for n in range(50)])
+    store.close()
+
+
+def test_sqlite_processes_race_on_one_file(tmp_path: Path) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(2), spawn.Queue()
+    processes = [spawn.Process(target=_add_in_process, args=(str(tmp_path / "shared.db"), barrier, results))
+                 for _ in range(2)]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=30) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+        assert process.exitcode == 0
+    for n in range(50):
+        assert sorted(statuses[n] for statuses in outcomes) == ["new", "pending"]
+
+
+def test_memory_store_serves_every_thread_one_database() -> None:
+    store = open_store("sqlite:///:memory:")
+    assert sorted(race(lambda _: store.inbox_add("stripe", "evt_1", {}, "corr", 1.0))) == (
+        ["new"] + ["pending"] * (THREADS - 1))
+    assert store.inbox_get("stripe", "evt_1") is not None
+    store.close()
+
+
+# -- open_store and Redis specifics -----------------------------------------------------------------
+def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = open_store("sqlite:///data.db")
+    assert isinstance(relative, SQLiteStore) and (tmp_path / "data.db").exists()
+    absolute = open_store(f"sqlite:///{tmp_path / 'abs.db'}")  # an absolute path: four slashes
+    assert isinstance(absolute, SQLiteStore) and absolute.path == str(tmp_path / "abs.db")
+    named = open_store("redis://127.0.0.1:6379/9?namespace=hub-a")
+    assert isinstance(named, RedisStore) and named.namespace == "hub-a"
+    default = open_store("redis://localhost/0")
+    assert isinstance(default, RedisStore) and default.namespace == "crossledger"
+    for opened in (relative, absolute, named, default):
+        opened.close()
+
+
+@pytest.mark.parametrize("url", [
+    "", "postgres://localhost/db", "sqlite://", "sqlite:///", "sqlite://data.db", "redis://",
+    "redis://localhost:port/0", "redis://localhost:6379/zero", "redis://localhost:6379/0?db=1",
+])
+def test_open_store_rejects_bad_urls(url: str) -> None:
+    with pytest.raises(ValueError, match=r"use sqlite:///.*redis://host:port/db\[\?namespace=name\]"):
+        open_store(url)
+
+
+def test_redis_namespace_must_not_overlap_or_glob() -> None:
+    for namespace in ("", "hub:a", "hub*"):
+        with pytest.raises(ValueError, match="namespace"):
+            RedisStore("redis://127.0.0.1:6379/9", namespace)
+
+
+def test_redis_ping_raises_when_unreachable() -> None:
+    unreachable = RedisStore("redis://127.0.0.1:1/0")
+    with pytest.raises(redis.ConnectionError):
+        unreachable.ping()
+    unreachable.close()
+
+
+@pytest.mark.redis
+def test_redis_reset_spares_other_namespaces() -> None:
+    url = redis_url(9)
+    mine, neighbour = RedisStore(url, "test-hub"), RedisStore(url, "test-hub-2")
+    for each in (mine, neighbour):
+        each.cursor_set("poll", "evt_1")
+        each.park("netsuite", {"n": 1})
+    client = redis.Redis.from_url(url)
+    client.set("unrelated", "1")
+
+    mine.reset()
+    assert mine.cursor_get("poll") is None and mine.parked_count("netsuite") == 0
+    assert neighbour.cursor_get("poll") == "evt_1" and neighbour.parked_count("netsuite") == 1
+    assert client.get("unrelated") == b"1"
+    for closing in (mine, neighbour, client):
+        closing.close()
