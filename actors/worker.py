@@ -4,10 +4,13 @@ The configuration comes from the environment (CROSSLEDGER_CONFIG, CROSSLEDGER_BR
 CROSSLEDGER_STORE), which ``crossledger worker`` passes on to the processes it starts.
 """
 
+import logging
+
 from crossledger.actors import declare
 from crossledger.core.runtime import Runtime
 from crossledger.core.settings import load_settings
 
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the worker log
 runtime = Runtime(load_settings())
 broker = runtime.broker
 actors = declare(runtime)

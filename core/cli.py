@@ -24,8 +24,9 @@ from rich.table import Table
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="crossledger: the governed integration hub.")
 dlq = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, replay.")
 app.add_typer(dlq, name="dlq")
-console = Console()
-err = Console(stderr=True)
+# Piped output (scripts, grep) gets wide lines instead of rich's 80-column folding.
+console = Console(width=None if sys.stdout.isatty() else 240)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 240)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config (or CROSSLEDGER_CONFIG).")]
 T = TypeVar("T")
@@ -184,8 +185,9 @@ def trace(key: Annotated[str, typer.Argument(help="A correlation id, or a canoni
           config: ConfigOption = None) -> None:
     """Show every step of one transaction across the systems."""
     with operator_errors():
-        store = runtime_for(config).store
-        records = store.audit_trail(key) or store.audit_for_subject(key)
+        from crossledger.core.timeline import timeline
+
+        records = timeline(runtime_for(config).store, key)
         if not records:
             fail(f"no transaction or entity {key!r} in the audit", 1)
         print_timeline(records, key)
@@ -193,7 +195,9 @@ def trace(key: Annotated[str, typer.Argument(help="A correlation id, or a canoni
 
 def print_timeline(records: list[Any], title: str) -> None:
     table = Table(title=f"trace {title}")
-    for column in ("time (UTC)", "step", "system", "status", "subject", "detail"):
+    for column in ("time (UTC)", "step", "system", "status"):
+        table.add_column(column, no_wrap=True)
+    for column in ("subject", "detail"):
         table.add_column(column, overflow="fold")
     for record in records:
         table.add_row(when(record.at), record.step, record.system or "", record.status, record.subject or "",
@@ -213,7 +217,8 @@ def dlq_list(config: ConfigOption = None, category: str | None = None, target: s
         letters = runtime_for(config).store.dlq_list(
             state=None if state == "all" else state, category=category, target=target, limit=limit)
         table = Table(title=f"dead letters ({state})")
-        for column in ("id", "when (UTC)", "actor", "target", "category", "attempts", "reason"):
+        table.add_column("id", no_wrap=True)  # operators copy it into `dlq replay`
+        for column in ("when (UTC)", "actor", "target", "category", "attempts", "reason"):
             table.add_column(column, overflow="fold")
         for letter in letters:
             table.add_row(letter.id, when(letter.created_at), letter.actor, letter.target or "", letter.category,

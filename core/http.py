@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from crossledger.core import metrics
 from crossledger.core.runtime import Runtime, WebhookRejected
+from crossledger.core.timeline import timeline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -87,9 +88,7 @@ def create_app(runtime: Runtime) -> Starlette:
 
     async def transaction(request: Request) -> Response:
         key = request.path_params["correlation_id"]
-        records = await run_in_threadpool(runtime.store.audit_trail, key)
-        if not records:
-            records = await run_in_threadpool(runtime.store.audit_for_subject, key)
+        records = await run_in_threadpool(timeline, runtime.store, key)
         if not records:
             return error(404, f"no transaction or entity {key!r}")
         return JSONResponse({"id": key, "steps": msgspec.to_builtins(records)})

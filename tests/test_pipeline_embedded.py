@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from conftest import System
 from crossledger.core.bench import signed
+from crossledger.core.embedded import wait_until
 
 
 def netsuite_external_ids(system: System, kind: str) -> Counter[str]:
@@ -128,7 +129,10 @@ def test_netsuite_down_parks_work_and_everything_lands_once_back(system: System)
     for amounts in ([1_000], [2_000, 500], [7_700]):
         system.invoice(customer["id"], amounts, pay=True)
     store = system.hub.runtime.store
-    system.settle(lambda: store.parked_count("netsuite") >= 1 and store.circuit_get("netsuite").status == "open")
+    # While NetSuite is down a probe is always scheduled, so the hub is never idle: wait for the parking.
+    assert wait_until(lambda: store.parked_count("netsuite") >= 3 and store.circuit_get("netsuite").status == "open",
+                      30)
+    assert store.dlq_count() == 0
 
     system.clear_fault("netsuite")
     system.settle(lambda: system.reconcile().ok, timeout=60)

@@ -1,0 +1,163 @@
+"""The hub as it runs in production: separate processes over Redis.
+
+``crossledger sandbox`` writes the configuration, ``crossledger serve`` answers webhooks,
+``crossledger worker`` runs the actors. A worker killed with SIGKILL in the middle of deliveries is
+restarted, and every event still lands exactly once; a dead letter is replayed from the CLI.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import redis_url
+from crossledger.core.bench import signed
+from crossledger.core.demo import StripeDriver, free_port
+from crossledger.core.embedded import wait_until
+from crossledger.core.reconcile import reconcile
+from crossledger.core.settings import load_settings
+from crossledger.core.stores import open_store
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+CROSSLEDGER = str(Path(sys.executable).with_name("crossledger"))
+
+
+class Processes:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None, name: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp_path / f"{name}.log").open("wb")
+        process = subprocess.Popen([CROSSLEDGER, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.running.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.running:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    running = Processes(tmp_path)
+    yield running
+    running.stop_all()
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CROSSLEDGER, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_serve_and_worker_processes_on_redis(tmp_path: Path, processes: Processes) -> None:
+    broker, store_url = redis_url(11), redis_url(12)
+    sandbox_port, hub_port = free_port(), free_port()
+    config = tmp_path / "hub.toml"
+    processes.start("sandbox", "--port", str(sandbox_port), "--hub-url", f"http://127.0.0.1:{hub_port}",
+                    "--write-config", str(config), name="sandbox")
+    assert wait_until(config.exists, 30), "crossledger sandbox wrote no config"
+    with config.open("a") as extra:
+        extra.write("\n[hub]\nredis_heartbeat_timeout_ms = 3000\nredis_maintenance_chance = 200000\n"
+                    "min_backoff_ms = 100\nmax_backoff_ms = 1000\ncircuit_cooldown_s = 1.0\n")
+    env = {**os.environ, "CROSSLEDGER_CONFIG": str(config), "CROSSLEDGER_BROKER": broker,
+           "CROSSLEDGER_STORE": store_url}
+    processes.start("serve", "--port", str(hub_port), env=env, name="serve")
+    worker = processes.start("worker", "--processes", "1", "--threads", "4", env=env, name="worker")
+    hub = f"http://127.0.0.1:{hub_port}"
+    assert wait_until(lambda: _ready(hub), 30), (tmp_path / "serve.log").read_text()
+
+    settings = load_settings(config, environ={})
+    stripe = StripeDriver(settings.connectors["stripe"]["base_url"], settings.connectors["stripe"]["api_key"])
+    sandboxes = f"http://127.0.0.1:{sandbox_port}"
+    store = open_store(f"{store_url}?namespace=crossledger")
+
+    def matches() -> bool:
+        return reconcile(_state(sandboxes, "stripe"), _state(sandboxes, "netsuite"), store).ok
+
+    customers = [stripe.post("/v1/customers", name=f"Proc {n}", email=f"p{n}@example.com") for n in range(3)]
+    for n in range(6):
+        _invoice(stripe, customers[n % 3]["id"], 1_000 * (n + 1), pay=n % 2 == 0)
+    assert wait_until(matches, 60), reconcile(_state(sandboxes, "stripe"), _state(sandboxes, "netsuite"),
+                                              store).problems
+
+    # SIGKILL a worker while NetSuite holds its requests, then restart it.
+    httpx.post(f"{sandboxes}/netsuite/_sandbox/faults", json={"mode": "latency", "latency_ms": 1500})
+    for n in range(4):
+        _invoice(stripe, customers[n % 3]["id"], 20_000 + n, pay=True)
+    assert wait_until(lambda: _held_requests(sandboxes) >= 2, 20), "no delivery reached NetSuite"
+    processes.kill(worker)
+    httpx.delete(f"{sandboxes}/netsuite/_sandbox/faults")
+    processes.start("worker", "--processes", "1", "--threads", "4", env=env, name="worker-2")
+    assert wait_until(matches, 90), reconcile(_state(sandboxes, "stripe"), _state(sandboxes, "netsuite"),
+                                              store).problems
+    netsuite = _state(sandboxes, "netsuite")
+    for kind in ("customer", "invoice", "customerpayment"):
+        counts = Counter(record["externalId"] for record in netsuite[kind])
+        assert set(counts.values()) == {1}, f"duplicate {kind}: {counts}"
+    assert len(netsuite["invoice"]) == 10
+
+    # An invariant breach: dead-lettered as data, replayed once from the CLI after refetching.
+    invoice = stripe.get("/v1/invoices", limit=1)["data"][0]
+    broken = {**invoice, "total": invoice["total"] + 7}
+    body = json.dumps({"id": "evt_broken", "object": "event", "type": "invoice.finalized",
+                       "created": invoice["created"], "data": {"object": broken}}).encode()
+    secret = settings.connectors["stripe"]["webhook_secret"]
+    assert httpx.post(f"{hub}/webhooks/stripe", content=body, headers=signed(secret, body)).status_code == 200
+    assert wait_until(lambda: store.dlq_count() == 1, 30)
+    [letter] = store.dlq_list()
+    assert letter.category == "data"
+    listed = cli(env, "dlq", "list")
+    assert letter.id in listed.stdout
+    replayed = cli(env, "dlq", "replay", letter.id, "--refresh")
+    assert replayed.returncode == 0, replayed.stderr
+    assert cli(env, "dlq", "replay", letter.id).returncode == 1
+    assert wait_until(lambda: store.dlq_count() == 0 and _delivered(store, letter.correlation_id or ""), 30)
+    traced = cli(env, "trace", letter.correlation_id or "")
+    assert traced.returncode == 0 and "invoice.upsert" in traced.stdout
+    assert len(_state(sandboxes, "netsuite")["invoice"]) == 10
+
+
+def _ready(hub: str) -> bool:
+    try:
+        return httpx.get(f"{hub}/readyz").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _state(base: str, system: str) -> dict[str, Any]:
+    return httpx.get(f"{base}/{system}/_sandbox/state").json()  # type: ignore[no-any-return]
+
+
+def _invoice(stripe: StripeDriver, customer: str, amount: int, *, pay: bool) -> None:
+    stripe.post("/v1/invoiceitems", customer=customer, amount=amount, currency="usd", description="work")
+    invoice = stripe.post("/v1/invoices", customer=customer)
+    stripe.post(f"/v1/invoices/{invoice['id']}/finalize")
+    if pay:
+        stripe.post(f"/v1/invoices/{invoice['id']}/pay", paid_out_of_band="true")
+
+
+def _held_requests(base: str) -> int:
+    """How many requests NetSuite's latency fault is holding or has held: deliveries in flight."""
+    return int(httpx.get(f"{base}/netsuite/_sandbox/faults").json()["hits"])
+
+
+def _delivered(store: Any, correlation_id: str) -> bool:
+    return any(r.step == "invoice.upsert" and r.status == "delivered" for r in store.audit_trail(correlation_id))
