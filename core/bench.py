@@ -5,7 +5,8 @@ Both halves run on the same Redis server, in this process, with the same number 
 1. **no-op**: N messages to an actor that does nothing are enqueued, then a worker drains them.
 2. **pipeline**: N signed Stripe ``customer.created`` webhooks are POSTed to the hub's HTTP app; each
    becomes an ``ingest`` and a ``deliver`` message and an OAuth-signed upsert in the NetSuite
-   sandbox. Latency is from webhook receipt to acknowledged delivery (the ``delivered`` hook).
+   sandbox, which runs in its own process like the real system would. Latency is from webhook
+   receipt to acknowledged delivery (the ``delivered`` hook).
 
 The per-message ratio divides the pipeline's cost per message (two messages an event) by the
 no-op's. Figures are printed, never asserted.
@@ -15,10 +16,15 @@ import hashlib
 import hmac
 import json
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import tomllib
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -26,11 +32,10 @@ import httpx
 import redis
 from crossledger.canonical.events import Envelope
 from crossledger.core.broker import MsgspecEncoder
+from crossledger.core.demo import free_port
 from crossledger.core.embedded import EmbeddedHub, wait_until
-from crossledger.core.sandboxes import SandboxSet
 from crossledger.core.settings import HubSettings, Settings
-from crossledger.plugins import hookimpl, load_plugins
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins import hookimpl
 from crossledger.plugins.types import Outcome
 from dramatiq.brokers.redis import RedisBroker
 from rich.console import Console
@@ -92,36 +97,49 @@ def customer_event(n: int) -> bytes:
     return json.dumps(event).encode()
 
 
+def start_sandboxes(workdir: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """``crossledger sandbox`` in its own process, as the external systems are; its config."""
+    config = workdir / "sandbox.toml"
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "crossledger.core", "sandbox", "--port", str(port),
+                                "--write-config", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_until(config.exists, 30):
+        process.kill()
+        raise RuntimeError("the sandbox process did not start")
+    return process, tomllib.loads(config.read_text())["connectors"]
+
+
 def bench_pipeline(redis_url: str, messages: int, threads: int) -> tuple[float, list[float]]:
     """Events per second from webhook to NetSuite sandbox, and each event's latency in seconds."""
-    plugins = load_plugins()
-    sandboxes = SandboxSet(plugins.connectors, ["stripe", "netsuite"])
-    sandbox_server = ServerThread(sandboxes.app).start()
+    with tempfile.TemporaryDirectory() as workdir:
+        sandbox, connectors = start_sandboxes(Path(workdir))
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
-    store_url = f"{redis_url}?namespace={namespace}"
+    connectors["stripe"]["webhook_secret"] = "whsec_bench"
     settings = Settings(
-        hub=HubSettings(broker=redis_url, store=store_url, namespace=namespace),
-        connectors={**sandboxes.config(sandbox_server.url)},
+        hub=HubSettings(broker=redis_url, store=f"{redis_url}?namespace={namespace}", namespace=namespace),
+        connectors=connectors,
     )
-    settings.connectors["stripe"]["webhook_secret"] = "whsec_bench"
     probe = LatencyProbe()
     hub = EmbeddedHub(settings, threads=threads)
     hub.runtime.plugins.register(probe, name="bench-latency")
     hub.start()
     bodies = [customer_event(n) for n in range(messages)]
     client = httpx.Client(base_url=hub.url, timeout=30)
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        statuses = list(pool.map(
-            lambda body: client.post("/webhooks/stripe", content=body, headers=signed("whsec_bench", body)).status_code,
-            bodies))
-    if any(status != 200 for status in statuses):
-        raise RuntimeError(f"webhooks rejected: {sorted(set(statuses))}")
-    wait_until(lambda: len(probe.latencies) >= messages, timeout=600)
-    elapsed = time.perf_counter() - started
-    hub.stop()
-    sandbox_server.stop()
-    redis.Redis.from_url(redis_url).flushdb()
+    try:
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(
+                lambda body: client.post("/webhooks/stripe", content=body,
+                                         headers=signed("whsec_bench", body)).status_code,
+                bodies))
+        if any(status != 200 for status in statuses):
+            raise RuntimeError(f"webhooks rejected: {sorted(set(statuses))}")
+        wait_until(lambda: len(probe.latencies) >= messages, timeout=600)
+        elapsed = time.perf_counter() - started
+    finally:
+        hub.stop()
+        sandbox.terminate()
+        redis.Redis.from_url(redis_url).flushdb()
     return len(probe.latencies) / elapsed, probe.latencies
 
 

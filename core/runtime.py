@@ -160,7 +160,7 @@ class Runtime:
                     correlation_id, received_at = entry.correlation_id, entry.received_at
             self.send(INGEST, name, payload, correlation_id, received_at)
             self.store.inbox_mark_enqueued(name, event.source_event_id)
-            self.store.audit(AuditRecord(at=time.time(), correlation_id=correlation_id, step="webhook",
+            self.store.audit(AuditRecord(at=received_at, correlation_id=correlation_id, step="webhook",
                                          status="received", system=name,
                                          detail=f"{event.type} {event.source_event_id}"))
             metrics.events_received.labels(name).inc()

@@ -20,8 +20,6 @@ connector implements only its capabilities.
 
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel
-
 from crossledger.canonical import Envelope
 from crossledger.plugins.errors import Category, ConnectorError
 from crossledger.plugins.types import (
@@ -37,15 +35,17 @@ from crossledger.plugins.types import (
     Sandbox,
     SystemKind,
 )
+from pydantic import BaseModel
 
 
 @runtime_checkable
 class Connector(Protocol):
-    name: str
-    kind: SystemKind
-    version: str
-    capabilities: frozenset[Capability]
-    settings_model: type[BaseModel]
+    # What a connector is, declared on its class.
+    name: ClassVar[str]
+    kind: ClassVar[SystemKind]
+    version: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]]
+    settings_model: ClassVar[type[BaseModel]]
 
     def verify_webhook(self, ctx: Context, headers: Headers, body: bytes) -> None:
         """Raise SignatureError unless the body was signed by the system with our secret."""

@@ -12,10 +12,9 @@ Built-in connectors register through these very hooks.
 from collections.abc import Iterable
 
 import pluggy
-
 from crossledger.canonical import Envelope
 from crossledger.plugins.connector import Connector
-from crossledger.plugins.types import OwnershipRule, Outcome, Route
+from crossledger.plugins.types import Outcome, OwnershipRule, Route
 
 PROJECT = "crossledger"
 hookspec = pluggy.HookspecMarker(PROJECT)

@@ -8,7 +8,6 @@ from email.utils import parsedate_to_datetime
 from time import time
 
 import httpx
-
 from crossledger.plugins.errors import Category, ConnectorError
 
 

@@ -9,11 +9,12 @@ Set ``CROSSLEDGER_DISABLE_PLUGINS`` to a comma-separated list of entry-point nam
 import importlib.metadata
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import cast
 
 import pluggy
-
 from crossledger.plugins import hookspecs
 from crossledger.plugins.connector import Connector
 from crossledger.plugins.types import OwnershipRule, Route
@@ -72,9 +73,9 @@ class CrossledgerPluginManager(pluggy.PluginManager):
     def connectors(self) -> dict[str, Connector]:
         """Every valid connector by name; the first registration of a name wins."""
         found: dict[str, Connector] = {}
-        for impl in reversed(self.hook.crossledger_connectors.get_hookimpls()):
+        for impl in self.hook.crossledger_connectors.get_hookimpls():  # registration order: built-ins first
             try:
-                offered = list(impl.function() or [])
+                offered: list[Connector] = list(cast(Iterable[Connector], impl.function() or []))
             except Exception as error:
                 self._problem(f"plugin {impl.plugin_name!r} crossledger_connectors() raised: {error}")
                 continue
@@ -98,7 +99,7 @@ class CrossledgerPluginManager(pluggy.PluginManager):
 
     def _gather(self, hook_name: str) -> list[list]:  # type: ignore[type-arg]
         results = []
-        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+        for impl in getattr(self.hook, hook_name).get_hookimpls():
             try:
                 results.append(list(impl.function() or []))
             except Exception as error:

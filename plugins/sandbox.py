@@ -224,9 +224,10 @@ class WebhookSender:
                 self._attempt(delivery)
             timeout = min((d.due for d in self._waiting), default=now + 0.2) - time.monotonic()
             try:
-                self._attempt(self._queue.get(timeout=max(0.0, min(timeout, 0.2))))
+                delivery = self._queue.get(timeout=max(0.0, min(timeout, 0.2)))
             except queue.Empty:
-                pass
+                continue
+            self._attempt(delivery)
 
     def _attempt(self, delivery: _Delivery) -> None:
         delivery.attempt += 1
@@ -255,7 +256,9 @@ class ServerThread:
     """Serve an ASGI app with uvicorn in a daemon thread, on loopback; port 0 picks a free port."""
 
     def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: only then does asyncio set TCP_NODELAY, and without it every answer
+        # after the first on a connection waits ~40 ms for a delayed ACK (Nagle).
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]

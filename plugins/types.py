@@ -8,9 +8,8 @@ from typing import Any, Protocol
 
 import httpx
 import msgspec
-from pydantic import BaseModel
-
 from crossledger.canonical import Entity
+from pydantic import BaseModel
 
 
 class SystemKind(StrEnum):

@@ -1,0 +1,433 @@
+"""The NetSuite connector: planning from canonical events, and delivery over real HTTP to the
+sandbox (one account for the module, like a shared NetSuite sandbox; each test uses its own ids)."""
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from crossledger.canonical.entities import (
+    Address,
+    CreditMemo,
+    Customer,
+    Entity,
+    Invoice,
+    InvoiceLine,
+    Payment,
+    PaymentApplication,
+)
+from crossledger.canonical.events import new_envelope
+from crossledger.canonical.money import money, to_decimal
+from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
+from crossledger.plugins.netsuite.connector import NetSuiteConnector, NetSuiteSettings, external_id_for
+from crossledger.plugins.netsuite.sandbox import NetSuiteSandbox
+from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.types import Capability, Context, Operation, Outcome, SystemKind
+from pydantic import ValidationError
+
+NETSUITE = NetSuiteConnector()
+ISSUED = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+DUE = datetime(2024, 3, 31, tzinfo=UTC)
+
+
+class DictRefs:
+    """Cross-references held in a dict, the way the hub's store answers them."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, str] = {}
+
+    def external_id(self, canonical_id: str, system: str) -> str | None:
+        return self.ids.get(canonical_id) if system == "netsuite" else None
+
+    def canonical_id(self, entity_type: str, system: str, external_id: str) -> str:
+        known = (cid for cid, eid in self.ids.items() if eid == external_id)
+        return next(known, f"{entity_type}/{system}/{external_id}")
+
+
+# --- canonical records ----------------------------------------------------------------------
+
+
+def customer(key: str, **fields: Any) -> Customer:
+    return Customer(id=f"customer/stripe/cus_{key}", name=f"Acme {key}", **fields)
+
+
+def invoice(key: str, currency: str = "USD", lines: tuple[int, ...] = (10000,), tax: int = 0,
+            discount: int = 0) -> Invoice:
+    return Invoice(
+        id=f"invoice/stripe/in_{key}",
+        customer_id=f"customer/stripe/cus_{key}",
+        number=f"INV-{key}",
+        currency=currency,
+        lines=[InvoiceLine(description=f"Line {n}", amount=money(amount, currency)) for n, amount in enumerate(lines)],
+        tax=money(tax, currency),
+        discount=money(discount, currency),
+        total=money(sum(lines) + tax - discount, currency),
+        status="issued",
+        issued_at=ISSUED,
+        due_at=DUE,
+    )
+
+
+def payment(key: str, amount: int, bill: Invoice) -> Payment:
+    return Payment(
+        id=f"payment/stripe/inpay_{key}",
+        customer_id=bill.customer_id,
+        amount=money(amount, bill.currency),
+        received_at=DUE,
+        applications=[PaymentApplication(invoice_id=bill.id, amount=money(amount, bill.currency))],
+    )
+
+
+def credit_memo(key: str, amount: int, bill: Invoice) -> CreditMemo:
+    return CreditMemo(id=f"creditmemo/stripe/cn_{key}", customer_id=bill.customer_id, invoice_id=bill.id,
+                      amount=money(amount, bill.currency), credited_total=bill.total, reason="Goodwill",
+                      issued_at=DUE)
+
+
+def plan(ctx: Context, refs: DictRefs, event_type: str, entity: Entity) -> list[Operation]:
+    event = new_envelope(type=event_type, source="stripe", source_event_id=uuid.uuid4().hex, data=entity,
+                         occurred_at=ISSUED)
+    operations: list[Operation] = NETSUITE.plan(ctx, event, refs)
+    return operations
+
+
+def deliver(ctx: Context, refs: DictRefs, event_type: str, entity: Entity) -> list[Outcome]:
+    """Plan and execute like the hub: each outcome becomes a cross-reference."""
+    outcomes = []
+    for op in plan(ctx, refs, event_type, entity):
+        outcome = NETSUITE.execute(ctx, op, f"key-{op.canonical_id}")
+        refs.ids[op.canonical_id] = outcome.external_id
+        outcomes.append(outcome)
+    return outcomes
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> NetSuiteSandbox:
+    return NETSUITE.sandbox()
+
+
+@pytest.fixture(scope="module")
+def server(sandbox: NetSuiteSandbox) -> Iterator[ServerThread]:
+    thread = ServerThread(sandbox.app).start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client() as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def no_faults_left(server: ServerThread) -> Iterator[None]:
+    yield
+    httpx.delete(f"{server.url}/_sandbox/faults").raise_for_status()
+
+
+def context_for(sandbox: NetSuiteSandbox, server: ServerThread, http: httpx.Client, **overrides: Any) -> Context:
+    settings = NetSuiteSettings(**(sandbox.connector_settings(server.url) | overrides))
+    return Context(settings=settings, http=http, clock=time.time)
+
+
+@pytest.fixture
+def ctx(sandbox: NetSuiteSandbox, server: ServerThread, http: httpx.Client) -> Context:
+    return context_for(sandbox, server, http)
+
+
+@pytest.fixture
+def refs() -> DictRefs:
+    return DictRefs()
+
+
+@pytest.fixture
+def key() -> str:
+    """A fresh suffix for canonical ids, so tests sharing the account never meet."""
+    return uuid.uuid4().hex[:10]
+
+
+def fault(server: ServerThread, **spec: Any) -> None:
+    httpx.post(f"{server.url}/_sandbox/faults", json=spec).raise_for_status()
+
+
+def with_external_id(sandbox: NetSuiteSandbox, record_type: str, canonical_id: str) -> list[dict[str, Any]]:
+    return [r for r in sandbox.state()[record_type] if r.get("externalId") == external_id_for(canonical_id)]
+
+
+# --- declaration and settings ---------------------------------------------------------------
+
+
+def test_declares_an_erp_that_delivers_probes_and_fetches() -> None:
+    assert (NETSUITE.name, NETSUITE.kind) == ("netsuite", SystemKind.ERP)
+    assert NETSUITE.capabilities == {Capability.DELIVER, Capability.PROBE, Capability.FETCH, Capability.SANDBOX}
+
+
+def test_settings_refuse_unknown_keys_and_hide_secrets(sandbox: NetSuiteSandbox) -> None:
+    settings = NetSuiteSettings(**sandbox.connector_settings("https://1234567.suitetalk.api.netsuite.com"))
+
+    with pytest.raises(ValidationError, match="extra"):
+        NetSuiteSettings(**sandbox.connector_settings("https://x"), realm="oops")
+    assert sandbox.credentials.token_secret not in repr(settings)
+    assert (settings.currencies["JPY"], settings.item_id, settings.timeout_s) == ("5", "1", 10)
+
+
+# --- planning -------------------------------------------------------------------------------
+
+
+def test_customer_upsert_body(ctx: Context, refs: DictRefs) -> None:
+    acme = customer("1", email="ap@acme.test", currency="GBP", address=Address(line1="1 Main St", country="GB"),
+                    dimensions={"terms": "2", "subsidiary": "2", "department": "7"})
+
+    [op] = plan(ctx, refs, "customer.upserted", acme)
+
+    assert (op.name, op.entity_type, op.canonical_id) == ("customer.upsert", "customer", acme.id)
+    assert op.payload == {
+        "method": "PUT",
+        "path": "/record/v1/customer/eid:customer.stripe.cus_1",
+        "body": {
+            "externalId": "customer.stripe.cus_1",
+            "companyName": "Acme 1",
+            "email": "ap@acme.test",
+            "subsidiary": {"id": "2"},  # the customer's dimension wins over the default
+            "currency": {"id": "2"},
+            "addressBook": {"items": [{"defaultBilling": True, "defaultShipping": True,
+                                       "addressBookAddress": {"addr1": "1 Main St", "country": "GB"}}]},
+            "terms": {"id": "2"},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("currency", "lines", "tax", "discount", "amounts"),
+    [
+        ("USD", (1999, 1), 200, 100, ["19.99", "0.01", "2.00", "-1.00"]),
+        ("JPY", (1500,), 150, 0, ["1500", "150"]),
+        ("KWD", (1234, 1000), 0, 234, ["1.234", "1.000", "-0.234"]),
+    ],
+)
+def test_invoice_amounts_leave_as_exact_decimals(
+    ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str, currency: str, lines: tuple[int, ...],
+    tax: int, discount: int, amounts: list[str],
+) -> None:
+    bill = invoice(key, currency, lines, tax, discount)
+    deliver(ctx, refs, "customer.upserted", customer(key, currency=currency))
+
+    [op] = plan(ctx, refs, "invoice.issued", bill)
+    deliver(ctx, refs, "invoice.issued", bill)
+
+    body = op.payload["body"]
+    assert [str(line["amount"]) for line in body["item"]["items"]] == amounts
+    assert [line["item"]["id"] for line in body["item"]["items"]] == (
+        ["1"] * len(lines) + ["2"] * (tax > 0) + ["3"] * (discount > 0))
+    assert (body["entity"], body["tranId"], body["tranDate"], body["dueDate"]) == (
+        {"id": refs.ids[bill.customer_id]}, f"INV-{key}", "2024-03-01", "2024-03-31")
+    record = NETSUITE.fetch(ctx, "invoice", refs.ids[bill.id])
+    assert record["total"] == to_decimal(bill.total) == record["amountRemaining"]
+
+
+def test_an_invoice_needs_its_customer_first(ctx: Context, refs: DictRefs) -> None:
+    bill = invoice("1")
+
+    with pytest.raises(MissingDependency) as missing:
+        plan(ctx, refs, "invoice.issued", bill)
+
+    assert (missing.value.entity_type, missing.value.canonical_id) == ("customer", bill.customer_id)
+
+
+@pytest.mark.parametrize("event_type", ["invoice.voided", "payment.settled", "credit_memo.issued"])
+def test_settling_an_invoice_needs_the_invoice_first(ctx: Context, refs: DictRefs, event_type: str) -> None:
+    bill = invoice("1")
+    refs.ids[bill.customer_id] = "1"
+    entity = {"invoice.voided": bill, "payment.settled": payment("1", 100, bill),
+              "credit_memo.issued": credit_memo("1", 100, bill)}[event_type]
+
+    with pytest.raises(MissingDependency) as missing:
+        plan(ctx, refs, event_type, entity)
+
+    assert (missing.value.entity_type, missing.value.canonical_id) == ("invoice", bill.id)
+
+
+def test_an_unmapped_currency_is_a_data_error(ctx: Context, refs: DictRefs) -> None:
+    bill = invoice("1", currency="CHF")
+    refs.ids[bill.customer_id] = "1"
+
+    with pytest.raises(ConnectorError, match="CHF") as error:
+        plan(ctx, refs, "invoice.issued", bill)
+
+    assert error.value.category is Category.DATA
+
+
+@pytest.mark.parametrize("event_type", ["invoice.posted", "customer.suspended"])
+def test_other_events_plan_nothing(ctx: Context, refs: DictRefs, event_type: str) -> None:
+    entity = invoice("1") if event_type.startswith("invoice") else customer("1")
+
+    assert plan(ctx, refs, event_type, entity) == []
+
+
+# --- delivery -------------------------------------------------------------------------------
+
+
+def test_executing_the_same_operation_twice_writes_one_record(
+    ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str
+) -> None:
+    [op] = plan(ctx, refs, "customer.upserted", customer(key))
+
+    first, second = NETSUITE.execute(ctx, op, "k"), NETSUITE.execute(ctx, op, "k")
+
+    assert first.created and not second.created
+    assert first.external_id == second.external_id
+    assert [r["id"] for r in with_external_id(sandbox, "customer", op.canonical_id)] == [first.external_id]
+
+
+def test_order_to_cash(ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str) -> None:
+    bill = invoice(key, lines=(10000,), tax=800, discount=300)  # 105.00
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="USD"))
+    deliver(ctx, refs, "invoice.issued", bill)
+
+    deliver(ctx, refs, "payment.settled", payment(f"{key}a", 5000, bill))
+    deliver(ctx, refs, "credit_memo.issued", credit_memo(key, 2000, bill))
+    half_paid = NETSUITE.fetch(ctx, "invoice", refs.ids[bill.id])
+    [last] = deliver(ctx, refs, "payment.settled", payment(f"{key}b", 3500, bill))
+
+    assert (half_paid["amountRemaining"], half_paid["status"]["refName"]) == (Decimal("35.00"), "Open")
+    paid = NETSUITE.fetch(ctx, "invoice", refs.ids[bill.id])
+    assert (paid["amountRemaining"], paid["status"]["refName"]) == (0, "Paid In Full")
+    received = NETSUITE.fetch(ctx, "payment", last.external_id)
+    assert (received["payment"], received["apply"]["items"][0]["doc"]["id"]) == (Decimal("35.00"), paid["id"])
+
+
+def test_a_void_credits_the_whole_invoice(ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str) -> None:
+    bill = invoice(key, currency="KWD", lines=(1234,))
+    deliver(ctx, refs, "customer.upserted", customer(key))
+    deliver(ctx, refs, "invoice.issued", bill)
+
+    [op] = plan(ctx, refs, "invoice.voided", bill)
+    deliver(ctx, refs, "invoice.voided", bill)
+
+    assert (op.name, op.entity_type, op.payload["path"]) == (
+        "invoice.void", "creditmemo", f"/record/v1/creditmemo/eid:invoice.stripe.in_{key}.void")
+    assert op.canonical_id != bill.id  # its cross-reference must not replace the invoice's
+    [memo] = with_external_id(sandbox, "creditmemo", f"{bill.id}.void")
+    assert (memo["total"], memo["apply"]["items"][0]["amount"]) == (1.234, 1.234)
+    assert NETSUITE.fetch(ctx, "invoice", refs.ids[bill.id])["amountRemaining"] == 0
+
+
+def test_a_deleted_customer_is_made_inactive(ctx: Context, refs: DictRefs, key: str) -> None:
+    gone = customer(key, status="deleted")
+    assert plan(ctx, refs, "customer.deleted", gone) == []  # never sent: nothing to do
+    deliver(ctx, refs, "customer.upserted", customer(key))
+
+    [outcome] = deliver(ctx, refs, "customer.deleted", gone)
+
+    assert outcome == Outcome(external_id=refs.ids[gone.id], created=False)
+    assert NETSUITE.fetch(ctx, "customer", outcome.external_id)["isInactive"] is True
+
+
+# --- ambiguity and probing ------------------------------------------------------------------
+
+
+def test_probe_finds_a_write_whose_answer_was_lost(
+    sandbox: NetSuiteSandbox, server: ServerThread, http: httpx.Client, refs: DictRefs, key: str
+) -> None:
+    ctx = context_for(sandbox, server, http, timeout_s=0.5)
+    [op] = plan(ctx, refs, "customer.upserted", customer(key))
+    fault(server, mode="timeout_after_commit", count=1, latency_ms=1500)
+
+    with pytest.raises(ConnectorError) as error:
+        NETSUITE.execute(ctx, op, "k")
+    found = NETSUITE.probe(ctx, op, "k")
+
+    assert error.value.category is Category.AMBIGUOUS
+    [record] = with_external_id(sandbox, "customer", op.canonical_id)
+    assert found is not None and found.external_id == record["id"]
+
+
+def test_probe_answers_none_when_the_write_did_not_land(ctx: Context, refs: DictRefs, key: str) -> None:
+    [created] = plan(ctx, refs, "customer.upserted", customer(key))
+    assert NETSUITE.probe(ctx, created, "k") is None
+    NETSUITE.execute(ctx, created, "k")
+
+    [update] = plan(ctx, refs, "customer.upserted", customer(key, email="new@acme.test"))
+
+    assert NETSUITE.probe(ctx, update, "k") is None  # the record exists, the update is not in it
+    assert NETSUITE.probe(ctx, created, "k") is not None
+
+
+# --- classification -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "category", "status"),
+    [("http_429", Category.RATE_LIMITED, 429), ("http_500", Category.TRANSIENT, 500),
+     ("down", Category.TARGET_DOWN, 503)],
+)
+def test_injected_faults_are_classified(
+    ctx: Context, refs: DictRefs, server: ServerThread, mode: str, category: Category, status: int
+) -> None:
+    [op] = plan(ctx, refs, "customer.upserted", customer("faulted"))
+    fault(server, mode=mode, count=1, retry_after=3)
+
+    with pytest.raises(ConnectorError) as error:
+        NETSUITE.execute(ctx, op, "k")
+
+    assert (error.value.category, error.value.status) == (category, status)
+    assert error.value.retry_after == (3 if status == 429 else None)
+
+
+def test_bad_credentials_are_an_auth_error(
+    sandbox: NetSuiteSandbox, server: ServerThread, http: httpx.Client, refs: DictRefs
+) -> None:
+    ctx = context_for(sandbox, server, http, token_secret="0" * 64)
+    [op] = plan(ctx, refs, "customer.upserted", customer("denied"))
+
+    with pytest.raises(ConnectorError, match="INVALID_LOGIN") as error:
+        NETSUITE.execute(ctx, op, "k")
+
+    assert error.value.category is Category.AUTH
+
+
+def test_a_refused_record_is_a_data_error_naming_the_field(ctx: Context, refs: DictRefs, key: str) -> None:
+    bill = invoice(key)
+    refs.ids[bill.customer_id] = "999999"  # a cross-reference to a customer NetSuite does not have
+    [op] = plan(ctx, refs, "invoice.issued", bill)
+
+    with pytest.raises(ConnectorError, match="INVALID_CONTENT at entity") as error:
+        NETSUITE.execute(ctx, op, "k")
+
+    assert (error.value.category, error.value.status) == (Category.DATA, 400)
+
+
+def test_no_answer_in_time_is_ambiguous(
+    sandbox: NetSuiteSandbox, server: ServerThread, http: httpx.Client, refs: DictRefs
+) -> None:
+    ctx = context_for(sandbox, server, http, timeout_s=0.3)
+    [op] = plan(ctx, refs, "customer.upserted", customer("slow"))
+    fault(server, mode="latency", count=1, latency_ms=1000)
+
+    with pytest.raises(ConnectorError) as error:
+        NETSUITE.execute(ctx, op, "k")
+
+    assert error.value.category is Category.AMBIGUOUS
+
+
+@pytest.mark.parametrize(
+    ("error", "category"),
+    [
+        (httpx.ConnectError("connection refused"), Category.TARGET_DOWN),
+        (httpx.ReadTimeout("timed out"), Category.AMBIGUOUS),
+        (httpx.HTTPStatusError("limit", request=httpx.Request("POST", "https://ns.test/x"),
+                               response=httpx.Response(400, json={"o:errorDetails": [
+                                   {"detail": "busy", "o:errorCode": "SSS_REQUEST_LIMIT_EXCEEDED"}]})),
+         Category.RATE_LIMITED),
+    ],
+    ids=["connect", "read-timeout", "restlet-limit"],
+)
+def test_classify_transport_failures_and_limit_codes(error: Exception, category: Category) -> None:
+    assert NETSUITE.classify(error).category is category
