@@ -11,9 +11,11 @@ audit. Failures leave as classified :class:`ConnectorError`; the :mod:`middlewar
 
 import hashlib
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -26,7 +28,7 @@ from crossledger.core import metrics
 from crossledger.core.policy import OwnershipPolicy, PolicyViolation
 from crossledger.core.refs import StoreRefs
 from crossledger.core.router import Router
-from crossledger.core.stores.base import AuditRecord, Golden, LoggedEvent, Store
+from crossledger.core.stores.base import AuditRecord, Circuit, Golden, LoggedEvent, Store
 from crossledger.plugins.connector import Connector
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
 from crossledger.plugins.manager import CrossledgerPluginManager
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 # The event that (re)creates an entity in a target when another event depends on it.
 DEPENDENCY_EVENTS = {"customer": "customer.upserted", "invoice": "invoice.issued"}
 MAX_DEPENDENCY_DEPTH = 3
+CIRCUIT_CACHE_S = 1.0
 
 DeliveryResult = Literal["delivered", "parked", "stale", "nothing to do"]
 
@@ -91,6 +94,8 @@ class Pipeline:
         self.refs = StoreRefs(store)
         self.circuit_threshold = circuit_threshold
         self.on_circuit_open = on_circuit_open
+        self._local = threading.local()
+        self._circuits: dict[str, tuple[float, Circuit]] = {}
 
     # -- helpers ------------------------------------------------------------------------------------
     def bound(self, name: str) -> Bound:
@@ -99,9 +104,24 @@ class Pipeline:
         except KeyError:
             raise DataError(f"connector {name!r} is not configured") from None
 
+    @contextmanager
+    def audit_batch(self) -> Iterator[None]:
+        """Collect this thread's audit records and write them in one round trip at the end, failures
+        included (the records are written before the exception leaves)."""
+        if getattr(self._local, "batch", None) is not None:
+            yield
+            return
+        self._local.batch = batch = []
+        try:
+            yield
+        finally:
+            self._local.batch = None
+            if batch:
+                self.store.audit(*batch)
+
     def audit(self, envelope: Envelope | None, step: str, status: str, *, correlation_id: str | None = None,
               system: str | None = None, detail: str | None = None) -> None:
-        self.store.audit(AuditRecord(
+        record = AuditRecord(
             at=time.time(),
             correlation_id=correlation_id or (envelope.correlation_id if envelope else "-"),
             step=step,
@@ -110,7 +130,25 @@ class Pipeline:
             event_id=envelope.id if envelope else None,
             subject=envelope.subject if envelope else None,
             detail=detail,
-        ))
+        )
+        batch = getattr(self._local, "batch", None)
+        if batch is None:
+            self.store.audit(record)
+        else:
+            batch.append(record)
+
+    def circuit(self, target: str) -> Circuit:
+        """The target's circuit, read from the shared store at most once a second per process:
+        a delivery that slips past a just-opened circuit fails, counts, and parks itself anyway."""
+        now = time.monotonic()
+        cached = self._circuits.get(target)
+        if cached is None or now - cached[0] > CIRCUIT_CACHE_S:
+            cached = (now, self.store.circuit_get(target))
+            self._circuits[target] = cached
+        return cached[1]
+
+    def forget_circuit(self, target: str) -> None:
+        self._circuits.pop(target, None)
 
     def _classified(self, bound: Bound, error: Exception) -> ConnectorError:
         if isinstance(error, ConnectorError):
@@ -120,6 +158,11 @@ class Pipeline:
     # -- ingest -------------------------------------------------------------------------------------
     def ingest(self, source: str, raw_event: dict[str, Any], correlation_id: str,
                received_at: float) -> list[tuple[str, dict[str, Any]]]:
+        with self.audit_batch():
+            return self._ingest(source, raw_event, correlation_id, received_at)
+
+    def _ingest(self, source: str, raw_event: dict[str, Any], correlation_id: str,
+                received_at: float) -> list[tuple[str, dict[str, Any]]]:
         bound = self.bound(source)
         event = msgspec.convert(raw_event, InboundEvent)
         try:
@@ -180,9 +223,13 @@ class Pipeline:
 
     # -- deliver ------------------------------------------------------------------------------------
     def deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool = False) -> DeliveryResult:
+        with self.audit_batch():
+            return self._deliver(target, raw_envelope, bypass_circuit=bypass_circuit)
+
+    def _deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool) -> DeliveryResult:
         envelope = decode_envelope(raw_envelope)
         bound = self.bound(target)
-        circuit = self.store.circuit_get(target)
+        circuit = self.circuit(target)
         if circuit.status == "open" and not bypass_circuit:
             self.park(target, raw_envelope, envelope, "circuit open")
             return "parked"
@@ -198,6 +245,7 @@ class Pipeline:
             if failure.category is Category.TARGET_DOWN and not bypass_circuit:
                 now = time.time()
                 circuit = self.store.circuit_failure(target, self.circuit_threshold, now)
+                self._circuits[target] = (time.monotonic(), circuit)
                 if circuit.status == "open":
                     if circuit.failures == self.circuit_threshold:
                         self.on_circuit_open(target)
@@ -206,6 +254,7 @@ class Pipeline:
             raise failure from error
         if circuit.failures and not bypass_circuit:
             self.store.circuit_close(target)
+            self.forget_circuit(target)
         self.store.set_applied_version(target, envelope.subject, version)
         metrics.delivery_latency.labels(target).observe(max(0.0, time.time() - envelope.received_at.timestamp()))
         for outcome in outcomes:

@@ -235,6 +235,7 @@ class Runtime:
                 self.send(DELIVER, target, message["envelope"])  # the target answers: normal failure path
         log.warning("circuit for %s closed: draining parked deliveries", target)
         self.store.circuit_close(target)
+        self.pipeline.forget_circuit(target)
         self.drain_target(target)
 
     def drain_target(self, target: str) -> None:

@@ -158,7 +158,8 @@ class Store(Protocol):
     def dlq_count(self, state: DeadLetterState = "open") -> int: ...
 
     # -- audit timeline ---------------------------------------------------------------------------
-    def audit(self, record: AuditRecord) -> None: ...
+    def audit(self, *records: AuditRecord) -> None:
+        """Append the records, in one round trip."""
 
     def audit_trail(self, correlation_id: str) -> list[AuditRecord]:
         """Oldest first."""

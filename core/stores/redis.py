@@ -271,12 +271,13 @@ class RedisStore:
         return int(self._redis.zcard(self._key("dlq", state)))
 
     # -- audit timeline -----------------------------------------------------------------------------
-    def audit(self, record: AuditRecord) -> None:
-        raw = msgspec.json.encode(record)
-        pipe = self._redis.pipeline()
-        pipe.rpush(self._key("audit", "trail", record.correlation_id), raw)
-        if record.subject is not None:
-            pipe.rpush(self._key("audit", "subject", record.subject), raw)
+    def audit(self, *records: AuditRecord) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for record in records:
+            raw = msgspec.json.encode(record)
+            pipe.rpush(self._key("audit", "trail", record.correlation_id), raw)
+            if record.subject is not None:
+                pipe.rpush(self._key("audit", "subject", record.subject), raw)
         pipe.execute()
 
     def _timeline(self, key: str) -> list[AuditRecord]:

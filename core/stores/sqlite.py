@@ -175,11 +175,19 @@ class SQLiteStore:
     def _insert(self, table: str, record: msgspec.Struct, on_conflict: str = "") -> int:
         """Insert ``record`` one column per field, followed by an ``ON CONFLICT`` clause; the number
         of rows written (0 when the conflict clause skipped it)."""
-        columns = ", ".join(record.__struct_fields__)
-        values = [msgspec.json.encode(value) if isinstance(value, dict) else value
-                  for value in msgspec.structs.astuple(record)]
-        placeholders = ", ".join("?" * len(values))
-        return self._execute(f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) {on_conflict}", values)
+        return self._insert_many(table, [record], on_conflict)
+
+    def _insert_many(self, table: str, records: Sequence[msgspec.Struct], on_conflict: str = "") -> int:
+        """Insert several records of one type in one transaction."""
+        if not records:
+            return 0
+        columns = ", ".join(records[0].__struct_fields__)
+        rows = [[msgspec.json.encode(value) if isinstance(value, dict) else value
+                 for value in msgspec.structs.astuple(record)] for record in records]
+        placeholders = ", ".join("?" * len(rows[0]))
+        with self._session() as db:
+            return db.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) {on_conflict}",
+                                  rows).rowcount
 
     def _select(self, cls: type[R], table: str, where: str, params: Sequence[Any], then: str = "") -> list[R]:
         """Records of type ``cls`` from ``table``; ``then`` follows the ``WHERE`` (order, limit)."""
@@ -297,8 +305,8 @@ class SQLiteStore:
         return self._count("dead_letters", "state = ?", (state,))
 
     # -- audit timeline -----------------------------------------------------------------------------
-    def audit(self, record: AuditRecord) -> None:
-        self._insert("audit", record)
+    def audit(self, *records: AuditRecord) -> None:
+        self._insert_many("audit", records)
 
     def audit_trail(self, correlation_id: str) -> list[AuditRecord]:
         return self._select(AuditRecord, "audit", "correlation_id = ?", (correlation_id,), "ORDER BY at, seq")
