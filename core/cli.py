@@ -19,6 +19,7 @@ import tomli_w
 import typer
 from crossledger.core.settings import ConfigError, Settings, load_settings
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="crossledger: the governed integration hub.")
@@ -33,7 +34,8 @@ T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # escape: messages name config sections like [hub], which rich would take for markup and drop
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -177,7 +179,7 @@ def plugins() -> None:
     for info in manager.infos.values():
         console.print(f"plugin {info.name}: {info.distribution or '?'} {info.version or ''}")
     for problem in manager.problems:
-        err.print(f"[yellow]problem:[/yellow] {problem}", highlight=False)
+        err.print(f"[yellow]problem:[/yellow] {escape(problem)}", highlight=False)
 
 
 @app.command()

@@ -204,6 +204,17 @@ def test_customer_upsert_body(ctx: Context, refs: DictRefs) -> None:
     }
 
 
+def test_an_update_leaves_the_erp_owned_subsidiary_alone(ctx: Context, refs: DictRefs) -> None:
+    acme = customer("2")
+    [create] = plan(ctx, refs, "customer.upserted", acme)
+    refs.ids[acme.id] = "901"  # NetSuite now knows it; an operator may have moved its subsidiary
+
+    [update] = plan(ctx, refs, "customer.upserted", acme)
+
+    assert create.payload["body"]["subsidiary"] == {"id": "1"}
+    assert "subsidiary" not in update.payload["body"]
+
+
 @pytest.mark.parametrize(
     ("currency", "lines", "tax", "discount", "amounts"),
     [

@@ -164,11 +164,14 @@ class _Planner:
     def customer(self, customer: Customer) -> Operation:
         dimensions = {name: _ref(customer.dimensions[name])
                       for name in CUSTOMER_REFERENCE_DIMENSIONS if name in customer.dimensions}
+        # NetSuite needs a subsidiary to create a customer; afterwards the ERP owns it, so an update
+        # from another system must not reset it to the default.
+        creating = self.refs.external_id(customer.id, SYSTEM) is None
         body = {
             "companyName": customer.name,
             "email": customer.email,
             "phone": customer.phone,
-            "subsidiary": _ref(self.settings.subsidiary_id),
+            "subsidiary": _ref(self.settings.subsidiary_id) if creating else None,
             "currency": self.settings.currency(customer.currency) if customer.currency else None,
             "addressBook": self._address_book(customer),
             **dimensions,
