@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import httpx
+from crossledger.core import metrics
 from crossledger.core.cli import print_timeline
 from crossledger.core.embedded import EmbeddedHub
 from crossledger.core.reconcile import Report, reconcile
@@ -178,8 +179,12 @@ def summarize(hub: EmbeddedHub, report: Report, stats: dict[str, int], elapsed: 
         "invoices_paid": stats["paid"],
         "invoices_voided": stats["voided"],
         "duplicate_deliveries_sent": stats["duplicates_sent"],
+        "parked_during_outage": int(metrics.registry.get_sample_value("crossledger_parked_total",
+                                                                       {"target": "netsuite"}) or 0),
+        "retries": int(sum(metrics.registry.get_sample_value("crossledger_retried_total", {"category": c}) or 0
+                           for c in ("transient", "rate_limited", "target_down", "ambiguous"))),
         "dead_letters": store.dlq_count("open"),
-        "parked": store.parked_count("netsuite"),
+        "still_parked": store.parked_count("netsuite"),
         "problems": report.problems[:20],
         "seconds": round(elapsed, 1),
     }
