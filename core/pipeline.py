@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 DEPENDENCY_EVENTS = {"customer": "customer.upserted", "invoice": "invoice.issued"}
 MAX_DEPENDENCY_DEPTH = 3
 CIRCUIT_CACHE_S = 1.0
+LEASE_WAIT_S = 10.0
 
 DeliveryResult = Literal["delivered", "parked", "stale", "nothing to do"]
 
@@ -85,6 +86,7 @@ class Pipeline:
         router: Router,
         circuit_threshold: int,
         on_circuit_open: Callable[[str], None],
+        lease_ttl_s: float,
     ) -> None:
         self.store = store
         self.plugins = plugins
@@ -94,6 +96,7 @@ class Pipeline:
         self.refs = StoreRefs(store)
         self.circuit_threshold = circuit_threshold
         self.on_circuit_open = on_circuit_open
+        self.lease_ttl_s = lease_ttl_s
         self._local = threading.local()
         self._circuits: dict[str, tuple[float, Circuit]] = {}
 
@@ -149,6 +152,22 @@ class Pipeline:
 
     def forget_circuit(self, target: str) -> None:
         self._circuits.pop(target, None)
+
+    @contextmanager
+    def entity_lease(self, target: str, subject: str) -> Iterator[None]:
+        """Serialize deliveries of one entity to one target across every worker: the stale check and
+        the writes happen under a lease in the shared store. A holder that crashed frees it after
+        ``lease_ttl_s``; a delivery that cannot get it in time is retried later."""
+        key, owner = f"{target}|{subject}", uuid.uuid4().hex
+        deadline = time.monotonic() + LEASE_WAIT_S
+        while not self.store.lock_acquire(key, owner, self.lease_ttl_s):
+            if time.monotonic() > deadline:
+                raise ConnectorError(Category.TRANSIENT, f"{subject} is being delivered to {target} elsewhere")
+            time.sleep(0.02)
+        try:
+            yield
+        finally:
+            self.store.lock_release(key, owner)
 
     def _classified(self, bound: Bound, error: Exception) -> ConnectorError:
         if isinstance(error, ConnectorError):
@@ -233,13 +252,16 @@ class Pipeline:
         if circuit.status == "open" and not bypass_circuit:
             self.park(target, raw_envelope, envelope, "circuit open")
             return "parked"
-        applied = self.store.applied_version(target, envelope.subject)
-        version = version_of(envelope)
-        if applied is not None and version < applied:
-            self.audit(envelope, "deliver", "stale", system=target, detail="a newer version was already delivered")
-            return "stale"
         try:
-            outcomes = self._apply(bound, target, envelope, depth=0)
+            with self.entity_lease(target, envelope.subject):
+                applied = self.store.applied_version(target, envelope.subject)
+                version = version_of(envelope)
+                if applied is not None and version < applied:
+                    self.audit(envelope, "deliver", "stale", system=target,
+                               detail="a newer version was already delivered")
+                    return "stale"
+                outcomes = self._apply(bound, target, envelope, depth=0)
+                self.store.set_applied_version(target, envelope.subject, version)
         except Exception as error:
             failure = self._classified(bound, error)
             if failure.category is Category.TARGET_DOWN and not bypass_circuit:
@@ -255,7 +277,6 @@ class Pipeline:
         if circuit.failures and not bypass_circuit:
             self.store.circuit_close(target)
             self.forget_circuit(target)
-        self.store.set_applied_version(target, envelope.subject, version)
         metrics.delivery_latency.labels(target).observe(max(0.0, time.time() - envelope.received_at.timestamp()))
         for outcome in outcomes:
             self.plugins.notify("crossledger_event_delivered", event=envelope, target=target, outcome=outcome)
@@ -302,7 +323,10 @@ class Pipeline:
         )
         self.audit(dependency, "deliver", "dependency", system=target,
                    detail=f"{target} lacks {missing.entity_type} {missing.canonical_id}; delivering it first")
-        self._apply(bound, target, dependency, depth + 1)
+        # Leases are taken downwards only (payment -> invoice -> customer), so they cannot deadlock.
+        with self.entity_lease(target, golden.canonical_id):
+            self._apply(bound, target, dependency, depth + 1)
+            self.store.set_applied_version(target, golden.canonical_id, golden.version)
 
     def _perform(self, bound: Bound, target: str, envelope: Envelope, op: Operation) -> Outcome:
         """Execute one operation exactly once in effect."""

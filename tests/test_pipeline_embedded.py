@@ -193,3 +193,27 @@ def test_health_readiness_and_metrics(system: System) -> None:
     assert 'crossledger_events_delivered_total{target="netsuite",type="customer.upserted"}' in text
     assert "crossledger_delivery_latency_seconds_bucket" in text
     assert "crossledger_dead_letters_open 0.0" in text
+
+
+def customer_event(customer: str, name: str, created: int, event_id: str) -> bytes:
+    obj = {"id": customer, "object": "customer", "name": name, "email": None, "phone": None, "address": None,
+           "currency": None, "metadata": {}, "created": created, "livemode": False}
+    return json.dumps({"id": event_id, "object": "event", "api_version": "2025-10-29", "created": created,
+                       "data": {"object": obj}, "livemode": False, "pending_webhooks": 1,
+                       "request": {"id": None, "idempotency_key": None}, "type": "customer.updated"}).encode()
+
+
+def test_concurrent_updates_of_one_entity_land_newest_last(system: System) -> None:
+    # The first write is slow, so later versions would overtake it if deliveries were not serialized.
+    system.fault("netsuite", mode="latency", latency_ms=600, count=1)
+    for version in range(8):
+        body = customer_event("cus_ordered", f"Version {version}", 1_800_000_000 + version, f"evt_v{version}")
+        assert webhook(system, body).status_code == 200
+    system.settle(timeout=60)
+
+    [record] = system.state("netsuite")["customer"]
+    assert record["companyName"] == "Version 7"
+    store = system.hub.runtime.store
+    audit = store.audit_for_subject("customer/stripe/cus_ordered")
+    assert store.applied_version("netsuite", "customer/stripe/cus_ordered") == 1_800_000_007 * 1_000_000
+    assert not [r for r in audit if r.status == "failed"]

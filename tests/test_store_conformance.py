@@ -293,6 +293,24 @@ def test_cursors(store: Store) -> None:
     assert store.cursor_get("hubspot.deals") is None
 
 
+def test_leases(store: Store) -> None:
+    assert store.lock_acquire("netsuite|customer/stripe/cus_1", "worker-a", 30)
+    assert not store.lock_acquire("netsuite|customer/stripe/cus_1", "worker-b", 30)
+    assert store.lock_acquire("netsuite|customer/stripe/cus_2", "worker-b", 30)
+    store.lock_release("netsuite|customer/stripe/cus_1", "worker-b")  # not the holder: no effect
+    assert not store.lock_acquire("netsuite|customer/stripe/cus_1", "worker-b", 30)
+    store.lock_release("netsuite|customer/stripe/cus_1", "worker-a")
+    assert store.lock_acquire("netsuite|customer/stripe/cus_1", "worker-b", 30)
+
+
+def test_an_expired_lease_can_be_taken_over(store: Store) -> None:
+    assert store.lock_acquire("k", "crashed-worker", 0.05)
+    time.sleep(0.1)
+    assert store.lock_acquire("k", "worker-b", 30)
+    store.lock_release("k", "crashed-worker")  # the late holder cannot free the new holder's lease
+    assert not store.lock_acquire("k", "worker-c", 30)
+
+
 # -- lifecycle ------------------------------------------------------------------------------------
 def test_ping(store: Store) -> None:
     assert store.ping() is None
@@ -347,6 +365,10 @@ def test_unpark_race_hands_each_message_out_once(store: Store) -> None:
     assert sorted(n for taken in results for n in taken) == list(range(200))
     assert all(taken == sorted(taken) for taken in results)
     assert store.parked_count("netsuite") == 0
+
+
+def test_lease_race_has_one_holder(store: Store) -> None:
+    assert race(lambda n: store.lock_acquire("contended", f"worker-{n}", 30)).count(True) == 1
 
 
 def test_dlq_set_state_race_has_one_winner(store: Store) -> None:

@@ -190,6 +190,14 @@ class Store(Protocol):
 
     def parked_count(self, target: str) -> int: ...
 
+    # -- leases: per-entity serialization across workers -----------------------------------------
+    def lock_acquire(self, key: str, owner: str, ttl_s: float) -> bool:
+        """*Atomic.* Take the lease on ``key`` for ``owner`` if it is free or its holder's ttl ran out
+        (a crashed holder); False while someone else holds it."""
+
+    def lock_release(self, key: str, owner: str) -> None:
+        """*Atomic.* Give the lease back, only if ``owner`` still holds it."""
+
     # -- poll cursors -----------------------------------------------------------------------------
     def cursor_get(self, name: str) -> str | None: ...
 

@@ -96,6 +96,12 @@ redis.call('ZADD', KEYS[3], created_at, ARGV[1])
 return 1
 """
 
+_LOCK_RELEASE = """
+-- KEYS: lock:<key>. ARGV: owner
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 _CIRCUIT_FAILURE = """
 -- KEYS: circuit:<target>. ARGV: threshold, now
 if redis.call('HINCRBY', KEYS[1], 'failures', 1) >= tonumber(ARGV[1]) then
@@ -122,6 +128,7 @@ class RedisStore:
         self._xref_put = self._redis.register_script(_XREF_PUT)
         self._dlq_set_state = self._redis.register_script(_DLQ_SET_STATE)
         self._circuit_failure = self._redis.register_script(_CIRCUIT_FAILURE)
+        self._lock_release = self._redis.register_script(_LOCK_RELEASE)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
@@ -316,6 +323,12 @@ class RedisStore:
         return int(self._redis.llen(self._key("parked", target)))
 
     # -- poll cursors -------------------------------------------------------------------------------
+    def lock_acquire(self, key: str, owner: str, ttl_s: float) -> bool:
+        return bool(self._redis.set(self._key("lock", key), owner, nx=True, px=max(1, int(ttl_s * 1000))))
+
+    def lock_release(self, key: str, owner: str) -> None:
+        self._lock_release(keys=[self._key("lock", key)], args=[owner])
+
     def cursor_get(self, name: str) -> str | None:
         value = self._redis.hget(self._key("cursors"), name)
         return None if value is None else _text(value)

@@ -91,6 +91,8 @@ CREATE TABLE IF NOT EXISTS parked (seq INTEGER PRIMARY KEY, target TEXT NOT NULL
 CREATE INDEX IF NOT EXISTS parked_by_target ON parked (target);
 
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
 """
 
 
@@ -111,8 +113,23 @@ class SQLiteStore:
         if self.path == ":memory:":
             self._shared = self._connect()
             self._lock = threading.RLock()
-        with self._session() as db:
-            db.executescript(_SCHEMA)
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        """Create the tables. Two processes opening a new file at once (web and worker starting
+        together) can get SQLITE_BUSY here without the busy handler being consulted (switching to
+        WAL, first schema write), so retry for as long as the busy timeout would have waited."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                with self._session() as db:
+                    db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                self._local.handle = (None, None)  # start again on a fresh connection
+                time.sleep(0.05)
 
     # -- connections --------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -356,6 +373,16 @@ class SQLiteStore:
         return self._count("parked", "target = ?", (target,))
 
     # -- poll cursors -------------------------------------------------------------------------------
+    def lock_acquire(self, key: str, owner: str, ttl_s: float) -> bool:
+        now = time.time()
+        return self._execute(
+            "INSERT INTO locks (key, owner, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "owner = excluded.owner, expires_at = excluded.expires_at WHERE locks.expires_at < ?",
+            (key, owner, now + ttl_s, now)) == 1
+
+    def lock_release(self, key: str, owner: str) -> None:
+        self._execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
+
     def cursor_get(self, name: str) -> str | None:
         return self._scalar(str, "SELECT value FROM cursors WHERE name = ?", (name,))
 
