@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 DEPENDENCY_EVENTS = {"customer": "customer.upserted", "invoice": "invoice.issued"}
 MAX_DEPENDENCY_DEPTH = 3
 CIRCUIT_CACHE_S = 1.0
-LEASE_WAIT_S = 10.0
+LEASE_WAIT_S = 2.0
+LEASE_RETRY_S = 1.0
 
 DeliveryResult = Literal["delivered", "parked", "stale", "nothing to do"]
 
@@ -162,7 +163,10 @@ class Pipeline:
         deadline = time.monotonic() + LEASE_WAIT_S
         while not self.store.lock_acquire(key, owner, self.lease_ttl_s):
             if time.monotonic() > deadline:
-                raise ConnectorError(Category.TRANSIENT, f"{subject} is being delivered to {target} elsewhere")
+                # "Not now, try again shortly": like a rate limit, it spends no retries (the age limit
+                # still bounds it), since the holder may be a crashed worker whose lease must expire.
+                raise ConnectorError(Category.RATE_LIMITED, f"{subject} is being delivered to {target} elsewhere",
+                                     retry_after=LEASE_RETRY_S)
             time.sleep(0.02)
         try:
             yield

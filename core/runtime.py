@@ -91,7 +91,7 @@ class Runtime:
         self.pipeline = Pipeline(
             store=self.store, plugins=self.plugins, connectors=self.connectors, policy=self.policy,
             router=self.router, circuit_threshold=hub.circuit_threshold, on_circuit_open=self.schedule_probe,
-            lease_ttl_s=hub.time_limit_s + 30,
+            lease_ttl_s=hub.lease_ttl_s,
         )
         governance = Governance()
         governance.handler = self.handle_failure

@@ -39,6 +39,8 @@ class HubSettings(BaseModel):
     time_limit_s: int = Field(120, ge=1)
     circuit_threshold: int = Field(3, ge=1)
     circuit_cooldown_s: float = Field(2.0, gt=0)
+    # How long a delivery may hold its entity's lease; a crashed worker's leases free after this.
+    lease_ttl_s: float = Field(60.0, gt=0)
     redis_heartbeat_timeout_ms: int = Field(60_000, ge=1000)
     # Per million Redis commands: how often a worker sweeps dead workers' unacked messages back.
     redis_maintenance_chance: int = Field(1000, ge=1, le=1_000_000)
