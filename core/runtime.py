@@ -15,7 +15,8 @@ from typing import Any
 import dramatiq
 import httpx
 import msgspec
-from crossledger.core import metrics
+from crossledger.core import alerts, metrics
+from crossledger.core.alerts import init_sentry
 from crossledger.core.broker import DELIVER_QUEUE, INGEST_QUEUE, build_broker
 from crossledger.core.middleware import Governance
 from crossledger.core.pipeline import Bound, Pipeline
@@ -93,6 +94,8 @@ class Runtime:
             router=self.router, circuit_threshold=hub.circuit_threshold, on_circuit_open=self.schedule_probe,
             lease_ttl_s=hub.lease_ttl_s,
         )
+        if hub.sentry_dsn is not None:
+            init_sentry(hub.sentry_dsn.get_secret_value())
         governance = Governance()
         governance.handler = self.handle_failure
         try:
@@ -209,6 +212,7 @@ class Runtime:
         )
         self.store.dlq_add(letter)
         metrics.dead_lettered.labels(category).inc()
+        alerts.dead_lettered(letter.id, category, context.target, reason)
         self._audit_message(message, "dead-lettered", f"{category}: {reason} (dead letter {letter.id})")
         self.plugins.notify("crossledger_event_dead_lettered", event_id=letter.event_id or "",
                             target=context.target, category=category, reason=reason)
