@@ -5,6 +5,7 @@ ingest         an inbound event -> canonical events -> one ``deliver`` message p
 deliver        one canonical event into one target system
 probe_target   half-open circuit: try one parked delivery; on success close and drain
 drain_target   re-enqueue what is parked for a target
+replay         deliver logged canonical events again (by source, type, time; effects made are skipped)
 =============  ==================================================================================
 
 Retries and dead letters are not the actors' business: failures leave as classified errors and the
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
-from crossledger.core.runtime import DELIVER, DRAIN, INGEST, PROBE, QUEUES, Runtime
+from crossledger.core.runtime import DELIVER, DRAIN, INGEST, PROBE, QUEUES, REPLAY, Runtime
 
 
 def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
@@ -29,11 +30,15 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
     def deliver(target: str, envelope: dict[str, Any]) -> None:
         runtime.pipeline.deliver(target, envelope)
 
+    def replay(selection: dict[str, Any]) -> None:
+        runtime.replay_events(**selection)
+
     functions: dict[str, Callable[..., None]] = {
         INGEST: ingest,
         DELIVER: deliver,
         PROBE: runtime.probe_target,
         DRAIN: runtime.drain_target,
+        REPLAY: replay,
     }
     return {
         name: dramatiq.Actor(fn, broker=runtime.broker, actor_name=name, queue_name=QUEUES[name], priority=0,

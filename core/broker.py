@@ -6,6 +6,7 @@ declaration), so the broker is built completely here before any actor is declare
 replaces both with the hub's error taxonomy.
 """
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dramatiq
@@ -65,3 +66,36 @@ def build_broker(url: str, *, namespace: str, governance: Middleware, time_limit
         raise ValueError(f"broker must be 'memory' or a redis:// URL, not {url!r}")
     dramatiq.set_broker(broker)
     return broker
+
+
+BrokerDeadLetter = tuple[str, dramatiq.Message[Any], Callable[[], None]]
+
+
+def broker_dead_letters(broker: dramatiq.Broker) -> Iterator[BrokerDeadLetter]:
+    """Messages the broker itself dead-lettered: (stable id, message, discard).
+
+    Only the Governance fallback puts messages there (a retry or dead letter that could not be
+    written), so the hub sweeps them into its own dead letters. Call ``discard`` once the message is
+    safely recorded elsewhere.
+    """
+    queues = (INGEST_QUEUE, DELIVER_QUEUE)
+    if isinstance(broker, RedisBroker):
+        client = broker.client
+        for queue in queues:
+            key = f"{broker.namespace}:{queue}.XQ"
+            for raw_id in client.zrange(key, 0, -1):
+                message_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                data = client.hget(f"{key}.msgs", message_id)
+                if data is None:
+                    continue
+
+                def discard(key: str = key, message_id: str = message_id) -> None:
+                    client.zrem(key, message_id)
+                    client.hdel(f"{key}.msgs", message_id)
+
+                yield message_id, dramatiq.Message.decode(data), discard
+    elif isinstance(broker, StubBroker):
+        for queue in queues:
+            letters = broker.dead_letters_by_queue[queue]
+            for proxy in list(letters):
+                yield proxy.message_id, proxy._message, lambda proxy=proxy, letters=letters: letters.remove(proxy)

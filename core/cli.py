@@ -216,7 +216,9 @@ def dlq_list(config: ConfigOption = None, category: str | None = None, target: s
     if state not in ("open", "replayed", "discarded", "all"):
         fail("--state must be open, replayed, discarded or all", 2)
     with operator_errors():
-        letters = runtime_for(config).store.dlq_list(
+        runtime = runtime_for(config)
+        runtime.sweep_broker_dead_letters()
+        letters = runtime.store.dlq_list(
             state=None if state == "all" else state, category=category, target=target, limit=limit)
         table = Table(title=f"dead letters ({state})")
         table.add_column("id", no_wrap=True)  # operators copy it into `dlq replay`
@@ -260,6 +262,31 @@ def dlq_replay(letter_ids: Annotated[list[str] | None, typer.Argument()] = None,
         if runtime.settings.hub.broker == "memory":
             err.print("[yellow]note:[/yellow] the memory broker lives in one process; replays from this "
                       "command reach workers only with a shared broker (or use POST /v1/dead-letters/ID/replay)")
+
+
+@app.command()
+def replay(config: ConfigOption = None, source: str | None = None,
+           event_type: Annotated[str | None, typer.Option("--type", help="e.g. invoice.issued")] = None,
+           since: Annotated[datetime | None, typer.Option(help="ISO time, UTC unless it says otherwise")] = None,
+           until: Annotated[datetime | None, typer.Option(help="ISO time")] = None,
+           target: Annotated[list[str] | None, typer.Option(help="Only these targets (repeatable).")] = None) -> None:
+    """Deliver logged canonical events again; effects already made are skipped by their keys."""
+    from crossledger.core.runtime import ReplaySelection
+
+    with operator_errors():
+        runtime = runtime_for(config)
+        if runtime.settings.hub.broker == "memory":
+            fail("a replay runs in the workers: use a shared broker, or POST /v1/replay to `crossledger run`", 2)
+        selection = ReplaySelection(source=source, type=event_type, since=_epoch(since), until=_epoch(until),
+                                    targets=target or None)
+        runtime.request_replay(selection)
+        console.print(f"replay enqueued: {msgspec.to_builtins(selection)}")
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 @app.command()

@@ -6,6 +6,8 @@ POST /webhooks/{connector}         2xx only once the event is durably enqueued; 
                                    1 MiB, 503 when the broker or store cannot be reached
 GET  /v1/transactions/{id}         the audit timeline of one correlation id (or entity)
 GET  /v1/dead-letters[/{id}]       dead letters; POST .../{id}/replay re-enqueues one
+POST /v1/replay                    deliver logged events again ({"source", "type", "since", "until",
+                                   "targets"}); effects already made are skipped
 GET  /healthz, /readyz, /metrics   liveness, readiness (store and broker), Prometheus text
 =================================  ===========================================================
 
@@ -19,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from crossledger.core import metrics
-from crossledger.core.runtime import Runtime, WebhookRejected
+from crossledger.core.runtime import ReplaySelection, Runtime, WebhookRejected
 from crossledger.core.timeline import timeline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
@@ -98,6 +100,7 @@ def create_app(runtime: Runtime) -> Starlette:
         state = query.get("state", "open")
         if state not in ("open", "replayed", "discarded", "all"):
             return error(400, "state must be open, replayed, discarded or all")
+        await run_in_threadpool(runtime.sweep_broker_dead_letters)
         letters = await run_in_threadpool(
             lambda: runtime.store.dlq_list(state=None if state == "all" else state,  # type: ignore[arg-type]
                                            category=query.get("category"), target=query.get("target"),
@@ -120,6 +123,14 @@ def create_app(runtime: Runtime) -> Starlette:
         except ValueError as conflict:
             return error(409, str(conflict))
         return JSONResponse({"replayed": letter.id})
+
+    async def replay_log(request: Request) -> Response:
+        try:
+            selection = msgspec.json.decode(await read_body(request) or b"{}", type=ReplaySelection)
+        except (msgspec.DecodeError, BodyTooLarge) as invalid:
+            return error(400, f"invalid replay selection: {invalid}")
+        await run_in_threadpool(runtime.request_replay, selection)
+        return JSONResponse({"replay": msgspec.to_builtins(selection), "status": "enqueued"}, status_code=202)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -149,6 +160,7 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/v1/dead-letters", protected(dead_letters), methods=["GET"]),
         Route("/v1/dead-letters/{letter_id}", protected(dead_letter), methods=["GET"]),
         Route("/v1/dead-letters/{letter_id}/replay", protected(replay), methods=["POST"]),
+        Route("/v1/replay", protected(replay_log), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),

@@ -17,7 +17,7 @@ import httpx
 import msgspec
 from crossledger.core import alerts, metrics
 from crossledger.core.alerts import init_sentry
-from crossledger.core.broker import DELIVER_QUEUE, INGEST_QUEUE, build_broker
+from crossledger.core.broker import DELIVER_QUEUE, INGEST_QUEUE, broker_dead_letters, build_broker
 from crossledger.core.middleware import Governance
 from crossledger.core.pipeline import Bound, Pipeline
 from crossledger.core.policy import OwnershipPolicy
@@ -36,8 +36,11 @@ INGEST = "ingest"
 DELIVER = "deliver"
 PROBE = "probe_target"
 DRAIN = "drain_target"
-QUEUES = {INGEST: INGEST_QUEUE, DELIVER: DELIVER_QUEUE, PROBE: DELIVER_QUEUE, DRAIN: DELIVER_QUEUE}
+REPLAY = "replay"
+QUEUES = {INGEST: INGEST_QUEUE, DELIVER: DELIVER_QUEUE, PROBE: DELIVER_QUEUE, DRAIN: DELIVER_QUEUE,
+          REPLAY: INGEST_QUEUE}
 DRAIN_BATCH = 200
+AnyMessage = MessageProxy | dramatiq.Message[Any]
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class MessageContext:
     event_id: str | None
 
     @classmethod
-    def of(cls, message: MessageProxy) -> "MessageContext":
+    def of(cls, message: "AnyMessage") -> "MessageContext":
         args = list(message.args)
         system = str(args[0]) if args else None
         if message.actor_name == DELIVER and len(args) > 1 and isinstance(args[1], dict):
@@ -62,6 +65,16 @@ class MessageContext:
             return cls(system, system, envelope.get("correlation_id"), envelope.get("subject"), envelope.get("id"))
         correlation_id = str(args[2]) if message.actor_name == INGEST and len(args) > 2 else None
         return cls(system, None, correlation_id, None, None)
+
+
+class ReplaySelection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Which logged events to replay: every given filter applies; times are Unix seconds."""
+
+    source: str | None = None
+    type: str | None = None
+    since: float | None = None
+    until: float | None = None
+    targets: list[str] | None = None
 
 
 class WebhookRejected(Exception):
@@ -201,11 +214,12 @@ class Runtime:
         ceiling = min(hub.max_backoff_ms, hub.min_backoff_ms * 2 ** min(retries, 30))
         return int(ceiling * random.uniform(0.5, 1.0))
 
-    def dead_letter(self, message: MessageProxy, category: str, reason: str) -> None:
+    def dead_letter(self, message: AnyMessage, category: str, reason: str, *, letter_id: str | None = None) -> None:
         context = MessageContext.of(message)
         letter = DeadLetter(
-            id=uuid.uuid4().hex[:16], created_at=time.time(), actor=message.actor_name, target=context.target,
-            category=category, reason=reason, event_id=context.event_id, correlation_id=context.correlation_id,
+            id=letter_id or uuid.uuid4().hex[:16], created_at=time.time(), actor=message.actor_name,
+            target=context.target, category=category, reason=reason, event_id=context.event_id,
+            correlation_id=context.correlation_id,
             message={"queue_name": message.queue_name, "actor_name": message.actor_name, "args": list(message.args),
                      "kwargs": dict(message.kwargs)},
             attempts=int(message.options.get("attempts", 1)),
@@ -217,7 +231,18 @@ class Runtime:
         self.plugins.notify("crossledger_event_dead_lettered", event_id=letter.event_id or "",
                             target=context.target, category=category, reason=reason)
 
-    def _audit_message(self, message: MessageProxy, status: str, detail: str) -> None:
+    def sweep_broker_dead_letters(self) -> int:
+        """Move what the broker dead-lettered into the hub's dead letters (ids stay stable, so a
+        sweep that is interrupted or runs twice records each message once); how many moved."""
+        moved = 0
+        for message_id, message, discard in broker_dead_letters(self.broker):
+            self.dead_letter(message, "broker", "the hub could neither retry nor dead-letter it at the time; "
+                             "see the worker log", letter_id=f"broker-{message_id}")
+            discard()
+            moved += 1
+        return moved
+
+    def _audit_message(self, message: AnyMessage, status: str, detail: str) -> None:
         context = MessageContext.of(message)
         self.store.audit(AuditRecord(at=time.time(), correlation_id=context.correlation_id or "-",
                                      step=message.actor_name, status=status, system=context.system,
@@ -270,6 +295,29 @@ class Runtime:
         self.store.audit(AuditRecord(at=time.time(), correlation_id=letter.correlation_id or "-", step="replay",
                                      status="replayed", system=letter.target, event_id=letter.event_id, detail=detail))
         return letter
+
+    def request_replay(self, selection: ReplaySelection) -> None:
+        """Enqueue a ``replay`` of the event log; a worker runs it."""
+        self.send(REPLAY, msgspec.to_builtins(selection))
+
+    def replay_events(self, *, source: str | None = None, type: str | None = None, since: float | None = None,
+                      until: float | None = None, targets: list[str] | None = None) -> int:
+        """Deliver logged canonical events again to their routed targets (or to ``targets``).
+
+        Effects already acknowledged are skipped by their idempotency keys, so a replay reaches only
+        targets that never got an event: one added to a route later, or deliveries lost on the way.
+        Returns how many deliveries were enqueued.
+        """
+        sent = 0
+        for event in self.store.events(source=source, type=type, since=since, until=until, limit=100_000):
+            for target in self.router.targets(event.type, event.source):
+                if targets is None or target in targets:
+                    self.send(DELIVER, target, event.envelope)
+                    sent += 1
+        self.store.audit(AuditRecord(at=time.time(), correlation_id="replay", step="replay", status="enqueued",
+                                     detail=f"{sent} deliveries from the event log (source={source}, type={type}, "
+                                            f"since={since}, until={until}, targets={targets})"))
+        return sent
 
     def refreshed(self, source: str, raw_event: dict[str, Any]) -> dict[str, Any]:
         """The inbound event with its object re-read from the source system (fixed at the source)."""

@@ -83,7 +83,7 @@ class System:
         return invoice
 
 
-def start_system(tmp_path: Path, **hub: Any) -> System:
+def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None, **hub: Any) -> System:
     sandboxes = SandboxSet(load_plugins().connectors, ["stripe", "netsuite"])
     server = ServerThread(sandboxes.app).start()
     port = free_port()
@@ -92,7 +92,7 @@ def start_system(tmp_path: Path, **hub: Any) -> System:
     connectors["netsuite"]["timeout_s"] = 1.0
     options = {"broker": "memory", "store": f"sqlite:///{tmp_path}/hub.db", "min_backoff_ms": 50,
                "max_backoff_ms": 400, "circuit_cooldown_s": 0.5, "max_retries": 4, **hub}
-    settings = Settings(hub=HubSettings(**options), connectors=connectors)
+    settings = Settings(hub=HubSettings(**options), connectors=connectors, routes=routes or {})
     hub_process = EmbeddedHub(settings, port=port, threads=4).start()
     stripe = connectors["stripe"]
     return System(hub_process, sandboxes, server, StripeDriver(stripe["base_url"], stripe["api_key"]))
