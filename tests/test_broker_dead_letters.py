@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from conftest import redis_url
 from crossledger.actors import declare
 from crossledger.core.runtime import INGEST, Runtime

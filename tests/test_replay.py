@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import httpx
-
 from conftest import start_system
 
 
