@@ -14,3 +14,4 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per reques
 runtime = Runtime(load_settings())
 broker = runtime.broker
 actors = declare(runtime)
+runtime.recover_circuits()

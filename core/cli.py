@@ -251,6 +251,9 @@ def dlq_replay(letter_ids: Annotated[list[str] | None, typer.Argument()] = None,
         fail("name dead letter ids, or pass --all", 2)
     with operator_errors():
         runtime = runtime_for(config)
+        if runtime.settings.hub.broker == "memory":
+            fail("a replay runs in the workers: use a shared broker, or POST /v1/dead-letters/ID/replay to "
+                 "`crossledger run`", 2)
         ids = list(letter_ids or []) or [
             letter.id for letter in runtime.store.dlq_list(category=category, target=target, limit=1000)]
         for letter_id in ids:
@@ -259,9 +262,6 @@ def dlq_replay(letter_ids: Annotated[list[str] | None, typer.Argument()] = None,
             except (KeyError, ValueError) as error:
                 fail(str(error.args[0]))
             console.print(f"replayed {letter_id}")
-        if runtime.settings.hub.broker == "memory":
-            err.print("[yellow]note:[/yellow] the memory broker lives in one process; replays from this "
-                      "command reach workers only with a shared broker (or use POST /v1/dead-letters/ID/replay)")
 
 
 @app.command()

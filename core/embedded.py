@@ -32,6 +32,7 @@ class EmbeddedHub:
         return self.server.url
 
     def start(self) -> "EmbeddedHub":
+        self.runtime.recover_circuits()
         self.worker.start()
         self.server.start()
         return self

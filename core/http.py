@@ -83,9 +83,9 @@ def create_app(runtime: Runtime) -> Starlette:
             status, content_type, reply = await run_in_threadpool(runtime.accept_webhook, name, headers, body)
         except WebhookRejected as rejected:
             return error(rejected.status, rejected.message)
-        except Exception as failure:  # store or broker unreachable: the sender must retry
+        except Exception:  # store or broker unreachable: the sender must retry (details go to the log only)
             log.exception("webhook for %s not accepted", name)
-            return error(503, f"not accepted, retry later: {type(failure).__name__}: {failure}")
+            return error(503, "not accepted, retry later: the hub cannot reach its broker or store")
         return Response(reply, status_code=status, media_type=content_type)
 
     async def transaction(request: Request) -> Response:
@@ -141,8 +141,9 @@ def create_app(runtime: Runtime) -> Starlette:
             client = getattr(runtime.broker, "client", None)
             if client is not None:
                 await run_in_threadpool(client.ping)
-        except Exception as failure:
-            return error(503, f"not ready: {type(failure).__name__}: {failure}")
+        except Exception:
+            log.exception("not ready")
+            return error(503, "not ready: the broker or the store cannot be reached")
         return JSONResponse({"status": "ready", "connectors": sorted(runtime.connectors)})
 
     async def prometheus(request: Request) -> Response:

@@ -32,7 +32,7 @@ from crossledger.core.stores.base import AuditRecord, Circuit, Golden, LoggedEve
 from crossledger.plugins.connector import Connector
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
 from crossledger.plugins.manager import CrossledgerPluginManager
-from crossledger.plugins.types import Context, InboundEvent, Operation, Outcome
+from crossledger.plugins.types import Capability, Context, InboundEvent, Operation, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class Pipeline:
         circuit_threshold: int,
         on_circuit_open: Callable[[str], None],
         lease_ttl_s: float,
+        stale_open_s: float,
     ) -> None:
         self.store = store
         self.plugins = plugins
@@ -98,6 +99,7 @@ class Pipeline:
         self.circuit_threshold = circuit_threshold
         self.on_circuit_open = on_circuit_open
         self.lease_ttl_s = lease_ttl_s
+        self.stale_open_s = stale_open_s
         self._local = threading.local()
         self._circuits: dict[str, tuple[float, Circuit]] = {}
 
@@ -158,8 +160,16 @@ class Pipeline:
     def entity_lease(self, target: str, subject: str) -> Iterator[None]:
         """Serialize deliveries of one entity to one target across every worker: the stale check and
         the writes happen under a lease in the shared store. A holder that crashed frees it after
-        ``lease_ttl_s``; a delivery that cannot get it in time is retried later."""
+        ``lease_ttl_s``; a delivery that cannot get it in time is retried later.
+
+        Re-entrant within a thread: a void whose invoice must be delivered first leases the invoice
+        once, not twice.
+        """
         key, owner = f"{target}|{subject}", uuid.uuid4().hex
+        held: set[str] = self._local.__dict__.setdefault("leases", set())
+        if key in held:
+            yield
+            return
         deadline = time.monotonic() + LEASE_WAIT_S
         while not self.store.lock_acquire(key, owner, self.lease_ttl_s):
             if time.monotonic() > deadline:
@@ -168,9 +178,11 @@ class Pipeline:
                 raise ConnectorError(Category.RATE_LIMITED, f"{subject} is being delivered to {target} elsewhere",
                                      retry_after=LEASE_RETRY_S)
             time.sleep(0.02)
+        held.add(key)
         try:
             yield
         finally:
+            held.discard(key)
             self.store.lock_release(key, owner)
 
     def _classified(self, bound: Bound, error: Exception) -> ConnectorError:
@@ -254,7 +266,15 @@ class Pipeline:
         bound = self.bound(target)
         circuit = self.circuit(target)
         if circuit.status == "open" and not bypass_circuit:
+            circuit = self.store.circuit_get(target)  # the cache may be stale: decide on the store's word
+            self._circuits[target] = (time.monotonic(), circuit)
+        if circuit.status == "open" and not bypass_circuit:
             self.park(target, raw_envelope, envelope, "circuit open")
+            if circuit.opened_at is not None and time.time() - circuit.opened_at > self.stale_open_s:
+                # Open for far longer than a probe takes: its probe was lost (a process died). Probe
+                # again, and restart the clock so only this delivery does.
+                self.store.circuit_reopen(target, time.time())
+                self.on_circuit_open(target)
             return "parked"
         try:
             with self.entity_lease(target, envelope.subject):
@@ -292,9 +312,14 @@ class Pipeline:
         metrics.parked.labels(target).inc()
         self.audit(envelope, "deliver", "parked", system=target, detail=why)
 
+    def repark(self, target: str, message: dict[str, Any], why: str) -> None:
+        """Put back a parked message that was taken out (a failed probe)."""
+        self.park(target, message["envelope"], decode_envelope(message["envelope"]), why)
+
     def _apply(self, bound: Bound, target: str, envelope: Envelope, depth: int) -> list[Outcome]:
         """Plan and execute ``envelope`` in ``target``, delivering missing dependencies first."""
         for_target = self.policy.for_target(envelope, target)
+        delivered: set[str] = set()
         while True:
             try:
                 operations = bound.connector.plan(bound.ctx, for_target, self.refs)
@@ -302,7 +327,10 @@ class Pipeline:
             except MissingDependency as missing:
                 if depth >= MAX_DEPENDENCY_DEPTH:
                     raise DataError(f"dependencies nest too deep: {missing}") from None
+                if missing.canonical_id in delivered:  # delivering it did not give the target an id
+                    raise DataError(f"{target} still lacks {missing.canonical_id} after delivering it") from None
                 self._deliver_dependency(bound, target, envelope, missing, depth)
+                delivered.add(missing.canonical_id)
         outcomes = [self._perform(bound, target, envelope, op) for op in operations]
         if not operations:
             self.audit(envelope, "deliver", "nothing to do", system=target)
@@ -340,7 +368,9 @@ class Pipeline:
         if state is not None and state.status == "acknowledged" and state.external_id:
             outcome = Outcome(external_id=state.external_id)
             self.audit(envelope, op.name, "already done", system=target, detail=f"{target} id {state.external_id}")
-        elif state is not None:
+        elif state is not None and state.status in ("sent", "ambiguous") and \
+                Capability.PROBE in bound.connector.capabilities:
+            # The earlier attempt may have landed (a timeout after sending, or a crash mid-call).
             outcome = self._probe(bound, op, key)
             self.audit(envelope, op.name, "probed", system=target,
                        detail=f"earlier attempt was {state.status}; "
@@ -351,8 +381,8 @@ class Pipeline:
                 outcome = bound.connector.execute(bound.ctx, op, key)
             except Exception as error:
                 failure = self._classified(bound, error)
-                if failure.category is Category.AMBIGUOUS:
-                    self.store.delivery_set(key, "ambiguous")
+                # Only a timeout after sending may have landed; any other answer says it did not.
+                self.store.delivery_set(key, "ambiguous" if failure.category is Category.AMBIGUOUS else "failed")
                 self.audit(envelope, op.name, "failed", system=target, detail=str(failure))
                 raise failure from error
             self.audit(envelope, op.name, "delivered", system=target,

@@ -18,14 +18,14 @@ class Router:
                 self._routes[route.event_type].append(route)
         for event_type, targets in overrides.items():
             self._routes[event_type] = [Route(event_type, tuple(targets))]
-        self._deliverable = deliverable
+        self.deliverable = deliverable
 
     def targets(self, event_type: str, source: str) -> list[str]:
         found: list[str] = []
         for route in self._routes.get(event_type, []):
             if route.source not in ("*", source):
                 continue
-            found += [t for t in route.targets if t != source and t in self._deliverable and t not in found]
+            found += [t for t in route.targets if t != source and t in self.deliverable and t not in found]
         return found
 
     def table(self) -> dict[str, list[str]]:

@@ -15,6 +15,8 @@ from typing import Any
 import dramatiq
 import httpx
 import msgspec
+from crossledger.canonical.entities import ENTITY_TYPES
+from crossledger.canonical.versions import CURRENT_VERSIONS
 from crossledger.core import alerts, metrics
 from crossledger.core.alerts import init_sentry
 from crossledger.core.broker import DELIVER_QUEUE, INGEST_QUEUE, broker_dead_letters, build_broker
@@ -27,7 +29,7 @@ from crossledger.core.stores import open_store
 from crossledger.core.stores.base import AuditRecord, DeadLetter, Store
 from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SignatureError
 from crossledger.plugins.manager import CrossledgerPluginManager, load_plugins
-from crossledger.plugins.types import Capability, Context, Headers, OwnershipRule
+from crossledger.plugins.types import Capability, Context, Headers, OwnershipRule, SystemKind
 from dramatiq.broker import MessageProxy
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ class MessageContext:
     @classmethod
     def of(cls, message: "AnyMessage") -> "MessageContext":
         args = list(message.args)
-        system = str(args[0]) if args else None
+        system = str(args[0]) if args and message.actor_name in (INGEST, DELIVER) else None
         if message.actor_name == DELIVER and len(args) > 1 and isinstance(args[1], dict):
             envelope = args[1]
             return cls(system, system, envelope.get("correlation_id"), envelope.get("subject"), envelope.get("id"))
@@ -94,9 +96,10 @@ class Runtime:
         self.plugins = plugins or load_plugins()
         self.store = store or _open(hub.store, hub.namespace)
         self.connectors = self._bind_connectors()
+        check_references(settings, self.connectors)
         kinds = {name: str(bound.connector.kind) for name, bound in self.connectors.items()}
         rules = self.plugins.ownership_rules() + [
-            OwnershipRule(*key.split(".", 1), tuple(entry.owners), entry.on_violation)  # type: ignore[call-arg]
+            OwnershipRule(*key.split(".", 1), owners=tuple(entry.owners), on_violation=entry.on_violation)
             for key, entry in settings.ownership.items()
         ]
         self.policy = OwnershipPolicy(rules, kinds)
@@ -105,7 +108,7 @@ class Runtime:
         self.pipeline = Pipeline(
             store=self.store, plugins=self.plugins, connectors=self.connectors, policy=self.policy,
             router=self.router, circuit_threshold=hub.circuit_threshold, on_circuit_open=self.schedule_probe,
-            lease_ttl_s=hub.lease_ttl_s,
+            lease_ttl_s=hub.lease_ttl_s, stale_open_s=max(30.0, hub.circuit_cooldown_s * 10),
         )
         if hub.sentry_dsn is not None:
             init_sentry(hub.sentry_dsn.get_secret_value())
@@ -250,48 +253,69 @@ class Runtime:
 
     # -- circuit recovery ---------------------------------------------------------------------------
     def probe_target(self, target: str) -> None:
-        """Half-open: try one parked delivery. Success closes the circuit and drains the rest."""
+        """Half-open: try one parked delivery. Success closes the circuit and drains the rest; a target
+        still down (or hung: no answer) keeps it open and probes again later."""
         parked = self.store.unpark(target, 1)
         if parked:
             message = parked[0]
             try:
                 self.pipeline.deliver(target, message["envelope"], bypass_circuit=True)
             except ConnectorError as error:
-                if error.category is Category.TARGET_DOWN:
-                    self.store.park(target, message)
+                if error.category in (Category.TARGET_DOWN, Category.AMBIGUOUS):
+                    self.pipeline.repark(target, message, f"probe failed: {error}")
                     self.store.circuit_reopen(target, time.time())
                     self.schedule_probe(target)
                     return
                 self.send(DELIVER, target, message["envelope"])  # the target answers: normal failure path
+            except BaseException:
+                self.store.park(target, message)  # never lose the probed delivery
+                raise
         log.warning("circuit for %s closed: draining parked deliveries", target)
         self.store.circuit_close(target)
         self.pipeline.forget_circuit(target)
         self.drain_target(target)
 
-    def drain_target(self, target: str) -> None:
-        """Re-enqueue everything parked for ``target``; once more a little later for stragglers that
-        parked while the circuit was closing."""
-        drained = 0
+    def drain_target(self, target: str, follow_up: bool = True) -> None:
+        """Re-enqueue everything parked for ``target``, and once more a little later for deliveries
+        that parked while the circuit was closing. A failed enqueue puts the rest back."""
         while batch := self.store.unpark(target, DRAIN_BATCH):
-            for message in batch:
-                self.send(DELIVER, target, message["envelope"])
-            drained += len(batch)
-        if drained:
-            self.send(DRAIN, target, delay_ms=int(self.settings.hub.circuit_cooldown_s * 1000))
+            for index, message in enumerate(batch):
+                try:
+                    self.send(DELIVER, target, message["envelope"])
+                except BaseException:
+                    for unsent in batch[index:]:
+                        self.store.park(target, unsent)
+                    raise
+        if follow_up:
+            self.send(DRAIN, target, False, delay_ms=int(self.settings.hub.circuit_cooldown_s * 1000))
+
+    def recover_circuits(self) -> None:
+        """At start: probe every open circuit (its probe message may have died with a process)."""
+        for target in self.router.deliverable:
+            if self.store.circuit_get(target).status == "open":
+                self.schedule_probe(target)
 
     # -- replay -------------------------------------------------------------------------------------
     def replay_dead_letter(self, letter_id: str, *, refresh: bool = False) -> DeadLetter:
-        """Re-enqueue one open dead letter, once, with a fresh retry budget."""
+        """Re-enqueue one open dead letter, once, with a fresh retry budget. If the enqueue fails the
+        letter stays open; two operators replaying at once replay it once."""
         letter = self.store.dlq_get(letter_id)
         if letter is None:
             raise KeyError(f"no dead letter {letter_id!r}")
-        if not self.store.dlq_set_state(letter_id, "replayed"):
+        if letter.state != "open":
             raise ValueError(f"dead letter {letter_id} is {letter.state}, not open")
         args = list(letter.message["args"])
-        if refresh and letter.actor == INGEST:
+        refreshed = refresh and letter.actor == INGEST  # only an inbound event has a source object to re-read
+        if refreshed:
             args = [args[0], self.refreshed(args[0], args[1]), *args[2:]]
-        self.send(letter.actor, *args)
-        detail = f"dead letter {letter.id}" + (" (refreshed from source)" if refresh else "")
+        if not self.store.dlq_set_state(letter_id, "replayed"):
+            raise ValueError(f"dead letter {letter_id} was replayed by someone else just now")
+        try:
+            self.send(letter.actor, *args)
+        except BaseException:
+            self.store.dlq_add(letter)  # back to open, as it was
+            raise
+        detail = f"dead letter {letter.id}" + (" (refreshed from source)" if refreshed else "")
         self.store.audit(AuditRecord(at=time.time(), correlation_id=letter.correlation_id or "-", step="replay",
                                      status="replayed", system=letter.target, event_id=letter.event_id, detail=detail))
         return letter
@@ -337,6 +361,31 @@ class Runtime:
             bound.ctx.http.close()
         self.broker.close()
         self.store.close()
+
+
+def check_references(settings: Settings, connectors: dict[str, Bound]) -> None:
+    """``[ownership]`` and ``[routes]`` must name things that exist: a typo is an error, not a rule
+    that silently never applies."""
+    owners = {str(kind) for kind in SystemKind} | set(connectors)
+    for key, entry in settings.ownership.items():
+        entity, group = key.split(".", 1)
+        if entity not in ENTITY_TYPES:
+            raise ConfigError(f"[ownership] {key}: no entity {entity!r} (entities: {', '.join(sorted(ENTITY_TYPES))})")
+        groups = ENTITY_TYPES[entity].field_groups
+        if group not in groups:
+            raise ConfigError(f"[ownership] {key}: {entity} has no field group {group!r} "
+                              f"(groups: {', '.join(sorted(groups))})")
+        unknown = [owner for owner in entry.owners if owner not in owners]
+        if unknown:
+            raise ConfigError(f"[ownership] {key}: unknown owner {unknown[0]!r} "
+                              f"(a system kind or a configured connector: {', '.join(sorted(owners))})")
+    for event_type, targets in settings.routes.items():
+        if event_type not in CURRENT_VERSIONS:
+            raise ConfigError(f"[routes] {event_type!r} is not an event type "
+                              f"({', '.join(sorted(CURRENT_VERSIONS))})")
+        unknown = [target for target in targets if target not in connectors]
+        if unknown:
+            raise ConfigError(f"[routes] {event_type}: {unknown[0]!r} is not a configured connector")
 
 
 def _open(url: str, namespace: str) -> Store:

@@ -13,9 +13,9 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, model_validator
 
 ENV_CONFIG = "CROSSLEDGER_CONFIG"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -36,16 +36,23 @@ class HubSettings(BaseModel):
     min_backoff_ms: int = Field(500, ge=1)
     max_backoff_ms: int = Field(300_000, ge=1)
     max_age_s: int = Field(7 * 86400, ge=1)
-    time_limit_s: int = Field(120, ge=1)
+    time_limit_s: int = Field(60, ge=1)
     circuit_threshold: int = Field(3, ge=1)
     circuit_cooldown_s: float = Field(2.0, gt=0)
     # How long a delivery may hold its entity's lease; a crashed worker's leases free after this.
-    lease_ttl_s: float = Field(60.0, gt=0)
+    lease_ttl_s: float = Field(90.0, gt=0)
     redis_heartbeat_timeout_ms: int = Field(60_000, ge=1000)
     # Per million Redis commands: how often a worker sweeps dead workers' unacked messages back.
     redis_maintenance_chance: int = Field(1000, ge=1, le=1_000_000)
     worker_threads: int = Field(8, ge=1)
     sentry_dsn: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_delivery(self) -> "HubSettings":
+        if self.lease_ttl_s <= self.time_limit_s:
+            raise ValueError(f"lease_ttl_s ({self.lease_ttl_s}) must exceed time_limit_s ({self.time_limit_s}): "
+                             "a delivery must not outlive the lease that serializes it")
+        return self
 
 
 class OwnershipEntry(BaseModel):
@@ -55,13 +62,16 @@ class OwnershipEntry(BaseModel):
     on_violation: str = Field("strip", pattern="^(strip|reject)$")
 
 
+OwnershipKey = Annotated[str, StringConstraints(pattern=r"^[a-z_]+\.[a-z_]+$")]
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     hub: HubSettings = HubSettings()
     connectors: dict[str, dict[str, Any]] = {}
     routes: dict[str, list[str]] = {}
-    ownership: dict[str, OwnershipEntry] = {}
+    ownership: dict[OwnershipKey, OwnershipEntry] = {}
 
 
 def _expand(value: Any, where: str, environ: dict[str, str]) -> Any:
@@ -108,6 +118,8 @@ def load_settings(path: str | Path | None = None, *, environ: dict[str, str] | N
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {file} is not valid TOML: {error}") from None
         raw = _expand(raw, "config", environ)
+    if not isinstance(raw.get("hub", {}), dict):
+        raise ConfigError("[hub] must be a table of settings")
     hub = dict(raw.get("hub", {}))
     for key, variable in (("broker", "CROSSLEDGER_BROKER"), ("store", "CROSSLEDGER_STORE")):
         if environ.get(variable):

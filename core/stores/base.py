@@ -13,7 +13,9 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 InboxStatus = Literal["new", "pending", "duplicate"]
-DeliveryStatus = Literal["sent", "acknowledged", "ambiguous"]
+# sent: the call is under way (or its worker died); ambiguous: no answer after sending, it may have
+# landed; failed: the target answered that it did not; acknowledged: done, with the target's id.
+DeliveryStatus = Literal["sent", "acknowledged", "ambiguous", "failed"]
 CircuitStatus = Literal["closed", "open"]
 DeadLetterState = Literal["open", "replayed", "discarded"]
 

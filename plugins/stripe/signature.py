@@ -50,7 +50,9 @@ def verify(header: str, body: bytes, secrets: Iterable[str], *, now: float, tole
         raise SignatureError("body is not UTF-8, so it cannot be what Stripe signed") from error
     if not candidates:
         raise SignatureError("no webhook secret configured")
-    if not any(hmac.compare_digest(expected, given) for expected in candidates for given in signatures):
+    # Bytes, not str: compare_digest refuses non-ASCII strings, and the header is the caller's text.
+    if not any(hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+               for expected in candidates for given in signatures):
         raise SignatureError("no signature matches")
     if timestamp < now - tolerance:
         raise SignatureError(f"timestamp outside tolerance: t={timestamp} is more than {tolerance}s old")
