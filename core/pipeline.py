@@ -216,19 +216,22 @@ class Pipeline:
                 correlation_id=correlation_id,
                 received_at=datetime.fromtimestamp(received_at, UTC),
             )
-            deliveries += [(target, encode_envelope(envelope)) for target in self._accept(envelope)]
+            deliveries += [(target, encode_envelope(envelope)) for target in self._accept(envelope, event)]
         if not changes:
             self.audit(None, "ingest", "ignored", correlation_id=correlation_id, system=source,
                        detail=f"{event.type} carries nothing the hub syncs")
         return deliveries
 
-    def _accept(self, envelope: Envelope) -> list[str]:
+    def _accept(self, envelope: Envelope, event: InboundEvent) -> list[str]:
         """Validate, apply the source's ownership, update the golden record; return the targets."""
         problems = violations(envelope.data)
         if problems:
             raise DataError("; ".join(problems))
         kind = envelope.data.kind()
         golden = self.store.golden_get(envelope.subject)
+        if golden is not None and golden.version == version_of(envelope) and \
+                golden.source_event_id not in (None, envelope.source_event_id):
+            envelope = self._break_tie(envelope, event)
         previous = msgspec.convert(golden.data, ENTITY_TYPES[kind]) if golden else None
         try:
             decision = self.policy.check_source(envelope, previous)
@@ -240,7 +243,7 @@ class Pipeline:
         version = version_of(envelope)
         fresh = self.store.golden_put(Golden(
             canonical_id=envelope.subject, entity_type=kind, version=version,
-            data=msgspec.to_builtins(envelope.data),
+            data=msgspec.to_builtins(envelope.data), source_event_id=envelope.source_event_id,
         ))
         if not fresh:
             self.audit(envelope, "ingest", "stale", system=envelope.source,
@@ -255,6 +258,26 @@ class Pipeline:
         self.audit(envelope, "ingest", "routed", system=envelope.source,
                    detail=f"{envelope.type} -> {', '.join(targets) or 'no target'}")
         return targets
+
+    def _break_tie(self, envelope: Envelope, event: InboundEvent) -> Envelope:
+        """Two different events about one record with the same version (Stripe's clock has whole
+        seconds, and it does not promise order): which is newer cannot be told from them, so ask the
+        source for the record as it is now. Without a way to ask, the later arrival wins."""
+        bound = self.bound(envelope.source)
+        if Capability.FETCH not in bound.connector.capabilities:
+            self.audit(envelope, "ingest", "tie", system=envelope.source,
+                       detail="two versions in one instant; the later arrival wins")
+            return envelope
+        try:
+            current = bound.connector.to_canonical(bound.ctx, bound.connector.refetch(bound.ctx, event), self.refs)
+        except Exception as error:
+            raise self._classified(bound, error) from error
+        for change in current:
+            if change.entity.id == envelope.subject:
+                self.audit(envelope, "ingest", "tie", system=envelope.source,
+                           detail=f"two versions in one instant; took the record as {envelope.source} has it now")
+                return msgspec.structs.replace(envelope, data=change.entity)
+        return envelope
 
     # -- deliver ------------------------------------------------------------------------------------
     def deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool = False) -> DeliveryResult:
@@ -284,6 +307,8 @@ class Pipeline:
                     self.audit(envelope, "deliver", "stale", system=target,
                                detail="a newer version was already delivered")
                     return "stale"
+                if applied == version:  # the same instant again: write the settled state, not this copy
+                    envelope = self._settled(envelope)
                 outcomes = self._apply(bound, target, envelope, depth=0)
                 self.store.set_applied_version(target, envelope.subject, version)
         except Exception as error:
@@ -306,6 +331,12 @@ class Pipeline:
             self.plugins.notify("crossledger_event_delivered", event=envelope, target=target, outcome=outcome)
         metrics.events_delivered.labels(target, envelope.type).inc()
         return "delivered" if outcomes else "nothing to do"
+
+    def _settled(self, envelope: Envelope) -> Envelope:
+        golden = self.store.golden_get(envelope.subject)
+        if golden is None or golden.version != version_of(envelope):
+            return envelope
+        return msgspec.structs.replace(envelope, data=msgspec.convert(golden.data, ENTITY_TYPES[golden.entity_type]))
 
     def park(self, target: str, raw_envelope: dict[str, Any], envelope: Envelope, why: str) -> None:
         self.store.park(target, {"target": target, "envelope": raw_envelope})

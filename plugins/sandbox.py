@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import queue
+import random
 import socket
 import threading
 import time
@@ -35,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 log = logging.getLogger(__name__)
 
 FAULT_MODES = ("down", "http_500", "http_429", "latency", "timeout_after_commit")
+RELEASE_ORDERS = ("in_order", "reverse", "shuffle")
 FaultResponse = Callable[[int, int | None], Response]
 
 
@@ -184,6 +186,10 @@ class WebhookSender:
     non-2xx answer or connection failure with growing delays, up to ``max_attempts``.
 
     ``headers`` is called at every attempt, so signatures carry the time of that attempt.
+
+    Real systems do not promise order (Stripe says so). :meth:`hold` keeps deliveries back and
+    :meth:`release` lets them go in order, reversed or shuffled, so tests can show what a receiver
+    does with events that arrive out of order.
     """
 
     def __init__(self, *, max_attempts: int = 12, first_delay: float = 0.25, max_delay: float = 8.0,
@@ -199,12 +205,36 @@ class WebhookSender:
         self.sent = 0
         self.failed_attempts = 0
         self.abandoned = 0
+        self._held: list[_Delivery] | None = None
         threading.Thread(target=self._run, name="sandbox-webhooks", daemon=True).start()
 
     def send(self, url: str, body: bytes, headers: Callable[[bytes], dict[str, str]]) -> None:
         with self._idle:
             self._pending += 1
+            if self._held is not None:
+                self._held.append(_Delivery(url, body, headers))
+                return
         self._queue.put(_Delivery(url, body, headers))
+
+    def hold(self) -> None:
+        """Keep new deliveries back until :meth:`release`."""
+        with self._idle:
+            if self._held is None:
+                self._held = []
+
+    def release(self, order: str = "in_order") -> int:
+        """Send what was held: ``in_order``, ``reverse`` or ``shuffle``; how many."""
+        if order not in RELEASE_ORDERS:
+            raise ValueError(f"order must be one of {', '.join(RELEASE_ORDERS)}")
+        with self._idle:
+            held, self._held = self._held or [], None
+        if order == "reverse":
+            held.reverse()
+        elif order == "shuffle":
+            random.shuffle(held)
+        for delivery in held:
+            self._queue.put(delivery)
+        return len(held)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until every accepted webhook was delivered or abandoned."""

@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
 from conftest import System
 from crossledger.core.bench import signed
 from crossledger.core.embedded import wait_until
@@ -217,3 +218,27 @@ def test_concurrent_updates_of_one_entity_land_newest_last(system: System) -> No
     audit = store.audit_for_subject("customer/stripe/cus_ordered")
     assert store.applied_version("netsuite", "customer/stripe/cus_ordered") == 1_800_000_007 * 1_000_000
     assert not [r for r in audit if r.status == "failed"]
+
+
+def test_same_second_events_arriving_out_of_order_keep_the_newest(system: System) -> None:
+    control = f"{system.server.url}/stripe/_sandbox/webhooks"
+    for _ in range(5):  # until both events fall in one second of Stripe's clock
+        httpx.post(control, json={"hold": True}).raise_for_status()
+        customer = system.stripe.post("/v1/customers", name="Old Name", email="tie@example.com")
+        system.stripe.post(f"/v1/customers/{customer['id']}", name="New Name")
+        events = [e for e in system.stripe.get("/v1/events", limit=10)["data"]
+                  if e["data"]["object"].get("id") == customer["id"]]
+        assert httpx.post(control, json={"release": "reverse"}).json()["released"] >= 2  # updated first
+        system.settle()
+        if len({event["created"] for event in events}) == 1:
+            break
+    else:
+        pytest.fail("could not get two events into one second")
+
+    store = system.hub.runtime.store
+    subject = store.xref_find("customer", "stripe", customer["id"]) or ""
+    netsuite = [c for c in system.state("netsuite")["customer"] if c["externalId"] == subject.replace("/", ".")]
+    assert [c["companyName"] for c in netsuite] == ["New Name"]
+    golden = store.golden_get(subject)
+    assert golden is not None and golden.data["name"] == "New Name"
+    assert any(r.status == "tie" for r in store.audit_for_subject(subject))

@@ -76,7 +76,8 @@ def test_serve_and_worker_processes_on_redis(tmp_path: Path, processes: Processe
     assert wait_until(config.exists, 30), "crossledger sandbox wrote no config"
     with config.open("a") as extra:
         extra.write("\n[hub]\nredis_heartbeat_timeout_ms = 3000\nredis_maintenance_chance = 200000\n"
-                    "min_backoff_ms = 100\nmax_backoff_ms = 1000\ncircuit_cooldown_s = 1.0\nlease_ttl_s = 5.0\ntime_limit_s = 4\n")
+                    "min_backoff_ms = 100\nmax_backoff_ms = 1000\ncircuit_cooldown_s = 1.0\n"
+                    "lease_ttl_s = 5.0\ntime_limit_s = 4\n")
     env = {**os.environ, "CROSSLEDGER_CONFIG": str(config), "CROSSLEDGER_BROKER": broker,
            "CROSSLEDGER_STORE": store_url}
     processes.start("serve", "--port", str(hub_port), env=env, name="serve")

@@ -46,6 +46,7 @@ class Golden(msgspec.Struct, frozen=True, kw_only=True):
     entity_type: str
     version: int
     data: dict[str, Any]
+    source_event_id: str | None = None  # which inbound event wrote it (to tell ties apart)
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):

@@ -58,7 +58,7 @@ CREATE INDEX IF NOT EXISTS events_by_type ON events (type, occurred_at, id);
 
 CREATE TABLE IF NOT EXISTS golden (
     canonical_id TEXT PRIMARY KEY, entity_type TEXT NOT NULL, version INTEGER NOT NULL,
-    data BLOB NOT NULL);
+    data BLOB NOT NULL, source_event_id TEXT);
 
 CREATE TABLE IF NOT EXISTS xrefs (
     canonical_id TEXT NOT NULL, system TEXT NOT NULL, entity_type TEXT NOT NULL,

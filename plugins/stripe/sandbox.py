@@ -58,7 +58,7 @@ from crossledger.plugins.stripe.connector import API_VERSION
 from crossledger.plugins.stripe.signature import signature_header
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 Record = dict[str, Any]
@@ -1162,6 +1162,7 @@ class StripeSandbox:
         return [
             *(self._api_route(method, path, handler) for method, path, handler in api),
             Route("/_sandbox/events/{id}/resend", self._resend, methods=["POST"]),
+            Route("/_sandbox/webhooks", self._webhook_control, methods=["POST"]),
             Route("/{path:path}", _unrecognized, methods=["GET", "POST", "DELETE", "PUT", "PATCH"]),
         ]
 
@@ -1234,6 +1235,18 @@ class StripeSandbox:
         except StripeError as error:
             return _Reply(error.status, error.body(), call.request["id"])
         return _Reply(200, _encode(payload), call.request["id"])
+
+    async def _webhook_control(self, request: Request) -> Response:
+        """``{"hold": true}`` keeps deliveries back; ``{"release": "in_order" | "reverse" | "shuffle"}``
+        lets them go (Stripe does not guarantee the order of events)."""
+        try:
+            command = json.loads(await request.body() or b"{}")
+            if command.get("hold"):
+                self._sender.hold()
+                return JSONResponse({"held": True})
+            return JSONResponse({"released": self._sender.release(command.get("release", "in_order"))})
+        except (ValueError, AttributeError) as error:
+            return JSONResponse({"error": str(error)}, status_code=400)
 
     async def _resend(self, request: Request) -> Response:
         try:
