@@ -201,6 +201,7 @@ def test_customer_upsert_body(ctx: Context, refs: DictRefs) -> None:
                                        "addressBookAddress": {"addr1": "1 Main St", "country": "GB"}}]},
             "terms": {"id": "2"},
         },
+        "params": {"replace": "addressBook"},  # a repeat must not pile up addresses
     }
 
 
@@ -295,6 +296,21 @@ def test_executing_the_same_operation_twice_writes_one_record(
     assert first.created and not second.created
     assert first.external_id == second.external_id
     assert [r["id"] for r in with_external_id(sandbox, "customer", op.canonical_id)] == [first.external_id]
+
+
+def test_repeating_an_invoice_upsert_keeps_one_set_of_lines(
+    ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str
+) -> None:
+    bill = invoice(key, lines=(10000, 2500), tax=500)
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="USD"))
+    [op] = plan(ctx, refs, "invoice.issued", bill)
+
+    NETSUITE.execute(ctx, op, "k")
+    NETSUITE.execute(ctx, op, "k")  # a dependency re-delivery, a resend after a failed probe, a replay
+
+    [record] = with_external_id(sandbox, "invoice", op.canonical_id)
+    assert len(record["item"]["items"]) == 3
+    assert record["total"] == to_decimal(bill.total)
 
 
 def test_order_to_cash(ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str) -> None:

@@ -215,6 +215,35 @@ def test_upsert_by_external_id_creates_then_updates_the_same_record(api: httpx.C
     assert api.get("/customer").json()["totalResults"] == 1
 
 
+def test_an_update_adds_sublist_lines_unless_told_to_replace_them(api: httpx.Client) -> None:
+    customer = new_customer(api)
+    invoice = new_invoice(api, customer, 10, 20)
+
+    api.patch(f"/invoice/{invoice}", json={"item": {"items": [{"item": {"id": "1"}, "amount": 5}]}})
+    added = api.get(f"/invoice/{invoice}", params={"expandSubResources": "true"}).json()
+    api.patch(f"/invoice/{invoice}", params={"replace": "item"},
+              json={"item": {"items": [{"item": {"id": "1"}, "amount": 7}]}})
+    replaced = api.get(f"/invoice/{invoice}", params={"expandSubResources": "true"}).json()
+
+    assert [line["amount"] for line in added["item"]["items"]] == [10, 20, 5]
+    assert added["total"] == 35
+    assert [line["amount"] for line in replaced["item"]["items"]] == [7]
+    assert replaced["total"] == 7
+
+
+def test_a_keyed_sublist_updates_the_matching_line(api: httpx.Client) -> None:
+    customer = new_customer(api)
+    invoice = new_invoice(api, customer, 100)
+    payment = created(settle(api, "customerpayment", customer, invoice, 30))
+
+    api.patch(f"/customerpayment/{payment}",
+              json={"payment": 50, "apply": {"items": [{"doc": {"id": invoice}, "apply": True, "amount": 50}]}})
+
+    record = api.get(f"/customerpayment/{payment}", params={"expandSubResources": "true"}).json()
+    assert [line["amount"] for line in record["apply"]["items"]] == [50]
+    assert api.get(f"/invoice/{invoice}").json()["amountRemaining"] == 50
+
+
 def test_ids_are_sequential_per_family(api: httpx.Client) -> None:
     customers = [new_customer(api), new_customer(api)]
     invoice = new_invoice(api, customers[0], 10)

@@ -143,15 +143,21 @@ def _require(refs: Refs, entity_type: str, canonical_id: str) -> str:
 
 
 def _operation(name: str, entity_type: str, canonical_id: str, method: str, path: str,
-               body: dict[str, Any]) -> Operation:
-    return Operation(name=name, entity_type=entity_type, canonical_id=canonical_id,
-                     payload={"method": method, "path": path, "body": body})
+               body: dict[str, Any], params: dict[str, str] | None = None) -> Operation:
+    payload: dict[str, Any] = {"method": method, "path": path, "body": body}
+    if params:
+        payload["params"] = params
+    return Operation(name=name, entity_type=entity_type, canonical_id=canonical_id, payload=payload)
 
 
 def _upsert(name: str, entity_type: str, canonical_id: str, record_type: str, body: dict[str, Any]) -> Operation:
     """A ``PUT .../eid:{eid}`` of ``body``, keyed by the canonical id."""
     body = {"externalId": external_id_for(canonical_id), **_present(body)}
-    return _operation(name, entity_type, canonical_id, "PUT", eid_path(record_type, canonical_id), body)
+    # An update merges sublists unless told to replace them (lines would pile up on every repeat):
+    # the hub always sends whole documents, so every sublist it sends replaces the one there.
+    sublists = sorted(name for name, value in body.items() if isinstance(value, dict) and "items" in value)
+    params = {"replace": ",".join(sublists)} if sublists else None
+    return _operation(name, entity_type, canonical_id, "PUT", eid_path(record_type, canonical_id), body, params)
 
 
 class _Planner:
@@ -328,7 +334,8 @@ class NetSuiteConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
         """Send the write. The external id in its path makes a repeat harmless, so the
         idempotency key is not needed on the wire."""
         payload = op.payload
-        response = self._request(ctx, payload["method"], payload["path"], body=payload["body"])
+        response = self._request(ctx, payload["method"], payload["path"], body=payload["body"],
+                                 params=payload.get("params"))
         location = response.headers.get("location")
         if location:
             return Outcome(external_id=location.rstrip("/").rsplit("/", 1)[-1], created=True)

@@ -175,6 +175,25 @@ def _lines(fields: Fields, sublist: str) -> list[Fields]:
     return list(value["items"]) if _is_sublist(value) else []
 
 
+KEYED_SUBLISTS = {"apply": "doc"}
+"""Sublists whose lines are identified by a reference field; the rest only ever grow on update."""
+
+
+def _merge_sublist(name: str, old: object, new: object, replace: frozenset[str]) -> object:
+    if name in replace or not _is_sublist(new) or not _is_sublist(old):
+        return new
+    lines = list(old["items"])
+    key = KEYED_SUBLISTS.get(name)
+    for line in new["items"]:
+        match = next((index for index, existing in enumerate(lines)
+                      if key and isinstance(line, dict) and existing.get(key) == line.get(key)), None)
+        if match is None:
+            lines.append(line)
+        else:
+            lines[match] = {**lines[match], **line}
+    return {**new, "items": lines}
+
+
 def _is_sublist(value: object) -> TypeGuard[Fields]:
     return isinstance(value, dict) and isinstance(value.get("items"), list)
 
@@ -474,17 +493,21 @@ class Books:
         self._records[rt.name][record.id] = record
         return record
 
-    def upsert(self, rt: RecordType, external_id: str, fields: Fields) -> tuple[Record, bool]:
+    def upsert(self, rt: RecordType, external_id: str, fields: Fields,
+               replace: frozenset[str] = frozenset()) -> tuple[Record, bool]:
         """Create the record with this external id, or update it; True when created."""
         fields = {**fields, "externalId": external_id}
         existing = self._by_external_id(rt, external_id)
         if existing is None:
             return self.create(rt, fields), True
-        return self.update(existing, fields), False
+        return self.update(existing, fields, replace), False
 
-    def update(self, record: Record, changes: Fields) -> Record:
-        """Set the given fields; a sublist given replaces the whole sublist."""
-        merged = {**record.fields, **changes}
+    def update(self, record: Record, changes: Fields, replace: frozenset[str] = frozenset()) -> Record:
+        """Set the given fields. A sublist named in ``replace`` (``?replace=item``) is replaced; any
+        other sublist given is merged into the existing one, as NetSuite does: lines of a keyed
+        sublist (``apply``, keyed by its document) update their match, other lines are added."""
+        merged = {**record.fields, **{name: _merge_sublist(name, record.fields.get(name), value, replace)
+                                      for name, value in changes.items()}}
         self._validate(record.type, merged, record.id)
         record.fields = merged
         record.modified = self._now()
@@ -708,6 +731,12 @@ class Call:
     body: Fields
 
     @property
+    def replace(self) -> frozenset[str]:
+        """Sublists to replace rather than merge: ``?replace=item,apply``."""
+        raw = self.request.query_params.get("replace", "")
+        return frozenset(name.strip() for name in raw.split(",") if name.strip())
+
+    @property
     def api_root(self) -> str:
         """``{scheme}://{host}{mount prefix}/services/rest/record/v1``, for links and Location."""
         return self.url[: self.url.index(RECORD_ROOT) + len(RECORD_ROOT)]
@@ -873,11 +902,11 @@ class NetSuiteSandbox:
     def _upsert(self, call: Call) -> Response:
         if not call.key.startswith("eid:"):
             raise NetSuiteError(405, "METHOD_NOT_ALLOWED", "PUT is only supported on eid:{externalId} paths.")
-        record, created = self._books.upsert(call.record_type, call.key[4:], call.body)
+        record, created = self._books.upsert(call.record_type, call.key[4:], call.body, call.replace)
         return _no_content(self._location(call, record) if created else None)
 
     def _update(self, call: Call) -> Response:
-        self._books.update(self._books.get(call.record_type, call.key), call.body)
+        self._books.update(self._books.get(call.record_type, call.key), call.body, call.replace)
         return _no_content()
 
     def _delete(self, call: Call) -> Response:
