@@ -9,8 +9,9 @@ A sandbox is a Starlette app that emulates one system's API. :func:`build_app` a
 Fault modes: ``down`` (503), ``http_500``, ``http_429`` (with Retry-After), ``latency`` (sleep,
 then answer) and ``timeout_after_commit`` (do the work, then hold the answer for ``latency_ms``
 so the client times out not knowing the write landed). ``count`` limits how many requests are hit;
-without it the fault lasts until cleared. Error bodies come from the sandbox's own
-``fault_response`` so they have the system's error shape.
+without it the fault lasts until cleared. Error bodies and headers come from the sandbox's own
+``fault_response(status, retry_after)``, so they have the system's shape: NetSuite and Zendesk send
+Retry-After with a 429, Stripe does not (clients must back off on their own).
 """
 
 import asyncio
@@ -113,10 +114,7 @@ class FaultMiddleware:
         elif fault.mode in ("down", "http_500", "http_429"):
             status = {"down": 503, "http_500": 500, "http_429": 429}[fault.mode]
             retry_after = fault.retry_after if fault.mode == "http_429" else None
-            response = self.fault_response(status, retry_after)
-            if retry_after is not None:
-                response.headers["Retry-After"] = str(retry_after)
-            await response(scope, receive, send)
+            await self.fault_response(status, retry_after)(scope, receive, send)
         elif fault.mode == "latency":
             await asyncio.sleep(fault.latency_ms / 1000)
             await self.app(scope, receive, send)

@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -40,7 +41,7 @@ def test_a_dead_letter_raises_one_sentry_event_without_customer_data(tmp_path: P
         system.settle(lambda: len(system.state("netsuite")["invoice"]) == 1)
         broken = {**invoice, "total": invoice["total"] + 1}
         body = json.dumps({"id": "evt_broken", "object": "event", "type": "invoice.finalized",
-                           "created": invoice["created"], "data": {"object": broken}}).encode()
+                           "created": int(time.time()), "data": {"object": broken}}).encode()
         secret = system.hub.runtime.settings.connectors["stripe"]["webhook_secret"]
         httpx.post(f"{system.hub.url}/webhooks/stripe", content=body, headers=signed(secret, body))
         system.settle(lambda: system.hub.runtime.store.dlq_count() == 1)

@@ -5,6 +5,7 @@ the hub's workers call the NetSuite sandbox with OAuth 1.0a. Nothing of ours is 
 """
 
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -95,7 +96,8 @@ def test_unknown_connector_and_oversized_body(system: System) -> None:
 
 
 def invoice_event(system: System, invoice: dict[str, Any], event_id: str) -> bytes:
-    return json.dumps({"id": event_id, "object": "event", "api_version": "2025-10-29", "created": invoice["created"],
+    """A new event about ``invoice``, stamped now as Stripe stamps the events it emits."""
+    return json.dumps({"id": event_id, "object": "event", "api_version": "2025-10-29", "created": int(time.time()),
                        "data": {"object": invoice}, "livemode": False, "pending_webhooks": 1,
                        "request": {"id": None, "idempotency_key": None}, "type": "invoice.finalized"}).encode()
 

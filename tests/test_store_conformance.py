@@ -93,19 +93,6 @@ def test_inbox_new_then_pending_then_duplicate(store: Store) -> None:
     assert store.inbox_add("hubspot", "evt_1", payload, "corr-3", 13.0) == "new"  # ids are per source
 
 
-def test_inbox_pending_is_unenqueued_before_the_cutoff_oldest_first(store: Store) -> None:
-    for n, received_at in [(3, 30.0), (1, 10.0), (2, 20.0), (4, 40.0)]:
-        store.inbox_add("stripe", f"evt_{n}", {"n": n}, f"corr-{n}", received_at)
-    store.inbox_mark_enqueued("stripe", "evt_2")
-
-    pending = store.inbox_pending(received_before=40.0)
-    assert [entry.source_event_id for entry in pending] == ["evt_1", "evt_3"]
-    assert [entry.payload for entry in pending] == [{"n": 1}, {"n": 3}]
-    assert not any(entry.enqueued for entry in pending)
-    assert [entry.source_event_id for entry in store.inbox_pending(100.0, limit=2)] == ["evt_1", "evt_3"]
-
-
-# -- event log ------------------------------------------------------------------------------------
 def test_log_event_is_idempotent_by_id(store: Store) -> None:
     first = event("e1", 10.0)
     store.log_event(first)
@@ -330,7 +317,7 @@ def test_reset_deletes_everything(store: Store) -> None:
     store.cursor_set("stripe.events", "evt_1")
 
     store.reset()
-    assert store.inbox_get("stripe", "evt_1") is None and store.inbox_pending(100.0) == []
+    assert store.inbox_get("stripe", "evt_1") is None
     assert store.get_event("e1") is None and store.events() == []
     assert store.golden_get("cus_1") is None
     assert store.xrefs("cus_1") == {} and store.xref_find("customer", "stripe", "cus_A") is None

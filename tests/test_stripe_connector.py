@@ -392,7 +392,7 @@ def test_fetch_failures_are_classified(ctx: Context, sandbox: StripeSandbox, ser
 @pytest.mark.parametrize(
     ("fault", "category", "retry_after"),
     [
-        ({"mode": "http_429", "count": 1, "retry_after": 2}, Category.RATE_LIMITED, 2.0),
+        ({"mode": "http_429", "count": 1, "retry_after": 2}, Category.RATE_LIMITED, None),  # Stripe sends none
         ({"mode": "http_500", "count": 1}, Category.TRANSIENT, None),
         ({"mode": "down", "count": 1}, Category.TARGET_DOWN, None),
         ({"mode": "latency", "count": 1, "latency_ms": 1500}, Category.AMBIGUOUS, None),

@@ -100,9 +100,6 @@ class Store(Protocol):
 
     def inbox_get(self, source: str, source_event_id: str) -> InboxEntry | None: ...
 
-    def inbox_pending(self, received_before: float, limit: int = 1000) -> list[InboxEntry]:
-        """Entries never marked enqueued, received before the given time (for recovery), oldest first."""
-
     # -- event log: every canonical event ingested ------------------------------------------------
     def log_event(self, event: LoggedEvent) -> None:
         """Append (idempotent by ``event.id``)."""

@@ -178,10 +178,6 @@ class RedisStore:
             return None
         return msgspec.structs.replace(msgspec.json.decode(raw, type=InboxEntry), enqueued=pending is None)
 
-    def inbox_pending(self, received_before: float, limit: int = 1000) -> list[InboxEntry]:
-        fetch = self._from_hash(InboxEntry, self._key("inbox"))
-        return self._scan(self._key("inbox", "pending"), fetch, limit=limit, high=f"({received_before!r}")
-
     # -- event log ----------------------------------------------------------------------------------
     def log_event(self, event: LoggedEvent) -> None:
         pipe = self._redis.pipeline()

@@ -236,10 +236,6 @@ class SQLiteStore:
         return self._select_one(InboxEntry, "inbox", "source = ? AND source_event_id = ?",
                                 (source, source_event_id))
 
-    def inbox_pending(self, received_before: float, limit: int = 1000) -> list[InboxEntry]:
-        return self._select(InboxEntry, "inbox", "enqueued = 0 AND received_at < ?", (received_before, limit),
-                            "ORDER BY received_at LIMIT ?")
-
     # -- event log ----------------------------------------------------------------------------------
     def log_event(self, event: LoggedEvent) -> None:
         self._insert("events", event, "ON CONFLICT DO NOTHING")

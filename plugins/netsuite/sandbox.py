@@ -156,9 +156,12 @@ _FAULTS = {
 
 
 def fault_response(status: int, retry_after: int | None) -> Response:
-    """The body of an injected fault, in NetSuite's error shape (the fault kit adds Retry-After)."""
+    """An injected fault in NetSuite's error shape, with Retry-After on a 429."""
     code, detail = _FAULTS[status]
-    return NetSuiteError(status, code, detail).response()
+    response = NetSuiteError(status, code, detail).response()
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def _resource(body: Any, kind: str, *, status: int = 200) -> Response:

@@ -169,7 +169,7 @@ def _render(status: int, content: bytes, request_id: str, headers: Mapping[str, 
 
 
 def _fault_response(status: int, retry_after: int | None) -> Response:
-    """An injected fault in Stripe's error shape (``build_app`` adds Retry-After to a 429)."""
+    """An injected fault in Stripe's error shape. A 429 has no Retry-After: Stripe promises none."""
     error = _FAULTS[status]
     return _render(error.status, error.body(), new_id("req"), error.headers)
 
