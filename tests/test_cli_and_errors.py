@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 from crossledger.core.bench import signed
 from crossledger.core.demo import free_port
-from crossledger.core.embedded import EmbeddedHub
+from crossledger.core.embedded import EmbeddedHub, wait_until
 from crossledger.core.settings import HubSettings, Settings
 
 CROSSLEDGER = str(Path(sys.executable).with_name("crossledger"))
@@ -81,3 +81,23 @@ def test_webhook_is_503_when_the_broker_is_unreachable(tmp_path: Path) -> None:
     assert answer.json()["error"]["message"].startswith("not accepted, retry later")
     assert ready.status_code == 503
     assert entry is not None and entry.enqueued is False  # the sender's retry enqueues it again
+
+
+def test_run_serves_web_and_workers_in_one_process(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"CROSSLEDGER_STORE": f"sqlite:///{tmp_path}/hub.db", "PATH": ""}
+    process = subprocess.Popen([CROSSLEDGER, "run", "--port", str(port)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: _answers(f"http://127.0.0.1:{port}/readyz"), 30), process.stderr
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.HTTPError:
+        return False
