@@ -29,6 +29,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 CURRENCIES = ("usd", "eur", "jpy")
+# Exclusive tax rates per currency: VAT on EUR invoices, consumption tax on JPY (whole yen); none on USD.
+TAX_RATES = {"eur": ("VAT", "20"), "jpy": ("Consumption tax", "10")}
 # A plausible price range per currency, in minor units.
 PRICE_RANGE = {"usd": (1_500, 90_000), "eur": (1_500, 90_000), "jpy": (2_000, 90_000)}
 DUPLICATE_DELIVERIES = 8
@@ -62,6 +64,8 @@ def drive_month(stripe: StripeDriver, netsuite_faults: str, *, customers: int, i
     """Create the customers and invoices; NetSuite goes down from 1/3 to 1/2 of the way through."""
     rng = random.Random(7)
     task = progress.add_task("billing in Stripe", total=customers + invoices)
+    tax_rates = {currency: stripe.post("/v1/tax_rates", display_name=name, percentage=percent, inclusive="false")["id"]
+                 for currency, (name, percent) in TAX_RATES.items()}
     made = []
     for n in range(customers):
         currency = CURRENCIES[n % len(CURRENCIES)]
@@ -84,8 +88,9 @@ def drive_month(stripe: StripeDriver, netsuite_faults: str, *, customers: int, i
             low, high = PRICE_RANGE[currency]
             stripe.post("/v1/invoiceitems", customer=customer["id"], currency=currency,
                         amount=rng.randrange(low, high, 100), description=f"Service line {line + 1}")
+        taxes = {"default_tax_rates[0]": tax_rates[currency]} if currency in tax_rates else {}
         invoice = stripe.post("/v1/invoices", customer=customer["id"], collection_method="send_invoice",
-                              days_until_due=30)
+                              days_until_due=30, **taxes)
         stripe.post(f"/v1/invoices/{invoice['id']}/finalize")
         if n == invoices // 4:
             stripe.post(f"/v1/invoices/{invoice['id']}/void")

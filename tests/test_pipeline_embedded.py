@@ -244,3 +244,21 @@ def test_same_second_events_arriving_out_of_order_keep_the_newest(system: System
     golden = store.golden_get(subject)
     assert golden is not None and golden.data["name"] == "New Name"
     assert any(r.status == "tie" for r in store.audit_for_subject(subject))
+
+
+def test_tax_reaches_netsuite_as_its_own_line_with_exact_totals(system: System) -> None:
+    rate = system.stripe.post("/v1/tax_rates", display_name="Consumption tax", percentage="10", inclusive="false")
+    customer = system.customer("Tokyo KK")
+    for amount in (1_234, 5_678):  # yen: tax 123.4 -> 123 and 567.8 -> 568, per line
+        system.stripe.post("/v1/invoiceitems", customer=customer["id"], amount=amount, currency="jpy")
+    invoice = system.stripe.post("/v1/invoices", customer=customer["id"], **{"default_tax_rates[0]": rate["id"]})
+    system.stripe.post(f"/v1/invoices/{invoice['id']}/finalize")
+    system.settle(lambda: system.reconcile().ok)
+
+    store = system.hub.runtime.store
+    ns_id = store.xref_get(store.xref_find("invoice", "stripe", invoice["id"]) or "", "netsuite")
+    record = system.hub.runtime.connectors["netsuite"].connector.fetch(
+        system.hub.runtime.connectors["netsuite"].ctx, "invoice", ns_id or "")
+    assert [(line["item"]["id"], float(line["amount"])) for line in record["item"]["items"]] == [
+        ("1", 1234.0), ("1", 5678.0), ("2", 691.0)]
+    assert float(record["total"]) == 7_603

@@ -164,6 +164,23 @@ def test_invoice_from_pending_items_to_paid(stripe_api: Running) -> None:
         v1.invoices.void_invoice(invoice_id(invoice))
 
 
+def test_exclusive_tax_rates_add_tax_per_line(stripe_api: Running) -> None:
+    v1 = stripe_api.client.v1
+    vat = v1.tax_rates.create({"display_name": "VAT", "percentage": 20.0, "inclusive": False, "country": "FR"})
+    customer = v1.customers.create({"name": "Société Générale de Test"})
+    for amount in (1005, 2001):  # 201.0 and 400.2: each line's tax is rounded on its own
+        v1.invoice_items.create({"customer": customer.id, "amount": amount, "currency": "eur"})
+    invoice = v1.invoices.create({"customer": customer.id, "default_tax_rates": [vat.id]})
+
+    assert [[tax.amount for tax in line.taxes] for line in invoice.lines.data] == [[201], [400]]
+    [total_tax] = invoice.total_taxes
+    assert (total_tax.amount, total_tax.taxable_amount, total_tax.tax_rate_details.tax_rate) == (601, 3006, vat.id)
+    totals = (invoice.subtotal, invoice.total_excluding_tax, invoice.total, invoice.amount_due)
+    assert totals == (3006, 3006, 3607, 3607)
+    with pytest.raises(stripe.InvalidRequestError, match="exclusive tax rates only"):
+        v1.tax_rates.create({"display_name": "GST", "percentage": 10.0, "inclusive": True})
+
+
 def test_void_and_uncollectible(stripe_api: Running) -> None:
     v1 = stripe_api.client.v1
     _, invoice = billed(stripe_api, 900)

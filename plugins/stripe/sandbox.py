@@ -48,7 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
@@ -606,14 +606,33 @@ def _copy_customer(invoice: Record, customer: Record) -> None:
     )
 
 
+def _line_tax(line: Record, rate: Record) -> Record:
+    """One exclusive tax rate on one line, rounded half up to the minor unit per line, as Stripe does."""
+    amount = int((Decimal(line["amount"]) * Decimal(str(rate["percentage"])) / 100).quantize(
+        Decimal(1), rounding=ROUND_HALF_UP))
+    return {"amount": amount, "tax_behavior": "exclusive", "tax_rate_details": {"tax_rate": rate["id"]},
+            "taxability_reason": "standard_rated", "taxable_amount": line["amount"], "type": "tax_rate_details"}
+
+
 def _set_lines(invoice: Record, items: list[Record]) -> None:
-    """Rebuild a draft's lines from its invoice items; with no tax or discount every total is the sum."""
+    """Rebuild a draft's lines from its invoice items, with the invoice's default tax rates on each
+    line; the totals follow (no discounts in this sandbox)."""
     lines = [_line_item(item) for item in items]
+    totals: dict[str, Record] = {}
+    for line in lines:
+        line["taxes"] = [_line_tax(line, rate) for rate in invoice["default_tax_rates"]]
+        for tax in line["taxes"]:
+            total = totals.setdefault(tax["tax_rate_details"]["tax_rate"], {**tax, "amount": 0, "taxable_amount": 0})
+            total["amount"] += tax["amount"]
+            total["taxable_amount"] += tax["taxable_amount"]
     invoice["lines"]["data"] = lines
+    invoice["total_taxes"] = list(totals.values())
     subtotal = sum(line["amount"] for line in lines)
-    for name in ("subtotal", "subtotal_excluding_tax", "total", "total_excluding_tax", "amount_due"):
+    tax = sum(total["amount"] for total in totals.values())
+    for name in ("subtotal", "subtotal_excluding_tax", "total_excluding_tax"):
         invoice[name] = subtotal
-    invoice["amount_remaining"] = subtotal - invoice["amount_paid"]
+    invoice["total"] = invoice["amount_due"] = subtotal + tax
+    invoice["amount_remaining"] = invoice["total"] - invoice["amount_paid"]
 
 
 def _apply_terms(invoice: Record, params: Params, now: int) -> None:
@@ -718,6 +737,7 @@ class _Account:
         self.invoiceitems = _Collection("invoiceitem", "/v1/invoiceitems", ("customer", "invoice"))
         self.invoices = _Collection("invoice", "/v1/invoices", ("customer", "status", "collection_method"))
         self.invoice_payments = _Collection("invoice_payment", "/v1/invoice_payments", ("invoice", "status"))
+        self.tax_rates = _Collection("tax_rate", "/v1/tax_rates", ("active",))
         self.webhook_endpoints = _Collection("webhook_endpoint", "/v1/webhook_endpoints")
         self.events = _Collection("event", "/v1/events", ("type",))
         self._secrets: dict[str, str] = {}
@@ -842,12 +862,39 @@ class _Account:
             item["invoice"] = invoice["id"]
         _set_lines(invoice, [i for i in self.invoiceitems.records.values() if i["invoice"] == invoice["id"]])
 
+    # Tax rates
+
+    def create_tax_rate(self, call: Call) -> Record:
+        params = call.params.accept("active", "country", "description", "display_name", "inclusive", "jurisdiction",
+                                    "metadata", "percentage", "state", "tax_type")
+        percentage = params.decimal("percentage")
+        if percentage is None:
+            raise _invalid("Missing required param: percentage.", param="percentage", code="parameter_missing")
+        if not Decimal(0) <= percentage <= Decimal(100):
+            raise _invalid("percentage must be between 0 and 100.", param="percentage")
+        inclusive = params.flag("inclusive")
+        if inclusive is None:
+            raise _invalid("Missing required param: inclusive.", param="inclusive", code="parameter_missing")
+        if inclusive:
+            raise _invalid("This sandbox emulates exclusive tax rates only (inclusive=false).", param="inclusive")
+        rate = {
+            "active": params.flag("active") is not False, "country": params.text("country"), "created": _now(),
+            "description": params.text("description"), "display_name": params.required("display_name"),
+            "effective_percentage": float(percentage), "flat_amount": None, "id": new_id("txr"), "inclusive": False,
+            "jurisdiction": params.text("jurisdiction"), "jurisdiction_level": None, "livemode": False,
+            "metadata": params.mapping("metadata"), "object": "tax_rate", "percentage": float(percentage),
+            "rate_type": "percentage", "state": params.text("state"), "tax_type": params.text("tax_type"),
+        }
+        self.tax_rates.add(rate)
+        self._emit("tax_rate.created", rate, call)
+        return rate
+
     # Invoices
 
     def create_invoice(self, call: Call) -> Record:
         params = call.params.accept(
-            "auto_advance", "collection_method", "currency", "customer", "days_until_due", "description",
-            "due_date", "metadata", "pending_invoice_items_behavior",
+            "auto_advance", "collection_method", "currency", "customer", "days_until_due", "default_tax_rates",
+            "description", "due_date", "metadata", "pending_invoice_items_behavior",
         )
         customer = self.customers.get(params.required("customer"), param="customer")
         behavior = params.choice("pending_invoice_items_behavior", ("include", "exclude")) or "include"
@@ -858,6 +905,8 @@ class _Account:
         currency = params.currency("currency") or customer["currency"] or next((i["currency"] for i in pending), "usd")
         now = _now()
         invoice = _invoice(customer, currency, now)
+        invoice["default_tax_rates"] = [self.tax_rates.get(rate_id, param="default_tax_rates")
+                                        for rate_id in params.strings("default_tax_rates")]
         _apply_terms(invoice, params, now)
         _assign(invoice, params, ("auto_advance", "description", "metadata"))
         self.invoices.add(invoice)
@@ -1047,6 +1096,7 @@ class _Account:
             "invoices": list(self.invoices.records.values()),
             "invoiceitems": list(self.invoiceitems.records.values()),
             "invoice_payments": list(self.invoice_payments.records.values()),
+            "tax_rates": list(self.tax_rates.records.values()),
             "webhook_endpoints": list(self.webhook_endpoints.records.values()),
             "events": len(self.events.records),
         }
@@ -1142,6 +1192,9 @@ class StripeSandbox:
             ("POST", "/v1/invoiceitems", account.create_invoiceitem),
             ("GET", "/v1/invoiceitems", partial(account.page, account.invoiceitems)),
             ("GET", "/v1/invoiceitems/{id}", partial(account.retrieve, account.invoiceitems)),
+            ("POST", "/v1/tax_rates", account.create_tax_rate),
+            ("GET", "/v1/tax_rates", partial(account.page, account.tax_rates)),
+            ("GET", "/v1/tax_rates/{id}", partial(account.retrieve, account.tax_rates)),
             ("POST", "/v1/invoices", account.create_invoice),
             ("GET", "/v1/invoices", partial(account.page, account.invoices)),
             ("GET", "/v1/invoices/{id}", partial(account.retrieve, account.invoices)),
