@@ -195,26 +195,27 @@ class Runtime:
         retries = int(message.options.get("retries", 0))
         budget_free = error.category in (Category.RATE_LIMITED, Category.TARGET_DOWN)
         age_ms = time.time() * 1000 - message.message_timestamp
+        attempts = int(message.options.get("attempts", 1))
         if error.category.retryable and age_ms < hub.max_age_s * 1000 and (budget_free or retries < hub.max_retries):
-            delay = self.backoff_ms(retries, error.retry_after)
+            # The delay grows with every attempt, budget-free ones included: a rate limit without
+            # Retry-After must not be hammered at the minimum backoff for days.
+            delay = self.backoff_ms(attempts - 1, error.retry_after)
             options = {**message.options, "retries": retries + (0 if budget_free else 1),
-                       "attempts": int(message.options.get("attempts", 1)) + 1, "last_error": str(error)[:1000]}
+                       "attempts": attempts + 1, "last_error": str(error)[:1000]}
             broker.enqueue(message.copy(options=options), delay=delay)
             metrics.retried.labels(str(error.category)).inc()
             self._audit_message(message, "retry", f"{error} (again in {delay} ms)")
             return
-        if error.category.retryable:
-            reason = f"gave up after {int(message.options.get('attempts', 1))} attempts: {error.message}"
-        else:
-            reason = error.message
-        self.dead_letter(message, str(error.category), reason)
+        exhausted = f"gave up after {attempts} attempts: {error.message}"
+        self.dead_letter(message, str(error.category), exhausted if error.category.retryable else error.message)
 
-    def backoff_ms(self, retries: int, retry_after: float | None) -> int:
-        """Exponential backoff with full jitter in [50%, 100%], or the target's Retry-After."""
+    def backoff_ms(self, earlier_attempts: int, retry_after: float | None) -> int:
+        """The target's Retry-After (plus a little jitter), or exponential backoff with jitter: a delay
+        drawn from [50%, 100%] of ``min_backoff * 2**earlier_attempts``, capped at ``max_backoff``."""
         hub = self.settings.hub
         if retry_after is not None:
             return int(retry_after * 1000 + random.uniform(0, 250))
-        ceiling = min(hub.max_backoff_ms, hub.min_backoff_ms * 2 ** min(retries, 30))
+        ceiling = min(hub.max_backoff_ms, hub.min_backoff_ms * 2 ** min(earlier_attempts, 30))
         return int(ceiling * random.uniform(0.5, 1.0))
 
     def dead_letter(self, message: AnyMessage, category: str, reason: str, *, letter_id: str | None = None) -> None:

@@ -2,8 +2,10 @@
 recover after a restart, voids before their invoice, and probes only where a write may have landed."""
 
 import json
+import time
 from pathlib import Path
 
+import dramatiq
 import httpx
 import pytest
 from conftest import System, start_system
@@ -14,6 +16,8 @@ from crossledger.core.embedded import wait_until
 from crossledger.core.runtime import Runtime
 from crossledger.core.settings import HubSettings, Settings
 from crossledger.core.stores.base import DeadLetter
+from crossledger.plugins.errors import Category, ConnectorError
+from dramatiq.broker import MessageProxy
 
 
 def unreachable_broker_runtime(tmp_path: Path) -> Runtime:
@@ -105,3 +109,22 @@ def test_a_signature_with_foreign_characters_is_401(system: System) -> None:
     answer = httpx.post(f"{system.hub.url}/webhooks/stripe", content=body,
                         headers={"Stripe-Signature": header.encode("utf-8")})  # raw bytes, as an attacker sends
     assert answer.status_code == 401
+
+
+def test_budget_free_retries_still_back_off(tmp_path: Path) -> None:
+    settings = Settings(hub=HubSettings(store=f"sqlite:///{tmp_path}/hub.db", min_backoff_ms=100,
+                                        max_backoff_ms=100_000),
+                        connectors={"stripe": {"api_key": "sk", "webhook_secret": "whsec"}})
+    runtime = Runtime(settings)
+    declare(runtime)
+    message = dramatiq.Message(queue_name="crossledger-deliver", actor_name="deliver", args=("netsuite", {}),
+                               kwargs={}, options={"attempts": 6, "retries": 0})
+    before = time.time() * 1000
+    runtime.handle_failure(runtime.broker, MessageProxy(message),
+                           ConnectorError(Category.RATE_LIMITED, "slow down, no Retry-After"))
+
+    [raw] = list(runtime.broker.queues["crossledger-deliver.DQ"].queue)
+    retried = dramatiq.Message.decode(raw)
+    assert retried.options["retries"] == 0 and retried.options["attempts"] == 7  # no retry budget spent
+    assert 100 * 2**5 * 0.5 <= retried.options["eta"] - before <= 100 * 2**5 + 50  # yet it backs off
+    runtime.close()
