@@ -47,13 +47,26 @@ from rich.table import Table
 WEBHOOK_SECRET = "whsec_bench"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants (Linux ``/proc``); 0 where unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/task/{pid}/children") as listing:
+            children = [int(child) for child in listing.read().split()]
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(cpu_seconds(child) for child in children)
+
+
 @contextmanager
-def processes(*commands: tuple[list[str], dict[str, str]]) -> Iterator[None]:
+def processes(*commands: tuple[list[str], dict[str, str]]) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Run commands in the background for the length of the block."""
     running = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                for command, env in commands]
     try:
-        yield
+        yield running
     finally:
         for process in running:
             process.terminate()
@@ -65,8 +78,9 @@ def crossledger(*args: str) -> list[str]:
     return [sys.executable, "-m", "crossledger.core", *args]
 
 
-def bench_noop(redis_url: str, messages: int, workers: int, threads: int) -> float:
-    """Messages per second that Dramatiq worker processes drain when the actor does nothing."""
+def bench_noop(redis_url: str, messages: int, workers: int, threads: int) -> tuple[float, float]:
+    """Messages per second that Dramatiq worker processes drain when the actor does nothing, and the
+    workers' CPU milliseconds per message."""
     namespace = f"bench-noop-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "CROSSLEDGER_BENCH_REDIS": redis_url, "CROSSLEDGER_BENCH_NAMESPACE": namespace}
     os.environ.update({"CROSSLEDGER_BENCH_REDIS": redis_url, "CROSSLEDGER_BENCH_NAMESPACE": namespace})
@@ -78,17 +92,18 @@ def bench_noop(redis_url: str, messages: int, workers: int, threads: int) -> flo
                "--threads", str(threads)]
     for _ in range(messages):
         noop_module.noop.send()
-    with processes((command, env)):
+    with processes((command, env)) as (worker,):
         # Time the draining, not the workers' start: from the first message acked to the last.
         if not wait_until(lambda: client.hlen(pending) < messages, timeout=60, interval=0.001):
             raise RuntimeError("the no-op workers did not start")
-        started = time.perf_counter()
+        started, cpu_before = time.perf_counter(), cpu_seconds(worker.pid)
         if not wait_until(lambda: client.hlen(pending) == 0, timeout=600, interval=0.005):
             raise RuntimeError("the no-op workers did not drain the queue")
         elapsed = time.perf_counter() - started
+        cpu_ms = (cpu_seconds(worker.pid) - cpu_before) * 1000 / messages
     noop_module.broker.close()
     dramatiq.set_broker(None)  # type: ignore[arg-type]
-    return (messages - 1) / elapsed
+    return (messages - 1) / elapsed, cpu_ms
 
 
 def signed(secret: str, body: bytes) -> dict[str, str]:
@@ -125,6 +140,7 @@ class PipelineFigures:
     burst_latencies: list[float]
     paced_rate: float  # the steady rate of the latency phase
     paced_latencies: list[float]
+    cpu_ms_per_event: dict[str, float]  # by role (web, workers, sandboxes), over the burst
 
 
 def _phase(store: Store, numbers: range) -> Iterator[list[Any]]:
@@ -171,16 +187,18 @@ def bench_pipeline(redis_url: str, messages: int, workers: int, threads: int) ->
         hub = f"http://127.0.0.1:{port}"
         try:
             with processes((crossledger("serve", "--port", str(port)), env),
-                           (crossledger("worker", "--processes", str(workers), "--threads", str(threads)), env)):
+                           (crossledger("worker", "--processes", str(workers), "--threads", str(threads)), env)
+                           ) as (web, worker):
                 if not wait_until(lambda: _ready(hub), 60):
                     raise RuntimeError("crossledger serve did not become ready")
-                return _drive(hub, store, messages)
+                roles = {"web (serve)": web.pid, "workers": worker.pid, "sandboxes": sandbox.pid}
+                return _drive(hub, store, messages, roles)
         finally:
             sandbox.terminate()
             store.close()
 
 
-def _drive(hub: str, store: Store, messages: int) -> PipelineFigures:
+def _drive(hub: str, store: Store, messages: int, roles: dict[str, int]) -> PipelineFigures:
     client = httpx.Client(base_url=hub, timeout=30)
 
     def post(n: int) -> None:
@@ -194,10 +212,12 @@ def _drive(hub: str, store: Store, messages: int) -> PipelineFigures:
             raise RuntimeError("the pipeline did not deliver every event")
 
     burst = range(messages)
+    cpu_before = {role: cpu_seconds(pid) for role, pid in roles.items()}
     started = time.time()
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(post, burst))
     complete(burst)
+    cpu = {role: (cpu_seconds(pid) - cpu_before[role]) * 1000 / messages for role, pid in roles.items()}
     burst_rate = messages / (last_delivery(store, burst) - started)
 
     paced_rate = max(1.0, burst_rate / 2)
@@ -207,7 +227,7 @@ def _drive(hub: str, store: Store, messages: int) -> PipelineFigures:
         time.sleep(max(0.0, paced_start + offset / paced_rate - time.time()))
         post(n)
     complete(paced)
-    return PipelineFigures(burst_rate, latencies(store, burst), paced_rate, latencies(store, paced))
+    return PipelineFigures(burst_rate, latencies(store, burst), paced_rate, latencies(store, paced), cpu)
 
 
 def _ready(hub: str) -> bool:
@@ -224,7 +244,7 @@ def ms(values: list[float], percentile: int) -> str:
 def run_bench(*, messages: int, processes: int, threads: int, redis_url: str, console: Console) -> None:
     redis.Redis.from_url(redis_url).ping()
     console.print(f"{messages} messages; workers: {processes} process(es) x {threads} threads; Redis {redis_url}")
-    noop_rate = bench_noop(redis_url, messages, processes, threads)
+    noop_rate, noop_cpu_ms = bench_noop(redis_url, messages, processes, threads)
     figures = bench_pipeline(redis_url, messages, processes, threads)
     redis.Redis.from_url(redis_url).flushdb()
     table = Table(title="crossledger bench")
@@ -238,4 +258,7 @@ def run_bench(*, messages: int, processes: int, threads: int, redis_url: str, co
                   f"{ms(figures.paced_latencies, 50)} / {ms(figures.paced_latencies, 99)}")
     table.add_row(f"latency p50 / p99, {messages} at once",
                   f"{ms(figures.burst_latencies, 50)} / {ms(figures.burst_latencies, 99)}")
+    table.add_row("CPU per no-op message (workers)", f"{noop_cpu_ms:.2f} ms")
+    for role, cpu_ms in figures.cpu_ms_per_event.items():
+        table.add_row(f"CPU per event: {role}", f"{cpu_ms:.2f} ms")
     console.print(table)

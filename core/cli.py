@@ -5,7 +5,6 @@ line on stderr and a non-zero exit; never a stack trace.
 """
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -117,7 +116,10 @@ def worker(config: ConfigOption = None,
             env["CROSSLEDGER_CONFIG"] = str(config.resolve())
         command = [sys.executable, "-m", "dramatiq", "crossledger.actors.worker",
                    "--processes", str(processes), "--threads", str(threads)]
-        raise typer.Exit(subprocess.call(command, env=env))
+        # Become Dramatiq (exec, not a child): a supervisor's SIGTERM or SIGINT must reach the workers
+        # themselves, or stopping `crossledger worker` would leave them running.
+        sys.stdout.flush()
+        os.execve(sys.executable, command, env)
 
 
 @app.command()

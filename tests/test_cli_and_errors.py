@@ -1,11 +1,16 @@
 """Operator-facing errors: one clear line and a non-zero exit, or an HTTP status with a JSON body."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
+import redis
+from conftest import redis_url
 from crossledger.core.bench import signed
 from crossledger.core.demo import free_port
 from crossledger.core.embedded import EmbeddedHub, wait_until
@@ -101,3 +106,28 @@ def _answers(url: str) -> bool:
         return httpx.get(url).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@pytest.mark.redis
+def test_stopping_the_worker_command_stops_its_workers(tmp_path: Path) -> None:
+    env = {"CROSSLEDGER_BROKER": redis_url(10), "CROSSLEDGER_STORE": f"sqlite:///{tmp_path}/hub.db", "PATH": ""}
+    worker = subprocess.Popen([CROSSLEDGER, "worker", "--processes", "1", "--threads", "1"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    group = worker.pid  # its own session: every process it starts is in this group
+    try:
+        heartbeats = redis.Redis.from_url(env["CROSSLEDGER_BROKER"])
+        assert wait_until(lambda: heartbeats.zcard("crossledger-dramatiq:__heartbeats__") > 0, 30), "no workers"
+        worker.send_signal(signal.SIGTERM)  # what a supervisor does, to that one process
+        worker.wait(30)
+        assert wait_until(lambda: not _group_alive(group), 15), "worker processes outlived `crossledger worker`"
+    finally:
+        if _group_alive(group):
+            os.killpg(group, signal.SIGKILL)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
