@@ -343,10 +343,6 @@ class Pipeline:
         metrics.parked.labels(target).inc()
         self.audit(envelope, "deliver", "parked", system=target, detail=why)
 
-    def repark(self, target: str, message: dict[str, Any], why: str) -> None:
-        """Put back a parked message that was taken out (a failed probe)."""
-        self.park(target, message["envelope"], decode_envelope(message["envelope"]), why)
-
     def _apply(self, bound: Bound, target: str, envelope: Envelope, depth: int) -> list[Outcome]:
         """Plan and execute ``envelope`` in ``target``, delivering missing dependencies first."""
         for_target = self.policy.for_target(envelope, target)

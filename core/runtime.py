@@ -256,21 +256,17 @@ class Runtime:
     def probe_target(self, target: str) -> None:
         """Half-open: try one parked delivery. Success closes the circuit and drains the rest; a target
         still down (or hung: no answer) keeps it open and probes again later."""
-        parked = self.store.unpark(target, 1)
-        if parked:
-            message = parked[0]
+        # The probed delivery stays parked until it is delivered or handed on: a crash here re-sends it.
+        for parked_id, message in self.store.parked(target, 1):
             try:
                 self.pipeline.deliver(target, message["envelope"], bypass_circuit=True)
             except ConnectorError as error:
                 if error.category in (Category.TARGET_DOWN, Category.AMBIGUOUS):
-                    self.pipeline.repark(target, message, f"probe failed: {error}")
                     self.store.circuit_reopen(target, time.time())
                     self.schedule_probe(target)
                     return
                 self.send(DELIVER, target, message["envelope"])  # the target answers: normal failure path
-            except BaseException:
-                self.store.park(target, message)  # never lose the probed delivery
-                raise
+            self.store.unpark(target, [parked_id])
         log.warning("circuit for %s closed: draining parked deliveries", target)
         self.store.circuit_close(target)
         self.pipeline.forget_circuit(target)
@@ -278,15 +274,13 @@ class Runtime:
 
     def drain_target(self, target: str, follow_up: bool = True) -> None:
         """Re-enqueue everything parked for ``target``, and once more a little later for deliveries
-        that parked while the circuit was closing. A failed enqueue puts the rest back."""
-        while batch := self.store.unpark(target, DRAIN_BATCH):
-            for index, message in enumerate(batch):
-                try:
-                    self.send(DELIVER, target, message["envelope"])
-                except BaseException:
-                    for unsent in batch[index:]:
-                        self.store.park(target, unsent)
-                    raise
+        that parked while the circuit was closing. Messages leave the parked list only after they are
+        enqueued, so a failure or a crash in between sends some twice (harmless: deliveries are
+        idempotent) and loses none."""
+        while batch := self.store.parked(target, DRAIN_BATCH):
+            for _, message in batch:
+                self.send(DELIVER, target, message["envelope"])
+            self.store.unpark(target, [parked_id for parked_id, _ in batch])
         if follow_up:
             self.send(DRAIN, target, False, delay_ms=int(self.settings.hub.circuit_cooldown_s * 1000))
 

@@ -258,16 +258,23 @@ def test_circuit_opens_at_threshold_closes_and_reopens(store: Store) -> None:
 
 
 # -- parked work and cursors ----------------------------------------------------------------------
-def test_unpark_is_fifo_per_target_up_to_limit(store: Store) -> None:
+def test_parked_is_fifo_per_target_and_stays_until_unparked(store: Store) -> None:
     for n in range(5):
         store.park("netsuite", {"n": n, "envelope": {"id": f"e{n}", "tags": []}})
     store.park("hubspot", {"n": 99})
     assert store.parked_count("netsuite") == 5
-    assert store.unpark("netsuite", 2) == [{"n": 0, "envelope": {"id": "e0", "tags": []}},
-                                           {"n": 1, "envelope": {"id": "e1", "tags": []}}]
+    first = store.parked("netsuite", 2)
+    assert [message for _, message in first] == [{"n": 0, "envelope": {"id": "e0", "tags": []}},
+                                                 {"n": 1, "envelope": {"id": "e1", "tags": []}}]
+    assert store.parked("netsuite", 2) == first  # reading takes nothing away
+    assert store.unpark("netsuite", [parked_id for parked_id, _ in first]) == 2
+    assert store.unpark("netsuite", [parked_id for parked_id, _ in first]) == 0  # already gone
     store.park("netsuite", {"n": 5})
-    assert [message["n"] for message in store.unpark("netsuite", 10)] == [2, 3, 4, 5]
-    assert store.unpark("netsuite", 10) == []
+    rest = store.parked("netsuite", 10)
+    assert [message["n"] for _, message in rest] == [2, 3, 4, 5]
+    assert store.unpark("hubspot", [parked_id for parked_id, _ in rest]) == 0  # ids are per target
+    assert store.unpark("netsuite", [parked_id for parked_id, _ in rest]) == 4
+    assert store.parked("netsuite", 10) == [] and store.unpark("netsuite", []) == 0
     assert store.parked_count("netsuite") == 0
     assert store.parked_count("hubspot") == 1
 
@@ -338,19 +345,22 @@ def test_inbox_add_race_has_one_new_per_event(store: Store) -> None:
         assert sorted(statuses[n] for statuses in results) == ["new"] + ["pending"] * (THREADS - 1)
 
 
-def test_unpark_race_hands_each_message_out_once(store: Store) -> None:
+def test_concurrent_drains_lose_nothing_and_remove_each_message_once(store: Store) -> None:
     for n in range(200):
         store.park("netsuite", {"n": n})
 
-    def drain(_: int) -> list[int]:
-        taken: list[int] = []
-        while batch := store.unpark("netsuite", 7):
-            taken += [message["n"] for message in batch]
-        return taken
+    def drain(_: int) -> tuple[set[int], int]:
+        """Read, "re-enqueue", then remove: as the runtime drains. Drains may read the same message."""
+        seen: set[int] = set()
+        removed = 0
+        while batch := store.parked("netsuite", 7):
+            seen |= {message["n"] for _, message in batch}
+            removed += store.unpark("netsuite", [parked_id for parked_id, _ in batch])
+        return seen, removed
 
     results = race(drain)
-    assert sorted(n for taken in results for n in taken) == list(range(200))
-    assert all(taken == sorted(taken) for taken in results)
+    assert set().union(*(seen for seen, _ in results)) == set(range(200))  # every message was sent
+    assert sum(removed for _, removed in results) == 200  # and removed exactly once
     assert store.parked_count("netsuite") == 0
 
 

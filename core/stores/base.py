@@ -184,9 +184,13 @@ class Store(Protocol):
     # -- parked work: messages held while a target's circuit is open -------------------------------
     def park(self, target: str, message: dict[str, Any]) -> None: ...
 
-    def unpark(self, target: str, limit: int) -> list[dict[str, Any]]:
-        """*Atomic.* Remove and return up to ``limit`` parked messages, oldest first; each message
-        is returned to exactly one caller."""
+    def parked(self, target: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``limit`` parked messages with their ids, oldest first, left in place: a caller
+        re-enqueues them and only then calls :meth:`unpark`, so a crash in between re-sends (the
+        deliveries are idempotent) instead of losing them."""
+
+    def unpark(self, target: str, ids: list[str]) -> int:
+        """*Atomic.* Remove these parked messages; how many were still there."""
 
     def parked_count(self, target: str) -> int: ...
 

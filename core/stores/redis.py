@@ -309,14 +309,31 @@ class RedisStore:
 
     # -- parked work --------------------------------------------------------------------------------
     def park(self, target: str, message: dict[str, Any]) -> None:
-        self._redis.rpush(self._key("parked", target), msgspec.json.encode(message))
+        parked_id = str(self._redis.incr(self._key("parked", target, "seq")))
+        pipe = self._redis.pipeline()  # MULTI: the message and its place in line appear together
+        pipe.hset(self._key("parked", target, "msgs"), parked_id, msgspec.json.encode(message))
+        pipe.zadd(self._key("parked", target), {parked_id: int(parked_id)})
+        pipe.execute()
 
-    def unpark(self, target: str, limit: int) -> list[dict[str, Any]]:
-        popped = cast(list[bytes] | None, self._redis.lpop(self._key("parked", target), limit))
-        return [msgspec.json.decode(raw) for raw in popped or []]
+    def parked(self, target: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        ids = [_text(raw) for raw in self._redis.zrange(self._key("parked", target), 0, limit - 1)]
+        if not ids:
+            return []
+        raws = self._redis.hmget(self._key("parked", target, "msgs"), ids)
+        return [(parked_id, msgspec.json.decode(raw)) for parked_id, raw in zip(ids, raws, strict=True)
+                if raw is not None]
+
+    def unpark(self, target: str, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        pipe = self._redis.pipeline()
+        pipe.zrem(self._key("parked", target), *ids)
+        pipe.hdel(self._key("parked", target, "msgs"), *ids)
+        removed, _ = pipe.execute()
+        return int(removed)
 
     def parked_count(self, target: str) -> int:
-        return int(self._redis.llen(self._key("parked", target)))
+        return int(self._redis.zcard(self._key("parked", target)))
 
     # -- poll cursors -------------------------------------------------------------------------------
     def lock_acquire(self, key: str, owner: str, ttl_s: float) -> bool:

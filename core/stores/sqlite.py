@@ -357,13 +357,15 @@ class SQLiteStore:
         self._execute("INSERT INTO parked (target, message) VALUES (?, ?)",
                       (target, msgspec.json.encode(message)))
 
-    def unpark(self, target: str, limit: int) -> list[dict[str, Any]]:
-        with self._transaction() as db:
-            rows = db.execute("SELECT seq, message FROM parked WHERE target = ? ORDER BY seq LIMIT ?",
-                              (target, limit)).fetchall()
-            if rows:
-                db.execute("DELETE FROM parked WHERE target = ? AND seq <= ?", (target, rows[-1][0]))
-        return [msgspec.json.decode(message) for _, message in rows]
+    def parked(self, target: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        rows = self._query("SELECT seq, message FROM parked WHERE target = ? ORDER BY seq LIMIT ?", (target, limit))
+        return [(str(seq), msgspec.json.decode(message)) for seq, message in rows]
+
+    def unpark(self, target: str, ids: list[str]) -> int:
+        if not ids:
+            return 0
+        marks = ", ".join("?" * len(ids))
+        return self._execute(f"DELETE FROM parked WHERE target = ? AND seq IN ({marks})", (target, *map(int, ids)))
 
     def parked_count(self, target: str) -> int:
         return self._count("parked", "target = ?", (target,))
