@@ -17,6 +17,7 @@ import msgspec
 import tomli_w
 import typer
 from crossledger.core.settings import ConfigError, Settings, load_settings
+from crossledger.core.timeline import timeline, timeline_table, when
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -65,10 +66,6 @@ def runtime_for(config: Path | None) -> Any:
     from crossledger.core.runtime import Runtime
 
     return Runtime(settings_from(config))
-
-
-def when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -189,24 +186,10 @@ def trace(key: Annotated[str, typer.Argument(help="A correlation id, or a canoni
           config: ConfigOption = None) -> None:
     """Show every step of one transaction across the systems."""
     with operator_errors():
-        from crossledger.core.timeline import timeline
-
         records = timeline(runtime_for(config).store, key)
         if not records:
             fail(f"no transaction or entity {key!r} in the audit", 1)
-        print_timeline(records, key)
-
-
-def print_timeline(records: list[Any], title: str) -> None:
-    table = Table(title=f"trace {title}")
-    for column in ("time (UTC)", "step", "system", "status"):
-        table.add_column(column, no_wrap=True)
-    for column in ("subject", "detail"):
-        table.add_column(column, overflow="fold")
-    for record in records:
-        table.add_row(when(record.at), record.step, record.system or "", record.status, record.subject or "",
-                      record.detail or "")
-    console.print(table)
+        console.print(timeline_table(records, key))
 
 
 # -- dead letters --------------------------------------------------------------------------------

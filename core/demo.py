@@ -16,12 +16,11 @@ from typing import Any
 
 import httpx
 from crossledger.core import metrics
-from crossledger.core.cli import print_timeline
 from crossledger.core.embedded import EmbeddedHub
 from crossledger.core.reconcile import Report, reconcile
 from crossledger.core.sandboxes import SandboxSet
 from crossledger.core.settings import HubSettings, Settings
-from crossledger.core.timeline import timeline
+from crossledger.core.timeline import timeline, timeline_table
 from crossledger.plugins import load_plugins
 from crossledger.plugins.sandbox import ServerThread
 from rich.console import Console
@@ -173,7 +172,7 @@ def show_transaction(hub: EmbeddedHub, stripe: StripeDriver, console: Console) -
     stripe_id = invoice_id.rsplit("/", 1)[-1]
     payments = stripe.get("/v1/invoice_payments", invoice=stripe_id)["data"]
     related = [store.xref_find("payment", "stripe", payment["id"]) or "" for payment in payments]
-    print_timeline(timeline(store, invoice_id, related=related), f"{invoice_id} and its payment")
+    console.print(timeline_table(timeline(store, invoice_id, related=related), f"{invoice_id} and its payment"))
 
 
 def summarize(hub: EmbeddedHub, report: Report, stats: dict[str, int], elapsed: float) -> dict[str, Any]:

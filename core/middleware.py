@@ -21,8 +21,8 @@ FailureHandler = Callable[[dramatiq.Broker, MessageProxy, BaseException], None]
 
 
 class Governance(Middleware):
-    def __init__(self) -> None:
-        self.handler: FailureHandler | None = None
+    def __init__(self, handler: FailureHandler) -> None:
+        self.handler = handler
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: MessageProxy, *, result: object = None,
@@ -31,8 +31,6 @@ class Governance(Middleware):
         if exception is None:
             return
         try:
-            if self.handler is None:
-                raise RuntimeError("no failure handler is installed")
             self.handler(broker, message, exception)
         except Exception:
             log.critical("could not retry or dead-letter message %s; failing it to the broker",

@@ -30,11 +30,8 @@ def _netsuite_id(store: Store, entity_type: str, stripe_id: str) -> str | None:
     return store.xref_get(canonical, "netsuite") if canonical else None
 
 
-def _amount(record: dict[str, Any], *names: str) -> Decimal | None:
-    for name in names:
-        if record.get(name) is not None:
-            return Decimal(str(record[name]))
-    return None
+def _amount(record: dict[str, Any], name: str) -> Decimal | None:
+    return None if record.get(name) is None else Decimal(str(record[name]))
 
 
 def reconcile(stripe: dict[str, Any], netsuite: dict[str, Any], store: Store) -> Report:
@@ -57,9 +54,10 @@ def reconcile(stripe: dict[str, Any], netsuite: dict[str, Any], store: Store) ->
             report.problems.append(f"Stripe invoice {invoice['id']} is not in NetSuite")
             continue
         expected = to_decimal(money(invoice["total"], invoice["currency"]))
-        if _amount(record, "total", "amount") != expected:
-            report.problems.append(f"invoice {invoice['id']}: NetSuite total {_amount(record, 'total', 'amount')}"
-                                   f" != Stripe {expected} {invoice['currency'].upper()}")
+        total = _amount(record, "total")
+        if total != expected:
+            report.problems.append(f"invoice {invoice['id']}: NetSuite total {total} != Stripe {expected} "
+                                   f"{invoice['currency'].upper()}")
         outstanding = _amount(record, "amountRemaining")
         if invoice["status"] in ("paid", "void") and outstanding not in (None, Decimal(0)):
             report.problems.append(f"invoice {invoice['id']} is {invoice['status']} in Stripe but NetSuite still "

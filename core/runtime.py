@@ -29,7 +29,7 @@ from crossledger.core.stores import open_store
 from crossledger.core.stores.base import AuditRecord, DeadLetter, Store
 from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SignatureError
 from crossledger.plugins.manager import CrossledgerPluginManager, load_plugins
-from crossledger.plugins.types import Capability, Context, Headers, OwnershipRule, SystemKind
+from crossledger.plugins.types import Capability, Context, Headers, InboundEvent, OwnershipRule, SystemKind
 from dramatiq.broker import MessageProxy
 
 log = logging.getLogger(__name__)
@@ -112,8 +112,7 @@ class Runtime:
         )
         if hub.sentry_dsn is not None:
             init_sentry(hub.sentry_dsn.get_secret_value())
-        governance = Governance()
-        governance.handler = self.handle_failure
+        governance = Governance(self.handle_failure)
         try:
             self.broker = build_broker(
                 hub.broker, namespace=hub.namespace, governance=governance,
@@ -340,8 +339,6 @@ class Runtime:
 
     def refreshed(self, source: str, raw_event: dict[str, Any]) -> dict[str, Any]:
         """The inbound event with its object re-read from the source system (fixed at the source)."""
-        from crossledger.plugins.types import InboundEvent
-
         bound = self.pipeline.bound(source)
         event = msgspec.convert(raw_event, InboundEvent)
         return msgspec.to_builtins(bound.connector.refetch(bound.ctx, event))  # type: ignore[no-any-return]
@@ -384,8 +381,10 @@ def check_references(settings: Settings, connectors: dict[str, Bound]) -> None:
 
 
 def _open(url: str, namespace: str) -> Store:
+    """The store at ``url``; a Redis store takes the hub's namespace unless the URL names one."""
+    if url.startswith("redis") and "namespace=" not in url:
+        url = f"{url}{'&' if '?' in url else '?'}namespace={namespace}"
     try:
-        return open_store(url) if not url.startswith("redis") or "namespace=" in url else open_store(
-            f"{url}{'&' if '?' in url else '?'}namespace={namespace}")
+        return open_store(url)
     except ValueError as error:
         raise ConfigError(f"[hub] store: {error}") from None

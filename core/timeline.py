@@ -5,7 +5,10 @@ for an entity, the timeline joins the whole trails of every correlation that tou
 invoice shows its webhook, ingest, parking, probing and delivery, and those of its payments.
 """
 
+from datetime import UTC, datetime
+
 from crossledger.core.stores.base import AuditRecord, Store
+from rich.table import Table
 
 
 def timeline(store: Store, key: str, *, related: list[str] | None = None) -> list[AuditRecord]:
@@ -17,3 +20,20 @@ def timeline(store: Store, key: str, *, related: list[str] | None = None) -> lis
                     for record in store.audit_for_subject(subject)}
     records = [record for correlation in correlations for record in store.audit_trail(correlation)]
     return sorted(records, key=lambda record: record.at)
+
+
+def when(ts: float) -> str:
+    """A Unix time as UTC with milliseconds, for tables."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def timeline_table(records: list[AuditRecord], title: str) -> Table:
+    table = Table(title=f"trace {title}")
+    for column in ("time (UTC)", "step", "system", "status"):
+        table.add_column(column, no_wrap=True)
+    for column in ("subject", "detail"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        table.add_row(when(record.at), record.step, record.system or "", record.status, record.subject or "",
+                      record.detail or "")
+    return table

@@ -9,10 +9,10 @@ Set ``CROSSLEDGER_DISABLE_PLUGINS`` to a comma-separated list of entry-point nam
 import importlib.metadata
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import cast
+from typing import Any, cast
 
 import pluggy
 from crossledger.plugins import hookspecs
@@ -73,38 +73,33 @@ class CrossledgerPluginManager(pluggy.PluginManager):
     def connectors(self) -> dict[str, Connector]:
         """Every valid connector by name; the first registration of a name wins."""
         found: dict[str, Connector] = {}
-        for impl in self.hook.crossledger_connectors.get_hookimpls():  # registration order: built-ins first
-            try:
-                offered: list[Connector] = list(cast(Iterable[Connector], impl.function() or []))
-            except Exception as error:
-                self._problem(f"plugin {impl.plugin_name!r} crossledger_connectors() raised: {error}")
-                continue
-            for connector in offered:
+        for plugin, offered in self._gather("crossledger_connectors"):
+            for connector in cast(list[Connector], offered):
                 missing = [attr for attr in _REQUIRED if not hasattr(connector, attr)]
                 if missing:
-                    self._problem(f"plugin {impl.plugin_name!r}: connector {connector!r} lacks {missing}")
+                    self._problem(f"plugin {plugin!r}: connector {connector!r} lacks {missing}")
                 elif connector.name in found:
-                    self._problem(
-                        f"plugin {impl.plugin_name!r}: connector name {connector.name!r} is taken; skipped"
-                    )
+                    self._problem(f"plugin {plugin!r}: connector name {connector.name!r} is taken; skipped")
                 else:
                     found[connector.name] = connector
         return found
 
     def ownership_rules(self) -> list[OwnershipRule]:
-        return [rule for rules in self._gather("crossledger_ownership_rules") for rule in rules]
+        return [rule for _, rules in self._gather("crossledger_ownership_rules") for rule in rules]
 
     def routes(self) -> list[Route]:
-        return [route for routes in self._gather("crossledger_routes") for route in routes]
+        return [route for _, routes in self._gather("crossledger_routes") for route in routes]
 
-    def _gather(self, hook_name: str) -> list[list]:  # type: ignore[type-arg]
-        results = []
+    def _gather(self, hook_name: str) -> Iterator[tuple[str, list[Any]]]:
+        """Each plugin's records from a registration hook, in registration order (built-ins first);
+        a plugin whose hook raises is reported and skipped."""
         for impl in getattr(self.hook, hook_name).get_hookimpls():
             try:
-                results.append(list(impl.function() or []))
+                records = list(impl.function() or [])
             except Exception as error:
                 self._problem(f"plugin {impl.plugin_name!r} {hook_name}() raised: {error}")
-        return results
+                continue
+            yield impl.plugin_name, records
 
     def notify(self, hook_name: str, **kwargs: object) -> None:
         """Call an observer hook on every plugin; a plugin that raises is logged and skipped."""
