@@ -16,11 +16,24 @@ CURRENT_VERSIONS: dict[str, int] = {
     "customer.upserted": 1,
     "customer.suspended": 1,
     "customer.deleted": 1,
+    # The hub's own: a system now has an id for the customer; tell the others (cross-references).
+    "customer.linked": 1,
+    "contact.upserted": 1,
+    "contact.deleted": 1,
+    "subscription.created": 1,
+    "subscription.amended": 1,
+    "subscription.renewed": 1,
+    "subscription.cancelled": 1,
     "invoice.issued": 1,
     "invoice.voided": 1,
     "invoice.posted": 1,
     "payment.settled": 1,
     "credit_memo.issued": 1,
+    "refund.issued": 1,
+    "journal_entry.posted": 1,
+    "entitlement.changed": 1,
+    "case.opened": 1,
+    "case.updated": 1,
 }
 
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}

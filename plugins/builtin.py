@@ -18,26 +18,57 @@ def crossledger_connectors() -> Iterable[Connector]:
 @hookimpl
 def crossledger_ownership_rules() -> Iterable[OwnershipRule]:
     """The design's defaults: CRM owns the profile (billing stands in when no CRM is configured),
-    billing owns subscriptions and invoice documents, ERP owns dimensions, receivables and posting."""
+    billing owns subscriptions and invoice documents, ERP owns dimensions, receivables, posting and
+    the ledger, support owns cases."""
     return [
         OwnershipRule("customer", "profile", ("crm", "billing")),
         OwnershipRule("customer", "hierarchy", ("crm", "billing")),
         OwnershipRule("customer", "financial", ("erp",)),
         OwnershipRule("customer", "status", ("billing", "crm")),
+        OwnershipRule("contact", "profile", ("crm", "support")),
+        OwnershipRule("contact", "status", ("crm", "support")),
+        OwnershipRule("subscription", "document", ("billing",), on_violation="reject"),
+        OwnershipRule("subscription", "status", ("billing",)),
         OwnershipRule("invoice", "document", ("billing",), on_violation="reject"),
         OwnershipRule("invoice", "status", ("billing",)),
         OwnershipRule("invoice", "posting", ("erp",)),
         OwnershipRule("payment", "document", ("billing", "erp"), on_violation="reject"),
         OwnershipRule("creditmemo", "document", ("billing",), on_violation="reject"),
+        OwnershipRule("refund", "document", ("billing", "erp"), on_violation="reject"),
+        OwnershipRule("refund", "status", ("billing", "erp")),
+        OwnershipRule("journalentry", "document", ("erp",), on_violation="reject"),
+        OwnershipRule("entitlement", "document", ("billing",)),
+        OwnershipRule("entitlement", "status", ("billing",)),
+        OwnershipRule("supportcase", "document", ("support",)),
+        OwnershipRule("supportcase", "status", ("support",)),
     ]
 
 
 @hookimpl
 def crossledger_routes() -> Iterable[Route]:
+    """The reference topology. Targets that are not configured are left out, and an event never
+    goes back to its source; each hop is still checked against the ownership rules."""
+    subscription = ("netsuite", "zendesk")
     return [
-        Route("customer.upserted", ("netsuite",)),
+        # The CRM's accounts become customers everywhere; billing-born customers reach ERP and support.
+        Route("customer.upserted", ("stripe", "netsuite", "zendesk"), source="salesforce"),
+        Route("customer.upserted", ("netsuite", "zendesk"), source="stripe"),
+        # ERP-owned changes (financial dimensions, open balance) flow back to the CRM and billing.
+        Route("customer.upserted", ("salesforce", "stripe"), source="netsuite"),
+        Route("customer.deleted", ("netsuite", "zendesk")),
+        Route("customer.linked", ("salesforce", "stripe", "netsuite", "zendesk")),
+        Route("contact.upserted", ("zendesk",)),
         Route("invoice.issued", ("netsuite",)),
         Route("invoice.voided", ("netsuite",)),
-        Route("payment.settled", ("netsuite",)),
+        Route("invoice.posted", ("salesforce",), source="netsuite"),
+        Route("payment.settled", ("netsuite",), source="stripe"),
+        Route("payment.settled", ("salesforce",), source="netsuite"),
         Route("credit_memo.issued", ("netsuite",)),
+        Route("refund.issued", ("netsuite",)),
+        Route("journal_entry.posted", ("netsuite",)),
+        Route("subscription.created", subscription),
+        Route("subscription.amended", subscription),
+        Route("subscription.renewed", subscription),
+        Route("subscription.cancelled", subscription),
+        Route("entitlement.changed", ("zendesk",)),
     ]

@@ -8,6 +8,7 @@ Inbound::
 
     verify_webhook -> parse_webhook -> to_canonical          (push systems)
     poll(cursor) -> to_canonical                             (pull systems)
+    records(entity type)                                     (every record, paging: reconciliation)
 
 Outbound::
 
@@ -18,6 +19,7 @@ Outbound::
 connector implements only its capabilities.
 """
 
+from collections.abc import Iterator
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from crossledger.canonical import Envelope
@@ -56,6 +58,9 @@ class Connector(Protocol):
     def webhook_reply(self, events: list[InboundEvent]) -> tuple[int, str, bytes]:
         """The (status, content type, body) the system expects once its events are accepted."""
 
+    def webhook_error(self, status: int, message: str) -> tuple[int, str, bytes] | None:
+        """The refusal in the system's own shape (a SOAP fault, say); None for the hub's JSON error."""
+
     def to_canonical(self, ctx: Context, event: InboundEvent, refs: Refs) -> list[Change]:
         """Translate one inbound event into canonical changes (none when the hub does not care)."""
 
@@ -76,6 +81,10 @@ class Connector(Protocol):
 
     def fetch(self, ctx: Context, entity_type: str, external_id: str) -> dict[str, Any]:
         """One record in the system's own JSON form (enrichment and reconciliation)."""
+
+    def records(self, ctx: Context, entity_type: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every record of a canonical entity type, in the system's own JSON form, following the
+        system's pagination (``page_size`` records a request, the system's default when None)."""
 
     def classify(self, error: Exception) -> ConnectorError:
         """Map any failure from this connector's calls onto the taxonomy."""
@@ -107,6 +116,9 @@ class BaseConnector:
     def webhook_reply(self, events: list[InboundEvent]) -> tuple[int, str, bytes]:
         return 200, "application/json", b'{"received": true}'
 
+    def webhook_error(self, status: int, message: str) -> tuple[int, str, bytes] | None:
+        return None
+
     def to_canonical(self, ctx: Context, event: InboundEvent, refs: Refs) -> list[Change]:
         return []
 
@@ -127,6 +139,9 @@ class BaseConnector:
 
     def fetch(self, ctx: Context, entity_type: str, external_id: str) -> dict[str, Any]:
         raise NotSupported(self.name, "fetch")
+
+    def records(self, ctx: Context, entity_type: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        raise NotSupported(self.name, "listing records")
 
     def classify(self, error: Exception) -> ConnectorError:
         if isinstance(error, ConnectorError):

@@ -47,10 +47,16 @@ class InboundEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Change(msgspec.Struct, frozen=True, kw_only=True):
-    """A canonical fact produced by ``to_canonical``; the hub wraps it in an Envelope."""
+    """A canonical fact produced by ``to_canonical``; the hub wraps it in an Envelope.
+
+    ``groups`` makes it a *partial* change: the source speaks only for those field groups (NetSuite
+    saying an invoice is posted does not restate the invoice's lines). The hub takes every other
+    field from its golden record; with no golden record yet, ``entity`` is taken whole.
+    """
 
     type: str
     entity: Entity
+    groups: tuple[str, ...] | None = None
 
 
 class Operation(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,1 @@
+"""The Zendesk connector and its sandbox."""

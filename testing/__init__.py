@@ -1,0 +1,1 @@
+"""crossledger.testing: the pytest plugin and the connector contract suite."""
