@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-FIXTURES = Path("/work/shared/fixtures/payloads/netsuite")
+FIXTURES = Path(__file__).parent / "fixtures" / "payloads" / "netsuite"
 UTC_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 

@@ -1,7 +1,6 @@
 """The Stripe connector: signatures, parsing, the canonical mapping, fetch and error classification.
 
-Mapping tests run on Stripe's own fixture objects (``shared/fixtures/payloads/stripe``, beside the
-repository checkout) and on events the sandbox produced; fetch and classify talk to the sandbox
+Mapping tests run on Stripe's own fixture objects (``tests/fixtures/payloads/stripe``) and on events the sandbox produced; fetch and classify talk to the sandbox
 over real HTTP on loopback.
 """
 
@@ -27,7 +26,7 @@ from crossledger.plugins.stripe.sandbox import StripeSandbox
 from crossledger.plugins.stripe.signature import sign, signature_header
 from crossledger.plugins.types import Change, Context, InboundEvent
 
-FIXTURES = Path(__file__).parents[2] / "shared" / "fixtures" / "payloads" / "stripe"
+FIXTURES = Path(__file__).parent / "fixtures" / "payloads" / "stripe"
 
 SECRET = "whsec_test_secret"
 VECTOR_T = 1700000000
@@ -60,8 +59,6 @@ def context(*, clock: float = VECTOR_T, base_url: str = "http://127.0.0.1:9", ap
 
 def fixture(name: str) -> dict[str, Any]:
     path = FIXTURES / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"Stripe fixtures not found at {FIXTURES} (shared/ must sit beside the repository checkout)")
     return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 

@@ -22,7 +22,7 @@ What a client sees is what it would see from ``api.stripe.com``:
   and retry any non-2xx answer (:class:`~crossledger.plugins.sandbox.WebhookSender`).
 
 The records follow the current API version's field sets (those of the fixtures in
-``shared/fixtures/payloads/stripe``), with amounts kept consistent: an invoice's lines are its
+``tests/fixtures/payloads/stripe``), with amounts kept consistent: an invoice's lines are its
 invoice items, its totals add up, and paying it moves ``amount_remaining`` to ``amount_paid``.
 
 Emulated: customers, invoice items, invoices (draft -> open -> paid | void | uncollectible),
