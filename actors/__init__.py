@@ -6,6 +6,7 @@ deliver        one canonical event into one target system
 probe_target   half-open circuit: try one parked delivery; on success close and drain
 drain_target   re-enqueue what is parked for a target
 replay         deliver logged canonical events again (by source, type, time; effects made are skipped)
+poll           ask a pull system (NetSuite) for its changes since the last cursor; admit them
 =============  ==================================================================================
 
 Retries and dead letters are not the actors' business: failures leave as classified errors and the
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import dramatiq
-from crossledger.core.runtime import DELIVER, DRAIN, INGEST, PROBE, QUEUES, REPLAY, Runtime
+from crossledger.core.runtime import DELIVER, DRAIN, INGEST, POLL, PROBE, QUEUES, REPLAY, Runtime
 
 
 def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
@@ -28,7 +29,10 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
             runtime.send(DELIVER, target, envelope)
 
     def deliver(target: str, envelope: dict[str, Any]) -> None:
-        runtime.pipeline.deliver(target, envelope)
+        runtime.deliver(target, envelope)
+
+    def poll(source: str) -> None:
+        runtime.poll(source)
 
     def replay(selection: dict[str, Any]) -> None:
         runtime.replay_events(**selection)
@@ -39,6 +43,7 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
         PROBE: runtime.probe_target,
         DRAIN: runtime.drain_target,
         REPLAY: replay,
+        POLL: poll,
     }
     return {
         name: dramatiq.Actor(fn, broker=runtime.broker, actor_name=name, queue_name=QUEUES[name], priority=0,

@@ -1,4 +1,5 @@
-"""Run the whole hub in one process: the HTTP app on a thread, Dramatiq worker threads beside it.
+"""Run the whole hub in one process: the HTTP app on a thread, Dramatiq worker threads and the poll
+scheduler beside it.
 
 This is ``crossledger run`` and the demo's hub. With the ``memory`` broker it needs no service at
 all; with Redis it is one node among other workers.
@@ -11,6 +12,7 @@ from typing import Any
 import dramatiq
 from crossledger.core.http import create_app
 from crossledger.core.runtime import Runtime
+from crossledger.core.scheduler import Scheduler
 from crossledger.core.settings import Settings
 from crossledger.plugins.sandbox import ServerThread
 
@@ -26,6 +28,7 @@ class EmbeddedHub:
         self.worker = dramatiq.Worker(self.runtime.broker, worker_threads=threads or settings.hub.worker_threads,
                                       worker_timeout=100)
         self.server = ServerThread(create_app(self.runtime), host, port)
+        self.scheduler = Scheduler(self.runtime)
 
     @property
     def url(self) -> str:
@@ -35,6 +38,8 @@ class EmbeddedHub:
         self.runtime.recover_circuits()
         self.worker.start()
         self.server.start()
+        if self.runtime.pollable():
+            self.scheduler.start()
         return self
 
     def idle(self) -> bool:
@@ -45,6 +50,7 @@ class EmbeddedHub:
         return waiting == 0 and not self.worker.work_queue.unfinished_tasks
 
     def stop(self) -> None:
+        self.scheduler.stop()
         self.server.stop()
         self.worker.stop(timeout=5000)
         self.runtime.close()

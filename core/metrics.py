@@ -22,6 +22,9 @@ dead_lettered = Counter(
     "crossledger_dead_lettered", "Messages dead-lettered, by category", ["category"], registry=registry
 )
 retried = Counter("crossledger_retried", "Retries scheduled, by category", ["category"], registry=registry)
+poll_failures = Counter(
+    "crossledger_poll_failures", "Polls of a pull system that could not reach it", ["source"], registry=registry
+)
 parked = Counter("crossledger_parked", "Deliveries parked on an open circuit", ["target"], registry=registry)
 delivery_latency = Histogram(
     "crossledger_delivery_latency_seconds",

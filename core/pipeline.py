@@ -7,6 +7,8 @@ golden record -> event log -> routes. Returns the (target, envelope) pairs to de
 dependencies first) -> for each operation: skip if already acknowledged, probe if an earlier
 attempt was ambiguous, else execute with a deterministic idempotency key -> cross-reference ->
 audit. Failures leave as classified :class:`ConnectorError`; the :mod:`middleware` decides.
+Returns follow-on deliveries: when a target gets its first id for a customer, a ``customer.linked``
+event tells the other systems that id (each stores it where it has a field for it).
 """
 
 import hashlib
@@ -18,12 +20,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
-from crossledger.canonical.entities import ENTITY_TYPES
+from crossledger.canonical.entities import ENTITY_TYPES, Entity
 from crossledger.canonical.events import Envelope, decode_envelope, encode_envelope, new_envelope
 from crossledger.canonical.invariants import violations
+from crossledger.canonical.versions import CURRENT_VERSIONS
 from crossledger.core import metrics
 from crossledger.core.policy import OwnershipPolicy, PolicyViolation
 from crossledger.core.refs import StoreRefs
@@ -37,13 +40,33 @@ from crossledger.plugins.types import Capability, Context, InboundEvent, Operati
 log = logging.getLogger(__name__)
 
 # The event that (re)creates an entity in a target when another event depends on it.
-DEPENDENCY_EVENTS = {"customer": "customer.upserted", "invoice": "invoice.issued"}
+DEPENDENCY_EVENTS = {
+    "customer": "customer.upserted",
+    "contact": "contact.upserted",
+    "subscription": "subscription.created",
+    "invoice": "invoice.issued",
+    "payment": "payment.settled",
+    "creditmemo": "credit_memo.issued",
+}
 MAX_DEPENDENCY_DEPTH = 3
 CIRCUIT_CACHE_S = 1.0
 LEASE_WAIT_S = 2.0
 LEASE_RETRY_S = 1.0
+LINKED = ".linked"
+"""Suffix of the hub's cross-reference events: they write only other systems' ids, so they are not
+ordered against the record's versions (an older one must not be dropped as stale)."""
 
-DeliveryResult = Literal["delivered", "parked", "stale", "nothing to do"]
+Deliveries = list[tuple[str, dict[str, Any]]]
+"""(target, encoded envelope) pairs to enqueue for ``deliver``."""
+
+
+def merged(golden: Entity, partial: Entity, groups: tuple[str, ...]) -> Entity:
+    """``golden`` with the fields of ``groups`` taken from ``partial``: what a partial change means."""
+    fields = type(golden).field_groups
+    unknown = [group for group in groups if group not in fields]
+    if unknown:
+        raise ValueError(f"{golden.kind()} has no field group {unknown[0]!r}")
+    return msgspec.structs.replace(golden, **{f: getattr(partial, f) for g in groups for f in fields[g]})
 
 
 @dataclass(frozen=True)
@@ -191,20 +214,18 @@ class Pipeline:
         return bound.connector.classify(error)
 
     # -- ingest -------------------------------------------------------------------------------------
-    def ingest(self, source: str, raw_event: dict[str, Any], correlation_id: str,
-               received_at: float) -> list[tuple[str, dict[str, Any]]]:
+    def ingest(self, source: str, raw_event: dict[str, Any], correlation_id: str, received_at: float) -> Deliveries:
         with self.audit_batch():
             return self._ingest(source, raw_event, correlation_id, received_at)
 
-    def _ingest(self, source: str, raw_event: dict[str, Any], correlation_id: str,
-                received_at: float) -> list[tuple[str, dict[str, Any]]]:
+    def _ingest(self, source: str, raw_event: dict[str, Any], correlation_id: str, received_at: float) -> Deliveries:
         bound = self.bound(source)
         event = msgspec.convert(raw_event, InboundEvent)
         try:
             changes = bound.connector.to_canonical(bound.ctx, event, self.refs)
         except Exception as error:
             raise self._classified(bound, error) from error
-        deliveries: list[tuple[str, dict[str, Any]]] = []
+        deliveries: Deliveries = []
         for index, change in enumerate(changes):
             envelope = new_envelope(
                 id=uuid.uuid5(uuid.NAMESPACE_URL, f"{source}/{event.source_event_id}/{index}").hex,
@@ -216,23 +237,32 @@ class Pipeline:
                 correlation_id=correlation_id,
                 received_at=datetime.fromtimestamp(received_at, UTC),
             )
-            deliveries += [(target, encode_envelope(envelope)) for target in self._accept(envelope, event)]
+            targets = self._accept(envelope, event, change.groups)
+            deliveries += [(target, encode_envelope(envelope)) for target in targets]
         if not changes:
             self.audit(None, "ingest", "ignored", correlation_id=correlation_id, system=source,
                        detail=f"{event.type} carries nothing the hub syncs")
         return deliveries
 
-    def _accept(self, envelope: Envelope, event: InboundEvent) -> list[str]:
-        """Validate, apply the source's ownership, update the golden record; return the targets."""
+    def _accept(self, envelope: Envelope, event: InboundEvent, groups: tuple[str, ...] | None) -> list[str]:
+        """Validate, apply the source's ownership, update the golden record; return the targets.
+
+        A change that leaves the golden record as it was is not routed: it is the echo of the hub's
+        own write coming back (or news of nothing the hub syncs)."""
+        kind = envelope.data.kind()
+        golden = self.store.golden_get(envelope.subject)
+        previous = msgspec.convert(golden.data, ENTITY_TYPES[kind]) if golden else None
+        if groups is not None and previous is not None:
+            try:
+                envelope = msgspec.structs.replace(envelope, data=merged(previous, envelope.data, groups))
+            except ValueError as unknown:
+                raise DataError(str(unknown)) from None
         problems = violations(envelope.data)
         if problems:
             raise DataError("; ".join(problems))
-        kind = envelope.data.kind()
-        golden = self.store.golden_get(envelope.subject)
         if golden is not None and golden.version == version_of(envelope) and \
                 golden.source_event_id not in (None, envelope.source_event_id):
             envelope = self._break_tie(envelope, event)
-        previous = msgspec.convert(golden.data, ENTITY_TYPES[kind]) if golden else None
         try:
             decision = self.policy.check_source(envelope, previous)
         except PolicyViolation as violation:
@@ -240,6 +270,10 @@ class Pipeline:
         envelope = decision.envelope
         for stripped in decision.stripped:
             self.audit(envelope, "ownership", "stripped", system=envelope.source, detail=stripped)
+        if previous is not None and envelope.data == previous:
+            self.audit(envelope, "ingest", "unchanged", system=envelope.source,
+                       detail="the record is as the hub already has it; nothing to route")
+            return []
         version = version_of(envelope)
         fresh = self.store.golden_put(Golden(
             canonical_id=envelope.subject, entity_type=kind, version=version,
@@ -280,11 +314,15 @@ class Pipeline:
         return envelope
 
     # -- deliver ------------------------------------------------------------------------------------
-    def deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool = False) -> DeliveryResult:
+    def deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool = False) -> Deliveries:
+        """Deliver one event to ``target``; returns the follow-on deliveries to enqueue."""
+        self._local.linked = linked = []
         with self.audit_batch():
-            return self._deliver(target, raw_envelope, bypass_circuit=bypass_circuit)
+            envelope = self._deliver(target, raw_envelope, bypass_circuit=bypass_circuit)
+        return self._links(target, envelope, linked) if envelope is not None and linked else []
 
-    def _deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool) -> DeliveryResult:
+    def _deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool) -> Envelope | None:
+        """The delivery; the envelope when it went through, None when it was parked or stale."""
         envelope = decode_envelope(raw_envelope)
         bound = self.bound(target)
         circuit = self.circuit(target)
@@ -298,19 +336,22 @@ class Pipeline:
                 # again, and restart the clock so only this delivery does.
                 self.store.circuit_reopen(target, time.time())
                 self.on_circuit_open(target)
-            return "parked"
+            return None
         try:
             with self.entity_lease(target, envelope.subject):
-                applied = self.store.applied_version(target, envelope.subject)
-                version = version_of(envelope)
-                if applied is not None and version < applied:
-                    self.audit(envelope, "deliver", "stale", system=target,
-                               detail="a newer version was already delivered")
-                    return "stale"
-                if applied == version:  # the same instant again: write the settled state, not this copy
-                    envelope = self._settled(envelope)
-                outcomes = self._apply(bound, target, envelope, depth=0)
-                self.store.set_applied_version(target, envelope.subject, version)
+                if envelope.type.endswith(LINKED):
+                    outcomes = self._apply(bound, target, envelope, depth=0)
+                else:
+                    applied = self.store.applied_version(target, envelope.subject)
+                    version = version_of(envelope)
+                    if applied is not None and version < applied:
+                        self.audit(envelope, "deliver", "stale", system=target,
+                                   detail="a newer version was already delivered")
+                        return None
+                    if applied == version:  # the same instant again: write the settled state, not this copy
+                        envelope = self._settled(envelope)
+                    outcomes = self._apply(bound, target, envelope, depth=0)
+                    self.store.set_applied_version(target, envelope.subject, version)
         except Exception as error:
             failure = self._classified(bound, error)
             if failure.category is Category.TARGET_DOWN and not bypass_circuit:
@@ -321,7 +362,7 @@ class Pipeline:
                     if circuit.failures == self.circuit_threshold:
                         self.on_circuit_open(target)
                     self.park(target, raw_envelope, envelope, str(failure))
-                    return "parked"
+                    return None
             raise failure from error
         if circuit.failures and not bypass_circuit:
             self.store.circuit_close(target)
@@ -330,7 +371,32 @@ class Pipeline:
         for outcome in outcomes:
             self.plugins.notify("crossledger_event_delivered", event=envelope, target=target, outcome=outcome)
         metrics.events_delivered.labels(target, envelope.type).inc()
-        return "delivered" if outcomes else "nothing to do"
+        return envelope
+
+    def _links(self, target: str, cause: Envelope, linked: list[str]) -> Deliveries:
+        """``<entity>.linked`` events for the records ``target`` has just given its first id, routed
+        to the other systems so each can store that id."""
+        deliveries: Deliveries = []
+        for canonical_id in dict.fromkeys(linked):
+            golden = self.store.golden_get(canonical_id)
+            if golden is None:
+                continue
+            external_id = self.store.xref_get(canonical_id, target)
+            link = new_envelope(
+                id=uuid.uuid5(uuid.NAMESPACE_URL, f"linked/{canonical_id}/{target}/{external_id}").hex,
+                type=f"{golden.entity_type}{LINKED}",
+                source=target,
+                source_event_id=f"linked:{target}:{external_id}",
+                data=msgspec.convert(golden.data, ENTITY_TYPES[golden.entity_type]),
+                occurred_at=cause.occurred_at,
+                correlation_id=cause.correlation_id,
+                causation_id=cause.id,
+            )
+            targets = self.router.targets(link.type, target)
+            self.audit(link, "link", "routed", system=target,
+                       detail=f"{target} id {external_id} -> {', '.join(targets) or 'no target'}")
+            deliveries += [(other, encode_envelope(link)) for other in targets]
+        return deliveries
 
     def _settled(self, envelope: Envelope) -> Envelope:
         golden = self.store.golden_get(envelope.subject)
@@ -415,6 +481,9 @@ class Pipeline:
             self.audit(envelope, op.name, "delivered", system=target,
                        detail=f"{target} id {outcome.external_id}" + (" (created)" if outcome.created else ""))
         self.store.delivery_set(key, "acknowledged", outcome.external_id)
+        if f"{op.entity_type}{LINKED}" in CURRENT_VERSIONS and \
+                self.store.xref_get(op.canonical_id, target) != outcome.external_id:
+            self._local.__dict__.setdefault("linked", []).append(op.canonical_id)
         self.store.xref_put(op.canonical_id, op.entity_type, target, outcome.external_id)
         return outcome
 

@@ -39,8 +39,9 @@ DELIVER = "deliver"
 PROBE = "probe_target"
 DRAIN = "drain_target"
 REPLAY = "replay"
+POLL = "poll"
 QUEUES = {INGEST: INGEST_QUEUE, DELIVER: DELIVER_QUEUE, PROBE: DELIVER_QUEUE, DRAIN: DELIVER_QUEUE,
-          REPLAY: INGEST_QUEUE}
+          REPLAY: INGEST_QUEUE, POLL: INGEST_QUEUE}
 DRAIN_BATCH = 200
 AnyMessage = MessageProxy | dramatiq.Message[Any]
 
@@ -167,23 +168,70 @@ class Runtime:
         except PayloadError as error:
             raise WebhookRejected(400, f"malformed body: {error}") from None
         for event in events:
-            payload = msgspec.to_builtins(event)
-            correlation_id, received_at = uuid.uuid4().hex, time.time()
-            status = self.store.inbox_add(name, event.source_event_id, payload, correlation_id, received_at)
-            if status == "duplicate":
-                metrics.events_duplicate.labels(name).inc()
-                continue
-            if status == "pending":  # received before, but the enqueue never completed
-                entry = self.store.inbox_get(name, event.source_event_id)
-                if entry is not None:
-                    correlation_id, received_at = entry.correlation_id, entry.received_at
-            self.send(INGEST, name, payload, correlation_id, received_at)
-            self.store.inbox_mark_enqueued(name, event.source_event_id)
-            self.store.audit(AuditRecord(at=received_at, correlation_id=correlation_id, step="webhook",
-                                         status="received", system=name,
-                                         detail=f"{event.type} {event.source_event_id}"))
-            metrics.events_received.labels(name).inc()
+            self.admit(name, event, "webhook")
         return bound.connector.webhook_reply(events)
+
+    def admit(self, name: str, event: InboundEvent, via: str) -> bool:
+        """Dedupe an inbound event by its source id and durably enqueue its ingest; False for a
+        duplicate. An event received before whose enqueue never completed is enqueued again."""
+        payload = msgspec.to_builtins(event)
+        correlation_id, received_at = uuid.uuid4().hex, time.time()
+        status = self.store.inbox_add(name, event.source_event_id, payload, correlation_id, received_at)
+        if status == "duplicate":
+            metrics.events_duplicate.labels(name).inc()
+            return False
+        if status == "pending":
+            entry = self.store.inbox_get(name, event.source_event_id)
+            if entry is not None:
+                correlation_id, received_at = entry.correlation_id, entry.received_at
+        self.send(INGEST, name, payload, correlation_id, received_at)
+        self.store.inbox_mark_enqueued(name, event.source_event_id)
+        self.store.audit(AuditRecord(at=received_at, correlation_id=correlation_id, step=via, status="received",
+                                     system=name, detail=f"{event.type} {event.source_event_id}"))
+        metrics.events_received.labels(name).inc()
+        return True
+
+    # -- polling ------------------------------------------------------------------------------------
+    def pollable(self) -> list[str]:
+        return [name for name, bound in self.connectors.items() if Capability.POLL in bound.connector.capabilities]
+
+    def poll(self, name: str) -> int:
+        """Ask a pull system for its changes since the stored cursor and admit them like webhooks.
+
+        One poll per system at a time (a lease in the store), so two schedulers never race on the
+        cursor. The cursor moves only after the page's events are durably enqueued: a crash in
+        between polls the page again, and the inbox drops what was already admitted. A system that
+        cannot be reached is logged and polled again at the next tick; nothing is dead-lettered for
+        it. Returns how many new events were admitted."""
+        bound = self.pipeline.bound(name)
+        lease, owner = f"poll|{name}", uuid.uuid4().hex
+        if not self.store.lock_acquire(lease, owner, self.settings.hub.time_limit_s):
+            return 0
+        try:
+            cursor = self.store.cursor_get(name)
+            try:
+                result = bound.connector.poll(bound.ctx, cursor)
+            except Exception as error:
+                failure = error if isinstance(error, ConnectorError) else bound.connector.classify(error)
+                if not failure.category.retryable:
+                    raise failure from error
+                log.warning("polling %s failed, trying again at the next tick: %s", name, failure)
+                metrics.poll_failures.labels(name).inc()
+                return 0
+            admitted = sum(self.admit(name, event, "poll") for event in result.events)
+            if result.cursor is not None and result.cursor != cursor:
+                self.store.cursor_set(name, result.cursor)
+        finally:
+            self.store.lock_release(lease, owner)
+        if result.has_more:
+            self.send(POLL, name)
+        return admitted
+
+    # -- delivering ---------------------------------------------------------------------------------
+    def deliver(self, target: str, envelope: dict[str, Any], *, bypass_circuit: bool = False) -> None:
+        """Deliver one event and enqueue what follows from it (cross-reference links)."""
+        for other, follow_on in self.pipeline.deliver(target, envelope, bypass_circuit=bypass_circuit):
+            self.send(DELIVER, other, follow_on)
 
     # -- failures -----------------------------------------------------------------------------------
     def handle_failure(self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException) -> None:
@@ -258,7 +306,7 @@ class Runtime:
         # The probed delivery stays parked until it is delivered or handed on: a crash here re-sends it.
         for parked_id, message in self.store.parked(target, 1):
             try:
-                self.pipeline.deliver(target, message["envelope"], bypass_circuit=True)
+                self.deliver(target, message["envelope"], bypass_circuit=True)
             except ConnectorError as error:
                 if error.category in (Category.TARGET_DOWN, Category.AMBIGUOUS):
                     self.store.circuit_reopen(target, time.time())

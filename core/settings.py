@@ -45,6 +45,8 @@ class HubSettings(BaseModel):
     # Per million Redis commands: how often a worker sweeps dead workers' unacked messages back.
     redis_maintenance_chance: int = Field(1000, ge=1, le=1_000_000)
     worker_threads: int = Field(8, ge=1)
+    # How often the scheduler asks each pull system (NetSuite) for its changes.
+    poll_interval_s: float = Field(30.0, gt=0)
     sentry_dsn: SecretStr | None = None
 
     @model_validator(mode="after")
