@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -117,6 +117,23 @@ def worker(config: ConfigOption = None,
         # themselves, or stopping `crossledger worker` would leave them running.
         sys.stdout.flush()
         os.execve(sys.executable, command, env)
+
+
+@app.command()
+def scheduler(config: ConfigOption = None) -> None:
+    """Enqueue a poll of every pull system (NetSuite) every [hub] poll_interval_s; workers poll."""
+    from crossledger.core.scheduler import Scheduler
+
+    with operator_errors():
+        runtime = runtime_for(config)
+        if runtime.settings.hub.broker == "memory":
+            fail("the scheduler needs a shared broker: set CROSSLEDGER_BROKER to a redis:// URL", 2)
+        pollable = runtime.pollable()
+        if not pollable:
+            fail("no configured connector polls; nothing to schedule", 2)
+        console.print(f"polling {', '.join(pollable)} every {runtime.settings.hub.poll_interval_s:g} s")
+        with suppress(KeyboardInterrupt):
+            Scheduler(runtime).run()
 
 
 @app.command()

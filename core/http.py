@@ -82,7 +82,12 @@ def create_app(runtime: Runtime) -> Starlette:
         try:
             status, content_type, reply = await run_in_threadpool(runtime.accept_webhook, name, headers, body)
         except WebhookRejected as rejected:
-            return error(rejected.status, rejected.message)
+            bound = runtime.connectors.get(name)
+            shaped = bound.connector.webhook_error(rejected.status, rejected.message) if bound else None
+            if shaped is None:
+                return error(rejected.status, rejected.message)
+            status, content_type, reply = shaped  # the refusal in the sender's own format (a SOAP fault)
+            return Response(reply, status_code=status, media_type=content_type)
         except Exception:  # store or broker unreachable: the sender must retry (details go to the log only)
             log.exception("webhook for %s not accepted", name)
             return error(503, "not accepted, retry later: the hub cannot reach its broker or store")
