@@ -10,9 +10,11 @@ from crossledger.plugins.types import OwnershipRule, Route
 @hookimpl
 def crossledger_connectors() -> Iterable[Connector]:
     from crossledger.plugins.netsuite.connector import NetSuiteConnector
+    from crossledger.plugins.salesforce.connector import SalesforceConnector
     from crossledger.plugins.stripe.connector import StripeConnector
+    from crossledger.plugins.zendesk.connector import ZendeskConnector
 
-    return [StripeConnector(), NetSuiteConnector()]
+    return [SalesforceConnector(), StripeConnector(), NetSuiteConnector(), ZendeskConnector()]
 
 
 @hookimpl

@@ -179,11 +179,17 @@ class _Delivery:
     due: float = 0.0
 
 
+def _succeeded(response: httpx.Response) -> bool:
+    return 200 <= response.status_code < 300
+
+
 class WebhookSender:
     """Delivers webhooks from a sandbox the way SaaS systems do: in the background, retrying any
     non-2xx answer or connection failure with growing delays, up to ``max_attempts``.
 
     ``headers`` is called at every attempt, so signatures carry the time of that attempt.
+    ``accepted`` decides whether an answer counts as delivered (default: any 2xx); Salesforce's
+    outbound messages, for one, are only delivered once the answer is the SOAP ``Ack``.
 
     Real systems do not promise order (Stripe says so). :meth:`hold` keeps deliveries back and
     :meth:`release` lets them go in order, reversed or shuffled, so tests can show what a receiver
@@ -191,8 +197,9 @@ class WebhookSender:
     """
 
     def __init__(self, *, max_attempts: int = 12, first_delay: float = 0.25, max_delay: float = 8.0,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, accepted: Callable[[httpx.Response], bool] | None = None) -> None:
         self.max_attempts = max_attempts
+        self.accepted = accepted or _succeeded
         self.first_delay = first_delay
         self.max_delay = max_delay
         self._queue: queue.Queue[_Delivery] = queue.Queue()
@@ -261,7 +268,7 @@ class WebhookSender:
         delivery.attempt += 1
         try:
             response = self._client.post(delivery.url, content=delivery.body, headers=delivery.headers(delivery.body))
-            ok = 200 <= response.status_code < 300
+            ok = self.accepted(response)
         except httpx.HTTPError:
             ok = False
         if ok:

@@ -1,0 +1,1 @@
+"""Contract kits for the built-in connectors (crossledger.testing.ContractKit subclasses)."""

@@ -1,0 +1,744 @@
+"""The Salesforce connector: outbound messages and relayed CDC events in, writes out, over real HTTP
+to the sandbox (one org for the module; each test uses its own ids), plus the contract suite."""
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from crossledger.canonical.entities import (
+    Address,
+    Contact,
+    Customer,
+    Entity,
+    Invoice,
+    InvoiceLine,
+    Payment,
+    PaymentApplication,
+    external_key,
+)
+from crossledger.canonical.events import new_envelope
+from crossledger.canonical.money import money
+from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, PayloadError, SignatureError
+from crossledger.plugins.salesforce import ids, relay, soap
+from crossledger.plugins.salesforce.client import ApiUsage
+from crossledger.plugins.salesforce.connector import SalesforceConnector
+from crossledger.plugins.salesforce.sandbox import ORGANIZATION_ID, SalesforceSandbox
+from crossledger.plugins.salesforce.settings import SalesforceSettings
+from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.types import Capability, Context, InboundEvent, Operation, Outcome, SystemKind
+from crossledger.testing import ConnectorContract, MemoryRefs
+from pydantic import ValidationError
+
+from tests.kits.salesforce import (
+    ACCOUNT_ID,
+    FIXTURES,
+    OutboundReceiver,
+    SalesforceKit,
+    cdc_account_create,
+    outbound_notifications,
+)
+
+SALESFORCE = SalesforceConnector()
+AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def sf_id(id15: str) -> str:
+    """A made-up record id in its 18-character form (the last three characters encode the case)."""
+    return id15 + ids.checksum(id15)
+
+
+class TestSalesforceContract(ConnectorContract):
+    kit = SalesforceKit()
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> SalesforceSandbox:
+    return SalesforceSandbox()
+
+
+@pytest.fixture(scope="module")
+def server(sandbox: SalesforceSandbox) -> Iterator[ServerThread]:
+    thread = ServerThread(sandbox.app).start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client() as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def no_faults_left(server: ServerThread) -> Iterator[None]:
+    yield
+    httpx.delete(f"{server.url}/_sandbox/faults").raise_for_status()
+
+
+def context_for(sandbox: SalesforceSandbox, url: str, http: httpx.Client, **overrides: Any) -> Context:
+    settings = SalesforceSettings(**(sandbox.connector_settings(url) | overrides))
+    return Context(settings=settings, http=http, clock=time.time)
+
+
+@pytest.fixture
+def ctx(sandbox: SalesforceSandbox, server: ServerThread, http: httpx.Client) -> Context:
+    return context_for(sandbox, server.url, http)
+
+
+@pytest.fixture
+def refs() -> MemoryRefs:
+    return MemoryRefs()
+
+
+@pytest.fixture
+def key() -> str:
+    """A fresh suffix for canonical ids, so tests sharing the org never meet."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def rest(sandbox: SalesforceSandbox, server: ServerThread) -> Iterator[httpx.Client]:
+    """The org's REST API, logged in as another integration: changes made behind the connector's back."""
+    token = httpx.post(f"{server.url}/services/oauth2/token", data={"grant_type": "client_credentials"},
+                       auth=(sandbox.client_id, sandbox.client_secret)).json()["access_token"]
+    with httpx.Client(base_url=f"{server.url}/services/data/v62.0",
+                      headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
+
+
+def fault(server: ServerThread, **spec: Any) -> None:
+    httpx.post(f"{server.url}/_sandbox/faults", json=spec).raise_for_status()
+
+
+def plan(ctx: Context, refs: MemoryRefs, event_type: str, entity: Entity) -> list[Operation]:
+    event = new_envelope(type=event_type, source="netsuite", source_event_id=uuid.uuid4().hex, data=entity,
+                         occurred_at=AT)
+    operations: list[Operation] = SALESFORCE.plan(ctx, event, refs)
+    return operations
+
+
+def deliver(ctx: Context, refs: MemoryRefs, event_type: str, entity: Entity) -> list[Outcome]:
+    """Plan and execute like the hub: each outcome becomes a cross-reference."""
+    outcomes = []
+    for op in plan(ctx, refs, event_type, entity):
+        outcome = SALESFORCE.execute(ctx, op, f"key-{op.canonical_id}")
+        refs.put(op.canonical_id, op.entity_type, "salesforce", outcome.external_id)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def account(sandbox: SalesforceSandbox, record_id: str) -> dict[str, Any]:
+    return next(record for record in sandbox.state()["accounts"] if record["Id"] == record_id)
+
+
+def customer(key: str, **fields: Any) -> Customer:
+    return Customer(id=f"customer/stripe/cus_{key}", name=f"Acme {key}", **fields)
+
+
+def offline(organization_id: str = "012345678901234", **secrets: str) -> Context:
+    """A context for the checks that make no request (webhooks of the real fixtures)."""
+    settings = SalesforceSettings.model_validate({"base_url": "https://acme.my.salesforce.com", "client_id": "key",
+                                                  "client_secret": "secret", "organization_id": organization_id,
+                                                  **secrets})
+    return Context(settings=settings, http=httpx.Client(), clock=time.time)
+
+
+# --- declaration and settings ---------------------------------------------------------------
+
+
+def test_declares_a_crm_with_webhooks_delivery_probe_and_reads() -> None:
+    assert (SALESFORCE.name, SALESFORCE.kind) == ("salesforce", SystemKind.CRM)
+    assert SALESFORCE.capabilities == {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.FETCH,
+                                       Capability.SANDBOX}
+
+
+def test_settings(sandbox: SalesforceSandbox) -> None:
+    settings = SalesforceSettings(**sandbox.connector_settings("https://acme.my.salesforce.com"))
+
+    assert (settings.api_version, settings.external_id_field) == ("v62.0", "CrossLedger_Id__c")
+    assert sandbox.client_secret not in repr(settings) and sandbox.relay_secret not in repr(settings)
+    assert SalesforceSettings(**{**sandbox.connector_settings("x"), "organization_id": "00D5g000004SbXA"}
+                              ).organization_id == ORGANIZATION_ID
+    for wrong in ({"realm": "x"}, {"organization_id": "not an id"}, {"api_version": "62"}):
+        with pytest.raises(ValidationError):
+            SalesforceSettings(**{**sandbox.connector_settings("x"), **wrong})
+
+
+# --- outbound messages in -------------------------------------------------------------------
+
+
+def test_the_real_outbound_message_parses_and_is_acknowledged() -> None:
+    ctx, body = offline(), (FIXTURES / "outbound_message_notifications.xml").read_bytes()
+
+    SALESFORCE.verify_webhook(ctx, {"content-type": "text/xml; charset=utf-8"}, body)
+    events = SALESFORCE.parse_webhook(ctx, {}, body)
+
+    assert [(e.source_event_id, e.type) for e in events] == [("04l1I000000fztEQAQ", "Contact.outbound_message"),
+                                                             ("04l1I000000fzt9QAA", "Contact.outbound_message")]
+    assert events[1].occurred_at == datetime(2017, 12, 11, 21, 44, 55, tzinfo=UTC)
+    assert events[1].payload == {"attributes": {"type": "Contact"}, "Id": "0031I0000081tb0QAA",
+                                 "CreatedDate": "2017-12-11T21:44:55.000Z", "Email": "drb24@cornell.edu",
+                                 "FirstName": "Doug", "LastName": "Bunting", "Title": "Supreme Being"}
+    [change] = SALESFORCE.to_canonical(ctx, events[1], MemoryRefs())
+    assert change.type == "contact.upserted"
+    assert change.entity == Contact(id="contact/salesforce/0031I0000081tb0QAA", first_name="Doug", last_name="Bunting",
+                                    email="drb24@cornell.edu", title="Supreme Being")
+    assert SALESFORCE.webhook_reply(events) == (200, "text/xml; charset=utf-8",
+                                                (FIXTURES / "outbound_message_ack.xml").read_bytes())
+
+
+@pytest.mark.parametrize("body", [
+    outbound_notifications("00D000000000001"),
+    outbound_notifications("").replace(b"<OrganizationId></OrganizationId>", b""),
+    b"<soapenv:Envelope",
+])
+def test_an_outbound_message_of_another_org_is_refused_with_a_soap_fault(body: bytes) -> None:
+    with pytest.raises(SignatureError):
+        SALESFORCE.verify_webhook(offline(ORGANIZATION_ID), {}, body)
+
+    status, content_type, reply = SALESFORCE.webhook_error(401, "Invalid OrganizationId") or (0, "", b"")
+    assert (status, content_type) == (401, "text/xml; charset=utf-8")
+    assert reply == (FIXTURES / "outbound_message_fault.xml").read_bytes()
+
+
+def test_org_ids_match_in_either_form() -> None:
+    body = outbound_notifications(ORGANIZATION_ID)
+
+    SALESFORCE.verify_webhook(offline(ORGANIZATION_ID[:15]), {}, body)
+    SALESFORCE.verify_webhook(offline(ORGANIZATION_ID.lower()[:15] + ORGANIZATION_ID[15:]), {}, body)
+
+
+def message(count: int, sobject: str = "Account", **fields: str) -> bytes:
+    notifications = [soap.Notification(f"04l5g{n:010d}", sobject, {"Id": f"0015g{n:010d}", "Name": f"Acme {n}",
+                                                                   **fields})
+                     for n in range(count)]
+    return soap.render(soap.OutboundMessage(ORGANIZATION_ID, "04k5g0000000001AAA", None, "", "", notifications))
+
+
+def test_a_message_holds_1_to_100_notifications() -> None:
+    ctx = offline(ORGANIZATION_ID)
+
+    assert len(SALESFORCE.parse_webhook(ctx, {}, message(100))) == 100
+    for wrong in (message(101), message(0)):
+        with pytest.raises(PayloadError, match="1 to 100 notifications"):
+            SALESFORCE.parse_webhook(ctx, {}, wrong)
+
+
+@pytest.mark.parametrize("body", [
+    b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><soapenv:Envelope xmlns:soapenv='
+    b'"http://schemas.xmlsoap.org/soap/envelope/">&a;</soapenv:Envelope>',
+    b"<soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'><soapenv:Body/></soapenv:Envelope>",
+    b"<not-closed>",
+])
+def test_unsafe_or_foreign_xml_is_a_payload_error(body: bytes) -> None:
+    with pytest.raises(PayloadError):
+        SALESFORCE.parse_webhook(offline(), {}, body)
+
+
+def test_an_account_notification_maps_onto_a_customer() -> None:
+    refs = MemoryRefs()
+    parent = refs.canonical_id("customer", "stripe", "cus_parent")
+    refs.put(parent, "customer", "salesforce", sf_id("0015g0000PaRenT"))
+    body = message(1, BillingStreet="1 Main St\nFloor 2", BillingCity="Leeds", BillingCountry="GB",
+                   ParentId="0015g0000PaRenT", CurrencyIsoCode="gbp", Payment_Terms__c="Net 30",
+                   Email__c="ap@acme.test", Tax_Id__c="GB123", LastModifiedDate="2026-02-03T04:05:06.000Z",
+                   CrossLedger_Id__c="customer.stripe.cus_42")
+
+    [event] = SALESFORCE.parse_webhook(offline(ORGANIZATION_ID), {}, body)
+    [change] = SALESFORCE.to_canonical(offline(ORGANIZATION_ID), event, refs)
+
+    assert event.occurred_at == datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
+    assert change.type == "customer.upserted"
+    assert change.entity == Customer(
+        id="customer/stripe/cus_42",  # the hub's own record, by its external key
+        name="Acme 0", email="ap@acme.test", tax_id="GB123", currency="GBP", parent_id=parent,
+        address=Address(line1="1 Main St", line2="Floor 2", city="Leeds", country="GB"),
+        dimensions={"terms": "Net 30"},
+    )
+
+
+# --- CDC through the relay ------------------------------------------------------------------
+
+
+def relayed(secret: str, body: bytes, at: float | None = None) -> dict[str, str]:
+    return {relay.HEADER: relay.header_value(secret, int(time.time() if at is None else at), body)}
+
+
+def test_a_relayed_cdc_create_maps_without_a_read() -> None:
+    ctx, body = offline(cdc_secret="s3cret"), cdc_account_create()
+
+    SALESFORCE.verify_webhook(ctx, relayed("s3cret", body), body)
+    [event] = SALESFORCE.parse_webhook(ctx, {}, body)
+    [change] = SALESFORCE.to_canonical(ctx, event, MemoryRefs())  # a context with no org behind it: no request
+
+    assert event.source_event_id == f"001b7375-0086-250e-e6ca-b99bc3a8b69f:1:{ACCOUNT_ID}"
+    assert (event.type, event.occurred_at) == ("Account.CREATE", datetime.fromtimestamp(1501010206.653, UTC))
+    assert change.type == "customer.upserted"
+    assert change.entity == Customer(id=f"customer/salesforce/{ACCOUNT_ID}", name="Acme")
+    assert SALESFORCE.webhook_reply([event]) == (200, "application/json", b'{"received": true}')
+
+
+@pytest.mark.parametrize(("secrets", "signed_with", "age"), [
+    ({"cdc_secret": "new"}, "old", 0),
+    ({"cdc_secret": "new"}, "new", relay.TOLERANCE_S + 5),
+    ({"cdc_secret": "new"}, "new", -relay.TOLERANCE_S - 5),  # a relay clock far ahead is refused too
+    ({}, "new", 0),  # no secret configured: nothing can be verified
+])
+def test_relay_signatures_refused(secrets: dict[str, str], signed_with: str, age: float) -> None:
+    body = cdc_account_create()
+    with pytest.raises(SignatureError):
+        SALESFORCE.verify_webhook(offline(**secrets), relayed(signed_with, body, time.time() - age), body)
+
+
+
+
+def cdc_change(change_type: str, record_ids: list[str], entity: str = "Account", **fields: Any) -> bytes:
+    """A CDC event in the CometD envelope, as the relay forwards it."""
+    header = {"entityName": entity, "recordIds": record_ids, "changeType": change_type, "changeOrigin": "",
+              "transactionKey": "0002f3c1-5a2b-4c7e-9d3e-7b1f2a3c4d5e", "sequenceNumber": 3,
+              "commitTimestamp": 1767225600000, "commitNumber": 1, "commitUser": "0055g00000IntUsAAJ"}
+    envelope = {"data": {"schema": "IeRuaY6cbI_HsV8Rv1Mc5g", "payload": {"ChangeEventHeader": header, **fields},
+                         "event": {"replayId": 9}}, "channel": f"/data/{entity}ChangeEvent"}
+    return json.dumps(envelope).encode()
+
+
+def test_a_relayed_update_reads_the_whole_record(ctx: Context, rest: httpx.Client, refs: MemoryRefs,
+                                                 key: str) -> None:
+    [outcome] = deliver(ctx, refs, "customer.upserted", customer(key, phone="+1 555 0100", currency="USD"))
+    rest.patch(f"/sobjects/Account/{outcome.external_id}", json={"Phone": "+1 555 0199"}).raise_for_status()
+
+    [event] = SALESFORCE.parse_webhook(ctx, {}, cdc_change("UPDATE", [outcome.external_id], Phone="+1 555 0199"))
+    [change] = SALESFORCE.to_canonical(ctx, event, refs)
+
+    # every field, not only the changed one; the id from the External ID the hub stamped
+    assert change.entity == customer(key, phone="+1 555 0199", currency="USD")
+
+
+def test_one_event_per_record_and_deletes_are_partial(ctx: Context) -> None:
+    gone = [sf_id("0015g00000DeLeT"), sf_id("0015g00000DeLeU")]
+
+    events = SALESFORCE.parse_webhook(ctx, {}, cdc_change("DELETE", gone))
+    changes = [change for event in events for change in SALESFORCE.to_canonical(ctx, event, MemoryRefs())]
+
+    assert [event.source_event_id.rsplit(":", 1)[1] for event in events] == gone
+    assert [(c.type, c.entity.id, c.groups) for c in changes] == [
+        ("customer.deleted", f"customer/salesforce/{record_id}", ("status",)) for record_id in gone]
+    assert all(isinstance(c.entity, Customer) and c.entity.status == "deleted" for c in changes)
+
+
+def test_an_update_of_a_record_gone_since_maps_to_nothing(ctx: Context) -> None:
+    [event] = SALESFORCE.parse_webhook(ctx, {}, cdc_change("UPDATE", [sf_id("0015g00000GoNeX")], Name="x"))
+
+    assert SALESFORCE.to_canonical(ctx, event, MemoryRefs()) == []
+
+
+def test_compound_fields_flatten(ctx: Context) -> None:
+    account = cdc_change("CREATE", [ACCOUNT_ID], Name="Acme", BillingAddress={"Street": "1 Main St", "City": "Leeds",
+                                                                               "Country": "GB"})
+    person = cdc_change("CREATE", ["0035g00000AbCdEAAV"], "Contact", AccountId=ACCOUNT_ID,
+                        Name={"FirstName": "Ada", "LastName": "Lovelace"})
+    refs = MemoryRefs()
+
+    [[customer_change], [contact_change]] = [SALESFORCE.to_canonical(ctx, event, refs)
+                                             for body in (account, person)
+                                             for event in SALESFORCE.parse_webhook(ctx, {}, body)]
+
+    assert isinstance(customer_change.entity, Customer) and isinstance(contact_change.entity, Contact)
+    assert customer_change.entity.address == Address(line1="1 Main St", city="Leeds", country="GB")
+    assert (contact_change.entity.first_name, contact_change.entity.last_name) == ("Ada", "Lovelace")
+    assert contact_change.entity.customer_id == customer_change.entity.id
+
+
+def test_platform_events_parse_and_are_ignored(ctx: Context) -> None:
+    [event] = SALESFORCE.parse_webhook(ctx, {}, (FIXTURES / "platform_event_cometd.json").read_bytes())
+
+    assert (event.source_event_id, event.type) == ("2ec0e371-1395-457f-9275-be1b527a72f7", "Low_Ink__e")
+    assert SALESFORCE.to_canonical(ctx, event, MemoryRefs()) == []
+
+
+# --- planning -------------------------------------------------------------------------------
+
+
+def test_customer_upsert_body(ctx: Context, refs: MemoryRefs) -> None:
+    acme = customer("1", email="ap@acme.test", phone="+44 113", website="https://acme.test", tax_id="GB1",
+                    currency="KWD", address=Address(line1="1 Main St", line2="Floor 2", city="Leeds", country="GB"),
+                    dimensions={"terms": "Net 30", "subsidiary": "2"}, open_balance=money(1234, "KWD"))
+    refs.put(acme.id, "customer", "netsuite", "812")
+    refs.put(acme.id, "customer", "stripe", "cus_1")
+
+    [op] = plan(ctx, refs, "customer.upserted", acme)
+
+    assert (op.name, op.entity_type, op.canonical_id) == ("customer.upsert", "customer", acme.id)
+    assert op.payload == {
+        "method": "PATCH",
+        "path": "/sobjects/Account/CrossLedger_Id__c/customer.stripe.cus_1",
+        "body": {"Name": "Acme 1", "Phone": "+44 113", "Website": "https://acme.test", "Email__c": "ap@acme.test",
+                 "BillingStreet": "1 Main St\nFloor 2", "BillingCity": "Leeds", "BillingCountry": "GB",
+                 "Tax_Id__c": "GB1", "CurrencyIsoCode": "KWD", "Payment_Terms__c": "Net 30",
+                 "Open_Balance__c": Decimal("1.234"), "Stripe_Customer_Id__c": "cus_1", "NetSuite_Id__c": "812"},
+    }
+
+
+def test_an_erp_update_of_a_crm_born_account_writes_only_what_it_carries(ctx: Context, refs: MemoryRefs) -> None:
+    # what the hub hands over after resetting the fields Salesforce owns
+    crm_id = sf_id("0015g00000CrMbO")
+    reset = Customer(id=f"customer/salesforce/{crm_id}", name="", open_balance=money(5000, "USD"))
+
+    [op] = plan(ctx, refs, "customer.upserted", reset)
+
+    assert op.payload == {"method": "PATCH", "path": f"/sobjects/Account/{crm_id}", "id": crm_id,
+                          "body": {"Open_Balance__c": Decimal("50.00"),
+                                   "CrossLedger_Id__c": f"customer.salesforce.{crm_id}"}}
+
+
+def test_dependencies_must_reach_salesforce_first(ctx: Context, refs: MemoryRefs) -> None:
+    cases: list[tuple[str, Entity]] = [
+        ("customer.upserted", customer("child", parent_id="customer/stripe/cus_parent")),
+        ("contact.upserted", Contact(id="contact/zendesk/7", customer_id="customer/stripe/cus_x", last_name="Black")),
+        ("invoice.posted", invoice("missing")),
+    ]
+    for event_type, entity in cases:
+        with pytest.raises(MissingDependency) as missing:
+            plan(ctx, refs, event_type, entity)
+        assert missing.value.entity_type == "customer"
+
+
+def test_linked_writes_only_the_other_systems_ids(sandbox: SalesforceSandbox, ctx: Context, refs: MemoryRefs,
+                                                 key: str) -> None:
+    acme = customer(key, phone="+1 555 0100")
+    assert plan(ctx, refs, "customer.linked", acme) == []  # no other id known: nothing to write
+    refs.put(acme.id, "customer", "zendesk", "9001")
+    with pytest.raises(MissingDependency):
+        plan(ctx, refs, "customer.linked", acme)
+    [created] = deliver(ctx, refs, "customer.upserted", acme)
+    refs.put(acme.id, "customer", "netsuite", "812")
+
+    renamed = Customer(id=acme.id, name="Not Written", phone="+1 555 0199")
+    [op] = plan(ctx, refs, "customer.linked", renamed)
+    outcome = SALESFORCE.execute(ctx, op, "key-linked")
+
+    assert op.payload == {"method": "PATCH", "path": f"/sobjects/Account/{created.external_id}",
+                          "id": created.external_id,
+                          "body": {"NetSuite_Id__c": "812", "Zendesk_Organization_Id__c": "9001"}}
+    assert (outcome.external_id, outcome.created) == (created.external_id, False)
+    record = account(sandbox, created.external_id)
+    assert (record["Name"], record["Phone"], record["NetSuite_Id__c"], record["Zendesk_Organization_Id__c"]) == (
+        f"Acme {key}", "+1 555 0100", "812", "9001")
+
+
+def invoice(key: str, currency: str = "KWD") -> Invoice:
+    return Invoice(id=f"invoice/stripe/in_{key}", customer_id=f"customer/stripe/cus_{key}", number=f"INV-{key}",
+                   currency=currency, lines=[InvoiceLine(description="Plan", amount=money(1234, currency))],
+                   tax=money(0, currency), discount=money(0, currency), total=money(1234, currency), status="issued",
+                   posting_status="posted", issued_at=AT, due_at=datetime(2026, 3, 31, tzinfo=UTC))
+
+
+def test_contacts_invoices_and_payments_land_on_their_account(ctx: Context, refs: MemoryRefs, key: str) -> None:
+    bill = invoice(key)
+    [acme] = deliver(ctx, refs, "customer.upserted", customer(key, currency="KWD"))
+    person = Contact(id=f"contact/zendesk/{key}", customer_id=bill.customer_id, first_name="Ada", last_name="Lovelace",
+                     email="ada@acme.test")
+    paid = Payment(id=f"payment/stripe/inpay_{key}", customer_id=bill.customer_id, amount=money(1234, "KWD"),
+                   received_at=AT, method="card", applications=[PaymentApplication(invoice_id=bill.id,
+                                                                                   amount=money(1234, "KWD"))])
+
+    [contact] = deliver(ctx, refs, "contact.upserted", person)
+    [posted] = deliver(ctx, refs, "invoice.posted", bill)
+    [settled] = deliver(ctx, refs, "payment.settled", paid)
+
+    assert (contact.external_id[:3], posted.external_id[:3], settled.external_id[:3]) == ("003", "a0B", "a0C")
+    assert SALESFORCE.fetch(ctx, "contact", contact.external_id)["AccountId"] == acme.external_id
+    record = SALESFORCE.fetch(ctx, "invoice", posted.external_id)
+    assert (record["Name"], record["Account__c"], record["Total__c"], record["CurrencyIsoCode"]) == (
+        f"INV-{key}", acme.external_id, Decimal("1.234"), "KWD")
+    assert (record["Status__c"], record["Posting_Status__c"], record["Due_Date__c"]) == ("issued", "posted",
+                                                                                        "2026-03-31")
+    payment = SALESFORCE.fetch(ctx, "payment", settled.external_id)
+    assert (payment["Invoice__c"], payment["Amount__c"], payment["Method__c"]) == (posted.external_id,
+                                                                                  Decimal("1.234"), "card")
+
+
+# --- execution ------------------------------------------------------------------------------
+
+
+def test_upsert_answers_201_then_200_then_updates_by_id(ctx: Context, refs: MemoryRefs, key: str) -> None:
+    [op] = plan(ctx, refs, "customer.upserted", customer(key))
+
+    first = SALESFORCE.execute(ctx, op, "k")
+    again = SALESFORCE.execute(ctx, op, "k")
+    refs.put(op.canonical_id, "customer", "salesforce", first.external_id)
+    [by_id] = plan(ctx, refs, "customer.upserted", customer(key, phone="+1 555 0100"))
+    updated = SALESFORCE.execute(ctx, by_id, "k2")
+
+    assert (first.created, again.created, updated.created) == (True, False, False)
+    assert first.external_id == again.external_id == updated.external_id
+    assert by_id.payload["path"] == f"/sobjects/Account/{first.external_id}"
+
+
+def test_an_older_api_version_reads_the_id_back(sandbox: SalesforceSandbox, server: ServerThread,
+                                                http: httpx.Client, refs: MemoryRefs, key: str) -> None:
+    old = context_for(sandbox, server.url, http, api_version="v45.0")
+    [op] = plan(old, refs, "customer.upserted", customer(key))
+
+    first, second = SALESFORCE.execute(old, op, "k"), SALESFORCE.execute(old, op, "k")  # 201, then 204 no body
+
+    assert second == Outcome(external_id=first.external_id)
+
+
+def test_an_external_id_on_several_records_is_a_data_error(ctx: Context, rest: httpx.Client, refs: MemoryRefs,
+                                                           key: str) -> None:
+    twin = customer(key)
+    twins = [rest.post("/sobjects/Account", json={"Name": f"Twin {n}", "CrossLedger_Id__c": external_key(twin.id)}
+                       ).json()["id"] for n in range(2)]
+    [op] = plan(ctx, refs, "customer.upserted", twin)
+
+    with pytest.raises(ConnectorError) as failure:
+        SALESFORCE.execute(ctx, op, "k")
+
+    assert (failure.value.category, failure.value.status) == (Category.DATA, 300)
+    assert all(record_id in failure.value.message for record_id in twins)
+    with pytest.raises(ConnectorError, match="several"):
+        SALESFORCE.probe(ctx, op, "k")
+
+
+def test_an_expired_session_is_renewed_once(sandbox: SalesforceSandbox, ctx: Context, refs: MemoryRefs,
+                                            key: str) -> None:
+    deliver(ctx, refs, "customer.upserted", customer(key))
+    issued = sandbox.tokens_issued
+
+    sandbox.expire_sessions()
+    [outcome] = deliver(ctx, refs, "customer.upserted", customer(key, phone="+1 555 0100"))
+
+    assert sandbox.tokens_issued == issued + 1 and outcome.external_id.startswith("001")
+
+
+def test_wrong_credentials_are_an_auth_failure(sandbox: SalesforceSandbox, server: ServerThread, http: httpx.Client,
+                                               refs: MemoryRefs) -> None:
+    wrong = context_for(sandbox, server.url, http, client_secret="not-the-secret")
+    [op] = plan(wrong, refs, "customer.upserted", customer("auth"))
+
+    with pytest.raises(ConnectorError) as failure:
+        SalesforceConnector().execute(wrong, op, "k")  # a fresh connector: no session cached
+
+    assert failure.value.category is Category.AUTH and "invalid_client" in failure.value.message
+
+
+# --- classification and probing -------------------------------------------------------------
+
+
+def failure_of(ctx: Context, op: Operation) -> ConnectorError:
+    try:
+        SALESFORCE.execute(ctx, op, "k")
+    except ConnectorError as error:
+        return SALESFORCE.classify(error)
+    raise AssertionError("execute succeeded")
+
+
+def test_the_daily_limit_is_a_rate_limit(ctx: Context, server: ServerThread, refs: MemoryRefs, key: str) -> None:
+    [op] = plan(ctx, refs, "customer.upserted", customer(key))
+    limits = httpx.post(f"{server.url}/_sandbox/limits", json={}).json()
+    httpx.post(f"{server.url}/_sandbox/limits", json={"daily_limit": limits["used"]}).raise_for_status()
+    try:
+        failure = failure_of(ctx, op)
+    finally:
+        httpx.post(f"{server.url}/_sandbox/limits", json={"daily_limit": limits["daily_limit"]}).raise_for_status()
+
+    assert (failure.category, failure.status, failure.retry_after) == (Category.RATE_LIMITED, 403, None)
+    assert "REQUEST_LIMIT_EXCEEDED" in failure.message
+
+
+@pytest.mark.parametrize(("mode", "category"), [
+    ("http_429", Category.RATE_LIMITED),
+    ("http_500", Category.TRANSIENT),
+    ("down", Category.TARGET_DOWN),
+])
+def test_faults_are_classified(ctx: Context, server: ServerThread, refs: MemoryRefs, key: str, mode: str,
+                               category: Category) -> None:
+    [op] = plan(ctx, refs, "customer.upserted", customer(key))
+    SALESFORCE.execute(ctx, op, "k")  # a session first, so the fault meets the write
+
+    fault(server, mode=mode, count=1)
+
+    assert failure_of(ctx, op).category is category
+
+
+def test_a_refused_value_is_a_data_error_naming_the_field(ctx: Context, refs: MemoryRefs, key: str) -> None:
+    [op] = plan(ctx, refs, "customer.upserted", customer(key, email="not-an-email"))
+
+    failure = failure_of(ctx, op)
+
+    assert failure.category is Category.DATA
+    assert "HTTP 400 INVALID_EMAIL_ADDRESS ['Email__c']: Billing Email: invalid email address" in failure.message
+
+
+@pytest.mark.parametrize(("status", "body", "category"), [
+    (400, [{"message": "unable to obtain exclusive access to this record", "errorCode": "UNABLE_TO_LOCK_ROW"}],
+     Category.TRANSIENT),
+    (403, [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
+     Category.RATE_LIMITED),
+    (403, [{"message": "insufficient access rights", "errorCode": "INSUFFICIENT_ACCESS_OR_READONLY"}], Category.AUTH),
+    (404, [{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}], Category.DATA),
+    (503, b"<html>maintenance</html>", Category.TARGET_DOWN),
+])
+def test_error_codes_decide_over_statuses(status: int, body: Any, category: Category) -> None:
+    request = httpx.Request("PATCH", "https://acme.my.salesforce.com/services/data/v62.0/sobjects/Account/x")
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = httpx.Response(status, content=content, request=request)
+
+    error = httpx.HTTPStatusError("refused", request=request, response=response)
+
+    assert SALESFORCE.classify(error).category is category
+
+
+def test_a_timeout_after_commit_is_ambiguous_and_probe_finds_the_write(sandbox: SalesforceSandbox,
+                                                                       server: ServerThread, http: httpx.Client,
+                                                                       refs: MemoryRefs, key: str) -> None:
+    quick = context_for(sandbox, server.url, http, timeout_s=0.5)
+    [op] = plan(quick, refs, "customer.upserted", customer(key))
+
+    fault(server, mode="timeout_after_commit", latency_ms=1500, count=1)
+    failure = failure_of(quick, op)
+    found = SALESFORCE.probe(quick, op, "k")
+    [lost] = plan(quick, refs, "customer.upserted", customer(key, phone="+1 555 0100"))
+
+    assert failure.category is Category.AMBIGUOUS
+    assert found is not None and found.external_id.startswith("001")
+    assert SALESFORCE.probe(quick, lost, "k") is None  # the record exists, but not with what that write set
+
+
+# --- API usage ------------------------------------------------------------------------------
+
+
+class Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_sforce_limit_info_is_kept_per_org_and_warns_past_90_percent(ctx: Context, server: ServerThread,
+                                                                      refs: MemoryRefs, key: str) -> None:
+    deliver(ctx, refs, "customer.upserted", customer(key))
+    state = httpx.post(f"{server.url}/_sandbox/limits", json={}).json()
+    assert SALESFORCE.last_limit_info[server.url] == ApiUsage(used=state["used"], limit=state["daily_limit"])
+    captured, logger = Captured(), logging.getLogger("crossledger.plugins.salesforce.client")
+    logger.addHandler(captured)
+    httpx.post(f"{server.url}/_sandbox/limits", json={"daily_limit": 1000, "used": 949}).raise_for_status()
+    try:
+        deliver(ctx, refs, "customer.upserted", customer(key, phone="+1 555 0100"))
+        deliver(ctx, refs, "customer.upserted", customer(key, phone="+1 555 0101"))  # still 95%: no new warning
+    finally:
+        logger.removeHandler(captured)
+        httpx.post(f"{server.url}/_sandbox/limits", json=state).raise_for_status()
+
+    assert SALESFORCE.last_limit_info[server.url].limit == 1000
+    assert len(captured.messages) == 1 and "950 of its 1000 daily API calls (95%)" in captured.messages[0]
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+def test_refetch_reads_the_record_as_it_is_now(ctx: Context, rest: httpx.Client, refs: MemoryRefs, key: str) -> None:
+    [outcome] = deliver(ctx, refs, "customer.upserted", customer(key))
+    [event] = SALESFORCE.parse_webhook(ctx, {}, message(1))
+    stale = InboundEvent(source_event_id=event.source_event_id, type=event.type, occurred_at=event.occurred_at,
+                         payload={**event.payload, "Id": outcome.external_id})
+    rest.patch(f"/sobjects/Account/{outcome.external_id}", json={"Name": "Fixed At Source"}).raise_for_status()
+
+    fresh = SALESFORCE.refetch(ctx, stale)
+    [change] = SALESFORCE.to_canonical(ctx, fresh, refs)
+
+    assert fresh.source_event_id == stale.source_event_id and fresh.payload["Name"] == "Fixed At Source"
+    assert change.entity.id == f"customer/stripe/cus_{key}"
+
+
+def test_records_lists_contacts_and_refuses_unknown_types(ctx: Context, refs: MemoryRefs, key: str) -> None:
+    deliver(ctx, refs, "customer.upserted", customer(key))
+    person = Contact(id=f"contact/zendesk/{key}", customer_id=f"customer/stripe/cus_{key}", last_name=f"Person {key}")
+    deliver(ctx, refs, "contact.upserted", person)
+
+    listed = list(SALESFORCE.records(ctx, "contact", page_size=1))
+
+    assert f"Person {key}" in {record["LastName"] for record in listed}
+    with pytest.raises(ConnectorError, match="not 'ticket'"):
+        list(SALESFORCE.records(ctx, "ticket"))
+
+
+# --- outbound messages from the sandbox to a receiver ---------------------------------------
+
+
+def hub_answer(ctx: Context) -> Any:
+    """What the hub's webhook endpoint does with an outbound message: verify, parse, Ack or fault."""
+    def answer(body: bytes) -> tuple[int, bytes]:
+        try:
+            SALESFORCE.verify_webhook(ctx, {"content-type": soap.CONTENT_TYPE}, body)
+            events = SALESFORCE.parse_webhook(ctx, {}, body)
+        except SignatureError as error:
+            status, _, reply = SALESFORCE.webhook_error(401, str(error)) or (401, "", b"")
+            return status, reply
+        status, _, reply = SALESFORCE.webhook_reply(events)
+        return status, reply
+
+    return answer
+
+
+@pytest.fixture
+def org(http: httpx.Client) -> Iterator[tuple[SalesforceSandbox, Context]]:
+    """An org of its own, so the outbound messages of other tests stay out of the way."""
+    own = SalesforceSandbox()
+    thread = ServerThread(own.app).start()
+    yield own, context_for(own, thread.url, http)
+    own.unsubscribe()
+    thread.stop()
+
+
+def test_outbound_messages_are_retried_until_the_ack(org: tuple[SalesforceSandbox, Context], key: str) -> None:
+    sandbox, ctx = org
+    receiver = OutboundReceiver(hub_answer(ctx), script=((503, b"busy"), (200, b"<ok/>"), (500, soap.fault("x"))))
+    sandbox.subscribe(receiver.url)
+    refs = MemoryRefs()
+    try:
+        [outcome] = deliver(ctx, refs, "customer.upserted", customer(key))
+        assert sandbox.wait_for_outbound(15)
+    finally:
+        receiver.stop()
+
+    [body] = receiver.acknowledged()
+    assert [status for _, status, _ in receiver.attempts] == [503, 200, 500, 200]
+    assert {attempt for attempt, _, _ in receiver.attempts} == {body}  # the same message every time
+    [event] = SALESFORCE.parse_webhook(ctx, {}, body)
+    [change] = SALESFORCE.to_canonical(ctx, event, MemoryRefs())
+    assert event.payload["Id"] == outcome.external_id
+    assert change.entity.id == f"customer/stripe/cus_{key}"  # the hub's own write, recognised by its external key
+
+
+def test_a_hub_of_another_org_faults_and_salesforce_keeps_trying(org: tuple[SalesforceSandbox, Context],
+                                                                 sandbox: SalesforceSandbox, server: ServerThread,
+                                                                 http: httpx.Client, key: str) -> None:
+    own, ctx = org
+    elsewhere = context_for(sandbox, server.url, http, organization_id="00D5g000000OtHr")
+    receiver = OutboundReceiver(hub_answer(elsewhere))
+    own.subscribe(receiver.url)
+    try:
+        deliver(ctx, MemoryRefs(), "customer.upserted", customer(key))
+        deadline = time.monotonic() + 5
+        while len(receiver.attempts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        receiver.stop()
+
+    assert len(receiver.attempts) >= 2 and receiver.acknowledged() == []
+    _, status, reply = receiver.attempts[0]
+    assert status == 401 and b"<faultcode>soapenv:Client</faultcode>" in reply and b"Invalid OrganizationId" in reply
