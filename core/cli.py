@@ -198,6 +198,25 @@ def plugins() -> None:
         err.print(f"[yellow]problem:[/yellow] {escape(problem)}", highlight=False)
 
 
+@app.command("new-connector")
+def new_connector(name: Annotated[str, typer.Argument(help="The connector's name, e.g. acme_crm.")],
+                  kind: Annotated[str, typer.Option(help="crm, billing, erp or support.")] = "crm",
+                  directory: Annotated[Path, typer.Option("--dir", help="Where to make crossledger-NAME/.")] = Path(".")
+                  ) -> None:
+    """Scaffold a third-party connector package, crossledger-NAME/, that passes the contract suite."""
+    from crossledger.core.scaffold import ScaffoldError, scaffold
+    from crossledger.plugins import load_plugins
+
+    with operator_errors():
+        try:
+            root = scaffold(name, kind=kind, parent=directory, taken=set(load_plugins().connectors))
+        except ScaffoldError as error:
+            fail(str(error), 2)
+        else:
+            console.print(f"created {escape(str(root))}: read its README.md, then `pip install -e {escape(str(root))}` "
+                          f"and `python -m pytest {escape(str(root / 'tests'))}`", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def trace(key: Annotated[str, typer.Argument(help="A correlation id, or a canonical entity id.")],
           config: ConfigOption = None) -> None:
