@@ -1,14 +1,16 @@
-"""The NetSuite connector: planning from canonical events, and delivery over real HTTP to the
-sandbox (one account for the module, like a shared NetSuite sandbox; each test uses its own ids)."""
+"""The NetSuite connector: planning from canonical events, delivery over real HTTP to the
+sandbox (one account for the module, like a shared NetSuite sandbox; each test uses its own ids),
+and the connector contract suite. Polling is in test_netsuite_polling.py."""
 
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+import msgspec
 import pytest
 from crossledger.canonical.entities import (
     Address,
@@ -17,17 +19,26 @@ from crossledger.canonical.entities import (
     Entity,
     Invoice,
     InvoiceLine,
+    JournalEntry,
+    JournalLine,
     Payment,
     PaymentApplication,
+    Refund,
+    Subscription,
+    SubscriptionItem,
 )
 from crossledger.canonical.events import new_envelope
 from crossledger.canonical.money import money, to_decimal
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
-from crossledger.plugins.netsuite.connector import NetSuiteConnector, NetSuiteSettings, external_id_for
+from crossledger.plugins.netsuite.connector import NetSuiteConnector, NetSuiteSettings
+from crossledger.plugins.netsuite.outbound import external_id_for
 from crossledger.plugins.netsuite.sandbox import NetSuiteSandbox
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.plugins.types import Capability, Context, Operation, Outcome, SystemKind
+from crossledger.testing import ConnectorContract
 from pydantic import ValidationError
+
+from tests.kits.netsuite import NetSuiteKit
 
 NETSUITE = NetSuiteConnector()
 ISSUED = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -35,13 +46,15 @@ DUE = datetime(2024, 3, 31, tzinfo=UTC)
 
 
 class DictRefs:
-    """Cross-references held in a dict, the way the hub's store answers them."""
+    """Cross-references held in dicts, the way the hub's store answers them: ``ids`` for NetSuite's,
+    ``elsewhere`` for the other systems' (keyed by canonical id and system)."""
 
     def __init__(self) -> None:
         self.ids: dict[str, str] = {}
+        self.elsewhere: dict[tuple[str, str], str] = {}
 
     def external_id(self, canonical_id: str, system: str) -> str | None:
-        return self.ids.get(canonical_id) if system == "netsuite" else None
+        return self.ids.get(canonical_id) if system == "netsuite" else self.elsewhere.get((canonical_id, system))
 
     def canonical_id(self, entity_type: str, system: str, external_id: str) -> str:
         known = (cid for cid, eid in self.ids.items() if eid == external_id)
@@ -88,6 +101,28 @@ def credit_memo(key: str, amount: int, bill: Invoice) -> CreditMemo:
                       issued_at=DUE)
 
 
+def refund(key: str, amount: int, bill: Invoice, *, memo: CreditMemo | None = None, paid: Payment | None = None,
+           reason: str | None = None) -> Refund:
+    return Refund(id=f"refund/stripe/re_{key}", customer_id=bill.customer_id, amount=money(amount, bill.currency),
+                  paid_total=bill.total, payment_id=paid.id if paid else None, invoice_id=bill.id,
+                  credit_memo_id=memo.id if memo else None, reason=reason, issued_at=DUE)
+
+
+def journal(key: str, currency: str, debit: int, credit: int) -> JournalEntry:
+    return JournalEntry(id=f"journalentry/stripe/po_{key}", currency=currency, memo="Payout fees", posted_at=DUE,
+                        lines=[JournalLine(account="fees", debit=money(debit, currency), memo="Stripe fees"),
+                               JournalLine(account="cash", credit=money(credit, currency))])
+
+
+def subscription(key: str, tier: str, status: Literal["active", "canceled"], unit_amount: int,
+                 quantity: int = 1) -> Subscription:
+    return Subscription(id=f"subscription/stripe/sub_{key}", customer_id=f"customer/stripe/cus_{key}",
+                        currency="JPY", status=status, plan_tier=tier,
+                        items=[SubscriptionItem(plan=f"{tier}-monthly", quantity=quantity,
+                                                unit_amount=money(unit_amount, "JPY"))],
+                        current_period_start=ISSUED, current_period_end=DUE)
+
+
 def plan(ctx: Context, refs: DictRefs, event_type: str, entity: Entity) -> list[Operation]:
     event = new_envelope(type=event_type, source="stripe", source_event_id=uuid.uuid4().hex, data=entity,
                          occurred_at=ISSUED)
@@ -110,7 +145,7 @@ def deliver(ctx: Context, refs: DictRefs, event_type: str, entity: Entity) -> li
 
 @pytest.fixture(scope="module")
 def sandbox() -> NetSuiteSandbox:
-    return NETSUITE.sandbox()
+    return NetSuiteSandbox()
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +199,10 @@ def with_external_id(sandbox: NetSuiteSandbox, record_type: str, canonical_id: s
 # --- declaration and settings ---------------------------------------------------------------
 
 
-def test_declares_an_erp_that_delivers_probes_and_fetches() -> None:
+def test_declares_an_erp_that_delivers_probes_polls_and_fetches() -> None:
     assert (NETSUITE.name, NETSUITE.kind) == ("netsuite", SystemKind.ERP)
-    assert NETSUITE.capabilities == {Capability.DELIVER, Capability.PROBE, Capability.FETCH, Capability.SANDBOX}
+    assert NETSUITE.capabilities == {Capability.DELIVER, Capability.PROBE, Capability.POLL, Capability.FETCH,
+                                     Capability.SANDBOX}
 
 
 def test_settings_refuse_unknown_keys_and_hide_secrets(sandbox: NetSuiteSandbox) -> None:
@@ -357,6 +393,223 @@ def test_a_deleted_customer_is_made_inactive(ctx: Context, refs: DictRefs, key: 
     assert NETSUITE.fetch(ctx, "customer", outcome.external_id)["isInactive"] is True
 
 
+def test_a_credit_memo_applies_to_its_own_invoice_for_what_is_still_open(
+    ctx: Context, refs: DictRefs, key: str
+) -> None:
+    bill = invoice(key, lines=(10000,))
+    other = msgspec.structs.replace(bill, id=f"{bill.id}b", number=f"INV-{key}b")  # the same customer's
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="USD"))
+    deliver(ctx, refs, "invoice.issued", bill)
+    deliver(ctx, refs, "invoice.issued", other)
+    deliver(ctx, refs, "payment.settled", payment(key, 7000, other))  # 30.00 left open
+    [op] = plan(ctx, refs, "credit_memo.issued", credit_memo(key, 5000, other))
+
+    first = NETSUITE.execute(ctx, op, "k")
+    again = NETSUITE.execute(ctx, op, "k")  # a repeat must land the same, not see its own application as taken
+
+    memo = NETSUITE.fetch(ctx, "creditmemo", first.external_id)
+    assert again.external_id == first.external_id
+    assert [(line["doc"]["id"], line["amount"]) for line in memo["apply"]["items"]] == [
+        (refs.ids[other.id], Decimal("30.00"))]
+    assert (memo["total"], memo["unapplied"]) == (Decimal("50.00"), Decimal("20.00"))
+    assert NETSUITE.fetch(ctx, "invoice", refs.ids[other.id])["amountRemaining"] == 0
+    assert NETSUITE.fetch(ctx, "invoice", refs.ids[bill.id])["amountRemaining"] == Decimal("100.00")
+
+
+def test_linking_writes_only_the_other_systems_ids(ctx: Context, refs: DictRefs, key: str) -> None:
+    acme = customer(key, email="ap@acme.test")
+    assert plan(ctx, refs, "customer.linked", acme) == []  # no other system has an id for it yet
+    refs.elsewhere[(acme.id, "salesforce")] = "001Dn00000AbCdE"
+    with pytest.raises(MissingDependency) as missing:  # NetSuite does not have the customer yet
+        plan(ctx, refs, "customer.linked", acme)
+    deliver(ctx, refs, "customer.upserted", acme)
+    refs.elsewhere[(acme.id, "zendesk")] = "36112871231"
+
+    renamed = msgspec.structs.replace(acme, name="Not this event's to write", email="other@acme.test")
+    [op] = plan(ctx, refs, "customer.linked", renamed)
+    [outcome] = deliver(ctx, refs, "customer.linked", renamed)
+
+    assert missing.value.canonical_id == acme.id
+    assert op.payload == {"method": "PATCH", "path": f"/record/v1/customer/{refs.ids[acme.id]}",
+                          "body": {"custentity_cl_salesforce_id": "001Dn00000AbCdE",
+                                   "custentity_cl_zendesk_id": "36112871231"}}
+    record = NETSUITE.fetch(ctx, "customer", outcome.external_id)
+    assert (record["custentity_cl_salesforce_id"], record["custentity_cl_zendesk_id"]) == (
+        "001Dn00000AbCdE", "36112871231")
+    assert (record["companyName"], record["email"]) == (acme.name, "ap@acme.test")
+    assert "custentity_cl_stripe_id" not in record
+
+
+def test_records_pages_through_the_collection_and_reads_each_record(
+    ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str
+) -> None:
+    made = [deliver(ctx, refs, "customer.upserted", customer(f"{key}{n}"))[0].external_id for n in range(5)]
+
+    listed = list(NETSUITE.records(ctx, "customer", page_size=2))
+
+    ids = [record["id"] for record in listed]
+    assert len(ids) == len(set(ids)) == len(sandbox.state()["customer"])
+    assert set(made) <= set(ids)
+    assert all("balance" in record and "companyName" in record for record in listed)  # whole records
+
+
+# --- refunds --------------------------------------------------------------------------------
+
+EXACT = [("USD", 10500, 4000, "40.00"), ("JPY", 15000, 4000, "4000"), ("KWD", 10500, 4001, "4.001")]
+
+
+@pytest.mark.parametrize(("currency", "total", "refunded", "exact"), EXACT)
+def test_a_refund_pays_out_a_credit_memo(
+    ctx: Context, refs: DictRefs, key: str, currency: str, total: int, refunded: int, exact: str
+) -> None:
+    """A Stripe credit note that refunds a paid invoice: the credit memo cannot apply to the paid
+    invoice, so it stays on the customer's account and the customer refund pays it out."""
+    bill = invoice(key, currency, (total,))
+    deliver(ctx, refs, "customer.upserted", customer(key, currency=currency))
+    deliver(ctx, refs, "invoice.issued", bill)
+    deliver(ctx, refs, "payment.settled", payment(key, total, bill))
+    note = credit_memo(key, refunded, bill)
+    deliver(ctx, refs, "credit_memo.issued", note)
+    given_back = refund(key, refunded, bill, memo=note, reason="requested_by_customer")
+
+    [op] = plan(ctx, refs, "refund.issued", given_back)
+    [outcome] = deliver(ctx, refs, "refund.issued", given_back)
+
+    assert (op.name, op.entity_type, op.payload["path"]) == (
+        "refund.upsert", "refund", f"/record/v1/customerrefund/eid:refund.stripe.re_{key}")
+    body = op.payload["body"]
+    [line] = body["apply"]["items"]
+    assert (line["doc"], str(line["amount"])) == ({"id": refs.ids[note.id]}, exact)
+    assert (body["customer"], body["account"]) == ({"id": refs.ids[bill.customer_id]}, {"id": "10"})
+    assert body["memo"] == f"Refund for invoice {bill.id}: requested_by_customer"
+    assert NETSUITE.fetch(ctx, "refund", outcome.external_id)["total"] == Decimal(exact)
+    assert NETSUITE.fetch(ctx, "creditmemo", refs.ids[note.id])["unapplied"] == 0
+    with pytest.raises(ConnectorError, match="USER_ERROR") as over:  # nothing left on the credit memo
+        deliver(ctx, refs, "refund.issued", refund(f"{key}x", 1, bill, memo=note))
+    assert over.value.category is Category.DATA
+
+
+@pytest.mark.parametrize(("currency", "total", "refunded", "exact"), EXACT)
+def test_a_refund_returns_what_a_payment_left_unapplied(
+    ctx: Context, refs: DictRefs, key: str, currency: str, total: int, refunded: int, exact: str
+) -> None:
+    bill = invoice(key, currency, (total,))
+    deliver(ctx, refs, "customer.upserted", customer(key, currency=currency))
+    deliver(ctx, refs, "invoice.issued", bill)
+    overpaid = msgspec.structs.replace(payment(key, total, bill), amount=money(total + refunded, currency))
+    deliver(ctx, refs, "payment.settled", overpaid)
+    given_back = refund(key, refunded, bill, paid=overpaid)
+
+    [outcome] = deliver(ctx, refs, "refund.issued", given_back)
+    [again] = deliver(ctx, refs, "refund.issued", given_back)
+
+    assert again.external_id == outcome.external_id and not again.created
+    record = NETSUITE.fetch(ctx, "refund", outcome.external_id)
+    assert [(line["doc"]["id"], str(line["amount"])) for line in record["apply"]["items"]] == [
+        (refs.ids[overpaid.id], exact)]
+    assert NETSUITE.fetch(ctx, "payment", refs.ids[overpaid.id])["unapplied"] == 0
+    with pytest.raises(ConnectorError, match="USER_ERROR") as over:
+        deliver(ctx, refs, "refund.issued", refund(f"{key}x", 1, bill, paid=overpaid))
+    assert over.value.category is Category.DATA
+
+
+def test_a_refund_needs_the_document_it_pays_out(ctx: Context, refs: DictRefs, key: str) -> None:
+    bill = invoice(key)
+    refs.ids[bill.customer_id] = "1"
+    memo, paid = credit_memo(key, 100, bill), payment(key, 100, bill)
+
+    with pytest.raises(MissingDependency) as no_memo:
+        plan(ctx, refs, "refund.issued", refund(key, 100, bill, memo=memo, paid=paid))
+    with pytest.raises(MissingDependency) as no_payment:
+        plan(ctx, refs, "refund.issued", refund(key, 100, bill, paid=paid))
+    with pytest.raises(ConnectorError, match="neither") as neither:
+        plan(ctx, refs, "refund.issued", refund(key, 100, bill))
+
+    assert (no_memo.value.entity_type, no_memo.value.canonical_id) == ("creditmemo", memo.id)
+    assert (no_payment.value.entity_type, no_payment.value.canonical_id) == ("payment", paid.id)
+    assert neither.value.category is Category.DATA
+
+
+# --- the ledger and subscriptions -----------------------------------------------------------
+
+
+@pytest.fixture
+def ledger_ctx(sandbox: NetSuiteSandbox, server: ServerThread, http: httpx.Client) -> Context:
+    """An account whose ledger accounts ``fees`` and ``cash`` are mapped (to Sales and Checking)."""
+    return context_for(sandbox, server, http, accounts={"fees": "14", "cash": "10"})
+
+
+def test_a_balanced_journal_entry_posts_its_lines_exactly(ledger_ctx: Context, refs: DictRefs, key: str) -> None:
+    entry = journal(key, "KWD", 1234, 1234)
+
+    [op] = plan(ledger_ctx, refs, "journal_entry.posted", entry)
+    [outcome] = deliver(ledger_ctx, refs, "journal_entry.posted", entry)
+    [again] = deliver(ledger_ctx, refs, "journal_entry.posted", entry)
+
+    assert op.payload == {
+        "method": "PUT",
+        "path": f"/record/v1/journalentry/eid:journalentry.stripe.po_{key}",
+        "body": {"externalId": f"journalentry.stripe.po_{key}", "subsidiary": {"id": "1"}, "currency": {"id": "6"},
+                 "tranDate": "2024-03-31", "memo": "Payout fees",
+                 "line": {"items": [{"account": {"id": "14"}, "debit": Decimal("1.234"), "memo": "Stripe fees"},
+                                    {"account": {"id": "10"}, "credit": Decimal("1.234")}]}},
+        "params": {"replace": "line"},
+    }
+    record = NETSUITE.fetch(ledger_ctx, "journalentry", outcome.external_id)
+    assert again.external_id == outcome.external_id
+    lines = record["line"]["items"]
+    assert [(line["account"]["refName"], line.get("debit"), line.get("credit")) for line in lines] == [
+        ("Sales", Decimal("1.234"), None), ("Checking", None, Decimal("1.234"))]
+
+
+def test_an_unbalanced_journal_entry_is_refused_as_data(
+    ledger_ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str
+) -> None:
+    entry = journal(key, "USD", 1000, 999)  # the hub's invariants catch this first; NetSuite is the backstop
+    [op] = plan(ledger_ctx, refs, "journal_entry.posted", entry)
+
+    with pytest.raises(ConnectorError, match=r"USER_ERROR at line: .*out of balance") as error:
+        NETSUITE.execute(ledger_ctx, op, "k")
+
+    assert (error.value.category, error.value.status) == (Category.DATA, 400)
+    assert with_external_id(sandbox, "journalentry", entry.id) == []
+
+
+def test_a_journal_line_on_an_unmapped_account_is_a_data_error(ctx: Context, refs: DictRefs, key: str) -> None:
+    with pytest.raises(ConnectorError, match="ledger account fees") as error:
+        plan(ctx, refs, "journal_entry.posted", journal(key, "USD", 100, 100))
+
+    assert error.value.category is Category.DATA
+
+
+def test_a_subscription_is_one_custom_record_however_often_it_changes(
+    ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str
+) -> None:
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="JPY"))
+    created = subscription(key, "pro", "active", 5000, quantity=2)
+
+    [op] = plan(ctx, refs, "subscription.created", created)
+    [first] = deliver(ctx, refs, "subscription.created", created)
+    [again] = deliver(ctx, refs, "subscription.created", created)
+    deliver(ctx, refs, "subscription.amended", subscription(key, "enterprise", "active", 20000))
+    [last] = deliver(ctx, refs, "subscription.cancelled", subscription(key, "enterprise", "canceled", 20000))
+
+    assert op.payload == {
+        "method": "PUT",
+        "path": f"/record/v1/customrecord_cl_subscription/eid:subscription.stripe.sub_{key}",
+        "body": {"externalId": f"subscription.stripe.sub_{key}", "name": created.id,
+                 "custrecord_cl_customer": {"id": refs.ids[created.customer_id]}, "custrecord_cl_plan_tier": "pro",
+                 "custrecord_cl_status": "active", "custrecord_cl_recurring_amount": Decimal(10000),
+                 "custrecord_cl_currency": {"id": "5"}, "custrecord_cl_period_start": "2024-03-01",
+                 "custrecord_cl_period_end": "2024-03-31"},
+    }
+    assert first.created and not again.created and not last.created
+    [record] = with_external_id(sandbox, "customrecord_cl_subscription", created.id)
+    assert first.external_id == again.external_id == last.external_id == record["id"]
+    assert (record["custrecord_cl_plan_tier"], record["custrecord_cl_status"],
+            record["custrecord_cl_recurring_amount"]) == ("enterprise", "canceled", 20000)
+
+
 # --- ambiguity and probing ------------------------------------------------------------------
 
 
@@ -458,3 +711,7 @@ def test_no_answer_in_time_is_ambiguous(
 )
 def test_classify_transport_failures_and_limit_codes(error: Exception, category: Category) -> None:
     assert NETSUITE.classify(error).category is category
+
+
+class TestNetSuiteContract(ConnectorContract):
+    kit = NetSuiteKit()

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from crossledger.plugins.netsuite.auth import NetSuiteAuth
-from crossledger.plugins.netsuite.sandbox import RECORD_ROOT, NetSuiteSandbox
+from crossledger.plugins.netsuite.sandbox import RECORD_ROOT, SUITEQL_PATH, NetSuiteSandbox
 from crossledger.plugins.sandbox import ServerThread
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -427,9 +427,209 @@ def test_state_lists_every_record_type(api: httpx.Client, sandbox: NetSuiteSandb
 
     state = sandbox.state()
 
-    assert set(state) == {"customer", "invoice", "customerpayment", "creditmemo", "customerRefund", "journalentry"}
+    assert set(state) == {"customer", "invoice", "customerpayment", "creditmemo", "customerRefund", "journalentry",
+                          "customrecord_cl_subscription"}
     [record] = state["invoice"]
     assert (record["total"], record["amountRemaining"], record["item"]["items"][0]["amount"]) == (12.5, 0, 12.5)
+
+
+def refund(api: httpx.Client, customer: str, doc: str, amount: float) -> httpx.Response:
+    apply = {"items": [{"doc": {"id": doc}, "apply": True, "amount": amount}]}
+    return api.post("/customerRefund", json={"customer": {"id": customer}, "account": {"id": "10"}, "apply": apply})
+
+
+def test_a_refund_pays_out_no_more_than_the_credit_or_payment_has_left(api: httpx.Client) -> None:
+    customer = new_customer(api)
+    invoice = new_invoice(api, customer, 100)
+    payment = created(api.post("/customerpayment", json={
+        "customer": {"id": customer}, "payment": 40,
+        "apply": {"items": [{"doc": {"id": invoice}, "apply": True, "amount": 30}]}}))  # 10 left unapplied
+    memo = created(api.post("/creditmemo", json={"entity": {"id": customer}, **_line(20)}))  # all 20 on account
+
+    too_much = [refund(api, customer, memo, 20.01), refund(api, customer, payment, 10.01)]
+    paid_out = [created(refund(api, customer, memo, 20)), created(refund(api, customer, payment, 10))]
+
+    assert [error_of(r, 400)["o:errorPath"] for r in too_much] == ["apply.items[0].amount"] * 2
+    assert [api.get(f"/customerRefund/{id_}").json()["total"] for id_ in paid_out] == [20, 10]
+    assert api.get(f"/creditmemo/{memo}").json()["unapplied"] == 0
+    assert api.get(f"/customerpayment/{payment}").json()["unapplied"] == 0
+    refused = refund(api, customer, invoice, 1)  # an invoice is not something a refund pays out
+    assert error_of(refused, 400)["o:errorPath"] == "apply.items[0].doc"
+
+
+def test_a_customers_balance_is_what_its_transactions_leave_owing(api: httpx.Client) -> None:
+    customer = new_customer(api)
+    invoice = new_invoice(api, customer, 100)
+    new_invoice(api, customer, 50)
+    created(settle(api, "customerpayment", customer, invoice, 40))
+    memo = created(api.post("/creditmemo", json={"entity": {"id": customer}, **_line(20)}))
+    created(refund(api, customer, memo, 5))
+
+    record = api.get(f"/customer/{customer}").json()
+
+    assert record["balance"] == 150 - 40 - 20 + 5
+    assert api.get(f"/customer/{new_customer(api)}").json()["balance"] == 0
+
+
+# --- approval, customizations -----------------------------------------------------------------
+
+
+class Clock:
+    """The account's clock, moved by the test; it starts at the real time, which TBA checks."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_invoices_routed_for_approval_post_once_a_user_approves_them(
+    host: tuple[ServerThread, Current]
+) -> None:
+    clock = Clock()
+    sandbox = NetSuiteSandbox(clock=clock, approval_routing=True)
+    host[1].app = sandbox.app
+    with httpx.Client(base_url=host[0].url + RECORD_ROOT, auth=signer(sandbox)) as api:
+        customer = new_customer(api)
+        invoice = new_invoice(api, customer, 100)
+        pending = api.get(f"/invoice/{invoice}").json()
+        unpayable = settle(api, "customerpayment", customer, invoice, 10)
+        balance_before = api.get(f"/customer/{customer}").json()["balance"]
+        clock.now += 61
+
+        approved = api.patch(f"/invoice/{invoice}", json={"approvalStatus": {"id": "2"}})
+        posted = api.get(f"/invoice/{invoice}").json()
+        payable = settle(api, "customerpayment", customer, invoice, 10)
+
+    assert (pending["status"]["id"], pending["approvalStatus"]) == (
+        "pendingApproval", {"id": "1", "refName": "Pending Approval"})
+    assert error_of(unpayable, 400)["o:errorPath"] == "apply.items[0].doc"
+    assert balance_before == 0  # not in the ledger yet
+    assert approved.status_code == 204
+    assert (posted["status"]["id"], posted["approvalStatus"]["refName"]) == ("open", "Approved")
+    assert posted["lastModifiedDate"] > pending["lastModifiedDate"]
+    assert created(payable)
+
+
+def test_the_subscription_custom_record(api: httpx.Client) -> None:
+    customer = new_customer(api)
+    fields = {"name": "sub_1", "custrecord_cl_customer": {"id": customer}, "custrecord_cl_plan_tier": "pro",
+              "custrecord_cl_recurring_amount": 1500, "custrecord_cl_currency": {"id": "5"},
+              "custrecord_cl_period_start": "2024-03-01"}
+    strict = {"X-NetSuite-PropertyNameValidation": "error"}
+
+    first = api.put("/customrecord_cl_subscription/eid:sub.1", json=fields, headers=strict)
+    again = api.put("/customrecord_cl_subscription/eid:sub.1", json={"custrecord_cl_status": "canceled"})
+    nameless = api.post("/customrecord_cl_subscription", json={"custrecord_cl_customer": {"id": customer}})
+    yen_fraction = api.post("/customrecord_cl_subscription", json=fields | {"custrecord_cl_recurring_amount": 1.5})
+    nobody = api.post("/customrecord_cl_subscription", json=fields | {"custrecord_cl_customer": {"id": "999"}})
+
+    assert created(first) == "1"  # its own id sequence
+    assert again.status_code == 204 and "location" not in again.headers
+    record = api.get("/customrecord_cl_subscription/eid:sub.1").json()
+    assert (record["custrecord_cl_customer"]["refName"], record["custrecord_cl_status"],
+            record["custrecord_cl_recurring_amount"]) == ("Acme", "canceled", 1500)
+    assert error_of(nameless, 400)["o:errorPath"] == "name"
+    assert error_of(yen_fraction, 400)["o:errorPath"] == "custrecord_cl_recurring_amount"
+    assert error_of(nobody, 400)["o:errorPath"] == "custrecord_cl_customer"
+
+
+def test_customers_carry_the_cross_reference_fields(api: httpx.Client) -> None:
+    customer = new_customer(api)
+
+    patched = api.patch(f"/customer/{customer}", json={"custentity_cl_stripe_id": "cus_123"},
+                        headers={"X-NetSuite-PropertyNameValidation": "error"})
+
+    assert patched.status_code == 204, patched.text
+    assert api.get(f"/customer/{customer}").json()["custentity_cl_stripe_id"] == "cus_123"
+
+
+# --- SuiteQL --------------------------------------------------------------------------------
+
+
+def suiteql(api: httpx.Client, server: ServerThread, query: str, *, transient: bool = True,
+            **params: Any) -> httpx.Response:
+    headers = {"Prefer": "transient"} if transient else {}
+    return api.post(f"{server.url}{SUITEQL_PATH}", params=params, json={"q": query}, headers=headers)
+
+
+def rows(api: httpx.Client, server: ServerThread, query: str) -> list[dict[str, Any]]:
+    response = suiteql(api, server, query)
+    assert response.status_code == 200, response.text
+    return [{name: value for name, value in row.items() if name != "links"} for row in response.json()["items"]]
+
+
+def test_suiteql_pages_like_a_collection(api: httpx.Client, server: ServerThread) -> None:
+    ids = [new_customer(api, companyName=f"C{n}") for n in range(5)]
+    query = "SELECT id, companyname FROM customer ORDER BY id DESC"
+
+    pages = [suiteql(api, server, query, limit=2).json()]
+    while pages[-1]["hasMore"]:
+        next_href = {link["rel"]: link["href"] for link in pages[-1]["links"]}["next"]
+        pages.append(api.post(next_href, json={"q": query}, headers={"Prefer": "transient"}).json())
+
+    assert [item["id"] for page in pages for item in page["items"]] == ids[::-1]
+    assert [(p["offset"], p["count"], p["hasMore"], p["totalResults"]) for p in pages] == [
+        (0, 2, True, 5), (2, 2, True, 5), (4, 1, False, 5)]
+    assert pages[0]["items"][0] == {"links": [], "id": ids[-1], "companyname": "C4"}
+    assert pages[0]["links"][0]["href"].endswith(f"{SUITEQL_PATH}?limit=2&offset=0")
+
+
+def test_suiteql_answers_text_leaves_out_nulls_and_shows_dates_as_the_user_does(
+    api: httpx.Client, server: ServerThread
+) -> None:
+    customer = new_customer(api, email="ap@acme.test")
+    new_customer(api)
+    invoice = new_invoice(api, customer, 12.5, tranDate="2024-03-01")
+
+    [row] = rows(api, server, "SELECT id, type, entity, foreigntotal, posting, trandate, TO_CHAR(lastmodifieddate, "
+                              "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS modified FROM transaction")
+    people = rows(api, server, "SELECT id, email FROM customer ORDER BY id")
+
+    modified = api.get(f"/invoice/{invoice}").json()["lastModifiedDate"]
+    assert row == {"id": invoice, "type": "CustInvc", "entity": customer, "foreigntotal": "12.5", "posting": "T",
+                   "trandate": "3/1/2024", "modified": modified}
+    assert people == [{"id": customer, "email": "ap@acme.test"}, {"id": str(int(customer) + 1)}]
+
+
+def test_suiteql_filters_with_three_valued_logic(api: httpx.Client, server: ServerThread) -> None:
+    first = new_customer(api, email="a@x.test", terms={"id": "2"})
+    second = new_customer(api, terms={"id": "1"})
+    third = new_customer(api, email="c@x.test")
+
+    def ids(where: str) -> list[str]:
+        return [row["id"] for row in rows(api, server, f"SELECT id FROM customer WHERE {where} ORDER BY id")]
+
+    assert ids("terms IN (1, 2)") == [first, second]
+    assert ids("NOT terms IN (1)") == [first]  # third's terms are NULL: neither in nor not in
+    assert ids("terms IS NULL OR (email = 'a@x.test' AND terms <> 1)") == [first, third]
+    assert ids(f"id > {first} AND NOT id = {third}") == [second]
+    assert ids("lastmodifieddate < TO_TIMESTAMP('2000-01-01 00:00:00', 'YYYY-MM-DD HH24:MI:SS')") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "params", "code", "detail"),
+    [
+        ("SELECT nosuchfield FROM customer", {}, "INVALID_PARAMETER", "Field 'nosuchfield' for record 'customer'"),
+        ("SELECT id FROM nosuchrecord", {}, "INVALID_PARAMETER", "Record 'nosuchrecord' was not found"),
+        ("SELECT id customer", {}, "INVALID_PARAMETER", "Invalid search query"),
+        ("SELECT id FROM customer", {"limit": 1001}, "INVALID_PARAMETER", "limit"),
+    ],
+    ids=["field", "record", "syntax", "limit"],
+)
+def test_suiteql_refuses_what_netsuite_refuses(
+    api: httpx.Client, server: ServerThread, query: str, params: dict[str, Any], code: str, detail: str
+) -> None:
+    refused = error_of(suiteql(api, server, query, **params), 400)
+
+    assert refused["o:errorCode"] == code and detail in refused["detail"]
+    assert refused["o:errorQueryParam"] == ("limit" if params else "q")
+
+
+def test_suiteql_needs_prefer_transient(api: httpx.Client, server: ServerThread) -> None:
+    assert error_of(suiteql(api, server, "SELECT id FROM customer", transient=False), 400)["detail"].endswith(
+        "Prefer: transient.")
 
 
 # --- governance and faults ------------------------------------------------------------------

@@ -1,7 +1,11 @@
-"""Oracle NetSuite, the ERP: a delivery target reached over SuiteTalk REST with token-based auth.
+"""Oracle NetSuite, the ERP: a delivery target reached over SuiteTalk REST with token-based auth, and
+a pull system the hub polls for the changes the ERP owns.
 
-- :mod:`.connector`: canonical customers, invoices, payments and credits -> NetSuite records,
-  made idempotent by external-id upserts;
+- :mod:`.connector`: the connector, its HTTP calls and error classification;
+- :mod:`.outbound`: canonical events -> NetSuite records, made idempotent by external-id upserts;
+- :mod:`.inbound`: SuiteQL polling with a cursor, and polled records -> canonical changes;
+- :mod:`.settings`: ``[connectors.netsuite]``;
 - :mod:`.auth`: OAuth 1.0a (HMAC-SHA256) request signing, and its verification for the sandbox;
-- :mod:`.sandbox`: a local emulator of the record service, faithful to its wire format.
+- :mod:`.sandbox` and :mod:`.suiteql`: a local emulator of the record service and SuiteQL;
+- :mod:`.user`: a NetSuite user at work through the API (approving, entering payments), for tests.
 """

@@ -24,11 +24,21 @@ What a connector meets in the real service, and so meets here:
   to open invoices of the same customer for at most their amount remaining; journal entries
   balance. Unknown body fields are dropped, or rejected with ``X-NetSuite-PropertyNameValidation:
   error``; field names match case-insensitively, as NetSuite's do (``companyname`` is ``companyName``).
+- **Ledger state a poller reads back**: every write stamps ``lastModifiedDate``; a customer shows
+  its A/R ``balance`` (posted invoices and refunds less payments and credit memos); with
+  ``approval_routing`` on (NetSuite's invoice approval), a new invoice waits in *Pending Approval*
+  (``approvalStatus`` 1, not posting, not payable) until a user approves it with ``PATCH
+  /invoice/{id}`` ``{"approvalStatus": {"id": "2"}}``.
+- **SuiteQL** (``POST /services/rest/query/v1/suiteql?limit=&offset=`` with ``Prefer: transient`` and
+  ``{"q": "SELECT ..."}``) over the ``transaction`` and ``customer`` tables, paged like collections;
+  see :mod:`crossledger.plugins.netsuite.suiteql` for the dialect.
+- **Customizations an integration relies on**: the custom record ``customrecord_cl_subscription`` and
+  the customer fields ``custentity_cl_*_id`` exist, as an administrator would have created them.
 - **Concurrency governance**: more than ``concurrency_limit`` requests in flight answer 429.
 
-Not emulated: SuiteQL, record actions and transforms, asynchronous requests (``Prefer:
-respond-async``), the ``q`` filter on collections, item lines priced by ``rate`` alone, and
-sublist-level field validation.
+Not emulated: record actions and transforms, asynchronous requests (``Prefer: respond-async``), the
+``q`` filter on collections, item lines priced by ``rate`` alone, sublist-level field validation,
+SuiteQL joins, and time zones (the integration user's is UTC).
 """
 
 import itertools
@@ -46,6 +56,7 @@ from urllib.parse import quote
 
 import msgspec
 from crossledger.canonical.money import exponent
+from crossledger.plugins.netsuite import suiteql
 from crossledger.plugins.netsuite.auth import Clock, InvalidLogin, TbaCredentials, TbaVerifier
 from crossledger.plugins.sandbox import Faults, build_app
 from starlette.requests import Request
@@ -54,9 +65,11 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 RECORD_ROOT = "/services/rest/record/v1"
+SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 MAX_LIMIT = 1000
 BASE_CURRENCY_ID = "1"
 STRICT_NAMES_HEADER = "x-netsuite-propertynamevalidation"
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 SEEDED: dict[str, dict[str, str]] = {
     "currency": {"1": "USD", "2": "GBP", "3": "CAD", "4": "EUR", "5": "JPY", "6": "KWD"},
@@ -64,6 +77,7 @@ SEEDED: dict[str, dict[str, str]] = {
     "subsidiary": {"1": "Parent Company", "2": "UK", "3": "Canada"},
     "terms": {"1": "Net 15", "2": "Net 30", "3": "Net 60", "4": "Due on receipt"},
     "account": {"1": "Accounts Receivable", "2": "Undeposited Funds", "10": "Checking", "14": "Sales"},
+    "approvalstatus": {"1": "Pending Approval", "2": "Approved", "3": "Rejected"},
 }
 """The account's setup records, by list and internal id. Currencies are named by ISO code."""
 
@@ -77,12 +91,17 @@ REFERENCES: dict[str, str] = {
     "terms": "terms",
     "account": "account",
     "item": "item",
+    "approvalStatus": "approvalstatus",
+    "custrecord_cl_customer": "customer",
+    "custrecord_cl_currency": "currency",
 }
 """What a ``{"id": ...}`` reference under each field name points at: a seeded list, a record
 type, or any ``transaction``. The same names mean the same thing in body fields and sublist lines."""
 
-AMOUNT_FIELDS = frozenset({"amount", "payment", "debit", "credit", "total"})
-DATE_FIELDS = frozenset({"tranDate", "dueDate"})
+AMOUNT_FIELDS = frozenset({"amount", "payment", "debit", "credit", "total", "custrecord_cl_recurring_amount"})
+DATE_FIELDS = frozenset({"tranDate", "dueDate", "custrecord_cl_period_start", "custrecord_cl_period_end"})
+PENDING_APPROVAL, APPROVED = "1", "2"
+"""``approvalStatus`` ids: a new invoice under approval routing is pending until a user approves it."""
 
 MEDIA_TYPE = "application/vnd.oracle.resource+json"
 _JSON = msgspec.json.Encoder(decimal_format="number")
@@ -284,6 +303,12 @@ def _named(fields: Fields) -> None:
         raise _user_error("companyName", "Please enter a value for Company Name.")
 
 
+def _has_name(fields: Fields) -> None:
+    """A custom record type with a Name field (the default) needs a name on every record."""
+    if not fields.get("name"):
+        raise _user_error("name", "Please enter a value for Name.")
+
+
 def _check_values(fields: Fields, currency_code: str) -> None:
     """Dates are ISO dates; amounts are JSON numbers within the currency's decimal places."""
     places = exponent(currency_code)
@@ -322,21 +347,26 @@ class RecordType:
     """What the sandbox knows about one record type.
 
     ``family`` names the id sequence: transactions share one (an invoice and a payment never have
-    the same id), entities another. ``entity_field`` holds the customer reference. ``total`` says
-    how the document's amount is computed; ``applies_to`` lists the record types its ``apply``
-    sublist may settle; ``open_field`` names the computed balance still open, and ``statuses``
-    are shown while it is open and once it reaches zero.
+    the same id), entities another, each custom record type its own. ``entity_field`` holds the
+    customer reference and ``currency_field`` the currency. ``total`` says how the document's
+    amount is computed; ``applies_to`` lists the record types its ``apply`` sublist may settle;
+    ``open_field`` names the computed balance still open, and ``statuses`` are shown while it is
+    open and once it reaches zero. ``code`` is the transaction's ``type`` in SuiteQL, and
+    ``receivable`` how its total moves the customer's A/R balance (+1 a debit, -1 a credit).
     """
 
     name: str
     fields: tuple[str, ...]
     family: str = "transaction"
     entity_field: str | None = None
+    currency_field: str = "currency"
     total: Callable[[Fields], Decimal] | None = None
     applies_to: tuple[str, ...] = ()
     open_field: str | None = None
     statuses: tuple[Status, Status] | None = None
     checks: tuple[Callable[[Fields], None], ...] = ()
+    code: str | None = None
+    receivable: int = 0
 
     def accept(self, body: Fields, strict: bool) -> Fields:
         """The body with field names in NetSuite's spelling; unknown names dropped, or refused
@@ -355,23 +385,32 @@ class RecordType:
 _TRANSACTION_FIELDS = ("externalId", "tranId", "tranDate", "currency", "exchangeRate", "subsidiary", "memo")
 _PAYMENT_FIELDS = (*_TRANSACTION_FIELDS, "customer", "account", "apply", "paymentMethod")
 
+CROSS_REFERENCE_FIELDS = ("custentity_cl_salesforce_id", "custentity_cl_stripe_id", "custentity_cl_zendesk_id")
+"""Custom entity fields (free-form text) an administrator adds to customers for other systems' ids."""
+
+SUBSCRIPTION_RECORD = "customrecord_cl_subscription"
+PENDING_APPROVAL_STATUS = Status("pendingApproval", "Pending Approval")
+
 RECORD_TYPES: tuple[RecordType, ...] = (
     RecordType(
         "customer",
         ("externalId", "entityId", "companyName", "firstName", "lastName", "isPerson", "email", "phone",
-         "subsidiary", "currency", "terms", "parent", "isInactive", "comments", "addressBook"),
+         "subsidiary", "currency", "terms", "parent", "isInactive", "comments", "addressBook",
+         *CROSS_REFERENCE_FIELDS),
         family="entity",
         checks=(_named,),
     ),
     RecordType(
         "invoice",
         (*_TRANSACTION_FIELDS, "entity", "dueDate", "terms", "otherRefNum", "location", "department", "class",
-         "item", "total"),
+         "item", "total", "approvalStatus"),
         entity_field="entity",
         total=_item_total,
         open_field="amountRemaining",
         statuses=(Status("open", "Open"), Status("paidInFull", "Paid In Full")),
         checks=(_has_lines("item"),),
+        code="CustInvc",
+        receivable=1,
     ),
     RecordType(
         "creditmemo",
@@ -383,6 +422,8 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         open_field="unapplied",
         statuses=(Status("open", "Open"), Status("fullyApplied", "Fully Applied")),
         checks=(_has_lines("item"),),
+        code="CustCred",
+        receivable=-1,
     ),
     RecordType(
         "customerpayment",
@@ -391,6 +432,8 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         total=_payment_total,
         applies_to=("invoice",),
         open_field="unapplied",
+        code="CustPymt",
+        receivable=-1,
     ),
     RecordType(
         "customerRefund",
@@ -398,11 +441,23 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         entity_field="customer",
         total=_applied_total,
         applies_to=("creditmemo", "customerpayment"),
+        code="CustRfnd",
+        receivable=1,
     ),
     RecordType(
         "journalentry",
         (*_TRANSACTION_FIELDS, "approved", "line"),
         checks=(_has_lines("line"), _balanced),
+        code="Journal",
+    ),
+    RecordType(
+        SUBSCRIPTION_RECORD,
+        ("externalId", "name", "isInactive", "custrecord_cl_customer", "custrecord_cl_plan_tier",
+         "custrecord_cl_status", "custrecord_cl_recurring_amount", "custrecord_cl_currency",
+         "custrecord_cl_period_start", "custrecord_cl_period_end"),
+        family=SUBSCRIPTION_RECORD,
+        currency_field="custrecord_cl_currency",
+        checks=(_has_name,),
     ),
 )
 _BY_NAME = {record_type.name.lower(): record_type for record_type in RECORD_TYPES}
@@ -433,7 +488,7 @@ class Record:
     @property
     def name(self) -> str:
         """What references to this record show as ``refName``."""
-        for field in ("companyName", "entityId", "tranId"):
+        for field in ("companyName", "entityId", "tranId", "name"):
             if self.fields.get(field):
                 return str(self.fields[field])
         return f"{self.type.name} #{self.id}"
@@ -450,13 +505,17 @@ class Books:
 
     Balances are never stored. An invoice's amount remaining is computed from the payments and
     credit memos that apply to it *now*, so replacing or deleting one of them can never leave a
-    stale balance behind.
+    stale balance behind; so is a customer's A/R balance.
+
+    ``approval_routing`` is NetSuite's invoice approval: invoices are created pending approval and
+    neither post nor accept payments until approved. Without it every invoice posts when saved.
     """
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, approval_routing: bool = False) -> None:
         self._clock = clock
+        self._approval_routing = approval_routing
         self._records: dict[str, dict[str, Record]] = {rt.name: {} for rt in RECORD_TYPES}
-        self._sequences = {"entity": itertools.count(1), "transaction": itertools.count(1)}
+        self._sequences = {family: itertools.count(1) for family in {rt.family for rt in RECORD_TYPES}}
 
     # lookups
 
@@ -490,6 +549,11 @@ class Books:
     # writes
 
     def create(self, rt: RecordType, fields: Fields) -> Record:
+        """A new record; a transaction is dated today unless told otherwise, as in NetSuite."""
+        if rt.family == "transaction":
+            fields.setdefault("tranDate", datetime.fromtimestamp(self._clock(), UTC).date().isoformat())
+        if self._needs_approval(rt):
+            fields.setdefault("approvalStatus", {"id": PENDING_APPROVAL})
         self._validate(rt, fields, None)
         now = self._now()
         record = Record(rt, str(next(self._sequences[rt.family])), fields, now, now)
@@ -566,14 +630,14 @@ class Books:
         currency), and one that names a currency must use its customer's, if the customer has one."""
         customer = self._find(("customer",), _ref(fields, rt.entity_field))
         customer_currency = _ref(customer.fields, "currency") if customer else None
-        currency = _ref(fields, "currency")
+        currency = _ref(fields, rt.currency_field)
         if currency is None:
             currency = customer_currency or BASE_CURRENCY_ID
             if rt.family == "transaction":
                 fields["currency"] = {"id": currency}
         elif customer_currency and customer_currency != currency:
-            raise _invalid("currency", f"the currency {SEEDED['currency'][currency]} differs from the "
-                                       f"customer's currency {SEEDED['currency'][customer_currency]}")
+            raise _invalid(rt.currency_field, f"the currency {SEEDED['currency'][currency]} differs from "
+                                              f"the customer's currency {SEEDED['currency'][customer_currency]}")
         return currency
 
     def _check_total(self, rt: RecordType, fields: Fields) -> None:
@@ -586,16 +650,17 @@ class Books:
 
     def _check_applications(self, rt: RecordType, fields: Fields, record_id: str | None,
                             currency: str) -> None:
-        """Each applied document must be open, the same customer's, in the same currency, and
-        take no more than its amount remaining; together they take no more than this document."""
+        """Each applied document must be posted and open, the same customer's, in the same currency,
+        and take no more than its amount remaining; together they take no more than this document."""
         customer = _ref(fields, rt.entity_field)
         for index, line in _applications(fields):
             path = f"apply.items[{index}]"
             doc = self._find(rt.applies_to, _ref(line, "doc"))
-            if doc is None or doc.customer != customer or _ref(doc.fields, "currency") != currency:
+            if (doc is None or doc.customer != customer or _ref(doc.fields, "currency") != currency
+                    or not self.posting(doc)):
                 raise _invalid_value(f"{path}.doc", _ref(line, "doc"))
             amount = _number(line.get("amount"), f"{path}.amount")
-            remaining = self._open_balance(doc, excluding=record_id)
+            remaining = self.open_balance(doc, excluding=record_id)
             if not 0 < amount <= remaining:
                 raise _user_error(f"{path}.amount", f"You cannot apply {amount} to {doc.type.name} {doc.id}: "
                                                     f"its amount remaining is {remaining}.")
@@ -604,8 +669,21 @@ class Books:
 
     # balances
 
-    def _total(self, record: Record) -> Decimal:
+    def _needs_approval(self, rt: RecordType) -> bool:
+        return self._approval_routing and rt.name == "invoice"
+
+    def posting(self, record: Record) -> bool:
+        """Whether the transaction is in the general ledger: all are, but an invoice pending approval."""
+        return not self._needs_approval(record.type) or _ref(record.fields, "approvalStatus") == APPROVED
+
+    def total(self, record: Record) -> Decimal:
         return record.type.total(record.fields) if record.type.total else Decimal(0)
+
+    def customer_balance(self, customer: Record) -> Decimal:
+        """The customer's A/R balance: what its posted transactions debit less what they credit."""
+        return sum((rt.receivable * self.total(record) for rt in RECORD_TYPES if rt.receivable
+                    for record in self._records[rt.name].values()
+                    if record.customer == customer.id and self.posting(record)), Decimal(0))
 
     def _applied_to(self, doc: Record, excluding: str | None) -> Decimal:
         """What other documents (except ``excluding``, the one being rewritten) apply to ``doc``."""
@@ -614,22 +692,24 @@ class Books:
                     for other in self._records[rt.name].values() if other.id != excluding
                     for _, line in _applications(other.fields) if _ref(line, "doc") == doc.id), Decimal(0))
 
-    def _open_balance(self, record: Record, excluding: str | None = None) -> Decimal:
+    def open_balance(self, record: Record, excluding: str | None = None) -> Decimal:
         """Its amount, less what it applies to others, less what others apply to it."""
-        return self._total(record) - _applied_total(record.fields) - self._applied_to(record, excluding)
+        return self.total(record) - _applied_total(record.fields) - self._applied_to(record, excluding)
 
     def _balances(self, record: Record) -> Fields:
         rt = record.type
+        if rt.family == "entity":
+            return {"balance": self.customer_balance(record)}
         if rt.total is None:
             return {}
-        balances: Fields = {"total": self._total(record)}
+        balances: Fields = {"total": self.total(record)}
         if rt.applies_to:
             balances["applied"] = _applied_total(record.fields)
         if rt.open_field:
-            remaining = self._open_balance(record)
+            remaining = self.open_balance(record)
             balances[rt.open_field] = remaining
             if rt.statuses:
-                status = rt.statuses[remaining == 0]
+                status = rt.statuses[remaining == 0] if self.posting(record) else PENDING_APPROVAL_STATUS
                 balances["status"] = {"id": status.id, "refName": status.ref_name}
         return balances
 
@@ -659,10 +739,96 @@ class Books:
         id_ = str(value["id"])
         return {"id": id_, "refName": self._ref_name(target, id_)}
 
+    # SuiteQL
+
+    def table(self, name: str) -> suiteql.Table | None:
+        """The SuiteQL table ``name`` over the records as they are now; None for an unknown table."""
+        columns = SUITEQL_TABLES.get(name)
+        if columns is None:
+            return None
+        kinds = [rt for rt in RECORD_TYPES if rt.code] if name == "transaction" else [record_type(name)]
+        rows = [{column: value(self, record) for column, value in columns.items()}
+                for rt in kinds for record in self.records(rt)]
+        return suiteql.Table(name, tuple(columns), rows)
+
 
 def utc_timestamp(clock: Clock) -> str:
     """NetSuite's datetime form: ISO 8601 in UTC, to the second, ``Z``-suffixed."""
-    return datetime.fromtimestamp(clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(clock(), UTC).strftime(TIMESTAMP_FORMAT)
+
+
+# --- SuiteQL tables -------------------------------------------------------------------------
+# Columns are SuiteQL's names (lower case); references are internal ids, numbers as in NetSuite's
+# analytics data source; datetimes are the integration user's time, here UTC.
+
+Column = Callable[[Books, Record], suiteql.Value]
+
+
+def _field(name: str) -> Column:
+    return lambda books, record: record.fields.get(name)
+
+
+def _id_of(name: str | None) -> Column:
+    def value(books: Books, record: Record) -> suiteql.Value:
+        found = _ref(record.fields, name)
+        return Decimal(found) if found is not None else None
+
+    return value
+
+
+def _day(name: str) -> Column:
+    def value(books: Books, record: Record) -> suiteql.Value:
+        raw = record.fields.get(name)
+        return datetime.fromisoformat(raw) if isinstance(raw, str) else None
+
+    return value
+
+
+def _instant(stamp: str) -> datetime:
+    return datetime.strptime(stamp, TIMESTAMP_FORMAT)
+
+
+def _flag(value: object) -> str:
+    return "T" if value else "F"
+
+
+_COMMON_COLUMNS: dict[str, Column] = {
+    "id": lambda books, record: Decimal(record.id),
+    "externalid": _field("externalId"),
+    "lastmodifieddate": lambda books, record: _instant(record.modified),
+}
+
+SUITEQL_TABLES: dict[str, dict[str, Column]] = {
+    "transaction": {
+        **_COMMON_COLUMNS,
+        "type": lambda books, record: record.type.code,
+        "tranid": _field("tranId"),
+        "trandate": _day("tranDate"),
+        "duedate": _day("dueDate"),
+        "entity": lambda books, record: _id_of(record.type.entity_field)(books, record),
+        "currency": _id_of("currency"),
+        "memo": _field("memo"),
+        "foreigntotal": lambda books, record: books.total(record) if record.type.total else None,
+        "foreignamountremaining": lambda books, record: (books.open_balance(record) if record.type.open_field
+                                                         else None),
+        "approvalstatus": _id_of("approvalStatus"),
+        "posting": lambda books, record: _flag(books.posting(record)),
+        "createddate": lambda books, record: _instant(record.created),
+    },
+    "customer": {
+        **_COMMON_COLUMNS,
+        **{name.lower(): _field(name) for name in ("entityId", "companyName", "firstName", "lastName", "email",
+                                                   "phone", *CROSS_REFERENCE_FIELDS)},
+        "isinactive": lambda books, record: _flag(record.fields.get("isInactive")),
+        "terms": _id_of("terms"),
+        "subsidiary": _id_of("subsidiary"),
+        "currency": _id_of("currency"),
+        "parent": _id_of("parent"),
+        "balancesearch": lambda books, record: books.customer_balance(record),
+        "datecreated": lambda books, record: _instant(record.created),
+    },
+}
+"""The tables :meth:`Books.table` serves, as column -> how to read it off a record."""
 
 
 def _link(rel: str, href: str) -> dict[str, str]:
@@ -748,17 +914,27 @@ class Call:
     def key(self) -> str:
         return str(self.request.path_params["key"])
 
-    def query_int(self, name: str, default: int) -> int:
-        raw = self.request.query_params.get(name)
-        if raw is None:
-            return default
-        if not raw.isdigit():
-            raise NetSuiteError(400, "INVALID_PARAMETER", f"Invalid value for the parameter {name}: {raw}.",
-                                query_param=name)
-        return int(raw)
-
 
 Handler = Callable[[Call], Response]
+
+
+def _query_int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise NetSuiteError(400, "INVALID_PARAMETER", f"Invalid value for the parameter {name}: {raw}.",
+                            query_param=name)
+    return int(raw)
+
+
+def _paging(request: Request) -> tuple[int, int]:
+    """``limit`` (1 to 1000, default 1000) and ``offset`` from the query string."""
+    limit, offset = _query_int(request, "limit", MAX_LIMIT), _query_int(request, "offset", 0)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise NetSuiteError(400, "INVALID_PARAMETER", f"The limit must be between 1 and {MAX_LIMIT}.",
+                            query_param="limit")
+    return limit, offset
 
 
 _PATH_SAFE = "/:@!$&'()*+,;="
@@ -805,10 +981,10 @@ class NetSuiteSandbox:
     """
 
     def __init__(self, *, concurrency_limit: int = 10, account_id: str | None = None,
-                 clock: Clock = time.time) -> None:
+                 clock: Clock = time.time, approval_routing: bool = False) -> None:
         self.credentials = TbaCredentials.generate(account_id or f"TSTDRV{secrets.randbelow(10**7):07d}")
         self.faults = Faults()
-        self._books = Books(clock)
+        self._books = Books(clock, approval_routing)
         self._verifier = TbaVerifier(self.credentials, clock)
         self._clock = clock
         self._lock = threading.RLock()
@@ -850,26 +1026,36 @@ class NetSuiteSandbox:
             self._route("/{type}/{key}", {"GET": self._read, "PUT": self._upsert, "PATCH": self._update,
                                           "DELETE": self._delete}),
             self._route("/{type}/{key}/{sublist}", {"GET": self._read_sublist}),
+            Route(SUITEQL_PATH, self._guarded(self._suiteql), methods=["POST"]),
         ]
 
     def _route(self, path: str, handlers: dict[str, Handler]) -> Route:
-        """A route whose requests are authenticated, parsed, run one at a time against the books,
-        and whose :class:`NetSuiteError` becomes NetSuite's error response."""
+        """A record service route: the body parsed for the record type in the path."""
+
+        def dispatch(request: Request, url: str, raw: bytes) -> Response:
+            rt = record_type(request.path_params["type"])
+            strict = request.headers.get(STRICT_NAMES_HEADER, "").lower() == "error"
+            call = Call(request, url.partition("?")[0], rt, rt.accept(_parse_body(raw), strict))
+            return handlers["GET" if request.method == "HEAD" else request.method](call)
+
+        return Route(RECORD_ROOT + path, self._guarded(dispatch), methods=list(handlers))
+
+    def _guarded(self, handle: Callable[[Request, str, bytes], Response]) -> Callable[[Request], Any]:
+        """An endpoint whose requests are authenticated, then handled one at a time against the books
+        (``handle(request, public url, raw body)``), a :class:`NetSuiteError` becoming NetSuite's
+        error response."""
 
         async def endpoint(request: Request) -> Response:
             try:
                 url = _public_url(request)
                 self._authenticate(request, url)
-                rt = record_type(request.path_params["type"])
-                strict = request.headers.get(STRICT_NAMES_HEADER, "").lower() == "error"
-                body = rt.accept(_parse_body(await request.body()), strict)
-                call = Call(request, url.partition("?")[0], rt, body)
+                raw = await request.body()
                 with self._lock:
-                    return handlers["GET" if request.method == "HEAD" else request.method](call)
+                    return handle(request, url, raw)
             except NetSuiteError as error:
                 return error.response()
 
-        return Route(RECORD_ROOT + path, endpoint, methods=list(handlers))
+        return endpoint
 
     def _authenticate(self, request: Request, url: str) -> None:
         try:
@@ -883,10 +1069,7 @@ class NetSuiteSandbox:
     # handlers: called with the lock held
 
     def _list(self, call: Call) -> Response:
-        limit, offset = call.query_int("limit", MAX_LIMIT), call.query_int("offset", 0)
-        if not 1 <= limit <= MAX_LIMIT:
-            raise NetSuiteError(400, "INVALID_PARAMETER", f"The limit must be between 1 and {MAX_LIMIT}.",
-                                query_param="limit")
+        limit, offset = _paging(call.request)
         records = self._books.records(call.record_type)
         url = f"{call.api_root}/{call.record_type.name}"
         items = [{"links": [_link("self", f"{url}/{record.id}")], "id": record.id}
@@ -925,6 +1108,22 @@ class NetSuiteSandbox:
         url = f"{call.api_root}/{record.type.name}/{record.id}/{name}"
         page = _collection(url, self._books.render_lines(lines), len(lines), MAX_LIMIT, 0)
         return _resource(page, "collection")
+
+    def _suiteql(self, request: Request, url: str, raw: bytes) -> Response:
+        """One page of a SuiteQL query's rows, in the collection envelope (items carry empty links)."""
+        if "transient" not in request.headers.get("prefer", "").lower():
+            raise NetSuiteError(400, "INVALID_HEADER", "SuiteQL requests must include the header Prefer: transient.")
+        limit, offset = _paging(request)
+        query = _parse_body(raw).get("q")
+        if not isinstance(query, str):
+            raise NetSuiteError(400, "INVALID_PARAMETER", "The request body must hold the query as q.",
+                                query_param="q")
+        try:
+            rows = suiteql.execute(query, self._books.table)
+        except suiteql.SuiteQLError as error:
+            raise NetSuiteError(400, "INVALID_PARAMETER", str(error), query_param="q") from error
+        items = [{"links": [], **row} for row in rows[offset: offset + limit]]
+        return _resource(_collection(url.partition("?")[0], items, len(rows), limit, offset), "collection")
 
     @staticmethod
     def _location(call: Call, record: Record) -> str:
