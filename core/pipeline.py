@@ -32,7 +32,7 @@ from crossledger.core.policy import OwnershipPolicy, PolicyViolation
 from crossledger.core.refs import StoreRefs
 from crossledger.core.router import Router
 from crossledger.core.stores.base import AuditRecord, Circuit, Golden, LoggedEvent, Store
-from crossledger.plugins.connector import Connector
+from crossledger.plugins.connector import Connector, NotSupported
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
 from crossledger.plugins.manager import CrossledgerPluginManager
 from crossledger.plugins.types import Capability, Context, InboundEvent, Operation, Outcome
@@ -252,7 +252,10 @@ class Pipeline:
         kind = envelope.data.kind()
         golden = self.store.golden_get(envelope.subject)
         previous = msgspec.convert(golden.data, ENTITY_TYPES[kind]) if golden else None
-        if groups is not None and previous is not None:
+        if golden is not None and golden.version == version_of(envelope) and \
+                golden.source_event_id not in (None, envelope.source_event_id):
+            envelope = self._break_tie(envelope, event)
+        if groups is not None and previous is not None:  # after the tie-break: a re-read is partial too
             try:
                 envelope = msgspec.structs.replace(envelope, data=merged(previous, envelope.data, groups))
             except ValueError as unknown:
@@ -260,9 +263,6 @@ class Pipeline:
         problems = violations(envelope.data)
         if problems:
             raise DataError("; ".join(problems))
-        if golden is not None and golden.version == version_of(envelope) and \
-                golden.source_event_id not in (None, envelope.source_event_id):
-            envelope = self._break_tie(envelope, event)
         try:
             decision = self.policy.check_source(envelope, previous)
         except PolicyViolation as violation:
@@ -298,12 +298,14 @@ class Pipeline:
         seconds, and it does not promise order): which is newer cannot be told from them, so ask the
         source for the record as it is now. Without a way to ask, the later arrival wins."""
         bound = self.bound(envelope.source)
-        if Capability.FETCH not in bound.connector.capabilities:
+        try:
+            if Capability.FETCH not in bound.connector.capabilities:
+                raise NotSupported(envelope.source, "refetching")
+            current = bound.connector.to_canonical(bound.ctx, bound.connector.refetch(bound.ctx, event), self.refs)
+        except NotSupported:
             self.audit(envelope, "ingest", "tie", system=envelope.source,
                        detail="two versions in one instant; the later arrival wins")
             return envelope
-        try:
-            current = bound.connector.to_canonical(bound.ctx, bound.connector.refetch(bound.ctx, event), self.refs)
         except Exception as error:
             raise self._classified(bound, error) from error
         for change in current:

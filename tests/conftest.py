@@ -83,15 +83,16 @@ class System:
         return invoice
 
 
-def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None, **hub: Any) -> System:
-    sandboxes = SandboxSet(load_plugins().connectors, ["stripe", "netsuite"])
+def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None,
+                 systems: tuple[str, ...] = ("stripe", "netsuite"), **hub: Any) -> System:
+    sandboxes = SandboxSet(load_plugins().connectors, list(systems))
     server = ServerThread(sandboxes.app).start()
     port = free_port()
     sandboxes.subscribe(f"http://127.0.0.1:{port}")
     connectors = sandboxes.config(server.url)
     connectors["netsuite"]["timeout_s"] = 1.0
     options = {"broker": "memory", "store": f"sqlite:///{tmp_path}/hub.db", "min_backoff_ms": 50,
-               "max_backoff_ms": 400, "circuit_cooldown_s": 0.5, "max_retries": 4, **hub}
+               "max_backoff_ms": 400, "circuit_cooldown_s": 0.5, "max_retries": 4, "poll_interval_s": 0.3, **hub}
     settings = Settings(hub=HubSettings(**options), connectors=connectors, routes=routes or {})
     hub_process = EmbeddedHub(settings, port=port, threads=4).start()
     stripe = connectors["stripe"]

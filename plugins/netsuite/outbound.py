@@ -207,9 +207,11 @@ class Planner:
                 memo: str, issued_at: datetime | None) -> Operation:
         """A credit memo applied to its invoice for as much as the invoice still has open when it is
         sent: a credit on a paid invoice (a Stripe credit note that refunds) stays on the customer's
-        account, where a customer refund pays it out."""
+        account, where a customer refund pays it out. ``createdFrom`` names the invoice either way,
+        as a memo NetSuite makes from an invoice does."""
         body = {
             "entity": _ref(self.require("customer", customer_id)),
+            "createdFrom": _ref(invoice_id),
             "tranDate": _date(issued_at),
             "currency": self.settings.currency(amount.currency),
             "memo": memo,

@@ -1,0 +1,209 @@
+"""The reference topology end to end: Salesforce, Stripe, NetSuite and Zendesk sandboxes around one
+embedded hub, with the default routes and ownership rules. Every step is a real HTTP exchange."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import System, start_system
+from crossledger.canonical import external_key
+from crossledger.core.embedded import wait_until
+
+ALL = ("salesforce", "stripe", "netsuite", "zendesk")
+
+
+class SalesforceUser:
+    """Someone in sales, working in Salesforce through its REST API."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        base = settings["base_url"]
+        token = httpx.post(f"{base}/services/oauth2/token", data={
+            "grant_type": "client_credentials", "client_id": settings["client_id"],
+            "client_secret": settings["client_secret"]}).json()["access_token"]
+        self.http = httpx.Client(base_url=f"{base}/services/data/v62.0",
+                                 headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+    def create_account(self, **fields: Any) -> str:
+        response = self.http.post("/sobjects/Account", json=fields)
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def update_account(self, account_id: str, **fields: Any) -> None:
+        response = self.http.patch(f"/sobjects/Account/{account_id}", json=fields)
+        assert response.status_code == 204, response.text
+
+
+@pytest.fixture
+def topology(tmp_path: Path) -> Iterator[System]:
+    running = start_system(tmp_path, systems=ALL)
+    yield running
+    running.hub.stop()
+    running.server.stop()
+
+
+def quiet(system: System) -> bool:
+    """Every sandbox has sent what it had to send, and the hub has nothing left to do."""
+    senders = system.sandboxes.sandboxes
+    return (senders["stripe"].wait_for_webhooks(0)  # type: ignore[attr-defined]
+            and senders["salesforce"].wait_for_outbound(0)  # type: ignore[attr-defined]
+            and senders["zendesk"].wait_for_webhooks(0)  # type: ignore[attr-defined]
+            and system.hub.idle())
+
+
+def settle(system: System, condition: Any = lambda: True, timeout: float = 30) -> None:
+    assert wait_until(lambda: quiet(system) and condition(), timeout), f"did not settle: {_debug(system)}"
+
+
+def _debug(system: System) -> str:
+    letters = [(letter.category, letter.reason) for letter in system.hub.runtime.store.dlq_list()]
+    return f"dead letters {letters}, every sender done and the hub idle: {quiet(system)}"
+
+
+def records(system: System, name: str, kind: str) -> list[dict[str, Any]]:
+    found = system.state(name).get(kind, [])
+    return list(found.values()) if isinstance(found, dict) else list(found)
+
+
+def stripe_customers(system: System, canonical_id: str) -> list[dict[str, Any]]:
+    return [c for c in records(system, "stripe", "customers")
+            if c.get("metadata", {}).get("crossledger_id") == canonical_id]
+
+
+def netsuite_customers(system: System, canonical_id: str) -> list[dict[str, Any]]:
+    return [c for c in records(system, "netsuite", "customer") if c.get("externalId") == external_key(canonical_id)]
+
+
+def zendesk_organizations(system: System, canonical_id: str) -> list[dict[str, Any]]:
+    return [o for o in records(system, "zendesk", "organizations")
+            if o.get("external_id") == external_key(canonical_id)]
+
+
+def account(system: System, account_id: str) -> dict[str, Any]:
+    [found] = [a for a in records(system, "salesforce", "accounts") if a["Id"] == account_id]
+    return found
+
+
+def test_an_account_becomes_a_customer_once_everywhere_with_the_ids_cross_referenced(topology: System) -> None:
+    sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
+    account_id = sales.create_account(Name="Initech LLC", Phone="+1 555 0100", CurrencyIsoCode="USD",
+                                      BillingCity="Austin", BillingCountry="US")
+    canonical_id = f"customer/salesforce/{account_id}"
+
+    def linked() -> bool:
+        row = account(topology, account_id)
+        return all(row.get(f) for f in ("Stripe_Customer_Id__c", "NetSuite_Id__c", "Zendesk_Organization_Id__c"))
+
+    settle(topology, linked)
+    [stripe] = stripe_customers(topology, canonical_id)
+    [netsuite] = netsuite_customers(topology, canonical_id)
+    [zendesk] = zendesk_organizations(topology, canonical_id)
+    row = account(topology, account_id)
+    assert (row["Stripe_Customer_Id__c"], row["NetSuite_Id__c"], row["Zendesk_Organization_Id__c"]) == \
+        (stripe["id"], str(netsuite["id"]), str(zendesk["id"]))
+    store = topology.hub.runtime.store
+    assert store.xrefs(canonical_id) == {"salesforce": account_id, "stripe": stripe["id"],
+                                         "netsuite": str(netsuite["id"]), "zendesk": str(zendesk["id"])}
+    assert stripe["metadata"].get("salesforce_id") == account_id
+    assert store.dlq_count() == 0
+
+    # Salesforce sends the same outbound message again: nothing new anywhere.
+    httpx.post(f"{topology.server.url}/salesforce/_sandbox/outbound/resend").raise_for_status()
+    settle(topology)
+    assert len(stripe_customers(topology, canonical_id)) == 1
+    assert len(netsuite_customers(topology, canonical_id)) == 1
+    assert len(zendesk_organizations(topology, canonical_id)) == 1
+    assert len(records(topology, "stripe", "customers")) == 1
+    assert store.dlq_count() == 0
+
+
+def test_payment_terms_changed_in_salesforce_do_not_overwrite_netsuite(topology: System) -> None:
+    sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
+    account_id = sales.create_account(Name="Hooli Inc", CurrencyIsoCode="USD")
+    canonical_id = f"customer/salesforce/{account_id}"
+    settle(topology, lambda: len(netsuite_customers(topology, canonical_id)) == 1)
+    [before] = netsuite_customers(topology, canonical_id)
+
+    sales.update_account(account_id, Payment_Terms__c="Net 90", Phone="+1 555 0199")
+    settle(topology, lambda: any(c.get("phone") == "+1 555 0199" for c in netsuite_customers(topology, canonical_id)))
+
+    [after] = netsuite_customers(topology, canonical_id)
+    assert after.get("terms") == before.get("terms")
+    audit = topology.hub.runtime.store.audit_for_subject(canonical_id)
+    why = [r.detail for r in audit if r.status == "stripped" and r.system == "salesforce"]
+    assert "financial (dimensions) owned by netsuite" in why
+
+
+def stripe_customer_with_card(system: System, name: str) -> dict[str, Any]:
+    return system.stripe.post("/v1/customers", name=name, email=f"{name.split()[0].lower()}@example.com",
+                              **{"invoice_settings[default_payment_method]": "pm_card_visa"})
+
+
+def tier_price(system: System, tier: str, amount: int) -> str:
+    product = system.stripe.post("/v1/products", name=f"Support {tier}", **{"metadata[tier]": tier})
+    price = system.stripe.post("/v1/prices", product=product["id"], currency="usd", unit_amount=amount,
+                               **{"recurring[interval]": "month"})
+    return str(price["id"])
+
+
+def test_an_upgrade_changes_the_zendesk_tier_and_a_credit_note_with_a_refund_lands_in_netsuite_once(
+        topology: System) -> None:
+    customer = stripe_customer_with_card(topology, "Vandelay Industries")
+    basic, pro = tier_price(topology, "basic", 2_000), tier_price(topology, "pro", 9_000)
+    subscription = topology.stripe.post("/v1/subscriptions", customer=customer["id"], **{"items[0][price]": basic})
+    canonical_id = f"customer/stripe/{customer['id']}"
+
+    def tier() -> str | None:
+        organizations = zendesk_organizations(topology, canonical_id)
+        return organizations[0].get("organization_fields", {}).get("plan_tier") if organizations else None
+
+    settle(topology, lambda: tier() == "basic")
+    topology.stripe.post(f"/v1/subscriptions/{subscription['id']}", proration_behavior="none",
+                         **{"items[0][id]": subscription["items"]["data"][0]["id"], "items[0][price]": pro})
+    settle(topology, lambda: tier() == "pro")
+    [organization] = zendesk_organizations(topology, canonical_id)
+    assert organization["organization_fields"]["sla"] == "4h"
+
+    # The first month's invoice was paid by card: credit half of it and refund that half.
+    invoice = topology.stripe.get("/v1/invoices", customer=customer["id"])["data"][0]
+    assert invoice["status"] == "paid"
+    credit_note = topology.stripe.post("/v1/credit_notes", invoice=invoice["id"], amount=1_000, refund_amount=1_000)
+    store = topology.hub.runtime.store
+
+    def refunded() -> bool:
+        return all(records(topology, "netsuite", kind) for kind in ("customerRefund", "creditmemo"))
+
+    settle(topology, refunded)
+    netsuite_invoice = store.xref_get(f"invoice/stripe/{invoice['id']}", "netsuite")
+    [memo] = records(topology, "netsuite", "creditmemo")
+    [refund] = records(topology, "netsuite", "customerRefund")
+    assert memo["externalId"] == external_key(f"creditmemo/stripe/{credit_note['id']}")
+    # The invoice was paid, so the credit stays on the account (nothing open to apply it to), names
+    # its invoice, and the refund pays it out.
+    assert memo["createdFrom"]["id"] == netsuite_invoice and memo["apply"]["items"] == []
+    assert memo["total"] == 10.0 and refund["total"] == 10.0
+    assert [line["doc"]["id"] for line in refund["apply"]["items"]] == [str(memo["id"])]
+    assert [(letter.category, letter.reason) for letter in store.dlq_list()] == []
+
+
+def test_an_invoice_posted_in_netsuite_reaches_salesforce_through_polling_once(topology: System) -> None:
+    sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
+    account_id = sales.create_account(Name="Wayne Enterprises", CurrencyIsoCode="USD")
+    canonical_id = f"customer/salesforce/{account_id}"
+    settle(topology, lambda: len(stripe_customers(topology, canonical_id)) == 1)
+    [customer] = stripe_customers(topology, canonical_id)
+    invoice = topology.invoice(customer["id"], [4_200, 800])
+    invoice_id = f"invoice/stripe/{invoice['id']}"
+
+    def in_salesforce() -> list[dict[str, Any]]:
+        return [i for i in records(topology, "salesforce", "invoices")
+                if i.get("CrossLedger_Id__c") == external_key(invoice_id)]
+
+    settle(topology, lambda: bool(in_salesforce()))
+    settle(topology)  # later polls and echoes change nothing
+    [posted] = in_salesforce()
+    assert posted["Posting_Status__c"] == "posted" and posted["Account__c"] == account_id
+    assert float(posted["Total__c"]) == 50.0
+    audit = topology.hub.runtime.store.audit_for_subject(invoice_id)
+    assert [r.status for r in audit if r.system == "salesforce" and r.step == "invoice.upsert"] == ["delivered"]
