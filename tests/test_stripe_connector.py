@@ -1,7 +1,8 @@
 """The Stripe connector: signatures, parsing, the canonical mapping, fetch and error classification.
 
-Mapping tests run on Stripe's own fixture objects (``tests/fixtures/payloads/stripe``) and on events the sandbox produced; fetch and classify talk to the sandbox
-over real HTTP on loopback.
+Mapping tests run on Stripe's own fixture objects (``tests/fixtures/payloads/stripe``) and on events
+the sandbox produced; fetch and classify talk to the sandbox over real HTTP on loopback. The billing
+mappings (subscriptions, credit notes, refunds) are in ``test_stripe_mapping.py``.
 """
 
 import copy
@@ -10,7 +11,6 @@ import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,12 +26,9 @@ from crossledger.plugins.stripe.sandbox import StripeSandbox
 from crossledger.plugins.stripe.signature import sign, signature_header
 from crossledger.plugins.types import Change, Context, InboundEvent
 
-FIXTURES = Path(__file__).parent / "fixtures" / "payloads" / "stripe"
+from tests.kits.stripe import VECTOR_BODY, VECTOR_SECRET, VECTOR_T, VECTOR_V1, fixture
 
-SECRET = "whsec_test_secret"
-VECTOR_T = 1700000000
-VECTOR_BODY = b'{"id":"evt_test","object":"event"}'
-VECTOR_V1 = "8042376f6ca064adbe037642a718227dfd59047137eb49497a54c49eb0cfb724"
+SECRET = VECTOR_SECRET
 
 connector = StripeConnector()
 offline = httpx.Client()  # for contexts that never reach a server (building a client costs ~40 ms)
@@ -55,11 +52,6 @@ def context(*, clock: float = VECTOR_T, base_url: str = "http://127.0.0.1:9", ap
     settings = StripeSettings(base_url=base_url, api_key=api_key, webhook_secret=webhook_secret,
                               previous_webhook_secret=previous, timeout_s=timeout_s)
     return Context(settings=settings, http=offline, clock=lambda: clock)
-
-
-def fixture(name: str) -> dict[str, Any]:
-    path = FIXTURES / f"{name}.json"
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
 
 
 def event(type_: str, obj: dict[str, Any], created: int = VECTOR_T) -> InboundEvent:
@@ -376,8 +368,8 @@ def test_fetch_failures_are_classified(ctx: Context, sandbox: StripeSandbox, ser
         connector.fetch(ctx, "customer", "cus_nope")
     assert (missing.value.category, missing.value.status) == (Category.DATA, 404)
     assert "resource_missing" in missing.value.message
-    with pytest.raises(ConnectorError) as unknown:
-        connector.fetch(ctx, "subscription", "sub_1")
+    with pytest.raises(ConnectorError, match="cannot fetch 'journal_entry'") as unknown:
+        connector.fetch(ctx, "journal_entry", "je_1")
     assert unknown.value.category is Category.DATA
     wrong_key = Context(settings=StripeSettings(base_url=server.url, api_key="sk_test_wrong", webhook_secret=""),
                         http=ctx.http, clock=time.time)

@@ -16,31 +16,15 @@ import pytest
 import stripe
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.plugins.stripe.connector import StripeConnector, StripeSettings
-from crossledger.plugins.stripe.sandbox import StripeSandbox
 from crossledger.plugins.types import Context
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
+
+from tests.kits.stripe import RunningStripe
 
 FIXTURES = Path(__file__).parent / "fixtures" / "payloads" / "stripe"
-
-
-class Running:
-    """A sandbox served on loopback (at ``prefix``), with an official client and a raw one."""
-
-    def __init__(self, prefix: str = "") -> None:
-        self.sandbox = StripeSandbox()
-        app = Starlette(routes=[Mount(prefix, app=self.sandbox.app)]) if prefix else self.sandbox.app
-        self.server = ServerThread(app).start()
-        self.url = self.server.url + prefix
-        self.client = stripe.StripeClient(self.sandbox.api_key, base_addresses={"api": self.url},
-                                          max_network_retries=0)
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.sandbox.api_key}"})
-
-    def close(self) -> None:
-        self.http.close()
-        self.server.stop()
 
 
 class Receiver:
@@ -61,8 +45,8 @@ class Receiver:
 
 
 @pytest.fixture
-def stripe_api() -> Iterator[Running]:
-    running = Running()
+def stripe_api() -> Iterator[RunningStripe]:
+    running = RunningStripe()
     yield running
     running.close()
 
@@ -74,7 +58,7 @@ def receiver() -> Iterator[Receiver]:
     receiver.server.stop()
 
 
-def billed(api: Running, *amounts: int, currency: str = "usd") -> tuple[stripe.Customer, stripe.Invoice]:
+def billed(api: RunningStripe, *amounts: int, currency: str = "usd") -> tuple[stripe.Customer, stripe.Invoice]:
     """A customer with one draft invoice holding an invoice item per amount."""
     customer = api.client.v1.customers.create({"name": "Acme Ltd", "email": "ap@acme.test"})
     for amount in amounts:
@@ -99,7 +83,7 @@ def stripe_error(response: httpx.Response) -> dict[str, Any]:
 # -- customers ----------------------------------------------------------------------------------------
 
 
-def test_customer_lifecycle(stripe_api: Running) -> None:
+def test_customer_lifecycle(stripe_api: RunningStripe) -> None:
     customers = stripe_api.client.v1.customers
     created = customers.create({"name": "Acme Ltd", "email": "ap@acme.test", "phone": "+1 555 0100",
                                 "address": {"line1": "1 Main St", "city": "Springfield", "country": "US"},
@@ -120,7 +104,7 @@ def test_customer_lifecycle(stripe_api: Running) -> None:
     assert (missing.value.http_status, missing.value.code) == (404, "resource_missing")
 
 
-def test_lists_page_newest_first(stripe_api: Running) -> None:
+def test_lists_page_newest_first(stripe_api: RunningStripe) -> None:
     ids = [stripe_api.client.v1.customers.create({"email": "page@acme.test"}).id for _ in range(5)]
     newest_first = ids[::-1]
     first = stripe_api.client.v1.customers.list({"email": "page@acme.test", "limit": 2})
@@ -138,7 +122,7 @@ def test_lists_page_newest_first(stripe_api: Running) -> None:
 # -- invoices -----------------------------------------------------------------------------------------
 
 
-def test_invoice_from_pending_items_to_paid(stripe_api: Running) -> None:
+def test_invoice_from_pending_items_to_paid(stripe_api: RunningStripe) -> None:
     v1 = stripe_api.client.v1
     customer, _ = billed(stripe_api)  # an empty draft first: items made after it stay pending
     v1.invoice_items.create({"customer": customer.id, "amount": 1500, "currency": "eur"})
@@ -164,7 +148,7 @@ def test_invoice_from_pending_items_to_paid(stripe_api: Running) -> None:
         v1.invoices.void_invoice(invoice_id(invoice))
 
 
-def test_exclusive_tax_rates_add_tax_per_line(stripe_api: Running) -> None:
+def test_exclusive_tax_rates_add_tax_per_line(stripe_api: RunningStripe) -> None:
     v1 = stripe_api.client.v1
     vat = v1.tax_rates.create({"display_name": "VAT", "percentage": 20.0, "inclusive": False, "country": "FR"})
     customer = v1.customers.create({"name": "Société Générale de Test"})
@@ -181,7 +165,7 @@ def test_exclusive_tax_rates_add_tax_per_line(stripe_api: Running) -> None:
         v1.tax_rates.create({"display_name": "GST", "percentage": 10.0, "inclusive": True})
 
 
-def test_void_and_uncollectible(stripe_api: Running) -> None:
+def test_void_and_uncollectible(stripe_api: RunningStripe) -> None:
     v1 = stripe_api.client.v1
     _, invoice = billed(stripe_api, 900)
     with pytest.raises(stripe.InvalidRequestError, match="is draft"):
@@ -196,7 +180,7 @@ def test_void_and_uncollectible(stripe_api: Running) -> None:
     assert payment.status == "canceled"
 
 
-def test_paying_needs_a_payment_method_and_cards_can_decline(stripe_api: Running) -> None:
+def test_paying_needs_a_payment_method_and_cards_can_decline(stripe_api: RunningStripe) -> None:
     v1 = stripe_api.client.v1
     _, invoice = billed(stripe_api, 900)
     v1.invoices.finalize_invoice(invoice_id(invoice))
@@ -209,7 +193,7 @@ def test_paying_needs_a_payment_method_and_cards_can_decline(stripe_api: Running
     assert (paid.status, paid.attempt_count) == ("paid", 2)
 
 
-def test_items_join_a_draft_directly(stripe_api: Running) -> None:
+def test_items_join_a_draft_directly(stripe_api: RunningStripe) -> None:
     v1 = stripe_api.client.v1
     customer, _ = billed(stripe_api, 100)
     draft = v1.invoices.create({"customer": customer.id, "pending_invoice_items_behavior": "exclude"})
@@ -223,7 +207,7 @@ def test_items_join_a_draft_directly(stripe_api: Running) -> None:
     assert [line.amount for line in v1.invoices.retrieve(invoice_id(draft)).lines.data] == [400, 2]
 
 
-def test_a_zero_invoice_is_paid_on_finalization(stripe_api: Running) -> None:
+def test_a_zero_invoice_is_paid_on_finalization(stripe_api: RunningStripe) -> None:
     customer = stripe_api.client.v1.customers.create({"name": "Free tier"})
     invoice = stripe_api.client.v1.invoices.create({"customer": customer.id})
     assert stripe_api.client.v1.invoices.finalize_invoice(invoice_id(invoice)).status == "paid"
@@ -232,7 +216,7 @@ def test_a_zero_invoice_is_paid_on_finalization(stripe_api: Running) -> None:
 # -- errors, auth ---------------------------------------------------------------------------------------
 
 
-def test_request_errors_have_stripes_shape(stripe_api: Running) -> None:
+def test_request_errors_have_stripes_shape(stripe_api: RunningStripe) -> None:
     unknown = stripe_api.http.post("/v1/customers", data={"name": "x", "nickname": "y"})
     assert (unknown.status_code, stripe_error(unknown)["code"], stripe_error(unknown)["param"]) == (
         400, "parameter_unknown", "nickname")
@@ -250,7 +234,7 @@ def test_request_errors_have_stripes_shape(stripe_api: Running) -> None:
     assert (not_found.value.http_status, not_found.value.code) == (404, "resource_missing")
 
 
-def test_every_api_call_needs_the_key(stripe_api: Running) -> None:
+def test_every_api_call_needs_the_key(stripe_api: RunningStripe) -> None:
     bad = stripe.StripeClient("sk_test_wrong", base_addresses={"api": stripe_api.url}, max_network_retries=0)
     with pytest.raises(stripe.AuthenticationError):
         bad.v1.customers.list()
@@ -263,7 +247,7 @@ def test_every_api_call_needs_the_key(stripe_api: Running) -> None:
 # -- idempotency --------------------------------------------------------------------------------------
 
 
-def test_idempotent_requests_are_replayed(stripe_api: Running) -> None:
+def test_idempotent_requests_are_replayed(stripe_api: RunningStripe) -> None:
     once = {"idempotency_key": "create-acme"}
     first = stripe_api.client.v1.customers.create({"name": "Acme"}, once)
     assert stripe_api.client.v1.customers.create({"name": "Acme"}, once).id == first.id
@@ -276,7 +260,7 @@ def test_idempotent_requests_are_replayed(stripe_api: Running) -> None:
         stripe_api.client.v1.invoice_items.create({"name": "Acme"}, once)
 
 
-def test_errors_are_replayed_too(stripe_api: Running) -> None:
+def test_errors_are_replayed_too(stripe_api: RunningStripe) -> None:
     key = {"Idempotency-Key": "pay-missing"}
     first = stripe_api.http.post("/v1/invoices/in_nope/pay", headers=key)
     replay = stripe_api.http.post("/v1/invoices/in_nope/pay", headers=key)
@@ -287,7 +271,7 @@ def test_errors_are_replayed_too(stripe_api: Running) -> None:
 # -- webhooks -----------------------------------------------------------------------------------------
 
 
-def test_webhook_endpoint_secret_is_shown_once(stripe_api: Running) -> None:
+def test_webhook_endpoint_secret_is_shown_once(stripe_api: RunningStripe) -> None:
     endpoints = stripe_api.client.v1.webhook_endpoints
     created = endpoints.create({"url": "https://hub.test/webhooks/stripe", "enabled_events": ["invoice.paid"]})
     assert created.secret and created.secret.startswith("whsec_") and created.id.startswith("we_")
@@ -297,7 +281,7 @@ def test_webhook_endpoint_secret_is_shown_once(stripe_api: Running) -> None:
     assert endpoints.list().data == []
 
 
-def test_webhooks_are_signed_filtered_and_retried(stripe_api: Running, receiver: Receiver) -> None:
+def test_webhooks_are_signed_filtered_and_retried(stripe_api: RunningStripe, receiver: Receiver) -> None:
     endpoint = stripe_api.client.v1.webhook_endpoints.create({"url": receiver.url,
                                                               "enabled_events": ["customer.created"]})
     customer = stripe_api.client.v1.customers.create({"name": "Acme"})
@@ -316,7 +300,7 @@ def test_webhooks_are_signed_filtered_and_retried(stripe_api: Running, receiver:
                                                                          "abandoned": 0, "pending": 0}
 
 
-def test_events_api_and_resend(stripe_api: Running, receiver: Receiver) -> None:
+def test_events_api_and_resend(stripe_api: RunningStripe, receiver: Receiver) -> None:
     stripe_api.sandbox.subscribe(receiver.url)
     settings = stripe_api.sandbox.connector_settings("http://sandbox")
     assert settings["webhook_secret"].startswith("whsec_") and settings["api_key"] == stripe_api.sandbox.api_key
@@ -335,7 +319,7 @@ def test_events_api_and_resend(stripe_api: Running, receiver: Receiver) -> None:
 # -- faults and mounting -----------------------------------------------------------------------------------
 
 
-def test_faults_have_stripes_shape(stripe_api: Running) -> None:
+def test_faults_have_stripes_shape(stripe_api: RunningStripe) -> None:
     stripe_api.http.post("/_sandbox/faults", json={"mode": "http_429", "count": 1}).raise_for_status()
     with pytest.raises(stripe.RateLimitError):
         stripe_api.client.v1.customers.list()
@@ -351,7 +335,7 @@ def test_faults_have_stripes_shape(stripe_api: Running) -> None:
 
 
 def test_served_under_a_mount() -> None:
-    mounted = Running("/stripe")
+    mounted = RunningStripe("/stripe")
     try:
         ids = [mounted.client.v1.customers.create({"email": "m@acme.test"}).id for _ in range(3)]
         assert [c.id for c in mounted.client.v1.customers.list({"limit": 1}).auto_paging_iter()] == ids[::-1]
@@ -367,7 +351,7 @@ def test_served_under_a_mount() -> None:
 # -- shapes --------------------------------------------------------------------------------------------------
 
 
-def test_objects_have_the_field_sets_of_stripes_fixtures(stripe_api: Running) -> None:
+def test_objects_have_the_field_sets_of_stripes_fixtures(stripe_api: RunningStripe) -> None:
     customer, invoice = billed(stripe_api, 500)
     stripe_api.client.v1.invoices.finalize_invoice(invoice_id(invoice))
     endpoint = stripe_api.http.post("/v1/webhook_endpoints", data={"url": "https://hub.test/h",

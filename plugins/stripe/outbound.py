@@ -1,0 +1,106 @@
+"""Outbound: the writes that bring Stripe in line with a canonical customer event.
+
+======================  =========================================================================
+canonical event         Stripe write
+======================  =========================================================================
+``customer.upserted``   ``POST /v1/customers/{id}`` (name, email, phone, address, the other systems'
+                        ids in metadata) when the hub knows the Stripe id; else ``POST /v1/customers``
+                        with the same fields and ``metadata[crossledger_id]`` = the canonical id
+``customer.linked``     ``POST /v1/customers/{id}`` with only ``metadata[salesforce_id]``,
+                        ``metadata[netsuite_id]``, ``metadata[zendesk_id]`` (those the hub knows)
+======================  =========================================================================
+
+Fields the event leaves unset (None) are left out of the write, never cleared: the hub resets the
+fields Stripe owns before planning, and "unset" must not erase them. Metadata keys are merged by
+Stripe, so writing one id never removes another.
+
+**Idempotency.** Every write carries the hub's key as Stripe's ``Idempotency-Key``: Stripe answers
+a repeat with the first answer (for 24 hours at least), so a create sent twice makes one customer.
+After a timeout the connector *probes*: a create is looked for by its ``crossledger_id`` with
+Stripe's search (``metadata['crossledger_id']:'...'``), an update by reading the customer back
+and comparing. Stripe's search lags writes by up to a minute, so a probe can miss a customer that
+was made; the resend that follows then carries the same key and gets the first answer back, so
+even then no second customer is made.
+"""
+
+from typing import Any
+
+from crossledger.canonical.entities import Customer
+from crossledger.canonical.events import Envelope
+from crossledger.plugins.errors import MissingDependency
+from crossledger.plugins.stripe.client import SYSTEM
+from crossledger.plugins.stripe.mapping import HUB_ID
+from crossledger.plugins.types import Operation, Refs
+
+LINKED_SYSTEMS = ("salesforce", "netsuite", "zendesk")
+"""The other systems whose ids for a customer Stripe keeps in its metadata, as ``<system>_id``."""
+
+CREATE = "customer.create"
+UPDATE = "customer.update"
+LINK = "customer.link"
+
+
+def plan(event: Envelope, refs: Refs) -> list[Operation]:
+    """The writes for ``event``; ``[]`` for the events Stripe does not take."""
+    match event.type, event.data:
+        case "customer.upserted", Customer() as customer:
+            return [_upsert(customer, refs)]
+        case "customer.linked", Customer() as customer:
+            return _link(customer, refs)
+    return []
+
+
+def _upsert(customer: Customer, refs: Refs) -> Operation:
+    stripe_id = refs.external_id(customer.id, SYSTEM)
+    form = {**_profile(customer), **_linked_ids(customer.id, refs)}
+    if stripe_id is None:
+        return _operation(CREATE, customer.id, "/v1/customers", {**form, f"metadata[{HUB_ID}]": customer.id})
+    return _operation(UPDATE, customer.id, f"/v1/customers/{stripe_id}", form)
+
+
+def _link(customer: Customer, refs: Refs) -> list[Operation]:
+    """Only the cross-references. With none to write there is nothing to do, not even a customer to
+    create first; with some, the customer must be in Stripe (or be delivered there first)."""
+    form = _linked_ids(customer.id, refs)
+    if not form:
+        return []
+    stripe_id = refs.external_id(customer.id, SYSTEM)
+    if stripe_id is None:
+        raise MissingDependency("customer", customer.id)
+    return [_operation(LINK, customer.id, f"/v1/customers/{stripe_id}", form)]
+
+
+def _profile(customer: Customer) -> dict[str, str]:
+    """The customer's profile as Stripe form fields; unset fields are left out."""
+    address = customer.address
+    fields = {
+        "name": customer.name,
+        "email": customer.email,
+        "phone": customer.phone,
+        **({f"address[{name}]": getattr(address, name)
+            for name in ("line1", "line2", "city", "state", "postal_code", "country")} if address else {}),
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _linked_ids(canonical_id: str, refs: Refs) -> dict[str, str]:
+    known = {system: refs.external_id(canonical_id, system) for system in LINKED_SYSTEMS}
+    return {f"metadata[{system}_id]": value for system, value in known.items() if value is not None}
+
+
+def _operation(name: str, canonical_id: str, path: str, form: dict[str, str]) -> Operation:
+    return Operation(name=name, entity_type="customer", canonical_id=canonical_id,
+                     payload={"method": "POST", "path": path, "body": form})
+
+
+def reflects(record: dict[str, Any], form: dict[str, str]) -> bool:
+    """Whether a Stripe object already holds every field of a form (``address[city]`` is
+    ``record["address"]["city"]``): how a probe tells an update that landed from one that did not."""
+    def value(name: str) -> Any:
+        head, _, rest = name.partition("[")
+        found = record.get(head)
+        if not rest:
+            return found
+        return found.get(rest.removesuffix("]")) if isinstance(found, dict) else None
+
+    return all(value(name) == wanted for name, wanted in form.items())

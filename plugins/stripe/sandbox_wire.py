@@ -1,0 +1,526 @@
+"""The wire layer of the Stripe sandbox: ids, errors, request parameters, lists and search.
+
+Everything here is about how Stripe *speaks*, not about what it does: the bracket notation of its
+form-encoded parameters, the shape of its errors, its list envelope and cursor pagination, and the
+subset of its search query language the sandbox understands. The account modules
+(:mod:`.sandbox_core` and the ones built on it) use these pieces to answer like Stripe.
+"""
+
+import base64
+import binascii
+import json
+import re
+import secrets
+import string
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+Record = dict[str, Any]
+"""A Stripe object in its JSON form. Records are stored, mutated and served as such."""
+
+DAY = 86_400
+ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
+DEFAULT_LIMIT = 10
+
+
+def now() -> int:
+    """Wall-clock time in Stripe's unit, epoch seconds."""
+    return int(time.time())
+
+
+def token(length: int) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def new_id(prefix: str) -> str:
+    """A fresh Stripe-style id: ``cus_``, ``in_``, ``evt_``... followed by 24 random characters."""
+    return f"{prefix}_{token(24)}"
+
+
+def encode(payload: Any, *, indent: int | None = None) -> bytes:
+    return json.dumps(payload, indent=indent).encode("utf-8")
+
+
+def deleted(record: Record) -> Record:
+    """What Stripe answers to a DELETE, and to a GET of a deleted customer."""
+    return {"id": record["id"], "object": record["object"], "deleted": True}
+
+
+# -- Errors ---------------------------------------------------------------------------------------------
+
+
+class StripeError(Exception):
+    """An API failure, rendered as Stripe renders it.
+
+    Handlers raise it; the HTTP layer turns it into the response (and, under an idempotency key,
+    stores that response like any other).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        type_: str,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        decline_code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type_
+        self.message = message
+        self.code = code
+        self.param = param
+        self.decline_code = decline_code
+        self.headers = dict(headers or {})
+
+    def body(self) -> bytes:
+        error: Record = {
+            "type": self.type,
+            "code": self.code,
+            "message": self.message,
+            "param": self.param,
+            "doc_url": f"https://stripe.com/docs/error-codes/{self.code.replace('_', '-')}" if self.code else None,
+        }
+        if self.decline_code:
+            error["decline_code"] = self.decline_code
+        return encode({"error": error})
+
+
+def invalid(message: str, *, param: str | None = None, code: str | None = None, status: int = 400) -> StripeError:
+    """An ``invalid_request_error``: the request itself is wrong."""
+    return StripeError(status, "invalid_request_error", message, code=code, param=param)
+
+
+def card_declined() -> StripeError:
+    """What a declined card answers (HTTP 402)."""
+    return StripeError(402, "card_error", "Your card was declined.", code="card_declined",
+                       decline_code="generic_decline")
+
+
+def exclusive(params: "Params", *names: str) -> None:
+    """Refuse a request that gives more than one of ``names``."""
+    given = [name for name in names if name in params]
+    if len(given) > 1:
+        raise invalid(
+            f"You may only specify one of these parameters: {', '.join(given)}.",
+            param=params.name(given[-1]),
+            code="parameters_exclusive",
+        )
+
+
+# -- Parameters -----------------------------------------------------------------------------------------
+
+_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+
+
+def decode_params(pairs: Iterable[tuple[str, str]]) -> Record:
+    """Stripe's bracket notation as nested dicts: ``a[b][]=1`` becomes ``{"a": {"b": {"0": "1"}}}``.
+
+    Arrays stay dicts with index keys here (``[]`` appends the next index), because only the
+    endpoint knows whether ``metadata[0]`` is a list entry or a metadata key named "0":
+    :meth:`Params.strings` and :meth:`Params.hashes` read them as lists.
+    """
+    root: Record = {}
+    for key, value in pairs:
+        match = _KEY.fullmatch(key)
+        if match is None:
+            raise invalid(f"Invalid parameter name: {key}", param=key)
+        node = root
+        *parents, last = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+        for part in parents:
+            node = node.setdefault(part or str(len(node)), {})
+            if not isinstance(node, dict):
+                raise invalid(f"Invalid parameter: {key} is both a value and a hash", param=key)
+        if isinstance(node.get(last), dict):
+            raise invalid(f"Invalid parameter: {key} is both a value and a hash", param=key)
+        node[last or str(len(node))] = value
+    return root
+
+
+def _indexed(value: Any) -> bool:
+    return isinstance(value, dict) and all(key.isdigit() for key in value)
+
+
+class Params:
+    """One request's decoded parameters, read with the type an endpoint expects.
+
+    Every reader raises the error Stripe gives for a value of the wrong type; ``accept`` refuses
+    names the endpoint does not know (``expand`` is accepted at the top level). A nested hash
+    (``items[0]``, ``recurring``) is a ``Params`` of its own whose errors name the full
+    parameter (``items[0][quantity]``).
+    """
+
+    def __init__(self, values: Record, prefix: str = "") -> None:
+        self._values = values
+        self._prefix = prefix
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def name(self, key: str) -> str:
+        """The parameter's full name, as Stripe's errors give it."""
+        return f"{self._prefix}[{key}]" if self._prefix else key
+
+    def accept(self, *names: str) -> "Params":
+        known = {*names, *(() if self._prefix else ("expand",))}
+        unknown = [name for name in self._values if name not in known]
+        if unknown:
+            param = self.name(unknown[0])
+            raise invalid(f"Received unknown parameter: {param}", param=param, code="parameter_unknown")
+        return self
+
+    def raw(self, name: str) -> Any:
+        """The value as decoded: a string, or a dict for a hash."""
+        return self._values.get(name)
+
+    def text(self, name: str) -> str | None:
+        value = self._values.get(name)
+        if value is None or isinstance(value, str):
+            return value
+        raise invalid(f"Invalid string: {self.name(name)} must be a string, not a hash or an array",
+                      param=self.name(name))
+
+    def required(self, name: str) -> str:
+        value = self.text(name)
+        if not value:
+            raise invalid(f"Missing required param: {self.name(name)}.", param=self.name(name),
+                          code="parameter_missing")
+        return value
+
+    def integer(self, name: str) -> int | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise invalid(f"Invalid integer: {value}", param=self.name(name),
+                          code="parameter_invalid_integer") from None
+
+    def positive(self, name: str) -> int | None:
+        """An integer that must be above zero (amounts, quantities of a new line, counts)."""
+        value = self.integer(name)
+        if value is not None and value <= 0:
+            raise invalid(f"Invalid positive integer: {self.name(name)} must be greater than 0",
+                          param=self.name(name))
+        return value
+
+    def decimal(self, name: str) -> Decimal | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            raise invalid(f"Invalid decimal: {value}", param=self.name(name)) from None
+
+    def flag(self, name: str) -> bool | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        if value not in ("true", "false"):
+            raise invalid(f"Invalid boolean: {value}", param=self.name(name))
+        return value == "true"
+
+    def choice(self, name: str, options: tuple[str, ...]) -> str | None:
+        value = self.text(name)
+        if value is not None and value not in options:
+            raise invalid(f"Invalid {self.name(name)}: must be one of {', '.join(options)}", param=self.name(name))
+        return value
+
+    def currency(self, name: str) -> str | None:
+        value = self.text(name)
+        if value is not None and not re.fullmatch("[A-Za-z]{3}", value):
+            raise invalid(f"Invalid currency: {value}. Use a three-letter ISO code.", param=self.name(name))
+        return None if value is None else value.lower()
+
+    def strings(self, name: str) -> list[str]:
+        """An array of strings (``name[]=a&name[]=b`` or ``name[0]=a``); empty when absent."""
+        value = self._values.get(name, {})
+        if _indexed(value) and all(isinstance(v, str) for v in value.values()):
+            return [value[key] for key in sorted(value, key=int)]
+        raise invalid(f"Invalid array: {self.name(name)}", param=self.name(name))
+
+    def mapping(self, name: str) -> dict[str, str]:
+        """A hash of strings (``metadata``, ``address``); ``name=`` (unset) reads as empty."""
+        value = self._values.get(name, "")
+        if value == "":
+            return {}
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            return value
+        raise invalid(f"Invalid hash: {self.name(name)}", param=self.name(name))
+
+    def hash(self, name: str) -> "Params | None":
+        """A nested hash (``recurring[interval]=month``) as its own ``Params``; None when absent."""
+        value = self._values.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise invalid(f"Invalid hash: {self.name(name)}", param=self.name(name))
+        return Params(value, self.name(name))
+
+    def hashes(self, name: str) -> "list[Params]":
+        """An array of hashes (``items[0][price]=...&items[1][price]=...``); empty when absent."""
+        value = self._values.get(name, {})
+        if not (_indexed(value) and all(isinstance(v, dict) for v in value.values())):
+            raise invalid(f"Invalid array: {self.name(name)}", param=self.name(name))
+        return [Params(value[key], f"{self.name(name)}[{key}]") for key in sorted(value, key=int)]
+
+
+@dataclass(frozen=True)
+class Call:
+    """What an API handler gets: parameters, path ids, and the request identity events record.
+
+    Work Stripe does on its own (a renewal when a test clock advances) runs as a ``Call`` with no
+    request id, which is how Stripe's events mark automatic changes.
+    """
+
+    params: Params
+    path: Mapping[str, str] = field(default_factory=dict)
+    request: Record = field(default_factory=lambda: {"id": None, "idempotency_key": None})
+
+    @property
+    def id(self) -> str:
+        return self.path["id"]
+
+
+AUTOMATIC = Call(Params({}))
+"""The call behind changes Stripe makes by itself (test clock advances)."""
+
+Handler = Callable[[Call], Record]
+
+
+# -- Plain fields -------------------------------------------------------------------------------------------
+
+
+def _merged_metadata(current: dict[str, str], update: dict[str, str]) -> dict[str, str]:
+    """Stripe's metadata update: keys are merged, an empty value deletes its key, ``metadata=`` all."""
+    if not update:
+        return {}
+    merged = {**current, **update}
+    return {key: value for key, value in merged.items() if value != ""}
+
+
+def _read_address(params: Params, name: str) -> Record | None:
+    """An address hash; the one given replaces the stored one whole (``address=`` removes it)."""
+    values = params.mapping(name)
+    unknown = sorted(set(values) - set(ADDRESS_FIELDS))
+    if unknown:
+        param = f"{params.name(name)}[{unknown[0]}]"
+        raise invalid(f"Received unknown parameter: {param}", param=param, code="parameter_unknown")
+    return {key: values.get(key) or None for key in ADDRESS_FIELDS} if values else None
+
+
+def _optional_text(params: Params, name: str) -> str | None:
+    """A text field as Stripe stores it: an empty string unsets it."""
+    return params.text(name) or None
+
+
+READERS: dict[str, Callable[[Params, str], Any]] = {
+    "active": Params.flag,
+    "address": _read_address,
+    "auto_advance": Params.flag,
+    "description": _optional_text,
+    "email": _optional_text,
+    "name": _optional_text,
+    "nickname": _optional_text,
+    "phone": _optional_text,
+    "preferred_locales": Params.strings,
+    "tax_exempt": lambda params, name: params.choice(name, ("none", "exempt", "reverse")),
+}
+"""How each plain updatable field is read from the request."""
+
+
+def assign(record: Record, params: Params, names: Iterable[str]) -> None:
+    """Copy the given ``names`` from ``params`` onto ``record`` (metadata is merged, not replaced)."""
+    for name in names:
+        if name == "metadata" and name in params:
+            record[name] = _merged_metadata(record[name], params.mapping(name))
+        elif name in params:
+            record[name] = READERS[name](params, name)
+
+
+# -- Collections, lists and search -------------------------------------------------------------------------
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    """Whether a record's field equals a list filter: strings as given, booleans as ``true``/``false``,
+    hashes (``payment[payment_intent]=pi_...``) key by key."""
+    if isinstance(wanted, dict):
+        return isinstance(value, dict) and all(_matches(value.get(key), sub) for key, sub in wanted.items())
+    if isinstance(value, bool):
+        return bool(wanted == ("true" if value else "false"))
+    return bool(value == wanted)
+
+
+def _limit_of(params: Params) -> int:
+    limit = params.integer("limit")
+    limit = DEFAULT_LIMIT if limit is None else limit
+    if not 1 <= limit <= 100:
+        raise invalid(f"Invalid integer: limit must be between 1 and 100, not {limit}", param="limit")
+    return limit
+
+
+@dataclass
+class Collection:
+    """One kind of record: its name in Stripe's messages, its list URL and its list filters."""
+
+    noun: str
+    url: str
+    filters: tuple[str, ...] = ()
+    records: dict[str, Record] = field(default_factory=dict)
+
+    def add(self, record: Record) -> Record:
+        self.records[record["id"]] = record
+        return record
+
+    def get(self, record_id: str, param: str = "id") -> Record:
+        """The record, or Stripe's ``resource_missing``: 404 for a path id, 400 for a parameter."""
+        record = self.records.get(record_id)
+        if record is None:
+            raise invalid(
+                f"No such {self.noun}: '{record_id}'",
+                param=param,
+                code="resource_missing",
+                status=404 if param == "id" else 400,
+            )
+        return record
+
+    def where(self, **fields: Any) -> list[Record]:
+        """The records whose fields have these values, oldest first."""
+        return [r for r in self.records.values() if all(r.get(k) == v for k, v in fields.items())]
+
+    def page(self, params: Params, *extra: str, keep: Callable[[Record], bool] = lambda record: True) -> Record:
+        """A list response over the records matching the ``filters`` given in ``params``; an endpoint
+        with filters of its own names them in ``extra`` and applies them with ``keep``."""
+        params.accept("limit", "starting_after", "ending_before", *self.filters, *extra)
+        wanted = {name: params.raw(name) for name in self.filters if name in params}
+        matching = [r for r in self.records.values()
+                    if keep(r) and all(_matches(r.get(k), v) for k, v in wanted.items())]
+        return _paginate(matching[::-1], params, self)
+
+    def search(self, params: Params, fields: tuple[str, ...]) -> Record:
+        """``GET .../search``: the records matching ``query``, newest first, paged by ``page`` tokens."""
+        params.accept("query", "limit", "page")
+        matches = parse_query(params.required("query"), fields, self.url.rsplit("/", 1)[-1])
+        found = [record for record in reversed(self.records.values()) if matches(record)]
+        limit, start = _limit_of(params), _page_offset(params.text("page"))
+        more = start + limit < len(found)
+        return {"object": "search_result", "data": found[start:start + limit], "has_more": more,
+                "next_page": _page_token(start + limit) if more else None, "url": f"{self.url}/search"}
+
+
+def _paginate(newest_first: list[Record], params: Params, collection: Collection) -> Record:
+    """Stripe's list envelope over ``newest_first``, cut by ``limit`` and a ``starting_after`` or
+    ``ending_before`` cursor (an object id, which must be in the list)."""
+    limit = _limit_of(params)
+    exclusive(params, "starting_after", "ending_before")
+    ids = [record["id"] for record in newest_first]
+    backwards = "ending_before" in params
+    cursor_param = "ending_before" if backwards else "starting_after"
+    cursor = params.text(cursor_param)
+    if cursor is not None and cursor not in ids:
+        raise invalid(f"No such {collection.noun}: '{cursor}'", param=cursor_param, code="resource_missing")
+    if backwards and cursor is not None:
+        end = ids.index(cursor)
+        start = max(0, end - limit)
+        more = start > 0
+    else:
+        start = 0 if cursor is None else ids.index(cursor) + 1
+        end = start + limit
+        more = end < len(ids)
+    return {"object": "list", "data": newest_first[start:end], "has_more": more, "url": collection.url}
+
+
+def _page_token(offset: int) -> str:
+    """Search pages are opaque tokens to clients; here one holds the offset of the next page."""
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _page_offset(page: str | None) -> int:
+    if page is None:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(page.encode()))["offset"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise invalid(f"Invalid page: {page}", param="page") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise invalid(f"Invalid page: {page}", param="page")
+    return offset
+
+
+# The subset of Stripe's search query language the sandbox understands: clauses
+# ``[-]field:value`` (exact) and ``[-]field~value`` (substring, at least 3 characters), joined by
+# spaces or AND, or all by OR; ``field`` is a plain field or ``metadata['key']``; values are quoted
+# with ' or " (backslash escapes the quote) or bare words.
+_CLAUSE = re.compile(
+    r"""\s*(?P<negate>-?)(?P<field>[a-z_]+)(?:\[(?P<quote>['"])(?P<key>.*?)(?P=quote)\])?"""
+    r"""(?P<op>[:~]|[<>]=?|=)(?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s'"]+)"""
+)
+_JOIN = re.compile(r"\s+(?:(AND|OR)\s+)?", re.IGNORECASE)
+
+Predicate = Callable[[Record], bool]
+
+
+def _unquote(value: str) -> str:
+    if value[:1] in ("'", '"'):
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def _clause(match: re.Match[str], fields: tuple[str, ...], resource: str) -> Predicate:
+    name, key, op, value = match["field"], match["key"], match["op"], _unquote(match["value"])
+    if name not in fields or (name == "metadata") != (key is not None):
+        raise invalid(f"Field `{name}` is an unsupported search field for resource `{resource}`. See "
+                      f"http://stripe.com/docs/search#query-fields-for-{resource} for a list of supported fields.",
+                      param="query")
+    if op not in (":", "~"):
+        raise invalid(f"Field `{name}` does not support the `{op}` operator; this sandbox compares strings "
+                      "only (`:` and `~`).", param="query")
+    if op == "~" and len(value) < 3:
+        raise invalid("Substring matching (`~`) needs a value of at least 3 characters.", param="query")
+
+    def field_of(record: Record) -> Any:
+        return (record.get("metadata") or {}).get(key) if key is not None else record.get(name)
+
+    def test(record: Record) -> bool:
+        found = field_of(record)
+        if not isinstance(found, str):
+            return False
+        return found == value if op == ":" else value.lower() in found.lower()
+
+    return (lambda record: not test(record)) if match["negate"] else test
+
+
+def parse_query(query: str, fields: tuple[str, ...], resource: str) -> Predicate:
+    """A predicate for ``query``, or the 400 Stripe gives for a query it cannot run."""
+    clauses: list[Predicate] = []
+    joins: set[str] = set()
+    position = 0
+    while True:
+        match = _CLAUSE.match(query, position)
+        if match is None:
+            raise invalid(f"The search query could not be parsed at character {position}: {query!r}.",
+                          param="query")
+        clauses.append(_clause(match, fields, resource))
+        position = match.end()
+        if position == len(query.rstrip()):
+            break
+        join = _JOIN.match(query, position)
+        if join is None:
+            raise invalid(f"The search query could not be parsed at character {position}: {query!r}.",
+                          param="query")
+        joins.add((join.group(1) or "AND").upper())
+        position = join.end()
+    if len(joins) > 1:
+        raise invalid("AND and OR cannot be combined in one search query.", param="query")
+    if joins == {"OR"}:
+        return lambda record: any(clause(record) for clause in clauses)
+    return lambda record: all(clause(record) for clause in clauses)
