@@ -6,19 +6,41 @@ import sys
 from pathlib import Path
 
 CROSSLEDGER = str(Path(sys.executable).with_name("crossledger"))
+ACCOUNTS = 20  # the CLI's defaults: 20 customers, 60 one-off invoices
+ONE_OFF_INVOICES = 60
 
 
-def test_demo_reconciles_netsuite_with_stripe(tmp_path: Path) -> None:
+def test_demo_reconciles_the_four_systems(tmp_path: Path) -> None:
     result = subprocess.run([CROSSLEDGER, "demo", "--json"], capture_output=True, text=True, timeout=300,
                             cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["ok"] is True and summary["problems"] == []
-    assert summary["stripe_customers"] == summary["netsuite_customers"] == 20
-    assert summary["stripe_invoices_finalized"] == summary["netsuite_invoices"] == 60
+
+    # Every Salesforce account became a customer once in each of the other systems.
+    assert summary["salesforce_accounts"] == summary["stripe_customers"] == summary["netsuite_customers"] \
+        == summary["zendesk_organizations"] == ACCOUNTS
+    # Billing reached NetSuite once per document, the outage and the repeated webhooks notwithstanding.
+    subscriptions = summary["stripe_subscriptions"]
+    assert subscriptions == summary["netsuite_subscriptions"] > 0
+    assert summary["stripe_invoices_finalized"] == summary["netsuite_invoices"] == ONE_OFF_INVOICES + subscriptions
     assert summary["stripe_payments"] == summary["netsuite_payments"] > 0
-    assert summary["stripe_voids"] == summary["netsuite_credit_memos"] == 1
+    assert summary["stripe_voids"] == summary["invoices_voided"] == 1
+    assert summary["stripe_credit_notes"] == 2 and summary["netsuite_credit_memos"] == 3  # two notes and the void
+    assert summary["stripe_refunds"] == summary["netsuite_refunds"] == summary["partial_refunds"] == 1
+    # What finance posted is in Salesforce, once; what it left pending approval is not.
+    assert summary["salesforce_invoices"] == summary["netsuite_posted_invoices"] \
+        == summary["invoices_posted_by_finance"] > 0
+    assert summary["invoices_left_pending_approval"] > 0
+    assert summary["terms_and_balance_in_salesforce"] is True
+    assert summary["salesforce_terms_edit_kept_out_of_netsuite"] is True
+    # The plan upgrade changed the Zendesk organization's tier.
+    assert summary["zendesk_tier_before_upgrade"] is True and summary["zendesk_tier_after_upgrade"] is True
+    assert summary["zendesk_plan_tiers"] == subscriptions
+
     assert summary["duplicate_deliveries_sent"] > 0
+    assert summary["duplicates_dropped"] >= summary["duplicate_deliveries_sent"]
     assert summary["parked_during_outage"] > 0, "the NetSuite outage never parked anything"
+    assert summary["polls_failed_during_outage"] > 0, "no poll found NetSuite down"
     assert summary["dead_letters"] == 0 and summary["still_parked"] == 0
-    assert "and its payment" in result.stdout  # the timeline of one transaction was printed
+    assert "across the four systems" in result.stdout  # one customer's timeline was printed
