@@ -60,6 +60,12 @@ Deliveries = list[tuple[str, dict[str, Any]]]
 """(target, encoded envelope) pairs to enqueue for ``deliver``."""
 
 
+def _check_invariants(envelope: Envelope) -> None:
+    problems = violations(envelope.data)
+    if problems:
+        raise DataError("; ".join(problems))
+
+
 def merged(golden: Entity, partial: Entity, groups: tuple[str, ...]) -> Entity:
     """``golden`` with the fields of ``groups`` taken from ``partial``: what a partial change means."""
     fields = type(golden).field_groups
@@ -252,17 +258,15 @@ class Pipeline:
         kind = envelope.data.kind()
         golden = self.store.golden_get(envelope.subject)
         previous = msgspec.convert(golden.data, ENTITY_TYPES[kind]) if golden else None
+        if groups is None:  # a whole record is judged as the source sent it
+            _check_invariants(envelope)
         if golden is not None and golden.version == version_of(envelope) and \
                 golden.source_event_id not in (None, envelope.source_event_id):
             envelope = self._break_tie(envelope, event)
-        if groups is not None and previous is not None:  # after the tie-break: a re-read is partial too
-            try:
-                envelope = msgspec.structs.replace(envelope, data=merged(previous, envelope.data, groups))
-            except ValueError as unknown:
-                raise DataError(str(unknown)) from None
-        problems = violations(envelope.data)
-        if problems:
-            raise DataError("; ".join(problems))
+        if groups is not None:  # merged after the tie-break (a re-read is partial too), then judged
+            if golden is not None and previous is not None:
+                envelope = self._merge(envelope, golden, previous, groups)
+            _check_invariants(envelope)
         try:
             decision = self.policy.check_source(envelope, previous)
         except PolicyViolation as violation:
@@ -293,6 +297,21 @@ class Pipeline:
                    detail=f"{envelope.type} -> {', '.join(targets) or 'no target'}")
         return targets
 
+    @staticmethod
+    def _merge(envelope: Envelope, golden: Golden, previous: Entity, groups: tuple[str, ...]) -> Envelope:
+        """The partial change laid over the golden record. It speaks only for groups its source
+        owns, so it is ordered by arrival: a source that stamps whole seconds (NetSuite) must not
+        lose its change to another source's edit of other fields, stamped in milliseconds, in the
+        same second. Its own changes arrive in order (a poll reads them in order)."""
+        try:
+            data = merged(previous, envelope.data, groups)
+        except ValueError as unknown:
+            raise DataError(str(unknown)) from None
+        occurred_at = envelope.occurred_at
+        if version_of(envelope) <= golden.version:
+            occurred_at = datetime.fromtimestamp((golden.version + 1) / 1_000_000, UTC)
+        return msgspec.structs.replace(envelope, data=data, occurred_at=occurred_at)
+
     def _break_tie(self, envelope: Envelope, event: InboundEvent) -> Envelope:
         """Two different events about one record with the same version (Stripe's clock has whole
         seconds, and it does not promise order): which is newer cannot be told from them, so ask the
@@ -318,7 +337,8 @@ class Pipeline:
     # -- deliver ------------------------------------------------------------------------------------
     def deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool = False) -> Deliveries:
         """Deliver one event to ``target``; returns the follow-on deliveries to enqueue."""
-        self._local.linked = linked = []
+        linked: list[str] = []
+        self._local.linked = linked
         with self.audit_batch():
             envelope = self._deliver(target, raw_envelope, bypass_circuit=bypass_circuit)
         return self._links(target, envelope, linked) if envelope is not None and linked else []

@@ -65,7 +65,8 @@ class System:
 
     def settle(self, condition: Callable[[], bool] = lambda: True, timeout: float = 30) -> None:
         settled = wait_until(lambda: self.settled() and condition(), timeout)
-        assert settled, "the system did not settle in time"
+        letters = [(letter.category, letter.reason) for letter in self.hub.runtime.store.dlq_list()]
+        assert settled, f"the system did not settle in time (dead letters: {letters})"
 
     def customer(self, name: str = "Acme Ltd") -> dict[str, Any]:
         return self.stripe.post("/v1/customers", name=name, email=f"{name.split()[0].lower()}@example.com")
