@@ -314,7 +314,7 @@ def _epoch(moment: datetime | None) -> float | None:
 def demo(json_summary: Annotated[bool, typer.Option("--json", help="Summary as JSON on the last line.")] = False,
          customers: int = 20, invoices: int = 60, timeout: float = 180.0,
          store: Annotated[str | None, typer.Option(help="Store URL (default: a fresh SQLite file).")] = None) -> None:
-    """Stripe -> NetSuite order-to-cash, a month of it, on sandboxes; exits 0 only when they match."""
+    """The whole order-to-cash topology on the sandboxes; exits 0 only when the four systems agree."""
     from crossledger.core.demo import run_demo
 
     with operator_errors():
