@@ -4,7 +4,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import msgspec
@@ -28,6 +28,9 @@ class Capability(StrEnum):
     SANDBOX = "sandbox"
 
 
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
 @dataclass(frozen=True)
 class Context:
     """What a connector gets from the hub to do its work: it never reaches into the runtime."""
@@ -35,6 +38,12 @@ class Context:
     settings: BaseModel
     http: httpx.Client
     clock: Callable[[], float]
+
+    def settings_as(self, model: type[SettingsT]) -> SettingsT:
+        """The settings as the model the connector declared; anything else is a wiring mistake."""
+        if not isinstance(self.settings, model):
+            raise TypeError(f"this connector needs {model.__name__}, got {type(self.settings).__name__}")
+        return self.settings
 
 
 class InboundEvent(msgspec.Struct, frozen=True, kw_only=True):

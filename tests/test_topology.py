@@ -10,6 +10,8 @@ import pytest
 from conftest import System, start_system
 from crossledger.canonical import external_key
 from crossledger.core.embedded import wait_until
+from crossledger.plugins.netsuite.settings import NetSuiteSettings
+from crossledger.plugins.netsuite.user import NetSuiteUser
 
 ALL = ("salesforce", "stripe", "netsuite", "zendesk")
 
@@ -207,3 +209,23 @@ def test_an_invoice_posted_in_netsuite_reaches_salesforce_through_polling_once(t
     assert float(posted["Total__c"]) == 50.0
     audit = topology.hub.runtime.store.audit_for_subject(invoice_id)
     assert [r.status for r in audit if r.system == "salesforce" and r.step == "invoice.upsert"] == ["delivered"]
+
+
+def test_terms_set_in_netsuite_survive_a_salesforce_edit_in_the_same_second(topology: System) -> None:
+    """NetSuite stamps whole seconds, Salesforce milliseconds: the ERP's change, polled after the
+    CRM's edit of other fields in that second, must still land (it speaks only for what it owns)."""
+    sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
+    account_id = sales.create_account(Name="Soylent Corp", CurrencyIsoCode="USD")
+    canonical_id = f"customer/salesforce/{account_id}"
+    settle(topology, lambda: bool(account(topology, account_id).get("NetSuite_Id__c")))
+    netsuite_id = account(topology, account_id)["NetSuite_Id__c"]
+
+    settings = NetSuiteSettings(**topology.hub.runtime.settings.connectors["netsuite"])
+    with NetSuiteUser(settings) as finance:
+        finance.set_terms(netsuite_id, "3")
+    sales.update_account(account_id, Phone="+1 555 0142")
+
+    settle(topology, lambda: account(topology, account_id).get("Payment_Terms__c") == "3")
+    golden = topology.hub.runtime.store.golden_get(canonical_id)
+    assert golden is not None and golden.data["dimensions"].get("terms") == "3"
+    assert golden.data["phone"] == "+1 555 0142"

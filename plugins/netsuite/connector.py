@@ -112,9 +112,7 @@ def _describe(detail: dict[str, Any]) -> str:
 
 
 def _settings(ctx: Context) -> NetSuiteSettings:
-    if not isinstance(ctx.settings, NetSuiteSettings):
-        raise TypeError(f"the netsuite connector needs NetSuiteSettings, got {type(ctx.settings).__name__}")
-    return ctx.settings
+    return ctx.settings_as(NetSuiteSettings)
 
 
 def _record_type(entity_type: str) -> str:

@@ -122,9 +122,7 @@ def _several(op: Operation, response: httpx.Response) -> ConnectorError:
 
 
 def _settings(ctx: Context) -> SalesforceSettings:
-    if not isinstance(ctx.settings, SalesforceSettings):
-        raise TypeError(f"the salesforce connector needs SalesforceSettings, got {type(ctx.settings).__name__}")
-    return ctx.settings
+    return ctx.settings_as(SalesforceSettings)
 
 
 class SalesforceConnector(BaseConnector):

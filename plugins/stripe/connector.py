@@ -185,9 +185,7 @@ class StripeConnector(BaseConnector):
 
 
 def _settings(ctx: Context) -> StripeSettings:
-    if not isinstance(ctx.settings, StripeSettings):
-        raise TypeError(f"the Stripe connector needs StripeSettings, got {type(ctx.settings).__name__}")
-    return ctx.settings
+    return ctx.settings_as(StripeSettings)
 
 
 def _api(ctx: Context) -> StripeApi:

@@ -526,9 +526,7 @@ def _describe(response: httpx.Response) -> str:
 
 
 def _settings(ctx: Context) -> ZendeskSettings:
-    if not isinstance(ctx.settings, ZendeskSettings):
-        raise TypeError(f"the zendesk connector needs ZendeskSettings, got {type(ctx.settings).__name__}")
-    return ctx.settings
+    return ctx.settings_as(ZendeskSettings)
 
 
 def _one(body: Any, collection: str) -> dict[str, Any] | None:
