@@ -82,8 +82,7 @@ def create_app(runtime: Runtime) -> Starlette:
         try:
             status, content_type, reply = await run_in_threadpool(runtime.accept_webhook, name, headers, body)
         except WebhookRejected as rejected:
-            bound = runtime.connectors.get(name)
-            shaped = bound.connector.webhook_error(rejected.status, rejected.message) if bound else None
+            shaped = await run_in_threadpool(runtime.webhook_error, name, rejected)
             if shaped is None:
                 return error(rejected.status, rejected.message)
             status, content_type, reply = shaped  # the refusal in the sender's own format (a SOAP fault)

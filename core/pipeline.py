@@ -52,12 +52,30 @@ MAX_DEPENDENCY_DEPTH = 3
 CIRCUIT_CACHE_S = 1.0
 LEASE_WAIT_S = 2.0
 LEASE_RETRY_S = 1.0
+INGEST_LEASE = "golden"
+PARTIAL_FROM = "partial-from:"
+"""Applied versions under this prefix are the last partial change seen from each source."""
+"""The lease namespace that serializes ingest of one record (deliveries use the target's name)."""
 LINKED = ".linked"
 """Suffix of the hub's cross-reference events: they write only other systems' ids, so they are not
 ordered against the record's versions (an older one must not be dropped as stale)."""
 
 Deliveries = list[tuple[str, dict[str, Any]]]
 """(target, encoded envelope) pairs to enqueue for ``deliver``."""
+
+
+@dataclass(frozen=True)
+class FollowOns:
+    """Deliveries that follow from one (cross-reference links), and the marks to clear once they
+    are enqueued."""
+
+    deliveries: Deliveries
+    marks: list[str]
+
+
+def link_mark(target: str, canonical_id: str) -> str:
+    """The delivery-state key that says ``target``'s first id for a record is yet to be told."""
+    return f"link|{target}|{canonical_id}"
 
 
 def _check_invariants(envelope: Envelope) -> None:
@@ -243,7 +261,10 @@ class Pipeline:
                 correlation_id=correlation_id,
                 received_at=datetime.fromtimestamp(received_at, UTC),
             )
-            targets = self._accept(envelope, event, change.groups)
+            # One record is ingested by one worker at a time: the golden record is read, merged and
+            # written back, and two sources at once must not undo each other.
+            with self.entity_lease(INGEST_LEASE, envelope.subject):
+                targets = self._accept(envelope, event, change.groups)
             deliveries += [(target, encode_envelope(envelope)) for target in targets]
         if not changes:
             self.audit(None, "ingest", "ignored", correlation_id=correlation_id, system=source,
@@ -264,6 +285,8 @@ class Pipeline:
                 golden.source_event_id not in (None, envelope.source_event_id):
             envelope = self._break_tie(envelope, event)
         if groups is not None:  # merged after the tie-break (a re-read is partial too), then judged
+            if self._older_than_last_from(envelope):
+                return []
             if golden is not None and previous is not None:
                 envelope = self._merge(envelope, golden, previous, groups)
             _check_invariants(envelope)
@@ -297,12 +320,26 @@ class Pipeline:
                    detail=f"{envelope.type} -> {', '.join(targets) or 'no target'}")
         return targets
 
+    def _older_than_last_from(self, envelope: Envelope) -> bool:
+        """Whether a partial change is older than the last one its source sent about the record
+        (ingest runs in parallel and retries, so a source's changes may arrive out of order); if
+        not, it becomes the last one."""
+        key, version = f"{PARTIAL_FROM}{envelope.source}", version_of(envelope)
+        last = self.store.applied_version(key, envelope.subject)
+        if last is not None and version < last:
+            self.audit(envelope, "ingest", "stale", system=envelope.source,
+                       detail=f"a newer change from {envelope.source} was already received")
+            return True
+        self.store.set_applied_version(key, envelope.subject, version)
+        return False
+
     @staticmethod
     def _merge(envelope: Envelope, golden: Golden, previous: Entity, groups: tuple[str, ...]) -> Envelope:
         """The partial change laid over the golden record. It speaks only for groups its source
-        owns, so it is ordered by arrival: a source that stamps whole seconds (NetSuite) must not
-        lose its change to another source's edit of other fields, stamped in milliseconds, in the
-        same second. Its own changes arrive in order (a poll reads them in order)."""
+        owns, so against other sources it is ordered by arrival: a source that stamps whole seconds
+        (NetSuite) must not lose its change to another source's edit of other fields, stamped in
+        milliseconds, in the same second. Against its own source's changes it is ordered by its
+        version (:meth:`_older_than_last_from`)."""
         try:
             data = merged(previous, envelope.data, groups)
         except ValueError as unknown:
@@ -335,13 +372,21 @@ class Pipeline:
         return envelope
 
     # -- deliver ------------------------------------------------------------------------------------
-    def deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool = False) -> Deliveries:
-        """Deliver one event to ``target``; returns the follow-on deliveries to enqueue."""
+    def deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool = False) -> FollowOns:
+        """Deliver one event to ``target``; returns what follows from it, to enqueue."""
         linked: list[str] = []
         self._local.linked = linked
         with self.audit_batch():
             envelope = self._deliver(target, raw_envelope, bypass_circuit=bypass_circuit)
-        return self._links(target, envelope, linked) if envelope is not None and linked else []
+        if envelope is None or not linked:
+            return FollowOns([], [])
+        return FollowOns(self._links(target, envelope, linked),
+                         [link_mark(target, canonical_id) for canonical_id in dict.fromkeys(linked)])
+
+    def followed(self, follow_ons: "FollowOns") -> None:
+        """The follow-ons are enqueued: clear their link marks."""
+        for mark in follow_ons.marks:
+            self.store.delivery_set(mark, "acknowledged")
 
     def _deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool) -> Envelope | None:
         """The delivery; the envelope when it went through, None when it was parked or stale."""
@@ -503,11 +548,23 @@ class Pipeline:
             self.audit(envelope, op.name, "delivered", system=target,
                        detail=f"{target} id {outcome.external_id}" + (" (created)" if outcome.created else ""))
         self.store.delivery_set(key, "acknowledged", outcome.external_id)
-        if f"{op.entity_type}{LINKED}" in CURRENT_VERSIONS and \
-                self.store.xref_get(op.canonical_id, target) != outcome.external_id:
-            self._local.__dict__.setdefault("linked", []).append(op.canonical_id)
+        if f"{op.entity_type}{LINKED}" in CURRENT_VERSIONS:
+            self._note_link(target, op, outcome)
         self.store.xref_put(op.canonical_id, op.entity_type, target, outcome.external_id)
         return outcome
+
+    def _note_link(self, target: str, op: Operation, outcome: Outcome) -> None:
+        """A first id in ``target`` must reach the other systems. The mark is durable until the
+        link events are enqueued, so a delivery that fails later, or a lost enqueue, sends them on
+        its retry (when the cross-reference is no longer new)."""
+        mark = link_mark(target, op.canonical_id)
+        if self.store.xref_get(op.canonical_id, target) != outcome.external_id:
+            self.store.delivery_set(mark, "sent", outcome.external_id)
+        else:
+            pending = self.store.delivery_get(mark)
+            if pending is None or pending.status != "sent":
+                return
+        self._local.__dict__.setdefault("linked", []).append(op.canonical_id)
 
     def _probe(self, bound: Bound, op: Operation, key: str) -> Outcome | None:
         try:

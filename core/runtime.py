@@ -171,6 +171,18 @@ class Runtime:
             self.admit(name, event, "webhook")
         return bound.connector.webhook_reply(events)
 
+    def webhook_error(self, name: str, rejected: WebhookRejected) -> tuple[int, str, bytes] | None:
+        """The refusal in the sender's own shape, if its connector has one (a broken one gets the
+        hub's JSON error rather than a crash)."""
+        bound = self.connectors.get(name)
+        if bound is None:
+            return None
+        try:
+            return bound.connector.webhook_error(rejected.status, rejected.message)
+        except Exception:
+            log.exception("connector %s could not shape its webhook refusal", name)
+            return None
+
     def admit(self, name: str, event: InboundEvent, via: str) -> bool:
         """Dedupe an inbound event by its source id and durably enqueue its ingest; False for a
         duplicate. An event received before whose enqueue never completed is enqueued again."""
@@ -205,7 +217,8 @@ class Runtime:
         it. Returns how many new events were admitted."""
         bound = self.pipeline.bound(name)
         lease, owner = f"poll|{name}", uuid.uuid4().hex
-        if not self.store.lock_acquire(lease, owner, self.settings.hub.time_limit_s):
+        # Longer than a message may run, so an overrunning poll is killed before its lease frees.
+        if not self.store.lock_acquire(lease, owner, self.settings.hub.lease_ttl_s):
             return 0
         try:
             cursor = self.store.cursor_get(name)
@@ -230,8 +243,10 @@ class Runtime:
     # -- delivering ---------------------------------------------------------------------------------
     def deliver(self, target: str, envelope: dict[str, Any], *, bypass_circuit: bool = False) -> None:
         """Deliver one event and enqueue what follows from it (cross-reference links)."""
-        for other, follow_on in self.pipeline.deliver(target, envelope, bypass_circuit=bypass_circuit):
+        follow_ons = self.pipeline.deliver(target, envelope, bypass_circuit=bypass_circuit)
+        for other, follow_on in follow_ons.deliveries:
             self.send(DELIVER, other, follow_on)
+        self.pipeline.followed(follow_ons)
 
     # -- failures -----------------------------------------------------------------------------------
     def handle_failure(self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException) -> None:
