@@ -239,6 +239,9 @@ def test_a_message_holds_1_to_100_notifications() -> None:
     b'"http://schemas.xmlsoap.org/soap/envelope/">&a;</soapenv:Envelope>',
     b"<soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'><soapenv:Body/></soapenv:Envelope>",
     b"<not-closed>",
+    # A DTD in UTF-16 would slip past a check of the raw bytes.
+    '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x [<!ENTITY a "aaaa">]><soapenv:Envelope xmlns:soapenv='
+    '"http://schemas.xmlsoap.org/soap/envelope/">&a;</soapenv:Envelope>'.encode("utf-16"),
 ])
 def test_unsafe_or_foreign_xml_is_a_payload_error(body: bytes) -> None:
     with pytest.raises(PayloadError):
@@ -334,6 +337,17 @@ def test_one_event_per_record_and_deletes_are_partial(ctx: Context) -> None:
     assert [(c.type, c.entity.id, c.groups) for c in changes] == [
         ("customer.deleted", f"customer/salesforce/{record_id}", ("status",)) for record_id in gone]
     assert all(isinstance(c.entity, Customer) and c.entity.status == "deleted" for c in changes)
+
+
+def test_an_undelete_restores_the_record_rather_than_deleting_it(ctx: Context, rest: httpx.Client) -> None:
+    created = rest.post("/sobjects/Account", json={"Name": "Lazarus Ltd"})
+    created.raise_for_status()
+    account_id = created.json()["id"]
+
+    [event] = SALESFORCE.parse_webhook(ctx, {}, cdc_change("UNDELETE", [account_id]))
+    [change] = SALESFORCE.to_canonical(ctx, event, MemoryRefs())
+
+    assert change.type == "customer.upserted" and change.entity.status == "active"
 
 
 def test_an_update_of_a_record_gone_since_maps_to_nothing(ctx: Context) -> None:

@@ -147,9 +147,12 @@ def test_organization_created_is_a_customer_speaking_for_its_profile() -> None:
     assert change.entity == Customer(id="customer/zendesk/6607619104125", name="Acme")
 
 
-def test_an_organization_the_hub_made_is_recognised_by_its_external_key() -> None:
+def test_an_organization_the_hub_made_is_an_echo_and_yields_nothing() -> None:
+    """Its event holds only the name, and support owns nothing of the customer's profile."""
     payload = fixture("webhook_event_organization_created.json")
     payload["detail"]["external_id"] = "customer.salesforce.001A000001"
+    assert canonical(payload) == []
+    payload["type"] = payload["type"].replace("created", "deleted")
     assert only(canonical(payload)).entity.id == "customer/salesforce/001A000001"
 
 
@@ -196,8 +199,9 @@ def test_a_name_change_carries_the_new_name() -> None:
     assert (contact.entity.first_name, contact.entity.last_name) == ("Ada King", "Lovelace")
 
 
-def test_a_user_the_hub_made_is_recognised_and_agents_are_ignored() -> None:
-    assert only(canonical(user_event("user.created", external_id="contact.salesforce.003X"))).entity.id == \
+def test_a_user_the_hub_made_is_an_echo_and_agents_are_ignored() -> None:
+    assert canonical(user_event("user.created", external_id="contact.salesforce.003X")) == []
+    assert only(canonical(user_event("user.deleted", external_id="contact.salesforce.003X"))).entity.id == \
         "contact/salesforce/003X"
     assert canonical(user_event("user.created", role="agent")) == []
 
@@ -667,11 +671,9 @@ def test_the_sandboxs_webhooks_arrive_signed_retried_and_map_back_to_the_hubs_re
         server.stop()
         receiver.stop()
     assert len(receiver.attempts) == len(delivered) + 2  # the two refusals were retried
-    # The echoes name the hub's own records by their external keys, and the ticket its customer and
-    # requester by the cross-references the deliveries stored.
+    # The echoes of the hub's own organization and user are not news; the ticket names its customer
+    # and requester by the cross-references the deliveries stored.
     assert {kind: change.entity.id for kind, change in changes.items()} == {
-        "customer.upserted": "customer/salesforce/001A",
-        "contact.upserted": "contact/salesforce/003A",
         "case.opened": "supportcase/salesforce/W1",
     }
     opened = changes["case.opened"].entity

@@ -154,7 +154,7 @@ class TbaVerifier:
             raise InvalidLogin("token_rejected")
 
     def _check_timestamp(self, raw: str) -> str:
-        if not raw.isdigit() or abs(self._clock() - int(raw)) > TIMESTAMP_WINDOW_S:
+        if not (raw.isascii() and raw.isdigit()) or abs(self._clock() - int(raw)) > TIMESTAMP_WINDOW_S:
             raise InvalidLogin("timestamp_refused")
         return raw
 

@@ -922,7 +922,7 @@ def _query_int(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise NetSuiteError(400, "INVALID_PARAMETER", f"Invalid value for the parameter {name}: {raw}.",
                             query_param=name)
     return int(raw)

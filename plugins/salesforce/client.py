@@ -62,7 +62,7 @@ class ApiUsage:
         for part in header.split(";"):
             name, _, value = part.strip().partition("=")
             used, _, limit = value.partition("/")
-            if name == "api-usage" and used.isdigit() and limit.isdigit():
+            if name == "api-usage" and used.isascii() and used.isdigit() and limit.isascii() and limit.isdigit():
                 return cls(int(used), int(limit))
         return None
 

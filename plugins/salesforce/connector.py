@@ -106,6 +106,10 @@ def _flatten(fields: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+DELETIONS = ("DELETE", "GAP_DELETE")
+"""Change types that remove a record (UNDELETE restores one: it is read again like an update)."""
+
+
 def _change_type(record: mapping.Record) -> str:
     """``CREATE``, ``UPDATE``, ``DELETE``, ``UNDELETE`` or ``GAP_*`` for a CDC event; ``UPSERT`` for a
     record that is whole (an outbound message or a REST read)."""
@@ -188,7 +192,7 @@ class SalesforceConnector(BaseConnector):
             return []
         external_id_field = _settings(ctx).external_id_field
         change = _change_type(record)
-        if change.endswith("DELETE"):
+        if change in DELETIONS:
             gone = mapping.deleted(entity_type, record, refs, external_id_field)
             return [Change(type=f"{entity_type}.deleted", entity=gone, groups=("status",))]
         if change not in ("CREATE", "UPSERT"):  # UPDATE, UNDELETE, GAP_*: the event does not hold the record
@@ -203,7 +207,7 @@ class SalesforceConnector(BaseConnector):
         """The event with its record as Salesforce has it now (nothing to read for a deletion)."""
         record = event.payload
         sobject = mapping.sobject_of(record)
-        if sobject not in mapping.ENTITY_TYPES or not record.get("Id") or _change_type(record).endswith("DELETE"):
+        if sobject not in mapping.ENTITY_TYPES or not record.get("Id") or _change_type(record) in DELETIONS:
             return event
         return msgspec.structs.replace(event, payload=self.fetch(ctx, sobject, mapping.record_id(record)))
 

@@ -47,7 +47,7 @@ def verify(value: str | None, body: bytes, secrets: Iterable[str], *, now: float
     fields = [part.strip().split("=", 1) for part in value.split(",")]
     pairs = [(field[0], field[1]) for field in fields if len(field) == 2]
     stamps = [stamp for name, stamp in pairs if name == "t"]
-    if len(stamps) != 1 or not stamps[0].isdigit():
+    if len(stamps) != 1 or not (stamps[0].isascii() and stamps[0].isdigit()):
         raise SignatureError(f"{HEADER} has no timestamp t=<unix seconds>")
     timestamp = int(stamps[0])
     given = [mac.encode("utf-8", "replace") for name, mac in pairs if name == SCHEME]

@@ -279,7 +279,7 @@ class Call:
         """``Sforce-Query-Options: batchSize=N``; the default when absent or not a number."""
         for option in self.request.headers.get("sforce-query-options", "").split(","):
             name, _, value = option.strip().partition("=")
-            if name == "batchSize" and value.isdigit() and int(value) > 0:
+            if name == "batchSize" and value.isascii() and value.isdigit() and int(value) > 0:
                 return min(int(value), MAX_BATCH)
         return default
 
@@ -510,7 +510,7 @@ class SalesforceSandbox:
     def _query_more(self, call: Call, locator_and_offset: str) -> Response:
         locator, _, offset = locator_and_offset.rpartition("-")
         cursor = self._cursors.get(locator)
-        if cursor is None or not offset.isdigit():
+        if cursor is None or not (offset.isascii() and offset.isdigit()):
             raise SalesforceError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
         return _json(self._page(call, locator, cursor, int(offset)))
 

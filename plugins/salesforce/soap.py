@@ -78,8 +78,12 @@ class OutboundMessage:
 
 def parse_xml(body: bytes) -> ET.Element:
     """The document's root element; :class:`SoapError` for a DTD or malformed XML."""
-    if _DTD.search(body):
-        raise SoapError("XML with a DTD is refused (outbound messages never carry one)")
+    try:
+        text = body.decode("utf-8")  # outbound messages are UTF-8; another encoding could hide a DTD
+    except UnicodeDecodeError:
+        raise SoapError("outbound messages are UTF-8; this body is not") from None
+    if _DTD.search(text.encode()) or re.search(r"encoding=[\"'](?!utf-8)", text[:200], re.IGNORECASE):
+        raise SoapError("XML with a DTD, or in an encoding other than UTF-8, is refused")
     try:
         return ET.fromstring(body)
     except ET.ParseError as error:

@@ -136,7 +136,7 @@ class _Parser:
 
     def integer(self) -> int:
         kind, text = self.next()
-        if kind != "number" or not text.isdigit():
+        if kind != "number" or not (text.isascii() and text.isdigit()):
             raise malformed(f"unexpected token: '{text}' (expecting a non-negative integer)")
         return int(text)
 

@@ -63,7 +63,7 @@ def _parse(header: str) -> tuple[int, list[str]]:
     items = [item.split("=", 1) for item in header.split(",")]
     pairs = [(item[0].strip(), item[1].strip()) for item in items if len(item) == 2]
     timestamps = [value for name, value in pairs if name == "t"]
-    if len(timestamps) != 1 or not timestamps[0].isdigit():
+    if len(timestamps) != 1 or not (timestamps[0].isascii() and timestamps[0].isdigit()):
         raise SignatureError("Stripe-Signature header has no valid timestamp t=<unix seconds>")
     signatures = [value for name, value in pairs if name == SCHEME]
     if not signatures:

@@ -271,6 +271,12 @@ def _linked(refs: Refs, entity_type: str, zendesk_id: Id | None) -> str | None:
     return None if reference is None else refs.canonical_id(entity_type, SYSTEM, reference)
 
 
+def _written_by_hub(external_id: str | None) -> bool:
+    """A record the hub made from another system's: support owns none of its fields, and its event
+    details hold too little to restate them, so its changes are the echo of the hub's own writes."""
+    return bool(external_id) and from_external_key(external_id or "") is not None
+
+
 def _organization_changes(action: str, detail: dict[str, Any], refs: Refs) -> list[Change]:
     organization = _decode(detail, _Organization, "organization")
     customer_id = _own_or_known(refs, "customer", organization.external_id, organization.id)
@@ -279,6 +285,8 @@ def _organization_changes(action: str, detail: dict[str, Any], refs: Refs) -> li
     if action == "deleted":
         customer = Customer(id=customer_id, name=organization.name, status="deleted")
         return [Change(type="customer.deleted", entity=customer, groups=("status",))]
+    if _written_by_hub(organization.external_id):
+        return []
     return [Change(type="customer.upserted", entity=Customer(id=customer_id, name=organization.name),
                    groups=("profile",))]
 
@@ -291,6 +299,8 @@ def _user_changes(action: str, detail: dict[str, Any], event: dict[str, Any], re
     if action == "deleted" or (action == "active_changed" and event.get("current") is False):
         contact = Contact(id=contact_id, last_name=user.name or user.email or contact_id, status="deleted")
         return [Change(type="contact.deleted", entity=contact, groups=("status",))]
+    if _written_by_hub(user.external_id):
+        return []
     # Event details carry no name; a name change carries the new one in the event.
     name = event.get("current") if action == "name_changed" else user.name
     first, last = _split_name(name if isinstance(name, str) and name.strip() else user.email or f"User {user.id}")
@@ -382,7 +392,7 @@ class _Planner:
         found = self.refs.external_id(canonical_id, SYSTEM)
         if found is None:
             return None
-        if not found.isdigit():
+        if not (found.isascii() and found.isdigit()):
             raise ConnectorError(Category.DATA, f"zendesk ids are integers; {canonical_id} maps to {found!r}")
         return int(found)
 

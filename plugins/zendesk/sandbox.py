@@ -615,7 +615,7 @@ def _int_param(call: Call, name: str, default: int) -> int:
     raw = call.query(name)
     if raw is None:
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise _bad_paging(f"{name} must be a positive integer")
     return int(raw)
 
