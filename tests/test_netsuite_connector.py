@@ -513,6 +513,27 @@ def test_a_refund_returns_what_a_payment_left_unapplied(
     assert over.value.category is Category.DATA
 
 
+def test_only_a_refund_that_succeeded_is_booked(ctx: Context, refs: DictRefs, key: str) -> None:
+    """A pending refund is booked when it succeeds, under the same record; one that failed or was
+    canceled moved no money, so it is never booked (and needs none of the records it names)."""
+    bill = invoice(key, "USD", (5000,))
+    for status in ("failed", "canceled"):
+        assert plan(ctx, refs, "refund.issued", msgspec.structs.replace(refund(f"{key}{status}", 100, bill),
+                                                                        status=status)) == []
+    deliver(ctx, refs, "customer.upserted", customer(key))
+    deliver(ctx, refs, "invoice.issued", bill)
+    overpaid = msgspec.structs.replace(payment(key, 5000, bill), amount=money(5700, "USD"))
+    deliver(ctx, refs, "payment.settled", overpaid)
+    pending = msgspec.structs.replace(refund(key, 700, bill, paid=overpaid), status="pending")
+
+    assert plan(ctx, refs, "refund.issued", pending) == []
+    [booked] = deliver(ctx, refs, "refund.issued", msgspec.structs.replace(pending, status="succeeded"))
+
+    assert booked.created and refs.ids[pending.id] == booked.external_id
+    assert NETSUITE.fetch(ctx, "refund", booked.external_id)["total"] == Decimal("7.00")
+    assert NETSUITE.fetch(ctx, "payment", refs.ids[overpaid.id])["unapplied"] == 0
+
+
 def test_a_refund_needs_the_document_it_pays_out(ctx: Context, refs: DictRefs, key: str) -> None:
     bill = invoice(key)
     refs.ids[bill.customer_id] = "1"

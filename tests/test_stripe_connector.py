@@ -225,6 +225,25 @@ def test_invoice_voided() -> None:
     assert isinstance(change.entity, Invoice) and change.entity.status == "void"
 
 
+@pytest.mark.parametrize(("event_type", "stripe_status", "status"), [
+    ("invoice.finalized", "open", "issued"), ("invoice.finalized", "paid", "paid"),
+    ("invoice.finalized", "void", "void"), ("invoice.finalized", "uncollectible", "uncollectible"),
+    ("invoice.voided", "void", "void"), ("invoice.voided", None, "void"),
+])
+def test_an_invoices_status_is_its_own_not_its_events(event_type: str, stripe_status: str | None,
+                                                      status: str) -> None:
+    """The object may be read back later than its event (a tie-break, a replay): its status wins."""
+    change = only(connector.to_canonical(context(), event(event_type, {**fixture("invoice"),
+                                                                       "status": stripe_status}), refs))
+    assert isinstance(change.entity, Invoice) and change.entity.status == status
+
+
+def test_a_customer_read_back_after_its_deletion_is_deleted() -> None:
+    change = only(connector.to_canonical(context(), event("customer.updated", fixture("deleted_customer")), refs))
+    assert change.type == "customer.deleted"
+    assert isinstance(change.entity, Customer) and change.entity.status == "deleted"
+
+
 def test_unpaid_invoice_payment_fixture_is_a_data_error() -> None:
     # The fixture's amount_paid is null and its currency a placeholder: not a paid payment.
     with pytest.raises(ConnectorError) as caught:
@@ -352,6 +371,23 @@ def test_refetch_reads_the_object_as_it_is_now(ctx: Context, client: stripe.Stri
     assert (fresh.source_event_id, fresh.type) == (finalized.source_event_id, finalized.type)
     assert finalized.payload["data"]["object"]["status"] == "open"
     assert fresh.payload["data"]["object"]["status"] == "paid"
+
+
+def test_refetched_objects_map_as_they_are_now(ctx: Context, client: stripe.StripeClient) -> None:
+    """What the hub's tie-break does with two events of one second: re-read the object, map it under
+    the event it holds. A voided invoice is void and a deleted customer deleted, whatever the event."""
+    customer_id, invoice_id = bill(client, "usd", [700])
+    [finalized] = sandbox_events(ctx, "invoice.finalized", invoice_id)
+    client.v1.invoices.void_invoice(invoice_id)
+    invoice = only(connector.to_canonical(ctx, connector.refetch(ctx, finalized), refs)).entity
+    assert isinstance(invoice, Invoice) and (invoice.id, invoice.status) == (f"invoice/stripe/{invoice_id}", "void")
+
+    client.v1.customers.update(customer_id, {"name": "Renamed"})
+    updated, *_ = sandbox_events(ctx, "customer.updated", customer_id)
+    client.v1.customers.delete(customer_id)
+    change = only(connector.to_canonical(ctx, connector.refetch(ctx, updated), refs))
+    assert (change.type, change.entity.id) == ("customer.deleted", f"customer/stripe/{customer_id}")
+    assert isinstance(change.entity, Customer) and change.entity.status == "deleted"
 
 
 @pytest.mark.parametrize("entity_type", ["customer", "invoice", "invoice_payment"])

@@ -139,13 +139,12 @@ def test_one_key_is_one_customer_and_another_payload_under_it_is_a_data_error(ap
                                                                               refs: MemoryRefs) -> None:
     subject = "customer/salesforce/001D"
     [op] = connector.plan(ctx, event("customer.upserted", acme(subject)), refs)
-    first, again = (connector.execute(ctx, op, "cl-once") for _ in range(2))
-    assert again.external_id == first.external_id
-    assert with_hub_id(api, subject) == [first.external_id]
+    first = connector.execute(ctx, op, "cl-once")
     replay = api.http.post("/v1/customers", data=op.payload["body"], headers={"Idempotency-Key": "cl-once"})
     assert (replay.headers["idempotent-replayed"], replay.json()["id"]) == ("true", first.external_id)
-    other = Operation(name=op.name, entity_type="customer", canonical_id=subject,
-                      payload={**op.payload, "body": {**op.payload["body"], "name": "Other"}})
+    assert with_hub_id(api, subject) == [first.external_id]
+    other = Operation(name="customer.update", entity_type="customer", canonical_id=subject,
+                      payload={**op.payload, "path": f"/v1/customers/{first.external_id}", "body": {"name": "Other"}})
     with pytest.raises(ConnectorError) as reused:
         connector.execute(ctx, other, "cl-once")
     assert (reused.value.category, reused.value.status) == (Category.DATA, 400)
@@ -167,6 +166,38 @@ def test_a_timeout_after_commit_is_probed_not_repeated(api: RunningStripe, ctx: 
     assert with_hub_id(api, subject) == [found.external_id]
     assert connector.execute(ctx, op, "cl-held").external_id == found.external_id  # a resend replays
     assert with_hub_id(api, subject) == [found.external_id]
+
+
+def test_a_create_whose_answer_was_lost_is_not_made_twice_by_the_next_event(
+        api: RunningStripe, ctx: Context, refs: MemoryRefs, faults: None) -> None:
+    """The hub's key is per event, and the lost answer left the hub without the Stripe id: the next
+    event about the customer must find it by its crossledger_id and update it, not create another."""
+    subject = "customer/salesforce/001G"
+    first = event("customer.upserted", acme(subject))
+    [lost] = connector.plan(ctx, first, refs)
+    api.http.post("/_sandbox/faults", json={"mode": "timeout_after_commit", "latency_ms": 1500, "count": 1})
+    with pytest.raises(ConnectorError) as held:
+        connector.execute(ctx, lost, idempotency_key("stripe", first, lost))
+    assert held.value.category is Category.AMBIGUOUS
+    [made] = with_hub_id(api, subject)
+
+    later = event("customer.upserted", acme(subject, name="Acme Group", phone="+1 555 0100"), 2)
+    [outcome] = deliver(ctx, refs, later)
+    assert (outcome.external_id, outcome.created) == (made, False)
+    assert with_hub_id(api, subject) == [made]
+    now = api.client.v1.customers.retrieve(made)
+    assert (now.name, now.phone, now.metadata["crossledger_id"]) == ("Acme Group", "+1 555 0100", subject)
+
+    linked_subject = "customer/salesforce/001H"
+    linking = MemoryRefs()
+    [lost] = connector.plan(ctx, event("customer.upserted", acme(linked_subject)), linking)
+    api.http.post("/_sandbox/faults", json={"mode": "timeout_after_commit", "latency_ms": 1500, "count": 1})
+    with pytest.raises(ConnectorError):
+        connector.execute(ctx, lost, "cl-lost-link")
+    linking.put(linked_subject, "customer", "zendesk", "z7")
+    [link] = connector.plan(ctx, event("customer.linked", acme(linked_subject)), linking)  # no dependency needed
+    [made] = with_hub_id(api, linked_subject)
+    assert (link.name, link.payload["path"]) == ("customer.link", f"/v1/customers/{made}")
 
 
 def test_an_update_is_probed_by_reading_it_back(api: RunningStripe, ctx: Context, refs: MemoryRefs) -> None:

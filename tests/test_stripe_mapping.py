@@ -264,6 +264,26 @@ def test_each_refund_is_one_refund_issued(api: RunningStripe, ctx: Context, refs
     assert mapped(ctx, refs, restated) == []  # refund.created carries it, once per refund
 
 
+def test_a_refund_is_issued_again_when_its_status_changes(api: RunningStripe, ctx: Context,
+                                                          refs: MemoryRefs) -> None:
+    """A refund created pending is reported again by ``refund.updated`` when it succeeds or fails:
+    the same refund (the ERP books only the succeeded one). An update of a refund that succeeded at
+    once is the very record ``refund.created`` gave, which the hub does not route twice."""
+    _, charge = api.paid_by_card(1200)
+    obj = {**fixture("refund"), "charge": charge.id}
+
+    def issued(event_type: str, status: str) -> Refund:
+        change = only(mapped(ctx, refs, delivered(event_type, {**obj, "status": status})))
+        assert change.type == "refund.issued" and isinstance(change.entity, Refund)
+        return change.entity
+
+    pending = issued("refund.created", "pending")
+    succeeded, failed = issued("refund.updated", "succeeded"), issued("refund.updated", "failed")
+    assert (pending.status, succeeded.status, failed.status) == ("pending", "succeeded", "failed")
+    assert pending.id == succeeded.id == failed.id == "refund/stripe/re_1Pgc72B7WZ01zgkWqPvrRrPE"
+    assert issued("refund.created", "succeeded") == succeeded
+
+
 def test_a_refund_of_a_charge_stripe_does_not_have_is_a_data_error(ctx: Context, refs: MemoryRefs) -> None:
     with pytest.raises(ConnectorError) as caught:
         connector.to_canonical(ctx, delivered("refund.created", fixture("refund")), refs)

@@ -14,7 +14,7 @@ canonical event             NetSuite write
 ``invoice.voided``          ``PUT creditmemo/eid:{invoice eid}.void`` crediting the whole invoice
 ``payment.settled``         ``PUT customerpayment/eid:{eid}`` applied to the paid invoices
 ``credit_memo.issued``      ``PUT creditmemo/eid:{eid}`` applied to the credited invoice (what it has open)
-``refund.issued``           ``PUT customerrefund/eid:{eid}`` paying out a credit memo or a payment
+``refund.issued``           ``PUT customerrefund/eid:{eid}`` paying out a credit memo or a payment (succeeded ones only)
 ``journal_entry.posted``    ``PUT journalentry/eid:{eid}`` with its debit and credit lines
 ``subscription.*``          ``PUT customrecord_cl_subscription/eid:{eid}`` (a custom record)
 ==========================  ==========================================================================
@@ -153,7 +153,7 @@ class NetSuiteConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
             case "credit_memo.issued", CreditMemo() as memo:
                 return [planner.credit_memo(memo)]
             case "refund.issued", Refund() as refund:
-                return [planner.refund(refund)]
+                return planner.refund(refund)
             case "journal_entry.posted", JournalEntry() as entry:
                 return [planner.journal_entry(entry)]
             case event_type, Subscription() as subscription if event_type in SUBSCRIPTION_EVENTS:

@@ -234,10 +234,16 @@ class Planner:
         }
         return _upsert("payment.upsert", "payment", payment.id, body)
 
-    def refund(self, refund: Refund) -> Operation:
+    def refund(self, refund: Refund) -> list[Operation]:
         """A customer refund paying out what it returns: the credit memo's unapplied credit when the
         refund names one, else the customer payment's unapplied amount. NetSuite refuses to refund
-        more than the document has left, as it refuses a payment already applied in full."""
+        more than the document has left, as it refuses a payment already applied in full.
+
+        Only a refund that ``succeeded`` moved money, so only that one is booked: a ``pending`` one
+        is booked when the source reports it succeeded (the same canonical id, so the same record),
+        a ``failed`` or ``canceled`` one never."""
+        if refund.status != "succeeded":
+            return []
         if refund.credit_memo_id is not None:
             doc = self.require("creditmemo", refund.credit_memo_id)
         elif refund.payment_id is not None:
@@ -254,7 +260,7 @@ class Planner:
             "memo": f"{purpose}: {refund.reason}" if refund.reason else purpose,
             "apply": _apply([(doc, refund.amount)]),
         }
-        return _upsert("refund.upsert", "refund", refund.id, body)
+        return [_upsert("refund.upsert", "refund", refund.id, body)]
 
     # the ledger and the rest
 

@@ -152,8 +152,15 @@ class StripeConnector(BaseConnector):
     # -- outbound -----------------------------------------------------------------------------------
 
     def plan(self, ctx: Context, event: Envelope, refs: Refs) -> list[Operation]:
-        """Customers and their cross-references (:mod:`.outbound`); ``[]`` for other events."""
-        return outbound.plan(event, refs)
+        """Customers and their cross-references (:mod:`.outbound`); ``[]`` for other events. A
+        customer the hub knows no Stripe id for is first looked for by its ``crossledger_id``."""
+        api = _api(ctx)
+
+        def made_for(canonical_id: str) -> str | None:
+            found = _made_for(api, canonical_id)
+            return None if found is None else str(found["id"])
+
+        return outbound.plan(event, refs, made_for)
 
     def execute(self, ctx: Context, op: Operation, idempotency_key: str) -> Outcome:
         """POST the form with ``idempotency_key`` as Stripe's ``Idempotency-Key``."""
@@ -165,9 +172,8 @@ class StripeConnector(BaseConnector):
         its ``crossledger_id``; an updated one is read back and must hold what the write set."""
         api = _api(ctx)
         if op.name == outbound.CREATE:
-            query = f"metadata['{HUB_ID}']:{search_literal(op.canonical_id)}"
-            found = api.search("customers", query)
-            return Outcome(external_id=str(found[0]["id"]), created=True, record=found[0]) if found else None
+            made = _made_for(api, op.canonical_id)
+            return Outcome(external_id=str(made["id"]), created=True, record=made) if made else None
         record = api.get(op.payload["path"])
         if record.get("deleted") or not outbound.reflects(record, op.payload["body"]):
             return None
@@ -190,3 +196,10 @@ def _settings(ctx: Context) -> StripeSettings:
 
 def _api(ctx: Context) -> StripeApi:
     return StripeApi(_settings(ctx), ctx.http)
+
+
+def _made_for(api: StripeApi, canonical_id: str) -> dict[str, Any] | None:
+    """The Stripe customer the hub made for ``canonical_id`` (its ``metadata[crossledger_id]``), if
+    Stripe's search already shows it (the search lags writes by up to a minute)."""
+    found = api.search("customers", f"metadata['{HUB_ID}']:{search_literal(canonical_id)}")
+    return found[0] if found else None

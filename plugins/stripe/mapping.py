@@ -4,23 +4,36 @@
 
     Stripe event                              canonical change         entity
     customer.created, customer.updated     -> customer.upserted        Customer
-    customer.deleted                       -> customer.deleted         Customer (status deleted)
+    customer.deleted (or any customer      -> customer.deleted         Customer (status deleted)
+      event whose object is deleted)
     customer.subscription.created          -> subscription.created     Subscription
     customer.subscription.updated          -> subscription.amended     Subscription (status changes too)
     customer.subscription.deleted          -> subscription.cancelled   Subscription (status canceled)
-    invoice.finalized                      -> invoice.issued           Invoice (status issued)
+    invoice.finalized                      -> invoice.issued           Invoice (status: see below)
                                               + subscription.renewed   Subscription, when the invoice bills
                                                                        a new period (subscription_cycle)
-    invoice.voided                         -> invoice.voided           Invoice (status void)
+    invoice.voided                         -> invoice.voided           Invoice (status: see below)
     invoice_payment.paid                   -> payment.settled          Payment, applied to its invoice
     credit_note.created                    -> credit_memo.issued       CreditMemo against its invoice
-    refund.created                         -> refund.issued            Refund of a charge
+    refund.created, refund.updated         -> refund.issued            Refund of a charge, with its status
 
 Every other event type is acknowledged and ignored. ``invoice.paid`` in particular is left to
 ``invoice_payment.paid``, which also says which payment settled the invoice, for how much, and
 when; ``charge.refunded`` to ``refund.created``, which fires once per refund (``charge.refunded``
 restates the charge and all its refunds), so each refund is one ``refund.issued`` under the
-refund's own id, whatever the redeliveries.
+refund's own id, whatever the redeliveries. ``refund.updated`` maps the same way: a refund created
+``pending`` is booked by the ERP only once an update says it ``succeeded`` (a ``failed`` or
+``canceled`` one never is), and an update that changes nothing the hub keeps is the same record
+again, which the hub does not route a second time.
+
+**Status comes from the object, not the event type.** The hub re-reads an object (``refetch``) to
+settle two events stamped in the same second, or to replay one after a fix, and maps the fresh
+object under the original event type: an ``invoice.finalized`` read back after the invoice was
+voided must still say ``void``, and a ``customer.updated`` read back after a deletion (Stripe then
+answers ``{"id", "deleted": true}``) must say deleted. So an invoice's status is its own ``status``
+(``open`` is canonically ``issued``; ``paid``, ``void`` and ``uncollectible`` keep their names), the
+event type deciding only for a ``draft`` or unstated one; a customer is deleted when the event or
+the object says so, and then the change is ``customer.deleted`` whatever the event.
 
 Some events do not carry all their entity needs, so the mapping reads it from Stripe (at the
 pinned API version): the invoice a payment or credit note belongs to (its customer, the total
@@ -62,6 +75,9 @@ HUB_ID = "crossledger_id"
 """The metadata key in which a customer the hub created carries its canonical id."""
 
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Za-z]{3}$")]
+
+InvoiceStatus = Literal["draft", "issued", "paid", "void", "uncollectible"]
+"""The canonical invoice statuses (:class:`~crossledger.canonical.entities.Invoice`)."""
 
 
 class _Wire(msgspec.Struct, frozen=True):
@@ -120,6 +136,7 @@ class _Invoice(_Wire, frozen=True):
     total_discount_amounts: list[_Amount] | None = None
     status_transitions: _InvoiceTransitions = _InvoiceTransitions()
     due_date: int | None = None
+    status: Literal["draft", "open", "paid", "uncollectible", "void"] | None = None
     subscription: str | None = None
     parent: _InvoiceParent | None = None
     billing_reason: str | None = None
@@ -298,8 +315,15 @@ def customer(obj: dict[str, Any], refs: Refs, status: Literal["active", "deleted
     )
 
 
-def invoice(found: _Invoice, refs: Refs, status: Literal["issued", "void"]) -> Invoice:
-    """A Stripe invoice as a canonical Invoice, amounts copied as they are (see the module doc)."""
+INVOICE_STATUSES: dict[str, InvoiceStatus] = {"open": "issued", "paid": "paid", "void": "void",
+                                              "uncollectible": "uncollectible"}
+"""A Stripe invoice's ``status`` -> the canonical one; ``draft`` is left to the event (see the module doc)."""
+
+
+def invoice(found: _Invoice, refs: Refs, event_status: InvoiceStatus) -> Invoice:
+    """A Stripe invoice as a canonical Invoice, amounts copied as they are (see the module doc). Its
+    status is the invoice's own; ``event_status`` (what the event says happened) only stands in for
+    a draft or unstated one."""
     currency = normalize_currency(found.currency)
     subscription = found.subscription_id()
     return Invoice(
@@ -318,7 +342,7 @@ def invoice(found: _Invoice, refs: Refs, status: Literal["issued", "void"]) -> I
         tax=money(sum(tax.amount for tax in found.total_taxes or []), currency),
         discount=money(sum(discount.amount for discount in found.total_discount_amounts or []), currency),
         total=money(found.total, currency),
-        status=status,
+        status=INVOICE_STATUSES.get(found.status or "", event_status),
         issued_at=_time(found.status_transitions.finalized_at),
         due_at=_time(found.due_date),
         subscription_id=refs.canonical_id("subscription", SYSTEM, subscription) if subscription else None,
@@ -464,10 +488,11 @@ def _credit_memo_of(refund_id: str, invoice_id: str, refs: Refs, api: StripeApi)
 def changes(event_type: str, obj: dict[str, Any], refs: Refs, api: StripeApi) -> list[Change]:
     """The canonical changes an event means, per the table in the module doc; ``[]`` for the rest."""
     match event_type:
-        case "customer.created" | "customer.updated":
+        case "customer.created" | "customer.updated" | "customer.deleted":
+            # A customer read back after its deletion is ``{"id", "deleted": true}``, whatever the event.
+            if event_type == "customer.deleted" or obj.get("deleted") is True:
+                return [Change(type="customer.deleted", entity=customer(obj, refs, "deleted"))]
             return [Change(type="customer.upserted", entity=customer(obj, refs, "active"))]
-        case "customer.deleted":
-            return [Change(type="customer.deleted", entity=customer(obj, refs, "deleted"))]
         case "customer.subscription.created":
             return [Change(type="subscription.created", entity=subscription(obj, refs, api))]
         case "customer.subscription.updated":
@@ -482,7 +507,7 @@ def changes(event_type: str, obj: dict[str, Any], refs: Refs, api: StripeApi) ->
             return [Change(type="payment.settled", entity=payment(obj, refs, api))]
         case "credit_note.created":
             return [Change(type="credit_memo.issued", entity=credit_memo(obj, refs, api))]
-        case "refund.created":
+        case "refund.created" | "refund.updated":
             return [Change(type="refund.issued", entity=refund(obj, refs, api))]
         case _:
             return []

@@ -4,7 +4,8 @@
 canonical event         Stripe write
 ======================  =========================================================================
 ``customer.upserted``   ``POST /v1/customers/{id}`` (name, email, phone, address, the other systems'
-                        ids in metadata) when the hub knows the Stripe id; else ``POST /v1/customers``
+                        ids in metadata) when the Stripe id is known (to the hub, or to Stripe's
+                        search by ``crossledger_id``); else ``POST /v1/customers``
                         with the same fields and ``metadata[crossledger_id]`` = the canonical id
 ``customer.linked``     ``POST /v1/customers/{id}`` with only ``metadata[salesforce_id]``,
                         ``metadata[netsuite_id]``, ``metadata[zendesk_id]`` (those the hub knows)
@@ -21,8 +22,17 @@ Stripe's search (``metadata['crossledger_id']:'...'``), an update by reading the
 and comparing. Stripe's search lags writes by up to a minute, so a probe can miss a customer that
 was made; the resend that follows then carries the same key and gets the first answer back, so
 even then no second customer is made.
+
+The hub's key is per *event*, though: when a create landed but its answer was lost, so the hub
+never stored the Stripe id, the next event about that customer (another upsert, a
+``customer.linked`` waiting on it, a replay) would plan a create again under another key, and make
+a second customer. So when the hub knows no Stripe id for a customer, ``plan`` first searches for
+one carrying its ``crossledger_id`` the same way, and plans the update of the customer it finds
+(``created`` false) instead of a create. Only an event within the search's lag of that lost create
+can still make a duplicate.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from crossledger.canonical.entities import Customer
@@ -39,35 +49,49 @@ CREATE = "customer.create"
 UPDATE = "customer.update"
 LINK = "customer.link"
 
+MadeFor = Callable[[str], str | None]
+"""The Stripe id of the customer carrying a canonical id as its ``crossledger_id``, found in Stripe."""
 
-def plan(event: Envelope, refs: Refs) -> list[Operation]:
-    """The writes for ``event``; ``[]`` for the events Stripe does not take."""
+
+def plan(event: Envelope, refs: Refs, made_for: MadeFor) -> list[Operation]:
+    """The writes for ``event``; ``[]`` for the events Stripe does not take. ``made_for`` finds a
+    customer the hub made but never learned the id of (see the module doc)."""
     match event.type, event.data:
         case "customer.upserted", Customer() as customer:
-            return [_upsert(customer, refs)]
+            return [_upsert(customer, refs, made_for)]
         case "customer.linked", Customer() as customer:
-            return _link(customer, refs)
+            return _link(customer, refs, made_for)
     return []
 
 
-def _upsert(customer: Customer, refs: Refs) -> Operation:
-    stripe_id = refs.external_id(customer.id, SYSTEM)
+def _stripe_id(canonical_id: str, refs: Refs, made_for: MadeFor) -> str | None:
+    """The customer's Stripe id: the one the hub stored, else one Stripe holds for it."""
+    return refs.external_id(canonical_id, SYSTEM) or made_for(canonical_id)
+
+
+def _upsert(customer: Customer, refs: Refs, made_for: MadeFor) -> Operation:
+    stripe_id = _stripe_id(customer.id, refs, made_for)
     form = {**_profile(customer), **_linked_ids(customer.id, refs)}
     if stripe_id is None:
         return _operation(CREATE, customer.id, "/v1/customers", {**form, f"metadata[{HUB_ID}]": customer.id})
-    return _operation(UPDATE, customer.id, f"/v1/customers/{stripe_id}", form)
+    return _operation(UPDATE, customer.id, _customer_path(stripe_id), form)
 
 
-def _link(customer: Customer, refs: Refs) -> list[Operation]:
+def _link(customer: Customer, refs: Refs, made_for: MadeFor) -> list[Operation]:
     """Only the cross-references. With none to write there is nothing to do, not even a customer to
     create first; with some, the customer must be in Stripe (or be delivered there first)."""
     form = _linked_ids(customer.id, refs)
     if not form:
         return []
-    stripe_id = refs.external_id(customer.id, SYSTEM)
+    stripe_id = _stripe_id(customer.id, refs, made_for)
     if stripe_id is None:
         raise MissingDependency("customer", customer.id)
-    return [_operation(LINK, customer.id, f"/v1/customers/{stripe_id}", form)]
+    return [_operation(LINK, customer.id, _customer_path(stripe_id), form)]
+
+
+def _customer_path(stripe_id: str) -> str:
+    """Where a Stripe customer is updated: ``/v1/customers/{id}``."""
+    return f"/v1/customers/{stripe_id}"
 
 
 def _profile(customer: Customer) -> dict[str, str]:
