@@ -244,7 +244,7 @@ class ${Class}Connector(BaseConnector):
         """Check the signature with the current (or, during a roll, the previous) secret, then the age."""
         settings = _settings(ctx)
         given, stamp = _header(headers, SIGNATURE_HEADER), _header(headers, TIMESTAMP_HEADER)
-        if not stamp.isdigit():
+        if not (stamp.isascii() and stamp.isdigit()):  # isdigit alone passes "²", which int() refuses
             raise SignatureError(f"{TIMESTAMP_HEADER} is not Unix seconds: {stamp!r}")
         secrets = [s.get_secret_value() for s in (settings.webhook_secret, settings.previous_webhook_secret) if s]
         if not any(hmac.compare_digest(sign(secret, int(stamp), body).encode(), given.encode("utf-8", "replace"))
@@ -345,7 +345,7 @@ class ${Class}Connector(BaseConnector):
         auth = {"Authorization": f"Bearer {settings.api_key.get_secret_value()}"}
         try:
             response = ctx.http.request(method, settings.base_url.rstrip("/") + path, params=params, json=body,
-                                        headers={**auth, **(headers or {})})
+                                        headers={**auth, **(headers or {})}, timeout=settings.timeout_s)
             if not (missing_ok and response.status_code == 404):
                 response.raise_for_status()
         except httpx.HTTPError as error:
@@ -376,9 +376,7 @@ def _check_type(entity_type: str) -> None:
 
 
 def _settings(ctx: Context) -> ${Class}Settings:
-    if not isinstance(ctx.settings, ${Class}Settings):
-        raise TypeError(f"the ${name} connector needs ${Class}Settings, got {type(ctx.settings).__name__}")
-    return ctx.settings
+    return ctx.settings_as(${Class}Settings)
 '''
 
 SANDBOX = '''\

@@ -406,7 +406,8 @@ class StuckLedger(LedgerConnector):
 BROKEN = {
     TamperBlindLedger: ["test_webhook_tampering_is_refused", "test_webhook_previous_secret_works_during_a_roll",
                         "test_webhook_documented_vectors"],
-    DuplicatingLedger: ["test_delivering_twice_with_one_key_makes_one_record"],
+    DuplicatingLedger: ["test_delivering_twice_with_one_key_makes_one_record",
+                        "test_reused_key_with_another_payload_never_duplicates"],
     ImpatientLedger: ["test_rate_limit_is_classified_with_retry_after"],
     ForgetfulLedger: ["test_timeout_after_commit_is_ambiguous_and_probe_finds_the_write"],
     FirstPageLedger: ["test_records_pages_through_everything"],
@@ -414,13 +415,14 @@ BROKEN = {
 }
 
 EXPLAINED = {
-    TamperBlindLedger: "verify_webhook accepted a body signed with another secret",
-    DuplicatingLedger: "made another record",
-    ImpatientLedger: "a 429 was classified transient",
-    ForgetfulLedger: "probe(customer.upsert) said the write did not land",
-    FirstPageLedger: "yielded 2 of the",
-    StuckLedger: "said has_more but returned the cursor 'evt_000002'",
+    TamperBlindLedger: ["verify_webhook accepted a body signed with another secret"],
+    DuplicatingLedger: ["made another record", "an idempotency key reused with another payload wrote"],
+    ImpatientLedger: ["a 429 was classified transient"],
+    ForgetfulLedger: ["probe(customer.upsert) said the write did not land"],
+    FirstPageLedger: ["yielded 2 of the"],
+    StuckLedger: ["said has_more but returned the cursor 'evt_000002'"],
 }
+"""What the failures must say, for each broken connector."""
 
 SUITE_FOR = """
 from crossledger.testing import ConnectorContract
@@ -445,7 +447,7 @@ def test_the_suite_fails_exactly_the_defect(pytester: pytest.Pytester, broken: t
     assert failed_tests == sorted(BROKEN[broken])
     assert not skipped and passed
     messages = "\n".join(report.longreprtext for report in failed)
-    assert EXPLAINED[broken] in messages
+    assert [text for text in EXPLAINED[broken] if text not in messages] == []
 
 
 def test_a_connector_without_capabilities_skips_with_reasons(pytester: pytest.Pytester) -> None:

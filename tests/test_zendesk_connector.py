@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
+import msgspec
 import pytest
 from crossledger.canonical.entities import (
     Address,
@@ -542,6 +543,19 @@ def test_a_ticket_that_timed_out_after_commit_is_found_by_probe(live: Context, s
     assert found is not None and found.external_id == str(ticket["id"])
     assert ZENDESK.execute(live, op, "case-key-2").external_id == found.external_id  # a resend is a replay
     assert len(tickets(sandbox, "supportcase.salesforce.T2")) == 1
+
+
+def test_probe_finds_a_created_ticket_an_agent_changed_since(live: Context, sandbox: ZendeskSandbox) -> None:
+    hub = Hub(live)
+    create = case_op(hub, "T3")
+    made = ZENDESK.execute(live, create, "case-key-3")
+    hub.refs.put(create.canonical_id, "supportcase", "zendesk", made.external_id)
+    worked_on = msgspec.structs.replace(case("T3"), status="pending", priority="low")
+    hub.deliver(event("case.updated", worked_on, n="agent"))  # an agent works on the ticket
+    found = ZENDESK.probe(live, create, "case-key-3")
+    assert found is not None and (found.external_id, found.created) == (made.external_id, True)
+    [ticket] = tickets(sandbox, "supportcase.salesforce.T3")
+    assert (ticket["status"], ticket["priority"]) == ("pending", "low")  # no longer what the create sent
 
 
 def test_probe_does_not_take_a_lost_update_for_done(live: Context) -> None:

@@ -136,6 +136,9 @@ PRIORITIES: dict[str, Literal["low", "normal", "high", "urgent"] | None] = {
 WRITE_ONLY = frozenset({"comment"})
 """Body fields a record never shows back as they were sent (a ticket's comment joins its audit)."""
 
+TICKET_CREATE = "ticket.create"
+"""The operation that opens a ticket: its probe needs only the ticket's external key (see ``probe``)."""
+
 
 class ZendeskSettings(BaseModel):
     """``[connectors.zendesk]``: the account, an API token, and the webhooks' signing secrets.
@@ -480,7 +483,7 @@ class _Planner:
             "organization_id": self.require("customer", case.customer_id) if case.customer_id else None,
             "requester_id": self.require("contact", case.contact_id) if case.contact_id else None,
         })
-        return _operation("ticket.create", "supportcase", case.id, "POST", "/tickets.json", {"ticket": ticket},
+        return _operation(TICKET_CREATE, "supportcase", case.id, "POST", "/tickets.json", {"ticket": ticket},
                           ("/tickets.json", {"external_id": key}), idempotent=True)
 
 
@@ -646,14 +649,20 @@ class ZendeskConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
     def probe(self, ctx: Context, op: Operation, idempotency_key: str) -> Outcome | None:
         """After an ambiguous failure: is the record there *and* does it hold what the write sent?
         (An update lost in a timeout must not pass for done.) Reads only: a ticket is looked up by
-        its external key, not created by re-sending."""
+        its external key, not created by re-sending. A ticket with that key is the create landing,
+        whatever it holds now: triggers and agents change a new ticket at once, and posting it again
+        once the Idempotency-Key expired would open a duplicate."""
         read = op.payload["read"]
         response = self._request(ctx, "GET", read["path"], params=read["params"], missing_ok=True)
         if response.status_code == 404:
             return None
         collection = _collection(op.payload["path"])
         record = _one(_json(response), collection)
-        if record is None or not _reflects(record, op.payload["body"][ROOTS[collection]]):
+        if record is None:
+            return None
+        if op.name == TICKET_CREATE:
+            return Outcome(external_id=str(record["id"]), created=True, record=record)
+        if not _reflects(record, op.payload["body"][ROOTS[collection]]):
             return None
         return Outcome(external_id=str(record["id"]), record=record)
 

@@ -295,7 +295,7 @@ class HubSpotConnector(BaseConnector):
         headers = {"Authorization": f"Bearer {settings.access_token.get_secret_value()}"}
         try:
             response = ctx.http.request(method, settings.base_url.rstrip("/") + path, params=params, json=body,
-                                        headers=headers)
+                                        headers=headers, timeout=settings.timeout_s)
             if not (missing_ok and response.status_code == 404):
                 response.raise_for_status()
         except httpx.HTTPError as error:
@@ -339,6 +339,4 @@ def _check_type(entity_type: str) -> None:
 
 
 def _settings(ctx: Context) -> HubSpotSettings:
-    if not isinstance(ctx.settings, HubSpotSettings):
-        raise TypeError(f"the hubspot connector needs HubSpotSettings, got {type(ctx.settings).__name__}")
-    return ctx.settings
+    return ctx.settings_as(HubSpotSettings)

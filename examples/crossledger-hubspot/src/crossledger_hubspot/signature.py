@@ -48,7 +48,7 @@ def verify(headers: Mapping[str, str], uri: str, body: bytes, secrets: Iterable[
     """
     given = _header(headers, SIGNATURE_HEADER)
     stamp = _header(headers, TIMESTAMP_HEADER)
-    if not stamp.isdigit():
+    if not (stamp.isascii() and stamp.isdigit()):  # isdigit alone passes "²", which int() refuses
         raise SignatureError(f"{TIMESTAMP_HEADER} must be Unix milliseconds, got {stamp!r}")
     expected = [sign(secret, "POST", uri, body, int(stamp)) for secret in secrets if secret]
     if not expected:
