@@ -35,6 +35,30 @@ def redis_url(db: int) -> str:
 
 
 
+# -- one connector's sandbox on loopback --------------------------------------------------------
+# A connector's test module defines a module-scoped ``sandbox`` fixture; these serve it, give one
+# HTTP client for the module, and (opted into with ``usefixtures``) clear faults after each test.
+
+
+@pytest.fixture(scope="module")
+def server(sandbox: Any) -> Iterator[ServerThread]:
+    thread = ServerThread(sandbox.app).start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client() as client:
+        yield client
+
+
+@pytest.fixture
+def no_faults_left(server: ServerThread) -> Iterator[None]:
+    yield
+    httpx.delete(f"{server.url}/_sandbox/faults").raise_for_status()
+
+
 # -- a whole system on loopback: sandboxes + embedded hub ------------------------------------------
 
 

@@ -4,7 +4,6 @@ and the connector contract suite. Polling is in test_netsuite_polling.py."""
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -140,31 +139,15 @@ def deliver(ctx: Context, refs: DictRefs, event_type: str, entity: Entity) -> li
     return outcomes
 
 
-# --- fixtures -------------------------------------------------------------------------------
+# --- fixtures (server, http and no_faults_left are in conftest.py) ----------------------------
+
+pytestmark = pytest.mark.usefixtures("no_faults_left")
+
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> NetSuiteSandbox:
     return NetSuiteSandbox()
-
-
-@pytest.fixture(scope="module")
-def server(sandbox: NetSuiteSandbox) -> Iterator[ServerThread]:
-    thread = ServerThread(sandbox.app).start()
-    yield thread
-    thread.stop()
-
-
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client() as client:
-        yield client
-
-
-@pytest.fixture(autouse=True)
-def no_faults_left(server: ServerThread) -> Iterator[None]:
-    yield
-    httpx.delete(f"{server.url}/_sandbox/faults").raise_for_status()
 
 
 def context_for(sandbox: NetSuiteSandbox, server: ServerThread, http: httpx.Client, **overrides: Any) -> Context:

@@ -58,31 +58,15 @@ class TestSalesforceContract(ConnectorContract):
     kit = SalesforceKit()
 
 
-# --- fixtures -------------------------------------------------------------------------------
+# --- fixtures (server, http and no_faults_left are in conftest.py) ----------------------------
+
+pytestmark = pytest.mark.usefixtures("no_faults_left")
+
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> SalesforceSandbox:
     return SalesforceSandbox()
-
-
-@pytest.fixture(scope="module")
-def server(sandbox: SalesforceSandbox) -> Iterator[ServerThread]:
-    thread = ServerThread(sandbox.app).start()
-    yield thread
-    thread.stop()
-
-
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client() as client:
-        yield client
-
-
-@pytest.fixture(autouse=True)
-def no_faults_left(server: ServerThread) -> Iterator[None]:
-    yield
-    httpx.delete(f"{server.url}/_sandbox/faults").raise_for_status()
 
 
 def context_for(sandbox: SalesforceSandbox, url: str, http: httpx.Client, **overrides: Any) -> Context:

@@ -272,13 +272,6 @@ def sandbox() -> StripeSandbox:
 
 
 @pytest.fixture(scope="module")
-def server(sandbox: StripeSandbox) -> Iterator[ServerThread]:
-    server = ServerThread(sandbox.app).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def ctx(sandbox: StripeSandbox, server: ServerThread) -> Iterator[Context]:
     settings = StripeSettings(**sandbox.connector_settings(server.url), timeout_s=0.5)
     with httpx.Client() as http:

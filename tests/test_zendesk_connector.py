@@ -421,13 +421,6 @@ def sandbox() -> ZendeskSandbox:
     return ZendeskSandbox()
 
 
-@pytest.fixture(scope="module")
-def server(sandbox: ZendeskSandbox) -> Iterator[ServerThread]:
-    running = ServerThread(sandbox.app).start()
-    yield running
-    running.stop()
-
-
 @pytest.fixture
 def live(sandbox: ZendeskSandbox, server: ServerThread) -> Iterator[Context]:
     with httpx.Client() as http:
