@@ -26,7 +26,7 @@ from crossledger.canonical.entities import (
 from crossledger.canonical.events import new_envelope
 from crossledger.canonical.money import money
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, PayloadError, SignatureError
-from crossledger.plugins.salesforce import ids, relay, soap
+from crossledger.plugins.salesforce import ids, mapping, relay, soap
 from crossledger.plugins.salesforce.client import ApiUsage
 from crossledger.plugins.salesforce.connector import SalesforceConnector
 from crossledger.plugins.salesforce.sandbox import ORGANIZATION_ID, SalesforceSandbox
@@ -173,10 +173,10 @@ def test_the_real_outbound_message_parses_and_is_acknowledged() -> None:
     assert events[1].payload == {"attributes": {"type": "Contact"}, "Id": "0031I0000081tb0QAA",
                                  "CreatedDate": "2017-12-11T21:44:55.000Z", "Email": "drb24@cornell.edu",
                                  "FirstName": "Doug", "LastName": "Bunting", "Title": "Supreme Being"}
-    [change] = SALESFORCE.to_canonical(ctx, events[1], MemoryRefs())
-    assert change.type == "contact.upserted"
-    assert change.entity == Contact(id="contact/salesforce/0031I0000081tb0QAA", first_name="Doug", last_name="Bunting",
-                                    email="drb24@cornell.edu", title="Supreme Being")
+    # How the record maps (to_canonical maps the record as the API returns it: see below).
+    assert mapping.contact(events[1].payload, MemoryRefs(), "CrossLedger_Id__c") == Contact(
+        id="contact/salesforce/0031I0000081tb0QAA", first_name="Doug", last_name="Bunting", email="drb24@cornell.edu",
+        title="Supreme Being")
     assert SALESFORCE.webhook_reply(events) == (200, "text/xml; charset=utf-8",
                                                 (FIXTURES / "outbound_message_ack.xml").read_bytes())
 
@@ -242,16 +242,35 @@ def test_an_account_notification_maps_onto_a_customer() -> None:
                    CrossLedger_Id__c="customer.stripe.cus_42")
 
     [event] = SALESFORCE.parse_webhook(offline(ORGANIZATION_ID), {}, body)
-    [change] = SALESFORCE.to_canonical(offline(ORGANIZATION_ID), event, refs)
 
     assert event.occurred_at == datetime(2026, 2, 3, 4, 5, 6, tzinfo=UTC)
-    assert change.type == "customer.upserted"
-    assert change.entity == Customer(
+    assert mapping.customer(event.payload, refs, "CrossLedger_Id__c") == Customer(
         id="customer/stripe/cus_42",  # the hub's own record, by its external key
         name="Acme 0", email="ap@acme.test", tax_id="GB123", currency="GBP", parent_id=parent,
         address=Address(line1="1 Main St", line2="Floor 2", city="Leeds", country="GB"),
         dimensions={"terms": "Net 30"},
     )
+
+
+def test_an_outbound_message_is_a_signal_the_record_is_read_back(ctx: Context, rest: httpx.Client) -> None:
+    """An org id is no secret: whoever knows it can post a message, so its field values are not
+    believed. The record is read over the authenticated API; an id Salesforce does not hold, or one
+    that is not a Salesforce id at all, maps to nothing."""
+    created = rest.post("/sobjects/Account", json={"Name": "Genuine Ltd"})
+    created.raise_for_status()
+    account_id = created.json()["id"]
+    forged = soap.render(soap.OutboundMessage(ORGANIZATION_ID, "04k5g0000000001AAA", None, "", "", [
+        soap.Notification("04l5g0000000001AAA", "Account", {"Id": account_id, "Name": "Forged Name",
+                                                            "CrossLedger_Id__c": "customer.stripe.cus_victim"}),
+        soap.Notification("04l5g0000000002AAA", "Account", {"Id": sf_id("0015g00000NoSuC"), "Name": "Ghost"}),
+        soap.Notification("04l5g0000000003AAA", "Account", {"Id": "../../query?q=x", "Name": "Probe"}),
+    ]))
+
+    events = SALESFORCE.parse_webhook(ctx, {}, forged)
+    changes = [change for event in events for change in SALESFORCE.to_canonical(ctx, event, MemoryRefs())]
+
+    assert [(c.entity.id, getattr(c.entity, "name", None)) for c in changes] == [
+        (f"customer/salesforce/{account_id}", "Genuine Ltd")]
 
 
 # --- CDC through the relay ------------------------------------------------------------------

@@ -195,8 +195,14 @@ class SalesforceConnector(BaseConnector):
         if change in DELETIONS:
             gone = mapping.deleted(entity_type, record, refs, external_id_field)
             return [Change(type=f"{entity_type}.deleted", entity=gone, groups=("status",))]
-        if change not in ("CREATE", "UPSERT"):  # UPDATE, UNDELETE, GAP_*: the event does not hold the record
-            current = self._current(ctx, sobject, mapping.record_id(record))
+        # UPDATE, UNDELETE and GAP_* events do not hold the record. An outbound message does, but it
+        # is vouched for only by an org id, which is no secret: its record is read back over the
+        # authenticated API, and only a well-formed Salesforce id is asked for.
+        if change not in ("CREATE", "UPSERT") or event.type.endswith(f".{OUTBOUND_MESSAGE}"):
+            record_id = ids.normalize(str(record.get("Id")))
+            if record_id is None:
+                return []
+            current = self._current(ctx, sobject, record_id)
             if current is None:
                 return []  # deleted since: its DELETE event follows
             record = current
