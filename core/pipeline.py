@@ -26,7 +26,6 @@ import msgspec
 from crossledger.canonical.entities import ENTITY_TYPES, Entity
 from crossledger.canonical.events import Envelope, decode_envelope, encode_envelope, new_envelope
 from crossledger.canonical.invariants import violations
-from crossledger.canonical.versions import CURRENT_VERSIONS
 from crossledger.core import metrics
 from crossledger.core.policy import OwnershipPolicy, PolicyViolation
 from crossledger.core.refs import StoreRefs
@@ -232,7 +231,9 @@ class Pipeline:
             held.discard(key)
             self.store.lock_release(key, owner)
 
-    def _classified(self, bound: Bound, error: Exception) -> ConnectorError:
+    @staticmethod
+    def classified(bound: Bound, error: Exception) -> ConnectorError:
+        """``error`` as the taxonomy has it: already classified, or as its connector classifies it."""
         if isinstance(error, ConnectorError):
             return error
         return bound.connector.classify(error)
@@ -248,7 +249,7 @@ class Pipeline:
         try:
             changes = bound.connector.to_canonical(bound.ctx, event, self.refs)
         except Exception as error:
-            raise self._classified(bound, error) from error
+            raise self.classified(bound, error) from error
         deliveries: Deliveries = []
         for index, change in enumerate(changes):
             envelope = new_envelope(
@@ -363,7 +364,7 @@ class Pipeline:
                        detail="two versions in one instant; the later arrival wins")
             return envelope
         except Exception as error:
-            raise self._classified(bound, error) from error
+            raise self.classified(bound, error) from error
         for change in current:
             if change.entity.id == envelope.subject:
                 self.audit(envelope, "ingest", "tie", system=envelope.source,
@@ -420,7 +421,7 @@ class Pipeline:
                     outcomes = self._apply(bound, target, envelope, depth=0)
                     self.store.set_applied_version(target, envelope.subject, version)
         except Exception as error:
-            failure = self._classified(bound, error)
+            failure = self.classified(bound, error)
             if failure.category is Category.TARGET_DOWN and not bypass_circuit:
                 now = time.time()
                 circuit = self.store.circuit_failure(target, self.circuit_threshold, now)
@@ -540,7 +541,7 @@ class Pipeline:
             try:
                 outcome = bound.connector.execute(bound.ctx, op, key)
             except Exception as error:
-                failure = self._classified(bound, error)
+                failure = self.classified(bound, error)
                 # Only a timeout after sending may have landed; any other answer says it did not.
                 self.store.delivery_set(key, "ambiguous" if failure.category is Category.AMBIGUOUS else "failed")
                 self.audit(envelope, op.name, "failed", system=target, detail=str(failure))
@@ -548,8 +549,7 @@ class Pipeline:
             self.audit(envelope, op.name, "delivered", system=target,
                        detail=f"{target} id {outcome.external_id}" + (" (created)" if outcome.created else ""))
         self.store.delivery_set(key, "acknowledged", outcome.external_id)
-        if f"{op.entity_type}{LINKED}" in CURRENT_VERSIONS:
-            self._note_link(target, op, outcome)
+        self._note_link(target, op, outcome)
         self.store.xref_put(op.canonical_id, op.entity_type, target, outcome.external_id)
         return outcome
 
@@ -557,6 +557,8 @@ class Pipeline:
         """A first id in ``target`` must reach the other systems. The mark is durable until the
         link events are enqueued, so a delivery that fails later, or a lost enqueue, sends them on
         its retry (when the cross-reference is no longer new)."""
+        if not self.router.targets(f"{op.entity_type}{LINKED}", target):
+            return  # nobody to tell: no store work on the delivery path
         mark = link_mark(target, op.canonical_id)
         if self.store.xref_get(op.canonical_id, target) != outcome.external_id:
             self.store.delivery_set(mark, "sent", outcome.external_id)
@@ -570,4 +572,4 @@ class Pipeline:
         try:
             return bound.connector.probe(bound.ctx, op, key)
         except Exception as error:
-            raise self._classified(bound, error) from error
+            raise self.classified(bound, error) from error

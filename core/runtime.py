@@ -225,7 +225,7 @@ class Runtime:
             try:
                 result = bound.connector.poll(bound.ctx, cursor)
             except Exception as error:
-                failure = error if isinstance(error, ConnectorError) else bound.connector.classify(error)
+                failure = self.pipeline.classified(bound, error)
                 if not failure.category.retryable:
                     raise failure from error
                 log.warning("polling %s failed, trying again at the next tick: %s", name, failure)

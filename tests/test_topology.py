@@ -9,32 +9,12 @@ import httpx
 import pytest
 from conftest import System, start_system
 from crossledger.canonical import external_key
+from crossledger.core.demo_drivers import SalesforceUser
 from crossledger.core.embedded import wait_until
 from crossledger.plugins.netsuite.settings import NetSuiteSettings
 from crossledger.plugins.netsuite.user import NetSuiteUser
 
 ALL = ("salesforce", "stripe", "netsuite", "zendesk")
-
-
-class SalesforceUser:
-    """Someone in sales, working in Salesforce through its REST API."""
-
-    def __init__(self, settings: dict[str, Any]) -> None:
-        base = settings["base_url"]
-        token = httpx.post(f"{base}/services/oauth2/token", data={
-            "grant_type": "client_credentials", "client_id": settings["client_id"],
-            "client_secret": settings["client_secret"]}).json()["access_token"]
-        self.http = httpx.Client(base_url=f"{base}/services/data/v62.0",
-                                 headers={"Authorization": f"Bearer {token}"}, timeout=10)
-
-    def create_account(self, **fields: Any) -> str:
-        response = self.http.post("/sobjects/Account", json=fields)
-        assert response.status_code == 201, response.text
-        return str(response.json()["id"])
-
-    def update_account(self, account_id: str, **fields: Any) -> None:
-        response = self.http.patch(f"/sobjects/Account/{account_id}", json=fields)
-        assert response.status_code == 204, response.text
 
 
 @pytest.fixture
@@ -89,8 +69,8 @@ def account(system: System, account_id: str) -> dict[str, Any]:
 
 def test_an_account_becomes_a_customer_once_everywhere_with_the_ids_cross_referenced(topology: System) -> None:
     sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
-    account_id = sales.create_account(Name="Initech LLC", Phone="+1 555 0100", CurrencyIsoCode="USD",
-                                      BillingCity="Austin", BillingCountry="US")
+    account_id = sales.create_account(dict(Name="Initech LLC", Phone="+1 555 0100", CurrencyIsoCode="USD",
+                                      BillingCity="Austin", BillingCountry="US"))
     canonical_id = f"customer/salesforce/{account_id}"
 
     def linked() -> bool:
@@ -122,12 +102,12 @@ def test_an_account_becomes_a_customer_once_everywhere_with_the_ids_cross_refere
 
 def test_payment_terms_changed_in_salesforce_do_not_overwrite_netsuite(topology: System) -> None:
     sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
-    account_id = sales.create_account(Name="Hooli Inc", CurrencyIsoCode="USD")
+    account_id = sales.create_account(dict(Name="Hooli Inc", CurrencyIsoCode="USD"))
     canonical_id = f"customer/salesforce/{account_id}"
     settle(topology, lambda: len(netsuite_customers(topology, canonical_id)) == 1)
     [before] = netsuite_customers(topology, canonical_id)
 
-    sales.update_account(account_id, Payment_Terms__c="Net 90", Phone="+1 555 0199")
+    sales.update_account(account_id, dict(Payment_Terms__c="Net 90", Phone="+1 555 0199"))
     settle(topology, lambda: any(c.get("phone") == "+1 555 0199" for c in netsuite_customers(topology, canonical_id)))
 
     [after] = netsuite_customers(topology, canonical_id)
@@ -191,7 +171,7 @@ def test_an_upgrade_changes_the_zendesk_tier_and_a_credit_note_with_a_refund_lan
 
 def test_an_invoice_posted_in_netsuite_reaches_salesforce_through_polling_once(topology: System) -> None:
     sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
-    account_id = sales.create_account(Name="Wayne Enterprises", CurrencyIsoCode="USD")
+    account_id = sales.create_account(dict(Name="Wayne Enterprises", CurrencyIsoCode="USD"))
     canonical_id = f"customer/salesforce/{account_id}"
     settle(topology, lambda: len(stripe_customers(topology, canonical_id)) == 1)
     [customer] = stripe_customers(topology, canonical_id)
@@ -215,7 +195,7 @@ def test_terms_set_in_netsuite_survive_a_salesforce_edit_in_the_same_second(topo
     """NetSuite stamps whole seconds, Salesforce milliseconds: the ERP's change, polled after the
     CRM's edit of other fields in that second, must still land (it speaks only for what it owns)."""
     sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
-    account_id = sales.create_account(Name="Soylent Corp", CurrencyIsoCode="USD")
+    account_id = sales.create_account(dict(Name="Soylent Corp", CurrencyIsoCode="USD"))
     canonical_id = f"customer/salesforce/{account_id}"
     settle(topology, lambda: bool(account(topology, account_id).get("NetSuite_Id__c")))
     netsuite_id = account(topology, account_id)["NetSuite_Id__c"]
@@ -223,7 +203,7 @@ def test_terms_set_in_netsuite_survive_a_salesforce_edit_in_the_same_second(topo
     settings = NetSuiteSettings(**topology.hub.runtime.settings.connectors["netsuite"])
     with NetSuiteUser(settings) as finance:
         finance.set_terms(netsuite_id, "3")
-    sales.update_account(account_id, Phone="+1 555 0142")
+    sales.update_account(account_id, dict(Phone="+1 555 0142"))
 
     settle(topology, lambda: account(topology, account_id).get("Payment_Terms__c") == "3")
     golden = topology.hub.runtime.store.golden_get(canonical_id)
