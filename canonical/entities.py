@@ -68,6 +68,8 @@ class Customer(_Entity, frozen=True, kw_only=True):
     parent_id: str | None = None
     currency: str | None = None
     website: str | None = None
+    # Where the CRM has the account: a prospect, or a customer (the deal is closed won).
+    lifecycle: Literal["prospect", "customer"] | None = None
     status: Literal["active", "suspended", "deleted"] = "active"
     # ERP-owned: subsidiary, payment terms, tax registration, and any other dimension.
     dimensions: dict[str, str] = {}
@@ -75,7 +77,8 @@ class Customer(_Entity, frozen=True, kw_only=True):
     open_balance: Money | None = None
 
     field_groups: ClassVar[dict[str, tuple[str, ...]]] = {
-        "profile": ("name", "email", "phone", "address", "tax_id", "legal_entity", "currency", "website"),
+        "profile": ("name", "email", "phone", "address", "tax_id", "legal_entity", "currency", "website",
+                    "lifecycle"),
         "hierarchy": ("parent_id",),
         "financial": ("dimensions", "open_balance"),
         "status": ("status",),
@@ -123,11 +126,16 @@ class Subscription(_Entity, frozen=True, kw_only=True):
     current_period_end: datetime | None = None
     cancel_at_period_end: bool = False
     canceled_at: datetime | None = None
+    # The contract behind it, as the CRM has it: term in months, the account owner, the legal entity.
+    contract_term_months: int | None = None
+    contract_owner: str | None = None
+    legal_entity: str | None = None
 
     field_groups: ClassVar[dict[str, tuple[str, ...]]] = {
         "document": ("customer_id", "currency", "items", "plan_tier", "current_period_start",
                      "current_period_end", "cancel_at_period_end", "canceled_at"),
         "status": ("status",),
+        "contract": ("contract_term_months", "contract_owner", "legal_entity"),
     }
 
     def recurring_total(self) -> Money:

@@ -15,6 +15,9 @@ Upcaster = Callable[[RawEvent], RawEvent]
 CURRENT_VERSIONS: dict[str, int] = {
     "customer.upserted": 1,
     "customer.suspended": 1,
+    "customer.reinstated": 1,
+    # Left inactive where it was made (a journey undoing its step), not deleted: the record stays.
+    "customer.deactivated": 1,
     "customer.deleted": 1,
     # The hub's own: a system now has an id for the customer; tell the others (cross-references).
     "customer.linked": 1,

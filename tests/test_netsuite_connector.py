@@ -224,6 +224,24 @@ def test_customer_upsert_body(ctx: Context, refs: DictRefs) -> None:
     }
 
 
+def test_a_new_customer_lands_in_its_own_subsidiary_with_its_tax_registration(
+    ctx: Context, refs: DictRefs, key: str
+) -> None:
+    acme = customer(key, tax_id="GB123456789", dimensions={"subsidiary": "2"})
+
+    [outcome] = deliver(ctx, refs, "customer.upserted", acme)
+
+    record = NETSUITE.fetch(ctx, "customer", outcome.external_id)
+    assert (record["subsidiary"]["id"], record["vatRegNumber"]) == ("2", "GB123456789")
+    assert record["creditHoldOverride"]["id"] == "AUTO"  # NetSuite's default: the credit limit decides
+
+
+def test_a_customer_without_a_tax_registration_sends_none(ctx: Context, refs: DictRefs) -> None:
+    [op] = plan(ctx, refs, "customer.upserted", customer("3"))
+
+    assert "vatRegNumber" not in op.payload["body"]
+
+
 def test_an_update_leaves_the_erp_owned_subsidiary_alone(ctx: Context, refs: DictRefs) -> None:
     acme = customer("2")
     [create] = plan(ctx, refs, "customer.upserted", acme)
@@ -295,7 +313,7 @@ def test_an_unmapped_currency_is_a_data_error(ctx: Context, refs: DictRefs) -> N
     assert error.value.category is Category.DATA
 
 
-@pytest.mark.parametrize("event_type", ["invoice.posted", "customer.suspended"])
+@pytest.mark.parametrize("event_type", ["invoice.posted", "entitlement.changed"])
 def test_other_events_plan_nothing(ctx: Context, refs: DictRefs, event_type: str) -> None:
     entity = invoice("1") if event_type.startswith("invoice") else customer("1")
 
@@ -365,15 +383,45 @@ def test_a_void_credits_the_whole_invoice(ctx: Context, refs: DictRefs, sandbox:
     assert NETSUITE.fetch(ctx, "invoice", refs.ids[bill.id])["amountRemaining"] == 0
 
 
-def test_a_deleted_customer_is_made_inactive(ctx: Context, refs: DictRefs, key: str) -> None:
+@pytest.mark.parametrize("event_type", ["customer.deleted", "customer.deactivated"])
+def test_a_deleted_or_deactivated_customer_is_made_inactive(
+    ctx: Context, refs: DictRefs, key: str, event_type: str
+) -> None:
     gone = customer(key, status="deleted")
-    assert plan(ctx, refs, "customer.deleted", gone) == []  # never sent: nothing to do
+    assert plan(ctx, refs, event_type, gone) == []  # never sent: nothing to do
     deliver(ctx, refs, "customer.upserted", customer(key))
 
-    [outcome] = deliver(ctx, refs, "customer.deleted", gone)
+    [op] = plan(ctx, refs, event_type, gone)
+    [outcome] = deliver(ctx, refs, event_type, gone)
 
+    assert (op.name, op.payload) == ("customer.deactivate", {
+        "method": "PATCH", "path": f"/record/v1/customer/{refs.ids[gone.id]}", "body": {"isInactive": True}})
     assert outcome == Outcome(external_id=refs.ids[gone.id], created=False)
     assert NETSUITE.fetch(ctx, "customer", outcome.external_id)["isInactive"] is True
+
+
+def test_a_suspension_puts_the_customer_on_credit_hold_and_reinstating_releases_it(
+    ctx: Context, refs: DictRefs, key: str
+) -> None:
+    acme = customer(key)
+    with pytest.raises(MissingDependency) as missing:  # NetSuite does not have the customer yet
+        plan(ctx, refs, "customer.suspended", acme)
+    [made] = deliver(ctx, refs, "customer.upserted", acme)
+    path = f"/record/v1/customer/{made.external_id}"
+
+    [hold] = plan(ctx, refs, "customer.suspended", acme)
+    deliver(ctx, refs, "customer.suspended", acme)
+    held = NETSUITE.fetch(ctx, "customer", made.external_id)
+    [release] = plan(ctx, refs, "customer.reinstated", acme)
+    [released] = deliver(ctx, refs, "customer.reinstated", acme)
+
+    assert (missing.value.entity_type, missing.value.canonical_id) == ("customer", acme.id)
+    assert (hold.name, hold.payload) == ("customer.credit_hold", {
+        "method": "PATCH", "path": path, "body": {"creditHoldOverride": {"id": "ON"}}})
+    assert (release.name, release.payload) == ("customer.release_hold", {
+        "method": "PATCH", "path": path, "body": {"creditHoldOverride": {"id": "AUTO"}}})
+    assert held["creditHoldOverride"]["id"] == "ON"
+    assert NETSUITE.fetch(ctx, "customer", released.external_id)["creditHoldOverride"]["id"] == "AUTO"
 
 
 def test_a_credit_memo_applies_to_its_own_invoice_for_what_is_still_open(
@@ -614,6 +662,27 @@ def test_a_subscription_is_one_custom_record_however_often_it_changes(
             record["custrecord_cl_recurring_amount"]) == ("enterprise", "canceled", 20000)
 
 
+def test_a_subscription_record_carries_its_contract(
+    ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str
+) -> None:
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="JPY"))
+    signed = msgspec.structs.replace(subscription(key, "pro", "active", 5000), contract_term_months=12,
+                                     contract_owner="jane@acme.test", legal_entity="Acme KK")
+    unsigned = subscription(key, "pro", "active", 5000)  # the contract group unset: left as it is
+
+    [op] = plan(ctx, refs, "subscription.created", signed)
+    deliver(ctx, refs, "subscription.created", signed)
+    [rewrite] = plan(ctx, refs, "subscription.amended", unsigned)
+    deliver(ctx, refs, "subscription.amended", unsigned)
+
+    contract = {"custrecord_cl_contract_term": 12, "custrecord_cl_contract_owner": "jane@acme.test",
+                "custrecord_cl_legal_entity": "Acme KK"}
+    assert op.payload["body"].items() >= contract.items()
+    assert not rewrite.payload["body"].keys() & contract.keys()
+    [record] = with_external_id(sandbox, "customrecord_cl_subscription", signed.id)
+    assert {name: record[name] for name in contract} == contract
+
+
 # --- ambiguity and probing ------------------------------------------------------------------
 
 
@@ -631,6 +700,24 @@ def test_probe_finds_a_write_whose_answer_was_lost(
     assert error.value.category is Category.AMBIGUOUS
     [record] = with_external_id(sandbox, "customer", op.canonical_id)
     assert found is not None and found.external_id == record["id"]
+
+
+def test_probe_finds_a_credit_hold_whose_answer_was_lost(
+    sandbox: NetSuiteSandbox, server: ServerThread, http: httpx.Client, refs: DictRefs, key: str
+) -> None:
+    ctx = context_for(sandbox, server, http, timeout_s=0.5)
+    acme = customer(key)
+    deliver(ctx, refs, "customer.upserted", acme)
+    [hold] = plan(ctx, refs, "customer.suspended", acme)
+    assert NETSUITE.probe(ctx, hold, "k") is None  # the customer is there, not on hold yet
+    fault(server, mode="timeout_after_commit", count=1, latency_ms=1500)
+
+    with pytest.raises(ConnectorError) as error:
+        NETSUITE.execute(ctx, hold, "k")
+    found = NETSUITE.probe(ctx, hold, "k")
+
+    assert error.value.category is Category.AMBIGUOUS
+    assert found is not None and found.external_id == refs.ids[acme.id]
 
 
 def test_probe_answers_none_when_the_write_did_not_land(ctx: Context, refs: DictRefs, key: str) -> None:
@@ -686,6 +773,17 @@ def test_a_refused_record_is_a_data_error_naming_the_field(ctx: Context, refs: D
         NETSUITE.execute(ctx, op, "k")
 
     assert (error.value.category, error.value.status) == (Category.DATA, 400)
+
+
+def test_an_unknown_subsidiary_is_a_data_error_not_a_retry(ctx: Context, refs: DictRefs, key: str) -> None:
+    """NetSuite refuses the reference with a 400: sending it again cannot help, so no retry."""
+    [op] = plan(ctx, refs, "customer.upserted", customer(key, dimensions={"subsidiary": "99"}))
+
+    with pytest.raises(ConnectorError, match="INVALID_CONTENT at subsidiary") as error:
+        NETSUITE.execute(ctx, op, "k")
+
+    assert (error.value.category, error.value.status) == (Category.DATA, 400)
+    assert not error.value.category.retryable
 
 
 def test_no_answer_in_time_is_ambiguous(

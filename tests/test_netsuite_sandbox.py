@@ -545,6 +545,52 @@ def test_customers_carry_the_cross_reference_fields(api: httpx.Client) -> None:
     assert api.get(f"/customer/{customer}").json()["custentity_cl_stripe_id"] == "cus_123"
 
 
+def test_a_customers_credit_hold_is_auto_until_set(api: httpx.Client) -> None:
+    customer = new_customer(api)
+    strict = {"X-NetSuite-PropertyNameValidation": "error"}
+
+    fresh = api.get(f"/customer/{customer}").json()
+    held = api.patch(f"/customer/{customer}", json={"creditHoldOverride": {"id": "ON"}}, headers=strict)
+    shown = api.get(f"/customer/{customer}").json()
+    unknown = api.patch(f"/customer/{customer}", json={"creditHoldOverride": {"id": "MAYBE"}})
+    bare = api.patch(f"/customer/{customer}", json={"creditHoldOverride": "OFF"})  # a select, not text
+
+    assert fresh["creditHoldOverride"] == {"id": "AUTO", "refName": "Auto"}
+    assert held.status_code == 204, held.text
+    assert shown["creditHoldOverride"] == {"id": "ON", "refName": "On"}
+    assert (error_of(unknown, 400)["o:errorCode"], error_of(unknown, 400)["o:errorPath"]) == (
+        "INVALID_CONTENT", "creditHoldOverride")
+    assert error_of(bare, 400)["o:errorPath"] == "creditHoldOverride"
+    assert api.get(f"/customer/{customer}").json()["creditHoldOverride"]["id"] == "ON"  # refusals change nothing
+    assert created(api.post("/customer", json={"companyName": "Held", "creditHoldOverride": {"id": "OFF"}}))
+
+
+def test_customers_carry_a_tax_registration_and_only_known_subsidiaries(api: httpx.Client) -> None:
+    customer = new_customer(api, vatRegNumber="GB123456789", subsidiary={"id": "2"})
+
+    elsewhere = api.post("/customer", json={"companyName": "Nowhere", "subsidiary": {"id": "99"}})
+
+    record = api.get(f"/customer/{customer}").json()
+    assert (record["vatRegNumber"], record["subsidiary"]) == ("GB123456789", {"id": "2", "refName": "UK"})
+    detail = error_of(elsewhere, 400)
+    assert (detail["o:errorCode"], detail["o:errorPath"]) == ("INVALID_CONTENT", "subsidiary")
+    assert "Invalid Field Value 99" in detail["detail"]
+
+
+def test_the_subscription_record_holds_its_contract(api: httpx.Client) -> None:
+    customer = new_customer(api)
+    contract = {"custrecord_cl_contract_term": 24, "custrecord_cl_contract_owner": "jane@acme.test",
+                "custrecord_cl_legal_entity": "Acme Holdings Ltd"}
+
+    written = api.put("/customrecord_cl_subscription/eid:sub.contract",
+                      json={"name": "sub_c", "custrecord_cl_customer": {"id": customer}, **contract},
+                      headers={"X-NetSuite-PropertyNameValidation": "error"})
+
+    assert created(written)
+    record = api.get("/customrecord_cl_subscription/eid:sub.contract").json()
+    assert {name: record[name] for name in contract} == contract
+
+
 # --- SuiteQL --------------------------------------------------------------------------------
 
 

@@ -90,13 +90,16 @@ def key() -> str:
     return uuid.uuid4().hex[:10]
 
 
+def rest_api(sandbox: SalesforceSandbox, url: str) -> httpx.Client:
+    """The org's REST API, logged in as another integration: changes made behind the connector's back."""
+    token = httpx.post(f"{url}/services/oauth2/token", data={"grant_type": "client_credentials"},
+                       auth=(sandbox.client_id, sandbox.client_secret)).json()["access_token"]
+    return httpx.Client(base_url=f"{url}/services/data/v62.0", headers={"Authorization": f"Bearer {token}"})
+
+
 @pytest.fixture
 def rest(sandbox: SalesforceSandbox, server: ServerThread) -> Iterator[httpx.Client]:
-    """The org's REST API, logged in as another integration: changes made behind the connector's back."""
-    token = httpx.post(f"{server.url}/services/oauth2/token", data={"grant_type": "client_credentials"},
-                       auth=(sandbox.client_id, sandbox.client_secret)).json()["access_token"]
-    with httpx.Client(base_url=f"{server.url}/services/data/v62.0",
-                      headers={"Authorization": f"Bearer {token}"}) as client:
+    with rest_api(sandbox, server.url) as client:
         yield client
 
 
@@ -759,3 +762,213 @@ def test_a_hub_of_another_org_faults_and_salesforce_keeps_trying(org: tuple[Sale
     assert len(receiver.attempts) >= 2 and receiver.acknowledged() == []
     _, status, reply = receiver.attempts[0]
     assert status == 401 and b"<faultcode>soapenv:Client</faultcode>" in reply and b"Invalid OrganizationId" in reply
+
+
+# --- lifecycle (Account Type), contract terms, suspension -----------------------------------
+
+
+def account_record(**fields: Any) -> dict[str, Any]:
+    return {"attributes": {"type": "Account"}, "Id": sf_id("0015g00000LiFeC"), "Name": "Acme", **fields}
+
+
+@pytest.mark.parametrize(("account_type", "lifecycle"), [
+    ("Prospect", "prospect"),
+    ("Customer - Direct", "customer"),
+    ("Customer - Channel", "customer"),
+    ("Channel Partner / Reseller", None),
+    ("Installation Partner", None),
+    ("Technology Partner", None),
+    ("Other", None),
+    ("", None),
+    (None, None),
+])
+def test_account_type_gives_the_lifecycle(account_type: str | None, lifecycle: str | None) -> None:
+    mapped = mapping.customer(account_record(Type=account_type), MemoryRefs(), "CrossLedger_Id__c")
+
+    assert mapped.lifecycle == lifecycle
+
+
+OWNER_15 = "0055g00000OwNeR"
+
+
+@pytest.mark.parametrize("fields", [
+    {"Contract_Term_Months__c": 24, "OwnerId": sf_id(OWNER_15), "Legal_Entity__c": "Acme GmbH"},  # REST
+    {"Contract_Term_Months__c": Decimal("24.0"), "OwnerId": sf_id(OWNER_15), "Legal_Entity__c": "Acme GmbH"},
+    {"Contract_Term_Months__c": "24", "OwnerId": OWNER_15, "Legal_Entity__c": "Acme GmbH "},  # outbound message
+])
+def test_contract_of_reads_the_account_s_contract_terms(fields: dict[str, Any]) -> None:
+    assert mapping.contract_of(account_record(**fields)) == {
+        "contract_term_months": 24, "contract_owner": sf_id(OWNER_15), "legal_entity": "Acme GmbH"}
+
+
+def test_contract_of_an_account_without_terms_is_all_none() -> None:
+    unset = {"contract_term_months": None, "contract_owner": None, "legal_entity": None}
+
+    assert mapping.contract_of(account_record()) == unset
+    assert mapping.contract_of(account_record(Contract_Term_Months__c=None, Legal_Entity__c=" ")) == unset
+
+
+@pytest.mark.parametrize("term", ["12.5", "twelve", Decimal("Infinity")])
+def test_a_contract_term_that_is_not_whole_months_is_a_data_error(term: Any) -> None:
+    with pytest.raises(ConnectorError, match="Contract_Term_Months__c") as failure:
+        mapping.contract_of(account_record(Contract_Term_Months__c=term))
+
+    assert failure.value.category is Category.DATA
+
+
+def test_fetch_returns_the_account_with_its_contract_fields(ctx: Context, rest: httpx.Client,
+                                                           key: str) -> None:
+    created = rest.post("/sobjects/Account", json={"Name": f"Contract {key}", "OwnerId": sf_id(OWNER_15),
+                                                   "Contract_Term_Months__c": 36, "Legal_Entity__c": "Acme Ltd (UK)"})
+    created.raise_for_status()
+    account_id = created.json()["id"]
+
+    fetched = SALESFORCE.fetch(ctx, "customer", account_id)
+    listed = next(record for record in SALESFORCE.records(ctx, "customer") if record["Id"] == account_id)
+
+    assert (fetched["OwnerId"], fetched["Contract_Term_Months__c"], fetched["Legal_Entity__c"]) == (
+        sf_id(OWNER_15), 36, "Acme Ltd (UK)")
+    assert mapping.contract_of(fetched) == mapping.contract_of(listed) == {
+        "contract_term_months": 36, "contract_owner": sf_id(OWNER_15), "legal_entity": "Acme Ltd (UK)"}
+
+
+def test_the_hub_sets_type_only_on_an_account_it_creates(sandbox: SalesforceSandbox, ctx: Context,
+                                                        refs: MemoryRefs, key: str) -> None:
+    onboarded = Customer(id=f"customer/api/onb-{key}", name=f"Onboarded {key}", lifecycle="customer")
+    prospect = Customer(id=f"customer/api/pro-{key}", name=f"Prospect {key}", lifecycle="prospect")
+
+    [create] = plan(ctx, refs, "customer.upserted", onboarded)
+    [created] = deliver(ctx, refs, "customer.upserted", onboarded)
+    [created_prospect] = deliver(ctx, refs, "customer.upserted", prospect)
+    [update] = plan(ctx, refs, "customer.upserted", Customer(id=onboarded.id, name="Renamed", lifecycle="prospect"))
+    SALESFORCE.execute(ctx, update, "k")
+
+    assert create.payload["path"] == f"/sobjects/Account/CrossLedger_Id__c/customer.api.onb-{key}"
+    assert create.payload["body"] == {"Name": f"Onboarded {key}", "Type": "Customer - Direct"}
+    assert update.payload["body"] == {"Name": "Renamed", "CrossLedger_Id__c": f"customer.api.onb-{key}"}
+    record = account(sandbox, created.external_id)
+    assert (record["Name"], record["Type"]) == ("Renamed", "Customer - Direct")  # the CRM's from then on
+    assert account(sandbox, created_prospect.external_id)["Type"] == "Prospect"
+
+
+def test_an_onboarded_account_takes_the_other_systems_ids_when_linked(sandbox: SalesforceSandbox, ctx: Context,
+                                                                      refs: MemoryRefs, key: str) -> None:
+    """The onboarding journey: the account is created by external id, the billing and ERP records
+    follow, and their ids go back onto the account."""
+    onboarded = Customer(id=f"customer/api/{key}", name=f"Onboarded {key}", lifecycle="customer")
+    [created] = deliver(ctx, refs, "customer.upserted", onboarded)
+    refs.put(onboarded.id, "customer", "stripe", f"cus_{key}")
+    refs.put(onboarded.id, "customer", "netsuite", "4711")
+
+    [linked] = deliver(ctx, refs, "customer.linked", onboarded)
+
+    record = account(sandbox, created.external_id)
+    assert created.created and linked.external_id == created.external_id
+    assert (record["Stripe_Customer_Id__c"], record["NetSuite_Id__c"], record["Type"]) == (
+        f"cus_{key}", "4711", "Customer - Direct")
+
+
+def test_suspend_then_reinstate_leaves_the_account_as_it_was(ctx: Context, refs: MemoryRefs, key: str) -> None:
+    acme = customer(key, phone="+1 555 0100", currency="EUR", lifecycle="customer", tax_id="DE1",
+                    address=Address(line1="1 Main St", city="Berlin", country="DE"))
+    [created] = deliver(ctx, refs, "customer.upserted", acme)
+    before = SALESFORCE.fetch(ctx, "customer", created.external_id)
+
+    [suspend] = plan(ctx, refs, "customer.suspended", acme)
+    SALESFORCE.execute(ctx, suspend, "k-suspend")
+    suspended = SALESFORCE.fetch(ctx, "customer", created.external_id)
+    [reinstate] = plan(ctx, refs, "customer.reinstated", acme)
+    outcome = SALESFORCE.execute(ctx, reinstate, "k-reinstate")
+    after = SALESFORCE.fetch(ctx, "customer", created.external_id)
+
+    path = f"/sobjects/Account/{created.external_id}"
+    assert (suspend.name, suspend.payload) == ("account.suspend", {
+        "method": "PATCH", "path": path, "id": created.external_id, "body": {"Account_Status__c": "Suspended"}})
+    assert (reinstate.name, reinstate.payload["body"]) == ("account.reinstate", {"Account_Status__c": None})
+    assert suspended["Account_Status__c"] == "Suspended" and outcome.external_id == created.external_id
+    stamps = ("LastModifiedDate", "SystemModstamp")
+    assert {k: v for k, v in after.items() if k not in stamps} == {k: v for k, v in before.items() if k not in stamps}
+
+
+def test_suspension_needs_the_account_and_deactivation_asks_nothing(ctx: Context, refs: MemoryRefs,
+                                                                    key: str) -> None:
+    unknown = customer(key)
+    for event_type in ("customer.suspended", "customer.reinstated"):
+        with pytest.raises(MissingDependency):
+            plan(ctx, refs, event_type, unknown)
+    refs.put(unknown.id, "customer", "salesforce", sf_id("0015g00000KnOwN"))
+
+    assert plan(ctx, refs, "customer.deactivated", unknown) == []
+
+
+def test_ordinary_upserts_never_touch_the_suspension_flag(ctx: Context, refs: MemoryRefs, key: str) -> None:
+    acme = customer(key)
+    [created] = deliver(ctx, refs, "customer.upserted", acme)
+    deliver(ctx, refs, "customer.suspended", acme)
+
+    [update] = plan(ctx, refs, "customer.upserted", Customer(id=acme.id, name="Renamed", status="active"))
+    SALESFORCE.execute(ctx, update, "k")
+
+    assert "Account_Status__c" not in update.payload["body"]
+    assert SALESFORCE.fetch(ctx, "customer", created.external_id)["Account_Status__c"] == "Suspended"
+
+
+@pytest.mark.parametrize("event_type", ["customer.suspended", "customer.reinstated"])
+def test_probe_finds_a_suspension_lost_in_a_timeout(sandbox: SalesforceSandbox, server: ServerThread,
+                                                    http: httpx.Client, refs: MemoryRefs, key: str,
+                                                    event_type: str) -> None:
+    quick = context_for(sandbox, server.url, http, timeout_s=0.5)
+    acme = customer(key)
+    deliver(quick, refs, "customer.upserted", acme)
+    if event_type == "customer.reinstated":
+        deliver(quick, refs, "customer.suspended", acme)
+    [op] = plan(quick, refs, event_type, acme)
+    assert SALESFORCE.probe(quick, op, "k") is None  # not written yet
+
+    fault(server, mode="timeout_after_commit", latency_ms=1500, count=1)
+    failure = failure_of(quick, op)
+    found = SALESFORCE.probe(quick, op, "k")
+
+    assert failure.category is Category.AMBIGUOUS
+    assert found is not None and found.external_id == refs.external_id(acme.id, "salesforce")
+
+
+def test_type_arrives_with_a_cdc_create_and_is_read_back_for_an_update(ctx: Context, rest: httpx.Client,
+                                                                        key: str) -> None:
+    [prospect_event] = SALESFORCE.parse_webhook(ctx, {}, cdc_change("CREATE", [ACCOUNT_ID], Name="Acme",
+                                                                    Type="Prospect"))
+    created = rest.post("/sobjects/Account", json={"Name": f"Won {key}", "Type": "Prospect"})
+    created.raise_for_status()
+    account_id = created.json()["id"]
+    # the org's flow on the opportunity closed won
+    rest.patch(f"/sobjects/Account/{account_id}", json={"Type": "Customer - Direct"}).raise_for_status()
+
+    [won_event] = SALESFORCE.parse_webhook(ctx, {}, cdc_change("UPDATE", [account_id], Type="Customer - Direct"))
+    [[prospect], [won]] = [SALESFORCE.to_canonical(ctx, event, MemoryRefs()) for event in (prospect_event, won_event)]
+
+    assert isinstance(prospect.entity, Customer) and prospect.entity.lifecycle == "prospect"
+    assert isinstance(won.entity, Customer) and (won.entity.name, won.entity.lifecycle) == (f"Won {key}", "customer")
+
+
+def test_type_arrives_with_outbound_messages(org: tuple[SalesforceSandbox, Context], key: str) -> None:
+    sandbox, ctx = org
+    receiver = OutboundReceiver(hub_answer(ctx))
+    sandbox.subscribe(receiver.url)
+    lifecycles = []
+    try:
+        with rest_api(sandbox, ctx.settings_as(SalesforceSettings).base_url) as client:
+            created = client.post("/sobjects/Account", json={"Name": f"Lead {key}", "Type": "Prospect"})
+            created.raise_for_status()
+            for change in ({}, {"Type": "Customer - Direct"}):  # created; then closed won
+                if change:
+                    client.patch(f"/sobjects/Account/{created.json()['id']}", json=change).raise_for_status()
+                assert sandbox.wait_for_outbound(15)
+                body = receiver.acknowledged()[-1]
+                [event] = SALESFORCE.parse_webhook(ctx, {}, body)
+                [mapped] = SALESFORCE.to_canonical(ctx, event, MemoryRefs())
+                assert isinstance(mapped.entity, Customer)
+                lifecycles.append((event.payload["Type"], mapped.entity.lifecycle))
+    finally:
+        receiver.stop()
+
+    assert lifecycles == [("Prospect", "prospect"), ("Customer - Direct", "customer")]

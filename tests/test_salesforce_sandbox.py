@@ -14,7 +14,7 @@ import httpx
 import pytest
 import requests
 from crossledger.plugins.salesforce import ids, soap
-from crossledger.plugins.salesforce.sandbox import ORGANIZATION_ID, SalesforceSandbox
+from crossledger.plugins.salesforce.sandbox import INTEGRATION_USER_ID, ORGANIZATION_ID, SalesforceSandbox
 from crossledger.plugins.sandbox import ServerThread
 from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import SalesforceMalformedRequest
@@ -196,6 +196,35 @@ def test_custom_objects_keep_exact_amounts(api: httpx.Client) -> None:
     assert '"Total__c":1.235' in raw  # rounded half-up to the field's scale, sent as a JSON number
     assert '"Due_Date__c":"2026-01-31"' in raw
     assert api.get(f"/sobjects/Payment__c/{payment}").json()["Amount__c"] == 1500
+
+
+def test_a_null_clears_a_field_unless_it_is_required(api: httpx.Client) -> None:
+    record_id = create(api, "Account", Name=unique(), Account_Status__c="Suspended", Type="Prospect",
+                       Contract_Term_Months__c=12)
+
+    cleared = api.patch(f"/sobjects/Account/{record_id}", json={"Account_Status__c": None, "Type": None,
+                                                                 "Contract_Term_Months__c": None})
+
+    record = api.get(f"/sobjects/Account/{record_id}").json()
+    assert cleared.status_code == 204
+    assert (record["Account_Status__c"], record["Type"], record["Contract_Term_Months__c"]) == (None, None, None)
+    for required in ("Name", "OwnerId"):
+        assert error_of(api.patch(f"/sobjects/Account/{record_id}", json={required: None})) == (
+            400, "REQUIRED_FIELD_MISSING", [required])
+
+
+def test_an_account_is_owned_by_a_user(api: httpx.Client) -> None:
+    owner = "0055g00000OwNeR" + ids.checksum("0055g00000OwNeR")
+    mine = create(api, "Account", Name=unique())
+    theirs = create(api, "Account", Name=unique(), OwnerId=owner[:15], Contract_Term_Months__c=23.6)
+
+    assert api.get(f"/sobjects/Account/{mine}").json()["OwnerId"] == INTEGRATION_USER_ID  # whoever made it
+    raw = api.get(f"/sobjects/Account/{theirs}").text
+    assert f'"OwnerId":"{owner}"' in raw and '"Contract_Term_Months__c":24' in raw  # scale 0, half-up
+    assert error_of(api.patch(f"/sobjects/Account/{mine}", json={"OwnerId": mine})) == (
+        400, "FIELD_INTEGRITY_EXCEPTION", ["OwnerId"])
+    assert error_of(api.patch(f"/sobjects/Account/{mine}", json={"Contract_Term_Months__c": "12"}))[:2] == (
+        400, "JSON_PARSER_ERROR")
 
 
 # --- upsert by external id ------------------------------------------------------------------

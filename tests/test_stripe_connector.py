@@ -225,10 +225,22 @@ def test_invoice_voided() -> None:
     assert isinstance(change.entity, Invoice) and change.entity.status == "void"
 
 
+def test_invoice_marked_uncollectible_is_the_invoice_issued_again_as_uncollectible() -> None:
+    source = {**fixture("invoice"), "status": "uncollectible"}
+    change = only(connector.to_canonical(context(), event("invoice.marked_uncollectible", source), refs))
+    assert change.type == "invoice.issued"
+    assert isinstance(change.entity, Invoice)
+    assert (change.entity.id, change.entity.status) == ("invoice/stripe/in_1Pgc6tB7WZ01zgkWu9fdqL6I", "uncollectible")
+    assert change.entity.total == money(1000, "USD") and violations(change.entity) == []
+
+
 @pytest.mark.parametrize(("event_type", "stripe_status", "status"), [
     ("invoice.finalized", "open", "issued"), ("invoice.finalized", "paid", "paid"),
     ("invoice.finalized", "void", "void"), ("invoice.finalized", "uncollectible", "uncollectible"),
     ("invoice.voided", "void", "void"), ("invoice.voided", None, "void"),
+    ("invoice.marked_uncollectible", "uncollectible", "uncollectible"),
+    ("invoice.marked_uncollectible", None, "uncollectible"),
+    ("invoice.marked_uncollectible", "paid", "paid"),  # read back after it was paid after all
 ])
 def test_an_invoices_status_is_its_own_not_its_events(event_type: str, stripe_status: str | None,
                                                       status: str) -> None:
@@ -354,6 +366,29 @@ def test_sandbox_void_maps_to_a_voided_invoice(ctx: Context, client: stripe.Stri
     client.v1.invoices.void_invoice(invoice_id)
     [voided] = sandbox_events(ctx, "invoice.voided", invoice_id)
     assert only(connector.to_canonical(ctx, voided, refs)).type == "invoice.voided"
+
+
+def test_sandbox_uncollectible_invoice_paid_later(ctx: Context, client: stripe.StripeClient) -> None:
+    """Marked uncollectible, the invoice is issued again as such; Stripe still takes its payment,
+    which settles through invoice_payment.paid as any other (invoice.paid stays ignored)."""
+    customer_id, invoice_id = bill(client, "usd", [4200])
+    client.v1.invoices.mark_uncollectible(invoice_id)
+    [marked] = sandbox_events(ctx, "invoice.marked_uncollectible", invoice_id)
+    change = only(connector.to_canonical(ctx, marked, refs))
+    assert change.type == "invoice.issued"
+    assert isinstance(change.entity, Invoice)
+    assert (change.entity.id, change.entity.status, change.entity.total) == (
+        f"invoice/stripe/{invoice_id}", "uncollectible", money(4200, "USD"))
+
+    assert client.v1.invoices.pay(invoice_id, {"paid_out_of_band": True}).status == "paid"
+    [paid_invoice] = sandbox_events(ctx, "invoice.paid", invoice_id)
+    assert connector.to_canonical(ctx, paid_invoice, refs) == []
+    [paid] = sandbox_events(ctx, "invoice_payment.paid", invoice_id)
+    settled = only(connector.to_canonical(ctx, paid, refs))
+    assert settled.type == "payment.settled" and isinstance(settled.entity, Payment)
+    assert settled.entity.customer_id == f"customer/stripe/{customer_id}"
+    assert [(a.invoice_id, a.amount) for a in settled.entity.applications] == [
+        (f"invoice/stripe/{invoice_id}", money(4200, "USD"))]
 
 
 def test_refetch_reads_the_object_as_it_is_now(ctx: Context, client: stripe.StripeClient) -> None:

@@ -218,3 +218,68 @@ def test_an_update_is_probed_by_reading_it_back(api: RunningStripe, ctx: Context
 
 def test_events_stripe_does_not_take_plan_nothing(ctx: Context, refs: MemoryRefs) -> None:
     assert connector.plan(ctx, event("customer.deleted", acme(status="deleted")), refs) == []
+    # A suspension starts in Stripe: there is nothing to write back.
+    assert connector.plan(ctx, event("customer.suspended", acme(status="suspended")), refs) == []
+
+
+def test_a_deactivated_customer_is_marked_inactive_and_reinstating_clears_the_mark(
+        api: RunningStripe, ctx: Context, refs: MemoryRefs) -> None:
+    subject = "customer/salesforce/001J"
+    assert connector.plan(ctx, event("customer.deactivated", acme(subject)), refs) == []  # never made: nothing to do
+    with pytest.raises(MissingDependency) as missing:
+        connector.plan(ctx, event("customer.reinstated", acme(subject)), refs)
+    assert (missing.value.entity_type, missing.value.canonical_id) == ("customer", subject)
+    [created] = deliver(ctx, refs, event("customer.upserted", acme(subject)))
+    path = f"/v1/customers/{created.external_id}"
+
+    [deactivate] = connector.plan(ctx, event("customer.deactivated", acme(subject, name="Not Written")), refs)
+    assert (deactivate.name, deactivate.payload) == ("customer.deactivate", {
+        "method": "POST", "path": path, "body": {"metadata[crossledger_status]": "inactive"}})
+    [outcome] = deliver(ctx, refs, event("customer.deactivated", acme(subject)))
+    assert (outcome.external_id, outcome.created) == (created.external_id, False)
+    inactive = api.client.v1.customers.retrieve(created.external_id)
+    assert (inactive.name, inactive.metadata.to_dict()) == ("Acme Ltd", {
+        "crossledger_id": subject, "crossledger_status": "inactive"})
+
+    [reinstate] = connector.plan(ctx, event("customer.reinstated", acme(subject)), refs)
+    assert (reinstate.name, reinstate.payload["body"]) == ("customer.reinstate", {"metadata[crossledger_status]": ""})
+    deliver(ctx, refs, event("customer.reinstated", acme(subject)))
+    active = api.client.v1.customers.retrieve(created.external_id)
+    assert "crossledger_status" not in active.metadata.to_dict()  # Stripe deletes a key set to ""
+    assert active.metadata["crossledger_id"] == subject
+
+
+def test_a_customer_the_hub_lost_the_id_of_is_still_deactivated(api: RunningStripe, ctx: Context,
+                                                                faults: None) -> None:
+    """A compensation after a create whose answer was lost: Stripe's search finds the customer."""
+    subject = "customer/salesforce/001K"
+    lost_refs = MemoryRefs()
+    [lost] = connector.plan(ctx, event("customer.upserted", acme(subject)), lost_refs)
+    api.http.post("/_sandbox/faults", json={"mode": "timeout_after_commit", "latency_ms": 1500, "count": 1})
+    with pytest.raises(ConnectorError):
+        connector.execute(ctx, lost, "cl-lost-before-deactivate")
+    [made] = with_hub_id(api, subject)
+
+    [op] = connector.plan(ctx, event("customer.deactivated", acme(subject)), lost_refs)
+
+    assert (op.name, op.payload["path"]) == ("customer.deactivate", f"/v1/customers/{made}")
+
+
+@pytest.mark.parametrize("event_type", ["customer.deactivated", "customer.reinstated"])
+def test_a_status_mark_whose_answer_was_lost_is_probed(api: RunningStripe, ctx: Context, refs: MemoryRefs,
+                                                       faults: None, event_type: str) -> None:
+    subject = f"customer/salesforce/001L-{event_type}"
+    [created] = deliver(ctx, refs, event("customer.upserted", acme(subject)))
+    if event_type == "customer.reinstated":
+        deliver(ctx, refs, event("customer.deactivated", acme(subject)))
+    [op] = connector.plan(ctx, event(event_type, acme(subject)), refs)
+    key = f"cl-{event_type}"
+    assert connector.probe(ctx, op, key) is None  # not written yet
+    api.http.post("/_sandbox/faults", json={"mode": "timeout_after_commit", "latency_ms": 1500, "count": 1})
+
+    with pytest.raises(ConnectorError) as held:
+        connector.execute(ctx, op, key)
+    found = connector.probe(ctx, op, key)
+
+    assert held.value.category is Category.AMBIGUOUS
+    assert found is not None and (found.external_id, found.created) == (created.external_id, False)

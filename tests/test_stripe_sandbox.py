@@ -180,6 +180,20 @@ def test_void_and_uncollectible(stripe_api: RunningStripe) -> None:
     assert payment.status == "canceled"
 
 
+def test_an_uncollectible_invoice_can_still_be_paid(stripe_api: RunningStripe) -> None:
+    v1 = stripe_api.client.v1
+    _, invoice = billed(stripe_api, 900)
+    v1.invoices.finalize_invoice(invoice_id(invoice))
+    marked = v1.invoices.mark_uncollectible(invoice_id(invoice))
+    assert marked.status == "uncollectible" and marked.status_transitions.marked_uncollectible_at is not None
+    paid = v1.invoices.pay(invoice_id(invoice), {"payment_method": "pm_card_visa"})
+    assert (paid.status, paid.amount_paid, paid.amount_remaining) == ("paid", 900, 0)
+    [payment] = v1.invoice_payments.list({"invoice": invoice_id(invoice)}).data
+    assert (payment.status, payment.amount_paid) == ("paid", 900)
+    with pytest.raises(stripe.InvalidRequestError, match="is paid"):
+        v1.invoices.mark_uncollectible(invoice_id(invoice))
+
+
 def test_paying_needs_a_payment_method_and_cards_can_decline(stripe_api: RunningStripe) -> None:
     v1 = stripe_api.client.v1
     _, invoice = billed(stripe_api, 900)

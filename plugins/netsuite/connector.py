@@ -9,6 +9,9 @@ canonical event             NetSuite write
 ==========================  ==========================================================================
 ``customer.upserted``       ``PUT customer/eid:{eid}``
 ``customer.deleted``        ``PATCH customer/{id}`` with ``isInactive: true`` (nothing if never sent)
+``customer.deactivated``    the same as ``customer.deleted``: the record stays, inactive
+``customer.suspended``      ``PATCH customer/{id}`` with ``creditHoldOverride: ON`` (a credit hold)
+``customer.reinstated``     ``PATCH customer/{id}`` with ``creditHoldOverride: AUTO`` (the hold released)
 ``customer.linked``         ``PATCH customer/{id}``: only the ``custentity_cl_*_id`` cross-references
 ``invoice.issued``          ``PUT invoice/eid:{eid}``: one line per canonical line, then tax, discount
 ``invoice.voided``          ``PUT creditmemo/eid:{invoice eid}.void`` crediting the whole invoice
@@ -140,8 +143,12 @@ class NetSuiteConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
         match event.type, event.data:
             case "customer.upserted", Customer() as customer:
                 return [planner.customer(customer)]
-            case "customer.deleted", Customer() as customer:
+            case "customer.deleted" | "customer.deactivated", Customer() as customer:
                 return planner.deactivate(customer)
+            case "customer.suspended", Customer() as customer:
+                return planner.credit_hold(customer, held=True)
+            case "customer.reinstated", Customer() as customer:
+                return planner.credit_hold(customer, held=False)
             case "customer.linked", Customer() as customer:
                 return planner.link(customer)
             case "invoice.issued", Invoice() as invoice:

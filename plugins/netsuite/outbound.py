@@ -1,8 +1,9 @@
 """Canonical events -> NetSuite record service writes (the connector's ``plan``).
 
 Every write is an upsert by external id (``PUT /record/v1/{type}/eid:{external key}``) of a whole
-document, except ``customer.deleted`` and ``customer.linked``, which ``PATCH`` a customer the hub
-already knows the internal id of. Bodies keep amounts as :class:`~decimal.Decimal` in the
+document, except the customer's status changes (``customer.deleted``, ``customer.deactivated``,
+``customer.suspended``, ``customer.reinstated``) and ``customer.linked``, which ``PATCH`` a customer
+the hub already knows the internal id of. Bodies keep amounts as :class:`~decimal.Decimal` in the
 document's currency (converted by :func:`~crossledger.canonical.money.to_decimal` only) and leave
 out what the canonical record does not say (``None``), so an upsert never clears a field.
 """
@@ -38,6 +39,10 @@ RECORD_TYPES = {"customer": "customer", "invoice": "invoice", "payment": "custom
 CUSTOMER_REFERENCE_DIMENSIONS = ("subsidiary", "terms")
 """Canonical customer dimensions written as NetSuite references (``{"terms": {"id": "2"}}``);
 a dimension the ERP does not know under that name is left out."""
+
+CREDIT_HOLD = "creditHoldOverride"
+"""The customer's credit hold: ``ON`` holds it whatever its balance, ``OFF`` never, ``AUTO`` (the
+default) holds it once it is over its credit limit. A select field, written as ``{"id": "ON"}``."""
 
 CROSS_REFERENCE_FIELDS = {"salesforce": "custentity_cl_salesforce_id", "stripe": "custentity_cl_stripe_id",
                           "zendesk": "custentity_cl_zendesk_id"}
@@ -127,12 +132,14 @@ class Planner:
         dimensions = {name: _ref(customer.dimensions[name])
                       for name in CUSTOMER_REFERENCE_DIMENSIONS if name in customer.dimensions}
         # NetSuite needs a subsidiary to create a customer; afterwards the ERP owns it, so an update
-        # from another system must not reset it to the default.
+        # from another system must not reset it to the default. A subsidiary the customer itself
+        # carries (among its dimensions, spread last) wins over the default either way.
         creating = self.refs.external_id(customer.id, SYSTEM) is None
         body = {
             "companyName": customer.name,
             "email": customer.email,
             "phone": customer.phone,
+            "vatRegNumber": customer.tax_id,
             "subsidiary": _ref(self.settings.subsidiary_id) if creating else None,
             "currency": self.settings.currency(customer.currency) if customer.currency else None,
             "addressBook": self._address_book(customer),
@@ -151,11 +158,19 @@ class Planner:
         return {"items": [line]}
 
     def deactivate(self, customer: Customer) -> list[Operation]:
+        """``isInactive``: the customer stays, with its history, but takes no new transactions."""
         internal_id: str | None = self.refs.external_id(customer.id, SYSTEM)
         if internal_id is None:
             return []  # never reached NetSuite: nothing to deactivate
         path = record_path("customer", internal_id)
         return [_operation("customer.deactivate", "customer", customer.id, "PATCH", path, {"isInactive": True})]
+
+    def credit_hold(self, customer: Customer, held: bool) -> list[Operation]:
+        """Put the customer on credit hold (``ON``), or release it (back to ``AUTO``, the credit
+        limit deciding again, not ``OFF``, which would exempt it for good)."""
+        name, override = ("customer.credit_hold", "ON") if held else ("customer.release_hold", "AUTO")
+        path = record_path("customer", self.require("customer", customer.id))
+        return [_operation(name, "customer", customer.id, "PATCH", path, {CREDIT_HOLD: _ref(override)})]
 
     def link(self, customer: Customer) -> list[Operation]:
         """Only the other systems' ids, into the customer's custom entity fields: the profile is
@@ -290,5 +305,8 @@ class Planner:
             "custrecord_cl_currency": self.settings.currency(subscription.currency),
             "custrecord_cl_period_start": _date(subscription.current_period_start),
             "custrecord_cl_period_end": _date(subscription.current_period_end),
+            "custrecord_cl_contract_term": subscription.contract_term_months,
+            "custrecord_cl_contract_owner": subscription.contract_owner,
+            "custrecord_cl_legal_entity": subscription.legal_entity,
         }
         return _upsert("subscription.upsert", "subscription", subscription.id, body)

@@ -32,6 +32,9 @@ What a connector meets in the real service, and so meets here:
 - **SuiteQL** (``POST /services/rest/query/v1/suiteql?limit=&offset=`` with ``Prefer: transient`` and
   ``{"q": "SELECT ..."}``) over the ``transaction`` and ``customer`` tables, paged like collections;
   see :mod:`crossledger.plugins.netsuite.suiteql` for the dialect.
+- **Customers' standard fields the hub writes**: ``vatRegNumber`` (the tax registration) and the
+  credit hold ``creditHoldOverride``, a select field written and shown like a reference (``{"id":
+  "ON"}``; ``AUTO``, ``ON`` or ``OFF``, anything else a 400) and ``AUTO`` on a new customer.
 - **Customizations an integration relies on**: the custom record ``customrecord_cl_subscription`` and
   the customer fields ``custentity_cl_*_id`` exist, as an administrator would have created them.
 - **Concurrency governance**: more than ``concurrency_limit`` requests in flight answer 429.
@@ -41,6 +44,7 @@ Not emulated: record actions and transforms, asynchronous requests (``Prefer: re
 SuiteQL joins, and time zones (the integration user's is UTC).
 """
 
+import copy
 import itertools
 import json
 import secrets
@@ -48,6 +52,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from http import HTTPStatus
@@ -78,8 +83,10 @@ SEEDED: dict[str, dict[str, str]] = {
     "terms": {"1": "Net 15", "2": "Net 30", "3": "Net 60", "4": "Due on receipt"},
     "account": {"1": "Accounts Receivable", "2": "Undeposited Funds", "10": "Checking", "14": "Sales"},
     "approvalstatus": {"1": "Pending Approval", "2": "Approved", "3": "Rejected"},
+    "creditholdoverride": {"AUTO": "Auto", "ON": "On", "OFF": "Off"},
 }
-"""The account's setup records, by list and internal id. Currencies are named by ISO code."""
+"""The account's setup records, by list and internal id. Currencies are named by ISO code. Select
+fields with fixed values (a customer's credit hold) are lists too: written and shown the same way."""
 
 REFERENCES: dict[str, str] = {
     "entity": "customer",
@@ -92,6 +99,7 @@ REFERENCES: dict[str, str] = {
     "account": "account",
     "item": "item",
     "approvalStatus": "approvalstatus",
+    "creditHoldOverride": "creditholdoverride",
     "custrecord_cl_customer": "customer",
     "custrecord_cl_currency": "currency",
 }
@@ -353,6 +361,7 @@ class RecordType:
     ``open_field`` names the computed balance still open, and ``statuses`` are shown while it is
     open and once it reaches zero. ``code`` is the transaction's ``type`` in SuiteQL, and
     ``receivable`` how its total moves the customer's A/R balance (+1 a debit, -1 a credit).
+    ``defaults`` are the values a new record gets for the fields the create leaves out.
     """
 
     name: str
@@ -367,6 +376,7 @@ class RecordType:
     checks: tuple[Callable[[Fields], None], ...] = ()
     code: str | None = None
     receivable: int = 0
+    defaults: Fields = dataclass_field(default_factory=dict)
 
     def accept(self, body: Fields, strict: bool) -> Fields:
         """The body with field names in NetSuite's spelling; unknown names dropped, or refused
@@ -395,10 +405,11 @@ RECORD_TYPES: tuple[RecordType, ...] = (
     RecordType(
         "customer",
         ("externalId", "entityId", "companyName", "firstName", "lastName", "isPerson", "email", "phone",
-         "subsidiary", "currency", "terms", "parent", "isInactive", "comments", "addressBook",
-         *CROSS_REFERENCE_FIELDS),
+         "subsidiary", "currency", "terms", "parent", "isInactive", "comments", "addressBook", "vatRegNumber",
+         "creditHoldOverride", *CROSS_REFERENCE_FIELDS),
         family="entity",
         checks=(_named,),
+        defaults={"creditHoldOverride": {"id": "AUTO"}},  # the credit limit decides
     ),
     RecordType(
         "invoice",
@@ -454,7 +465,8 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         SUBSCRIPTION_RECORD,
         ("externalId", "name", "isInactive", "custrecord_cl_customer", "custrecord_cl_plan_tier",
          "custrecord_cl_status", "custrecord_cl_recurring_amount", "custrecord_cl_currency",
-         "custrecord_cl_period_start", "custrecord_cl_period_end"),
+         "custrecord_cl_period_start", "custrecord_cl_period_end", "custrecord_cl_contract_term",
+         "custrecord_cl_contract_owner", "custrecord_cl_legal_entity"),
         family=SUBSCRIPTION_RECORD,
         currency_field="custrecord_cl_currency",
         checks=(_has_name,),
@@ -549,7 +561,9 @@ class Books:
     # writes
 
     def create(self, rt: RecordType, fields: Fields) -> Record:
-        """A new record; a transaction is dated today unless told otherwise, as in NetSuite."""
+        """A new record with its type's defaults; a transaction is dated today unless told
+        otherwise, as in NetSuite."""
+        fields = {**copy.deepcopy(rt.defaults), **fields}
         if rt.family == "transaction":
             fields.setdefault("tranDate", datetime.fromtimestamp(self._clock(), UTC).date().isoformat())
         if self._needs_approval(rt):

@@ -17,6 +17,8 @@ character (so a misleading Content-Type cannot route a body around its check):
 upsert by External ID (``PATCH /sobjects/{Object}/CrossLedger_Id__c/{external key}``: 201 created,
 200 updated, 300 when the value is not unique) or an update by Salesforce id. After an ambiguous
 failure, :meth:`~SalesforceConnector.probe` reads the record back and compares it with the write.
+Suspension is a flag on the Account (``Account_Status__c``): ``customer.suspended`` sets it,
+``customer.reinstated`` clears it; ``customer.deactivated`` plans nothing.
 
 Requests go through :class:`~.client.RestClient` (session tokens, ``Sforce-Limit-Info``, error
 codes); :attr:`SalesforceConnector.last_limit_info` holds each org's last reported API usage.
@@ -265,13 +267,15 @@ class SalesforceConnector(BaseConnector):
                 return [planner.customer(customer)]
             case "customer.linked", Customer() as customer:
                 return planner.link(customer)
+            case "customer.suspended" | "customer.reinstated", Customer() as customer:
+                return [planner.suspension(customer, suspended=event.type == "customer.suspended")]
             case "contact.upserted", Contact() as contact:
                 return [planner.contact(contact)]
             case "invoice.posted", Invoice() as invoice:
                 return [planner.invoice(invoice)]
             case "payment.settled", Payment() as payment:
                 return [planner.payment(payment)]
-        return []
+        return []  # customer.deactivated among them: the account is the CRM's to close, not the hub's
 
     def execute(self, ctx: Context, op: Operation, idempotency_key: str) -> Outcome:
         """Send the write. Its path (External ID or record id) makes a repeat harmless, so the

@@ -11,10 +11,20 @@ value as text)::
       BillingCountry
       ParentId                                   parent_id (the parent account's canonical id)
       Tax_Id__c, CurrencyIsoCode                 tax_id, currency
+      Type                                       lifecycle: "Prospect" -> "prospect", "Customer..."
+                                                   -> "customer", anything else or unset -> None
       Payment_Terms__c                           dimensions["terms"] (ERP-owned: the hub strips it)
     Contact                                    Contact
       AccountId                                  customer_id
       FirstName, LastName, Email, Phone, Title   first_name, last_name, email, phone, title
+
+**Closed won.** The hub does not read Opportunities. The org's flow moves an account whose
+Opportunity is Closed Won to ``Type`` "Customer - Direct"; that change reaches the hub like any
+account edit (an outbound message or a CDC UPDATE), as ``lifecycle`` turning to "customer".
+
+The subscription journey reads the contract behind a subscription from the Account
+(:func:`contract_of`): ``Contract_Term_Months__c``, ``OwnerId`` (the account owner, a User id) and
+``Legal_Entity__c``.
 
 A record's canonical id is the one in its External ID field (``CrossLedger_Id__c``) when the hub
 made it, else the cross-reference of its Salesforce id (``refs.canonical_id``).
@@ -25,6 +35,13 @@ the other systems' ids (``Stripe_Customer_Id__c``, ``NetSuite_Id__c``,
 ``Zendesk_Organization_Id__c``), and two custom objects: ``invoice.posted`` -> ``Invoice__c``,
 ``payment.settled`` -> ``Payment__c``. A field left unset canonically is left out of the body,
 never cleared: the hub resets fields Salesforce owns before planning, and those must not be wiped.
+``Type`` is Salesforce's too: the hub sets it only on an account it creates (a customer onboarded
+from the API: "Customer - Direct" for a customer, "Prospect" for a prospect), never on an update.
+
+Suspension is a flag on the Account: ``customer.suspended`` sets ``Account_Status__c`` to
+"Suspended" and ``customer.reinstated`` clears it (``null``), so a suspension undone leaves the
+account as it was. Ordinary upserts never write the flag. ``customer.deactivated`` (a journey
+undoing its step elsewhere) asks nothing of Salesforce: the account is the CRM's, not the hub's.
 
 Writes go by the record's Salesforce id when it is known (the cross-reference, or the id inside a
 ``<entity>/salesforce/<id>`` canonical id), otherwise as an upsert by External ID, which makes a
@@ -32,8 +49,8 @@ retry after a lost answer update the record the first attempt created.
 """
 
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal, TypedDict
 from urllib.parse import quote
 
 from crossledger.canonical.entities import (
@@ -60,10 +77,18 @@ ENTITY_TYPES = {sobject: entity_type for entity_type, sobject in SOBJECTS.items(
 LINK_FIELDS = {"stripe": "Stripe_Customer_Id__c", "netsuite": "NetSuite_Id__c", "zendesk": "Zendesk_Organization_Id__c"}
 """Where an Account keeps the id another system has for the same customer."""
 
+Lifecycle = Literal["prospect", "customer"]
+ACCOUNT_TYPES: dict[Lifecycle, str] = {"prospect": "Prospect", "customer": "Customer - Direct"}
+"""The Account ``Type`` the hub gives an account it creates, by the customer's lifecycle."""
+STATUS_FIELD = "Account_Status__c"
+SUSPENDED = "Suspended"
+CONTRACT_FIELDS = ("Contract_Term_Months__c", "OwnerId", "Legal_Entity__c")
+
 FIELDS = {
     "Account": ("Id", "Name", "Phone", "Website", "Email__c", "BillingStreet", "BillingCity", "BillingState",
-                "BillingPostalCode", "BillingCountry", "ParentId", "Tax_Id__c", "CurrencyIsoCode", "Payment_Terms__c",
-                "Open_Balance__c", *LINK_FIELDS.values(), "LastModifiedDate", "SystemModstamp"),
+                "BillingPostalCode", "BillingCountry", "ParentId", "Tax_Id__c", "CurrencyIsoCode", "Type",
+                "Payment_Terms__c", "Open_Balance__c", *LINK_FIELDS.values(), *CONTRACT_FIELDS, "LastModifiedDate",
+                "SystemModstamp"),
     "Contact": ("Id", "AccountId", "FirstName", "LastName", "Email", "Phone", "Title", "LastModifiedDate",
                 "SystemModstamp"),
     "Invoice__c": ("Id", "Name", "Account__c", "Total__c", "CurrencyIsoCode", "Status__c", "Posting_Status__c",
@@ -133,6 +158,48 @@ def _address(record: Record) -> Address | None:
     return None if address == Address() else address
 
 
+def lifecycle(account_type: str | None) -> Lifecycle | None:
+    """Where an Account ``Type`` puts the customer: only "Prospect" and the "Customer ..." values
+    say; partners and "Other" are neither."""
+    if account_type == ACCOUNT_TYPES["prospect"]:
+        return "prospect"
+    if account_type is not None and account_type.startswith("Customer"):
+        return "customer"
+    return None
+
+
+class ContractTerms(TypedDict):
+    """The Subscription ``contract`` field group, as the customer's Account holds it."""
+
+    contract_term_months: int | None
+    contract_owner: str | None
+    legal_entity: str | None
+
+
+def _whole(record: Record, name: str) -> int | None:
+    """A number field of scale 0 as an int: REST gives a JSON number (maybe ``12.0``), an outbound
+    message text."""
+    value = text(record, name)
+    if value is None:
+        return None
+    try:
+        number = Decimal(value)
+        if number == number.to_integral_value():
+            return int(number)
+    except (InvalidOperation, OverflowError):  # not a number; infinity
+        pass
+    raise ConnectorError(Category.DATA, f"{record_id(record)}: {name} is {value!r}, not a whole number")
+
+
+def contract_of(record: Record) -> ContractTerms:
+    """The contract terms on a fetched Account (``fetch(ctx, "customer", id)``): the term in months,
+    the account owner's User id (18 characters) and the legal entity; None where unset."""
+    owner = text(record, "OwnerId")
+    return ContractTerms(contract_term_months=_whole(record, "Contract_Term_Months__c"),
+                         contract_owner=(ids.normalize(owner) or owner) if owner else None,
+                         legal_entity=text(record, "Legal_Entity__c"))
+
+
 def customer(record: Record, refs: Refs, external_id_field: str) -> Customer:
     terms = text(record, "Payment_Terms__c")
     currency = text(record, "CurrencyIsoCode")
@@ -146,6 +213,7 @@ def customer(record: Record, refs: Refs, external_id_field: str) -> Customer:
         tax_id=text(record, "Tax_Id__c"),
         currency=currency.upper() if currency else None,
         parent_id=_reference(refs, "customer", text(record, "ParentId")),
+        lifecycle=lifecycle(text(record, "Type")),
         dimensions={"terms": terms} if terms else {},
     )
 
@@ -237,7 +305,15 @@ class Planner:
             "Open_Balance__c": _amount(entity.open_balance),
             **self.links(entity.id),
         }
-        return self._write("customer.upsert", "customer", entity.id, body)
+        created_with = {"Type": ACCOUNT_TYPES[entity.lifecycle]} if entity.lifecycle else {}
+        return self._write("customer.upsert", "customer", entity.id, body, created_with)
+
+    def suspension(self, entity: Customer, *, suspended: bool) -> Operation:
+        """``customer.suspended`` / ``customer.reinstated``: set or clear the Account's flag, by id."""
+        account = self.require("customer", entity.id)
+        name = "account.suspend" if suspended else "account.reinstate"
+        return _operation(name, "customer", entity.id, "PATCH", f"/sobjects/Account/{account}",
+                          {STATUS_FIELD: SUSPENDED if suspended else None}, account)
 
     def link(self, entity: Customer) -> list[Operation]:
         """``customer.linked``: only the other systems' ids, on the Account that already exists."""
@@ -285,9 +361,11 @@ class Planner:
         }
         return self._write("payment.upsert", "payment", entity.id, body)
 
-    def _write(self, name: str, entity_type: str, canonical: str, body: Record) -> Operation:
+    def _write(self, name: str, entity_type: str, canonical: str, body: Record,
+               created_with: Record | None = None) -> Operation:
         """By Salesforce id when known (stamping the External ID on records made elsewhere), else an
-        upsert by External ID."""
+        upsert by External ID, which may create the record: only then go the ``created_with`` fields
+        (an upsert that finds the record, after a lost answer, sets them to the same values)."""
         sobject = SOBJECTS[entity_type]
         key = external_key(canonical)
         known = self.salesforce_id(canonical)
@@ -295,7 +373,7 @@ class Planner:
             return _operation(name, entity_type, canonical, "PATCH", f"/sobjects/{sobject}/{known}",
                               {**_present(body), self.external_id_field: key}, known)
         path = f"/sobjects/{sobject}/{self.external_id_field}/{quote(key, safe='')}"
-        return _operation(name, entity_type, canonical, "PATCH", path, _present(body))
+        return _operation(name, entity_type, canonical, "PATCH", path, _present({**body, **(created_with or {})}))
 
 
 def _operation(name: str, entity_type: str, canonical: str, method: str, path: str, body: Record,

@@ -175,6 +175,8 @@ class Org:
 
     def create(self, sobject: SObjectType, body: Values) -> Values:
         values = self._accept(sobject, body)
+        if sobject.find("OwnerId") is not None:  # a record made without an owner belongs to whoever made it
+            values.setdefault("OwnerId", INTEGRATION_USER_ID)
         missing = [field.name for field in sobject.fields if field.required and values.get(field.name) is None]
         if missing:
             raise SalesforceError(400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
@@ -233,7 +235,7 @@ class Org:
                                       f"{field.name}. Please check the security settings of this field and verify "
                                       "that it is read/write for your profile or permission set.", [field.name])
             stored = field.accept(value)
-            if field.references is not None and stored is not None and \
+            if field.references in OBJECTS and stored is not None and \
                     self.find(OBJECTS[field.references], stored) is None:
                 raise SalesforceError(400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [field.name])
             values[field.name] = stored

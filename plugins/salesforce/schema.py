@@ -6,10 +6,18 @@ Account and Contact with the hub's custom fields, and two custom objects, ``Invo
 *not* Unique, as in many real orgs, so duplicates made outside the hub surface as ``300 Multiple
 Choices`` on upsert instead of being impossible.
 
+Besides the hub's own fields, Account has the standard ``Type`` picklist (a new org's values are
+"Prospect", "Customer - Direct", "Customer - Channel", "Channel Partner / Reseller", "Installation
+Partner", "Technology Partner" and "Other"; it is unrestricted, as in most orgs, so the API takes any
+value) and ``OwnerId``, a lookup to a User. Users are not emulated: any id with the User key prefix
+(``005``) is taken, and an account made without one is owned by the API's run-as user, as in a real
+org.
+
 Values are checked the way the REST API checks them, with its error codes: unknown or read-only
 fields, text longer than the field, malformed emails, ids of the wrong object, currencies the org
-does not have, numbers and dates in the wrong JSON type. Currency amounts are stored as
+does not have, numbers and dates in the wrong JSON type. Currency and number values are stored as
 :class:`~decimal.Decimal` rounded half-up to the field's scale, dates as :class:`~datetime.date`.
+A ``null`` clears a field, unless it is required.
 """
 
 import re
@@ -24,6 +32,9 @@ CURRENCIES = frozenset({"USD", "EUR", "GBP", "CAD", "AUD", "JPY", "KWD", "CHF"})
 """The org's active currencies (Setup > Manage Currencies); USD is the corporate currency."""
 CORPORATE_CURRENCY = "USD"
 TEXT_KINDS = frozenset({"string", "textarea", "email", "url", "phone", "picklist", "id", "reference"})
+NUMBER_KINDS = frozenset({"currency", "double"})
+UNHELD_KEY_PREFIXES = {"User": "005"}
+"""Objects that records point at but the sandbox does not hold: any id of their key prefix is taken."""
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
@@ -77,8 +88,8 @@ class Field:
                 raise SalesforceError(400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{self.name}]",
                                       [self.name])
             return None
-        if self.kind == "currency":
-            return self._amount(value)
+        if self.kind in NUMBER_KINDS:
+            return self._number(value)
         if self.kind == "date":
             return self._date(value)
         if isinstance(value, dict | list):
@@ -97,9 +108,9 @@ class Field:
                                   f"{self.label or self.name}: invalid currency code: {text}", [self.name])
         return text
 
-    def _amount(self, value: Any) -> Decimal:
+    def _number(self, value: Any) -> Decimal:
         if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
-            raise parser_error(value, "currency")
+            raise parser_error(value, self.kind)
         return Decimal(str(value)).quantize(Decimal(1).scaleb(-self.scale), rounding=ROUND_HALF_UP)
 
     def _date(self, value: Any) -> date:
@@ -115,7 +126,7 @@ class Field:
         label = self.label or self.name
         if normalized is None:
             raise SalesforceError(400, "MALFORMED_ID", f"{label}: id value of incorrect type: {text}", [self.name])
-        if self.references is not None and not normalized.startswith(OBJECTS[self.references].key_prefix):
+        if self.references is not None and not normalized.startswith(key_prefix(self.references)):
             raise SalesforceError(400, "FIELD_INTEGRITY_EXCEPTION", f"{label}: id value of incorrect type: {text}",
                                   [self.name])
         return normalized
@@ -166,7 +177,9 @@ ACCOUNT = SObjectType("Account", "001", "accounts", (
     _text("BillingState", "Billing State/Province", 80),
     _text("BillingPostalCode", "Billing Zip/Postal Code", 20),
     _text("BillingCountry", "Billing Country", 80),
+    Field("Type", "picklist", "Account Type", length=255),
     Field("ParentId", "reference", "Parent Account ID", references="Account"),
+    Field("OwnerId", "reference", "Owner ID", length=18, required=True, references="User"),
     _text("Tax_Id__c", "Tax Id", 40),
     Field("Email__c", "email", "Billing Email", length=80),
     _text("Payment_Terms__c", "Payment Terms", 40),
@@ -174,6 +187,9 @@ ACCOUNT = SObjectType("Account", "001", "accounts", (
     _text("Stripe_Customer_Id__c", "Stripe Customer Id"),
     _text("NetSuite_Id__c", "NetSuite Id"),
     _text("Zendesk_Organization_Id__c", "Zendesk Organization Id"),
+    Field("Contract_Term_Months__c", "double", "Contract Term (Months)", scale=0),
+    _text("Legal_Entity__c", "Legal Entity"),
+    Field("Account_Status__c", "picklist", "Account Status", length=40),
 ))
 CONTACT = SObjectType("Contact", "003", "contacts", (
     Field("AccountId", "reference", "Account ID", references="Account", cascade_delete=True),
@@ -202,6 +218,12 @@ PAYMENT = SObjectType("Payment__c", "a0C", "payments", (
 ))
 
 OBJECTS: dict[str, SObjectType] = {sobject.name: sobject for sobject in (ACCOUNT, CONTACT, INVOICE, PAYMENT)}
+
+
+def key_prefix(sobject_name: str) -> str:
+    """The 3-character id prefix of an object, held by the sandbox or not."""
+    held = OBJECTS.get(sobject_name)
+    return held.key_prefix if held is not None else UNHELD_KEY_PREFIXES[sobject_name]
 
 
 def find_sobject(name: str) -> SObjectType | None:

@@ -6,7 +6,7 @@ about onto the canonical model (:mod:`.mapping` has the table). An event that fa
 can be replayed after the fix in Stripe: :meth:`~StripeConnector.refetch` reads its object again.
 
 As a delivery target Stripe takes customers: the profile of a customer the CRM (or the ERP) owns,
-and the ids the other systems have for it (:mod:`.outbound`). Writes use Stripe's own
+the ids the other systems have for it, and whether the hub left it inactive (:mod:`.outbound`). Writes use Stripe's own
 ``Idempotency-Key``, and a write that timed out is probed before it is sent again.
 
 The calls themselves, their settings and the classification of their failures are in :mod:`.client`.
@@ -152,7 +152,7 @@ class StripeConnector(BaseConnector):
     # -- outbound -----------------------------------------------------------------------------------
 
     def plan(self, ctx: Context, event: Envelope, refs: Refs) -> list[Operation]:
-        """Customers and their cross-references (:mod:`.outbound`); ``[]`` for other events. A
+        """Customers, their cross-references and status (:mod:`.outbound`); ``[]`` for other events. A
         customer the hub knows no Stripe id for is first looked for by its ``crossledger_id``."""
         api = _api(ctx)
 

@@ -13,13 +13,16 @@
                                               + subscription.renewed   Subscription, when the invoice bills
                                                                        a new period (subscription_cycle)
     invoice.voided                         -> invoice.voided           Invoice (status: see below)
+    invoice.marked_uncollectible           -> invoice.issued           Invoice (status: see below, so
+                                                                       uncollectible)
     invoice_payment.paid                   -> payment.settled          Payment, applied to its invoice
     credit_note.created                    -> credit_memo.issued       CreditMemo against its invoice
     refund.created, refund.updated         -> refund.issued            Refund of a charge, with its status
 
 Every other event type is acknowledged and ignored. ``invoice.paid`` in particular is left to
 ``invoice_payment.paid``, which also says which payment settled the invoice, for how much, and
-when; ``charge.refunded`` to ``refund.created``, which fires once per refund (``charge.refunded``
+when (an invoice marked uncollectible can still be paid, and that payment maps the same way);
+``charge.refunded`` to ``refund.created``, which fires once per refund (``charge.refunded``
 restates the charge and all its refunds), so each refund is one ``refund.issued`` under the
 refund's own id, whatever the redeliveries. ``refund.updated`` maps the same way: a refund created
 ``pending`` is booked by the ERP only once an update says it ``succeeded`` (a ``failed`` or
@@ -503,6 +506,10 @@ def changes(event_type: str, obj: dict[str, Any], refs: Refs, api: StripeApi) ->
             return _issued(decode(obj, _Invoice, "invoice"), refs, api)
         case "invoice.voided":
             return [Change(type="invoice.voided", entity=invoice(decode(obj, _Invoice, "invoice"), refs, "void"))]
+        case "invoice.marked_uncollectible":
+            # Not a void: the invoice is still owed and still payable; only its status changed.
+            found = decode(obj, _Invoice, "invoice")
+            return [Change(type="invoice.issued", entity=invoice(found, refs, "uncollectible"))]
         case "invoice_payment.paid":
             return [Change(type="payment.settled", entity=payment(obj, refs, api))]
         case "credit_note.created":

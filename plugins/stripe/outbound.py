@@ -1,15 +1,24 @@
 """Outbound: the writes that bring Stripe in line with a canonical customer event.
 
-======================  =========================================================================
-canonical event         Stripe write
-======================  =========================================================================
-``customer.upserted``   ``POST /v1/customers/{id}`` (name, email, phone, address, the other systems'
-                        ids in metadata) when the Stripe id is known (to the hub, or to Stripe's
-                        search by ``crossledger_id``); else ``POST /v1/customers``
-                        with the same fields and ``metadata[crossledger_id]`` = the canonical id
-``customer.linked``     ``POST /v1/customers/{id}`` with only ``metadata[salesforce_id]``,
-                        ``metadata[netsuite_id]``, ``metadata[zendesk_id]`` (those the hub knows)
-======================  =========================================================================
+==========================  =========================================================================
+canonical event             Stripe write
+==========================  =========================================================================
+``customer.upserted``       ``POST /v1/customers/{id}`` (name, email, phone, address, the other systems'
+                            ids in metadata) when the Stripe id is known (to the hub, or to Stripe's
+                            search by ``crossledger_id``); else ``POST /v1/customers``
+                            with the same fields and ``metadata[crossledger_id]`` = the canonical id
+``customer.linked``         ``POST /v1/customers/{id}`` with only ``metadata[salesforce_id]``,
+                            ``metadata[netsuite_id]``, ``metadata[zendesk_id]`` (those the hub knows)
+``customer.deactivated``    ``POST /v1/customers/{id}`` with ``metadata[crossledger_status]=inactive``;
+                            nothing when Stripe has no such customer
+``customer.reinstated``     ``POST /v1/customers/{id}`` with ``metadata[crossledger_status]=`` (empty:
+                            Stripe deletes the key)
+==========================  =========================================================================
+
+``customer.suspended`` plans nothing: a suspension starts in Stripe, the billing system, so it is not
+the hub's to write back. A Stripe customer has no active flag, so the hub marks one it leaves
+inactive (a journey undoing the step that made it) in its metadata, where Stripe's dashboard and
+search show it, and reinstating removes the mark.
 
 Fields the event leaves unset (None) are left out of the write, never cleared: the hub resets the
 fields Stripe owns before planning, and "unset" must not erase them. Metadata keys are merged by
@@ -48,6 +57,11 @@ LINKED_SYSTEMS = ("salesforce", "netsuite", "zendesk")
 CREATE = "customer.create"
 UPDATE = "customer.update"
 LINK = "customer.link"
+DEACTIVATE = "customer.deactivate"
+REINSTATE = "customer.reinstate"
+
+STATUS = "crossledger_status"
+"""The metadata key marking a customer the hub left inactive (``inactive``); absent when active."""
 
 MadeFor = Callable[[str], str | None]
 """The Stripe id of the customer carrying a canonical id as its ``crossledger_id``, found in Stripe."""
@@ -61,6 +75,10 @@ def plan(event: Envelope, refs: Refs, made_for: MadeFor) -> list[Operation]:
             return [_upsert(customer, refs, made_for)]
         case "customer.linked", Customer() as customer:
             return _link(customer, refs, made_for)
+        case "customer.deactivated", Customer() as customer:
+            return _mark(DEACTIVATE, customer, refs, made_for)
+        case "customer.reinstated", Customer() as customer:
+            return _mark(REINSTATE, customer, refs, made_for)
     return []
 
 
@@ -87,6 +105,18 @@ def _link(customer: Customer, refs: Refs, made_for: MadeFor) -> list[Operation]:
     if stripe_id is None:
         raise MissingDependency("customer", customer.id)
     return [_operation(LINK, customer.id, _customer_path(stripe_id), form)]
+
+
+def _mark(name: str, customer: Customer, refs: Refs, made_for: MadeFor) -> list[Operation]:
+    """Set (deactivate) or clear (reinstate, an empty value deleting the key) the status mark. A
+    customer that never reached Stripe has nothing to deactivate; one to reinstate must be there."""
+    stripe_id = _stripe_id(customer.id, refs, made_for)
+    if stripe_id is None:
+        if name == DEACTIVATE:
+            return []
+        raise MissingDependency("customer", customer.id)
+    form = {f"metadata[{STATUS}]": "inactive" if name == DEACTIVATE else ""}
+    return [_operation(name, customer.id, _customer_path(stripe_id), form)]
 
 
 def _customer_path(stripe_id: str) -> str:
@@ -119,7 +149,8 @@ def _operation(name: str, canonical_id: str, path: str, form: dict[str, str]) ->
 
 def reflects(record: dict[str, Any], form: dict[str, str]) -> bool:
     """Whether a Stripe object already holds every field of a form (``address[city]`` is
-    ``record["address"]["city"]``): how a probe tells an update that landed from one that did not."""
+    ``record["address"]["city"]``): how a probe tells an update that landed from one that did not.
+    An empty value unsets: Stripe clears the field (null) or deletes the metadata key (absent)."""
     def value(name: str) -> Any:
         head, _, rest = name.partition("[")
         found = record.get(head)
@@ -127,4 +158,4 @@ def reflects(record: dict[str, Any], form: dict[str, str]) -> bool:
             return found
         return found.get(rest.removesuffix("]")) if isinstance(found, dict) else None
 
-    return all(value(name) == wanted for name, wanted in form.items())
+    return all(value(name) == (wanted or None) for name, wanted in form.items())
