@@ -31,6 +31,7 @@ from crossledger.core.stores import (
     Store,
     open_store,
 )
+from crossledger.core.stores.base import JourneyRecord, JourneyState, StepRecord
 from msgspec.structs import replace
 
 T = TypeVar("T")
@@ -74,6 +75,13 @@ def letter(id: str, at: float, category: str = "validation", target: str | None 
 
 def audit_record(at: float, step: str, subject: str | None = None, correlation_id: str = "corr-1") -> AuditRecord:
     return AuditRecord(at=at, correlation_id=correlation_id, step=step, status="ok", subject=subject)
+
+
+def journey(id: str, at: float, name: str = "order-to-cash", state: JourneyState = "running",
+            subject: str = "inv_1") -> JourneyRecord:
+    return JourneyRecord(id=id, name=name, version=1, key=f"key-{id}", subject=subject, state=state,
+                         correlation_id=f"corr-{id}", started_at=at, updated_at=at,
+                         steps={"invoice": StepRecord(), "payment": StepRecord()})
 
 
 # -- inbox ----------------------------------------------------------------------------------------
@@ -305,6 +313,79 @@ def test_an_expired_lease_can_be_taken_over(store: Store) -> None:
     assert not store.lock_acquire("k", "worker-c", 30)
 
 
+# -- journeys -------------------------------------------------------------------------------------
+def test_journey_starts_once_and_keeps_the_first_run(store: Store) -> None:
+    first = journey("j1", 10.0)
+    assert store.journey_get("j1") is None
+    assert store.journey_start(first) is True
+    assert store.journey_start(replace(first, state="completed", started_at=20.0, data={"again": True})) is False
+    assert store.journey_get("j1") == first
+    assert store.journeys() == [first]
+    assert store.journeys(state="completed") == []
+
+
+def test_journey_put_and_get_round_trip_every_field(store: Store) -> None:
+    started = journey("j1", 10.0)
+    store.journey_start(started)
+    progressed = replace(
+        started, state="waiting", updated_at=12.5, trigger="evt_1", reason="netsuite is down", sla_s=3600.0,
+        sla_breached=True, finished_at=None,
+        steps={"invoice": StepRecord(status="done", attempts=1, started_at=10.0, finished_at=11.0),
+               "payment": StepRecord(status="queued", waiting_on=["netsuite", "hubspot"], attempts=2,
+                                     detail="circuit open", started_at=11.0)},
+        data={"invoice": {"id": "in_1", "lines": [{"amount": 1250, "tax": 0.2}], "memo": None}, "paid": False})
+    store.journey_put(progressed)
+    assert store.journey_get("j1") == progressed
+    assert store.journeys() == [progressed]
+
+
+def test_journeys_filter_together_newest_first_ties_by_id(store: Store) -> None:
+    for run in [journey("j1", 10.0), journey("j2", 20.0, name="refund"), journey("j3", 30.0, state="parked"),
+                journey("j4", 40.0, subject="inv_2"), journey("j0", 40.0, name="refund", subject="inv_2"),
+                journey("j5", 5.0, name="refund", state="parked", subject="inv_2")]:
+        assert store.journey_start(run)
+
+    def ids(**filters: Any) -> list[str]:
+        return [run.id for run in store.journeys(**filters)]
+
+    assert ids() == ["j4", "j0", "j3", "j2", "j1", "j5"]
+    assert ids(name="refund") == ["j0", "j2", "j5"]
+    assert ids(state="parked") == ["j3", "j5"]
+    assert ids(subject="inv_2") == ["j4", "j0", "j5"]
+    assert ids(name="order-to-cash", state="running") == ["j4", "j1"]
+    assert ids(name="refund", subject="inv_2") == ["j0", "j5"]
+    assert ids(state="parked", subject="inv_1") == ["j3"]
+    assert ids(name="refund", state="parked", subject="inv_2") == ["j5"]
+    assert ids(name="refund", state="running", subject="inv_1") == ["j2"]
+    assert ids(name="nobody") == [] and ids(state="completed") == [] and ids(subject="nobody") == []
+    assert ids(limit=2) == ["j4", "j0"]
+    assert ids(name="refund", limit=2) == ["j0", "j2"]
+
+
+def test_journeys_filter_finds_sparse_matches_far_apart(store: Store) -> None:
+    for n in range(250):
+        store.journey_start(journey(f"j{n:03}", float(n), state="parked" if n % 60 == 0 else "running",
+                                    name="refund" if n % 60 == 0 else "order-to-cash"))
+    assert [run.id for run in store.journeys(subject="inv_1", state="parked", limit=3)] == ["j240", "j180", "j120"]
+    assert [run.id for run in store.journeys(subject="inv_1", name="refund", limit=3)] == ["j240", "j180", "j120"]
+
+
+def test_journeys_state_filter_follows_journey_put(store: Store) -> None:
+    running = journey("j1", 10.0)
+    store.journey_start(running)
+    store.journey_start(journey("j2", 20.0))
+    completed = replace(running, state="completed", updated_at=15.0, finished_at=15.0)
+    store.journey_put(completed)
+    assert [run.id for run in store.journeys(state="running")] == ["j2"]
+    assert store.journeys(state="completed") == [completed]
+    assert store.journeys(name="order-to-cash", state="completed", subject="inv_1") == [completed]
+    assert [run.id for run in store.journeys()] == ["j2", "j1"]  # moved, not copied
+
+    store.journey_put(replace(completed, state="running"))
+    assert store.journeys(state="completed") == []
+    assert [run.id for run in store.journeys(state="running")] == ["j2", "j1"]
+
+
 # -- lifecycle ------------------------------------------------------------------------------------
 def test_ping(store: Store) -> None:
     assert store.ping() is None
@@ -322,6 +403,7 @@ def test_reset_deletes_everything(store: Store) -> None:
     store.circuit_failure("netsuite", 1, 1.0)
     store.park("netsuite", {"n": 1})
     store.cursor_set("stripe.events", "evt_1")
+    store.journey_start(journey("j1", 1.0))
 
     store.reset()
     assert store.inbox_get("stripe", "evt_1") is None
@@ -335,6 +417,7 @@ def test_reset_deletes_everything(store: Store) -> None:
     assert store.circuit_get("netsuite").status == "closed"
     assert store.parked_count("netsuite") == 0
     assert store.cursor_get("stripe.events") is None
+    assert store.journey_get("j1") is None and store.journeys() == [] and store.journeys(state="running") == []
     assert store.inbox_add("stripe", "evt_1", {}, "corr-1", 2.0) == "new"
 
 
@@ -379,6 +462,13 @@ def test_dlq_set_state_race_has_one_winner(store: Store) -> None:
         assert store.dlq_get(f"d{n}") == replace(letter(f"d{n}", float(n)), state=states[winners[0] % 2])
     assert store.dlq_count("open") == 0
     assert store.dlq_count("replayed") + store.dlq_count("discarded") == 10
+
+
+def test_journey_start_race_has_one_winner(store: Store) -> None:
+    results = race(lambda i: store.journey_start(replace(journey("j1", 10.0), data={"started_by": i})))
+    assert results.count(True) == 1
+    assert store.journey_get("j1") == replace(journey("j1", 10.0), data={"started_by": results.index(True)})
+    assert len(store.journeys(state="running")) == 1
 
 
 def _add_in_process(path: str, barrier: Barrier, results: "Queue[list[str]]") -> None:
@@ -463,4 +553,20 @@ def test_redis_reset_spares_other_namespaces() -> None:
     assert neighbour.cursor_get("poll") == "evt_1" and neighbour.parked_count("netsuite") == 1
     assert client.get("unrelated") == b"1"
     for closing in (mine, neighbour, client):
+        closing.close()
+
+
+@pytest.mark.redis
+def test_redis_journey_put_moves_the_run_between_indexes() -> None:
+    """The listing checks every filter on the records too, so a run left behind in an index it has
+    moved out of would not show up in results, only make every later listing read past it."""
+    url = redis_url(9)
+    store, client = RedisStore(url, "test-journeys"), redis.Redis.from_url(url)
+    store.journey_start(journey("j1", 10.0))
+    store.journey_put(journey("j1", 10.0, state="completed", subject="inv_2"))
+    indexes = {key.decode(): client.zrange(key, 0, -1) for key in client.scan_iter("test-journeys:journeys:*")}
+    assert indexes == {f"test-journeys:journeys:{index}": [b"j1"] for index in
+                       ("by-start", "name:order-to-cash", "state:completed", "subject:inv_2")}
+    store.reset()
+    for closing in (store, client):
         closing.close()

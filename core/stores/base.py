@@ -88,6 +88,50 @@ class Circuit(msgspec.Struct, frozen=True, kw_only=True):
     opened_at: float | None
 
 
+JourneyState = Literal["running", "waiting", "completed", "compensating", "compensated", "parked", "cancelled"]
+"""running: steps under way; waiting: a step is queued on a system that is down; compensating and
+compensated: a step failed and the steps before it are being (or have been) undone; parked: stopped
+for an operator; completed and cancelled end it."""
+StepStatus = Literal["pending", "running", "queued", "done", "failed", "compensating", "compensated"]
+FINISHED: tuple[JourneyState, ...] = ("completed", "compensated", "cancelled")
+
+
+class StepRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of a journey run. ``waiting_on``: the systems whose acknowledgement the step awaits."""
+
+    status: StepStatus = "pending"
+    waiting_on: list[str] = []
+    attempts: int = 0
+    detail: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+class JourneyRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One run of a journey: the unit ``crossledger journeys`` shows, resumes and cancels.
+
+    ``id`` is derived from the journey's name and ``key``, so a trigger seen twice names the same
+    run. ``data`` holds the run's inputs and what its steps recorded (JSON values).
+    """
+
+    id: str
+    name: str
+    version: int
+    key: str
+    subject: str
+    state: JourneyState
+    correlation_id: str
+    started_at: float
+    updated_at: float
+    steps: dict[str, StepRecord]
+    data: dict[str, Any] = {}
+    trigger: str | None = None
+    finished_at: float | None = None
+    reason: str | None = None
+    sla_s: float | None = None
+    sla_breached: bool = False
+
+
 class Store(Protocol):
     # -- inbox: ingress dedupe by source event id -------------------------------------------------
     def inbox_add(self, source: str, source_event_id: str, payload: dict[str, Any],
@@ -201,6 +245,20 @@ class Store(Protocol):
 
     def lock_release(self, key: str, owner: str) -> None:
         """*Atomic.* Give the lease back, only if ``owner`` still holds it."""
+
+    # -- journeys -------------------------------------------------------------------------------
+    def journey_start(self, record: JourneyRecord) -> bool:
+        """*Atomic.* Store a new run unless one with its id exists; False when it does (the same
+        trigger seen again)."""
+
+    def journey_put(self, record: JourneyRecord) -> None:
+        """Replace the stored run (the caller holds the run's lease)."""
+
+    def journey_get(self, journey_id: str) -> JourneyRecord | None: ...
+
+    def journeys(self, *, name: str | None = None, state: JourneyState | None = None, subject: str | None = None,
+                 limit: int = 100) -> list[JourneyRecord]:
+        """Runs matching every given filter, most recently started first."""
 
     # -- poll cursors -----------------------------------------------------------------------------
     def cursor_get(self, name: str) -> str | None: ...

@@ -4,7 +4,8 @@ Every key starts with ``<namespace>:``, so several hubs (or test runs) can share
 and :meth:`RedisStore.reset` deletes only its own keys. Records are msgspec JSON, written once;
 what changes about a record afterwards lives beside it, in an index Redis can update atomically:
 an inbox entry is not yet enqueued while it sits in ``inbox:pending``, a dead letter's state is its
-field in ``dlq:state``.
+field in ``dlq:state``. Journey runs are the exception: the runtime rewrites a run whole at each
+step, and one script stores it and moves it between its indexes.
 
 Atomic methods are a single command (``LPOP`` with a count), a ``MULTI`` transaction, or a Lua
 script: Redis runs a script to its end before it serves any other client.
@@ -26,6 +27,12 @@ The keys, after ``<namespace>:``::
     audit:subject:<subject>     list   AuditRecord, in the order appended
     circuit:<target>            hash   failures, opened_at (the circuit is open when opened_at is set)
     parked:<target>             list   messages, oldest first
+    lock:<key>                  string the lease holder, expiring with the lease
+    journeys                    hash   journey id -> JourneyRecord
+    journeys:by-start           zset   journey ids by started_at
+    journeys:name:<name>        zset   journey ids by started_at, of the runs with that name
+    journeys:state:<state>      zset   journey ids by started_at, of the runs in that state
+    journeys:subject:<subject>  zset   journey ids by started_at, of the runs about that subject
     cursors                     hash   name -> value
 """
 
@@ -33,7 +40,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from operator import attrgetter
-from typing import Any, TypeVar, cast, get_args
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import msgspec
 import redis
@@ -47,6 +54,8 @@ from crossledger.core.stores.base import (
     Golden,
     InboxEntry,
     InboxStatus,
+    JourneyRecord,
+    JourneyState,
     LoggedEvent,
 )
 
@@ -102,6 +111,26 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+_JOURNEY_WRITE = """
+-- KEYS: journeys, journeys:by-start, then the run's index for each indexed field.
+-- ARGV: journey id, record, started_at, 'start' (only if new) or 'put', key prefix of the indexes,
+-- then the indexed fields' names, in the order of their KEYS.
+-- Leaves the previous indexes by computed keys: fine on one Redis, not on a cluster.
+local previous = redis.call('HGET', KEYS[1], ARGV[1])
+if previous then
+    if ARGV[4] == 'start' then return 0 end
+    local was = cjson.decode(previous)
+    for i = 6, #ARGV do redis.call('ZREM', ARGV[5] .. ARGV[i] .. ':' .. was[ARGV[i]], ARGV[1]) end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+for i = 2, #KEYS do redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) end
+return 1
+"""
+
+#: The journey fields with an index of their own (``journeys:<field>:<value>``), the most selective
+#: first: :meth:`RedisStore.journeys` walks the first one a query filters on.
+_JOURNEY_INDEXED = ("subject", "state", "name")
+
 _CIRCUIT_FAILURE = """
 -- KEYS: circuit:<target>. ARGV: threshold, now
 if redis.call('HINCRBY', KEYS[1], 'failures', 1) >= tonumber(ARGV[1]) then
@@ -129,6 +158,7 @@ class RedisStore:
         self._dlq_set_state = self._redis.register_script(_DLQ_SET_STATE)
         self._circuit_failure = self._redis.register_script(_CIRCUIT_FAILURE)
         self._lock_release = self._redis.register_script(_LOCK_RELEASE)
+        self._journey_write = self._redis.register_script(_JOURNEY_WRITE)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.namespace, *parts))
@@ -335,13 +365,41 @@ class RedisStore:
     def parked_count(self, target: str) -> int:
         return int(self._redis.zcard(self._key("parked", target)))
 
-    # -- poll cursors -------------------------------------------------------------------------------
+    # -- leases -------------------------------------------------------------------------------------
     def lock_acquire(self, key: str, owner: str, ttl_s: float) -> bool:
         return bool(self._redis.set(self._key("lock", key), owner, nx=True, px=max(1, int(ttl_s * 1000))))
 
     def lock_release(self, key: str, owner: str) -> None:
         self._lock_release(keys=[self._key("lock", key)], args=[owner])
 
+    # -- journeys -----------------------------------------------------------------------------------
+    def _write_journey(self, record: JourneyRecord, mode: Literal["start", "put"]) -> bool:
+        """Store the run and file it under its indexes, leaving those of the run it replaces;
+        ``mode`` ``start`` does nothing (and returns False) when the run exists."""
+        indexes = [self._key("journeys", field, getattr(record, field)) for field in _JOURNEY_INDEXED]
+        keys = [self._key("journeys"), self._key("journeys", "by-start"), *indexes]
+        args: list[bytes | str | float] = [record.id, msgspec.json.encode(record), record.started_at, mode,
+                                           self._key("journeys", ""), *_JOURNEY_INDEXED]
+        return bool(self._journey_write(keys=keys, args=args))
+
+    def journey_start(self, record: JourneyRecord) -> bool:
+        return self._write_journey(record, "start")
+
+    def journey_put(self, record: JourneyRecord) -> None:
+        self._write_journey(record, "put")
+
+    def journey_get(self, journey_id: str) -> JourneyRecord | None:
+        return _decode_one(JourneyRecord, self._redis.hget(self._key("journeys"), journey_id))
+
+    def journeys(self, *, name: str | None = None, state: JourneyState | None = None, subject: str | None = None,
+                 limit: int = 100) -> list[JourneyRecord]:
+        wanted = {"name": name, "state": state, "subject": subject}
+        index = next((self._key("journeys", field, value) for field in _JOURNEY_INDEXED
+                      if (value := wanted[field]) is not None), self._key("journeys", "by-start"))
+        return self._scan(index, self._from_hash(JourneyRecord, self._key("journeys")), limit=limit,
+                          wanted=wanted, newest_first=True)
+
+    # -- poll cursors -------------------------------------------------------------------------------
     def cursor_get(self, name: str) -> str | None:
         value = self._redis.hget(self._key("cursors"), name)
         return None if value is None else _text(value)

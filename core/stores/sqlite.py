@@ -33,6 +33,8 @@ from crossledger.core.stores.base import (
     Golden,
     InboxEntry,
     InboxStatus,
+    JourneyRecord,
+    JourneyState,
     LoggedEvent,
 )
 
@@ -93,6 +95,17 @@ CREATE INDEX IF NOT EXISTS parked_by_target ON parked (target);
 CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 CREATE TABLE IF NOT EXISTS locks (key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL);
+
+CREATE TABLE IF NOT EXISTS journeys (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL, key TEXT NOT NULL,
+    subject TEXT NOT NULL, state TEXT NOT NULL, correlation_id TEXT NOT NULL, started_at REAL NOT NULL,
+    updated_at REAL NOT NULL, steps BLOB NOT NULL, data BLOB NOT NULL, trigger TEXT, finished_at REAL,
+    reason TEXT, sla_s REAL, sla_breached INTEGER NOT NULL);
+-- One index per filter, each in the listing's order, so a filtered page reads only its own rows.
+CREATE INDEX IF NOT EXISTS journeys_by_start ON journeys (started_at, id);
+CREATE INDEX IF NOT EXISTS journeys_by_name ON journeys (name, started_at, id);
+CREATE INDEX IF NOT EXISTS journeys_by_state ON journeys (state, started_at, id);
+CREATE INDEX IF NOT EXISTS journeys_by_subject ON journeys (subject, started_at, id);
 """
 
 
@@ -370,7 +383,7 @@ class SQLiteStore:
     def parked_count(self, target: str) -> int:
         return self._count("parked", "target = ?", (target,))
 
-    # -- poll cursors -------------------------------------------------------------------------------
+    # -- leases -------------------------------------------------------------------------------------
     def lock_acquire(self, key: str, owner: str, ttl_s: float) -> bool:
         now = time.time()
         return self._execute(
@@ -381,6 +394,23 @@ class SQLiteStore:
     def lock_release(self, key: str, owner: str) -> None:
         self._execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
 
+    # -- journeys -----------------------------------------------------------------------------------
+    def journey_start(self, record: JourneyRecord) -> bool:
+        return bool(self._insert("journeys", record, "ON CONFLICT DO NOTHING"))
+
+    def journey_put(self, record: JourneyRecord) -> None:
+        self._insert("journeys", record, _overwrite(JourneyRecord, "id"))
+
+    def journey_get(self, journey_id: str) -> JourneyRecord | None:
+        return self._select_one(JourneyRecord, "journeys", "id = ?", (journey_id,))
+
+    def journeys(self, *, name: str | None = None, state: JourneyState | None = None, subject: str | None = None,
+                 limit: int = 100) -> list[JourneyRecord]:
+        where, params = _where(("name = ?", name), ("state = ?", state), ("subject = ?", subject))
+        return self._select(JourneyRecord, "journeys", where, [*params, limit],
+                            "ORDER BY started_at DESC, id DESC LIMIT ?")
+
+    # -- poll cursors -------------------------------------------------------------------------------
     def cursor_get(self, name: str) -> str | None:
         return self._scalar(str, "SELECT value FROM cursors WHERE name = ?", (name,))
 
