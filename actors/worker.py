@@ -15,3 +15,4 @@ runtime = Runtime(load_settings())
 broker = runtime.broker
 actors = declare(runtime)
 runtime.recover_circuits()
+runtime.journeys.recover()

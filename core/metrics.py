@@ -35,3 +35,25 @@ delivery_latency = Histogram(
 )
 dead_letters_open = Gauge("crossledger_dead_letters_open", "Dead letters awaiting replay", registry=registry)
 parked_now = Gauge("crossledger_parked_now", "Deliveries parked now, by target", ["target"], registry=registry)
+journeys_started = Counter("crossledger_journeys_started", "Journey runs started", ["journey"], registry=registry)
+journeys_completed = Counter("crossledger_journeys_completed", "Journey runs completed", ["journey"], registry=registry)
+journeys_compensated = Counter(
+    "crossledger_journeys_compensated", "Journey runs undone after a step failed", ["journey"], registry=registry
+)
+journeys_parked = Counter(
+    "crossledger_journeys_parked", "Journey runs stopped for an operator", ["journey"], registry=registry
+)
+journeys_sla_breached = Counter(
+    "crossledger_journeys_sla_breached", "Journey runs that missed their SLA", ["journey"], registry=registry
+)
+journey_steps_queued = Counter(
+    "crossledger_journey_steps_queued", "Journey steps held while their target is down", ["journey", "target"],
+    registry=registry,
+)
+journey_duration = Histogram(
+    "crossledger_journey_duration_seconds",
+    "From a journey's start to its completion",
+    ["journey"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600, 86400),
+    registry=registry,
+)

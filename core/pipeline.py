@@ -18,9 +18,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import msgspec
 from crossledger.canonical.entities import ENTITY_TYPES, Entity
@@ -28,13 +28,13 @@ from crossledger.canonical.events import Envelope, decode_envelope, encode_envel
 from crossledger.canonical.invariants import violations
 from crossledger.core import metrics
 from crossledger.core.policy import OwnershipPolicy, PolicyViolation
-from crossledger.core.refs import StoreRefs
+from crossledger.core.refs import LinkedRefs, StoreRefs
 from crossledger.core.router import Router
 from crossledger.core.stores.base import AuditRecord, Circuit, Golden, LoggedEvent, Store
 from crossledger.plugins.connector import Connector, NotSupported
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
 from crossledger.plugins.manager import CrossledgerPluginManager
-from crossledger.plugins.types import Capability, Context, InboundEvent, Operation, Outcome
+from crossledger.plugins.types import Capability, Context, InboundEvent, Operation, Outcome, Refs
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,33 @@ Deliveries = list[tuple[str, dict[str, Any]]]
 
 @dataclass(frozen=True)
 class FollowOns:
-    """Deliveries that follow from one (cross-reference links), and the marks to clear once they
-    are enqueued."""
+    """What became of one delivery (``delivered``, ``parked`` on an open circuit, or ``stale``), the
+    deliveries that follow from it (cross-reference links), and the marks to clear once those are
+    enqueued."""
 
+    status: Literal["delivered", "parked", "stale"]
+    deliveries: Deliveries = field(default_factory=list)
+    marks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """What an inbound event became: the canonical events the hub accepted (routed or not), and
+    the deliveries their routes ask for."""
+
+    events: list[Envelope]
     deliveries: Deliveries
-    marks: list[str]
+
+
+class JourneyReply(TypedDict):
+    """Carried by a delivery a journey step asked for: whom to tell how it went, and ids the target
+    is to record beyond the hub's cross-references (:class:`~crossledger.plugins.journey.Write`)."""
+
+    id: str
+    step: str
+    phase: Literal["run", "compensate"]
+    write: str
+    links: dict[str, str]
 
 
 def link_mark(target: str, canonical_id: str) -> str:
@@ -239,11 +261,11 @@ class Pipeline:
         return bound.connector.classify(error)
 
     # -- ingest -------------------------------------------------------------------------------------
-    def ingest(self, source: str, raw_event: dict[str, Any], correlation_id: str, received_at: float) -> Deliveries:
+    def ingest(self, source: str, raw_event: dict[str, Any], correlation_id: str, received_at: float) -> Ingested:
         with self.audit_batch():
             return self._ingest(source, raw_event, correlation_id, received_at)
 
-    def _ingest(self, source: str, raw_event: dict[str, Any], correlation_id: str, received_at: float) -> Deliveries:
+    def _ingest(self, source: str, raw_event: dict[str, Any], correlation_id: str, received_at: float) -> Ingested:
         bound = self.bound(source)
         event = msgspec.convert(raw_event, InboundEvent)
         try:
@@ -251,6 +273,7 @@ class Pipeline:
         except Exception as error:
             raise self.classified(bound, error) from error
         deliveries: Deliveries = []
+        accepted: list[Envelope] = []
         for index, change in enumerate(changes):
             envelope = new_envelope(
                 id=uuid.uuid5(uuid.NAMESPACE_URL, f"{source}/{event.source_event_id}/{index}").hex,
@@ -265,15 +288,19 @@ class Pipeline:
             # One record is ingested by one worker at a time: the golden record is read, merged and
             # written back, and two sources at once must not undo each other.
             with self.entity_lease(INGEST_LEASE, envelope.subject):
-                targets = self._accept(envelope, event, change.groups)
-            deliveries += [(target, encode_envelope(envelope)) for target in targets]
+                routed = self._accept(envelope, event, change.groups)
+            if routed is not None:
+                accepted.append(routed[0])
+                deliveries += [(target, encode_envelope(routed[0])) for target in routed[1]]
         if not changes:
             self.audit(None, "ingest", "ignored", correlation_id=correlation_id, system=source,
                        detail=f"{event.type} carries nothing the hub syncs")
-        return deliveries
+        return Ingested(accepted, deliveries)
 
-    def _accept(self, envelope: Envelope, event: InboundEvent, groups: tuple[str, ...] | None) -> list[str]:
-        """Validate, apply the source's ownership, update the golden record; return the targets.
+    def _accept(self, envelope: Envelope, event: InboundEvent,
+                groups: tuple[str, ...] | None) -> tuple[Envelope, list[str]] | None:
+        """Validate, apply the source's ownership, update the golden record; return the event as
+        accepted and its targets, or None when it is not news.
 
         A change that leaves the golden record as it was is not routed: it is the echo of the hub's
         own write coming back (or news of nothing the hub syncs)."""
@@ -287,7 +314,7 @@ class Pipeline:
             envelope = self._break_tie(envelope, event)
         if groups is not None:  # merged after the tie-break (a re-read is partial too), then judged
             if self._older_than_last_from(envelope):
-                return []
+                return None
             if golden is not None and previous is not None:
                 envelope = self._merge(envelope, golden, previous, groups)
             _check_invariants(envelope)
@@ -301,7 +328,7 @@ class Pipeline:
         if previous is not None and envelope.data == previous:
             self.audit(envelope, "ingest", "unchanged", system=envelope.source,
                        detail="the record is as the hub already has it; nothing to route")
-            return []
+            return None
         version = version_of(envelope)
         fresh = self.store.golden_put(Golden(
             canonical_id=envelope.subject, entity_type=kind, version=version,
@@ -310,7 +337,7 @@ class Pipeline:
         if not fresh:
             self.audit(envelope, "ingest", "stale", system=envelope.source,
                        detail="a newer version of this record was already received")
-            return []
+            return None
         self.store.log_event(LoggedEvent(
             id=envelope.id, type=envelope.type, source=envelope.source, subject=envelope.subject,
             correlation_id=envelope.correlation_id, occurred_at=envelope.occurred_at.timestamp(),
@@ -319,7 +346,7 @@ class Pipeline:
         targets = self.router.targets(envelope.type, envelope.source)
         self.audit(envelope, "ingest", "routed", system=envelope.source,
                    detail=f"{envelope.type} -> {', '.join(targets) or 'no target'}")
-        return targets
+        return envelope, targets
 
     def _older_than_last_from(self, envelope: Envelope) -> bool:
         """Whether a partial change is older than the last one its source sent about the record
@@ -373,15 +400,19 @@ class Pipeline:
         return envelope
 
     # -- deliver ------------------------------------------------------------------------------------
-    def deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool = False) -> FollowOns:
-        """Deliver one event to ``target``; returns what follows from it, to enqueue."""
+    def deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool = False,
+                reply: JourneyReply | None = None) -> FollowOns:
+        """Deliver one event to ``target``; returns what became of it and what follows from it.
+
+        A journey's write (``reply`` set) sends no link events: the journey tells each system the
+        others' ids itself, in its own order."""
         linked: list[str] = []
-        self._local.linked = linked
+        self._local.linked = None if reply is not None else linked
         with self.audit_batch():
-            envelope = self._deliver(target, raw_envelope, bypass_circuit=bypass_circuit)
-        if envelope is None or not linked:
-            return FollowOns([], [])
-        return FollowOns(self._links(target, envelope, linked),
+            status, envelope = self._deliver(target, raw_envelope, bypass_circuit=bypass_circuit, reply=reply)
+        if status != "delivered" or not linked or reply is not None:
+            return FollowOns(status)
+        return FollowOns(status, self._links(target, envelope, linked),
                          [link_mark(target, canonical_id) for canonical_id in dict.fromkeys(linked)])
 
     def followed(self, follow_ons: "FollowOns") -> None:
@@ -389,8 +420,8 @@ class Pipeline:
         for mark in follow_ons.marks:
             self.store.delivery_set(mark, "acknowledged")
 
-    def _deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool) -> Envelope | None:
-        """The delivery; the envelope when it went through, None when it was parked or stale."""
+    def _deliver(self, target: str, raw_envelope: dict[str, Any], *, bypass_circuit: bool,
+                 reply: JourneyReply | None) -> tuple[Literal["delivered", "parked", "stale"], Envelope]:
         envelope = decode_envelope(raw_envelope)
         bound = self.bound(target)
         circuit = self.circuit(target)
@@ -398,27 +429,28 @@ class Pipeline:
             circuit = self.store.circuit_get(target)  # the cache may be stale: decide on the store's word
             self._circuits[target] = (time.monotonic(), circuit)
         if circuit.status == "open" and not bypass_circuit:
-            self.park(target, raw_envelope, envelope, "circuit open")
+            self.park(target, raw_envelope, envelope, "circuit open", reply)
             if circuit.opened_at is not None and time.time() - circuit.opened_at > self.stale_open_s:
                 # Open for far longer than a probe takes: its probe was lost (a process died). Probe
                 # again, and restart the clock so only this delivery does.
                 self.store.circuit_reopen(target, time.time())
                 self.on_circuit_open(target)
-            return None
+            return "parked", envelope
+        refs: Refs = LinkedRefs(self.refs, envelope.subject, reply["links"]) if reply and reply["links"] else self.refs
         try:
             with self.entity_lease(target, envelope.subject):
                 if envelope.type.endswith(LINKED):
-                    outcomes = self._apply(bound, target, envelope, depth=0)
+                    outcomes = self._apply(bound, target, envelope, refs, depth=0, decided=reply is not None)
                 else:
                     applied = self.store.applied_version(target, envelope.subject)
                     version = version_of(envelope)
                     if applied is not None and version < applied:
                         self.audit(envelope, "deliver", "stale", system=target,
                                    detail="a newer version was already delivered")
-                        return None
+                        return "stale", envelope
                     if applied == version:  # the same instant again: write the settled state, not this copy
                         envelope = self._settled(envelope)
-                    outcomes = self._apply(bound, target, envelope, depth=0)
+                    outcomes = self._apply(bound, target, envelope, refs, depth=0, decided=reply is not None)
                     self.store.set_applied_version(target, envelope.subject, version)
         except Exception as error:
             failure = self.classified(bound, error)
@@ -429,8 +461,8 @@ class Pipeline:
                 if circuit.status == "open":
                     if circuit.failures == self.circuit_threshold:
                         self.on_circuit_open(target)
-                    self.park(target, raw_envelope, envelope, str(failure))
-                    return None
+                    self.park(target, raw_envelope, envelope, str(failure), reply)
+                    return "parked", envelope
             raise failure from error
         if circuit.failures and not bypass_circuit:
             self.store.circuit_close(target)
@@ -439,7 +471,7 @@ class Pipeline:
         for outcome in outcomes:
             self.plugins.notify("crossledger_event_delivered", event=envelope, target=target, outcome=outcome)
         metrics.events_delivered.labels(target, envelope.type).inc()
-        return envelope
+        return "delivered", envelope
 
     def _links(self, target: str, cause: Envelope, linked: list[str]) -> Deliveries:
         """``<entity>.linked`` events for the records ``target`` has just given its first id, routed
@@ -472,25 +504,34 @@ class Pipeline:
             return envelope
         return msgspec.structs.replace(envelope, data=msgspec.convert(golden.data, ENTITY_TYPES[golden.entity_type]))
 
-    def park(self, target: str, raw_envelope: dict[str, Any], envelope: Envelope, why: str) -> None:
-        self.store.park(target, {"target": target, "envelope": raw_envelope})
+    def park(self, target: str, raw_envelope: dict[str, Any], envelope: Envelope, why: str,
+             reply: JourneyReply | None = None) -> None:
+        message: dict[str, Any] = {"target": target, "envelope": raw_envelope}
+        if reply is not None:
+            message["reply"] = reply
+        self.store.park(target, message)
         metrics.parked.labels(target).inc()
         self.audit(envelope, "deliver", "parked", system=target, detail=why)
 
-    def _apply(self, bound: Bound, target: str, envelope: Envelope, depth: int) -> list[Outcome]:
-        """Plan and execute ``envelope`` in ``target``, delivering missing dependencies first."""
-        for_target = self.policy.for_target(envelope, target)
+    def _apply(self, bound: Bound, target: str, envelope: Envelope, refs: Refs, depth: int,
+               decided: bool = False) -> list[Outcome]:
+        """Plan and execute ``envelope`` in ``target``, delivering missing dependencies first.
+
+        The fields ``target`` owns are reset before planning, so no other system's copy overwrites
+        them, unless the write is ``decided``: a journey's step wrote them for it (the subsidiary
+        and terms of a customer onboarding creates in the ERP)."""
+        for_target = envelope if decided else self.policy.for_target(envelope, target)
         delivered: set[str] = set()
         while True:
             try:
-                operations = bound.connector.plan(bound.ctx, for_target, self.refs)
+                operations = bound.connector.plan(bound.ctx, for_target, refs)
                 break
             except MissingDependency as missing:
                 if depth >= MAX_DEPENDENCY_DEPTH:
                     raise DataError(f"dependencies nest too deep: {missing}") from None
                 if missing.canonical_id in delivered:  # delivering it did not give the target an id
                     raise DataError(f"{target} still lacks {missing.canonical_id} after delivering it") from None
-                self._deliver_dependency(bound, target, envelope, missing, depth)
+                self._deliver_dependency(bound, target, envelope, missing, refs, depth)
                 delivered.add(missing.canonical_id)
         outcomes = [self._perform(bound, target, envelope, op) for op in operations]
         if not operations:
@@ -498,7 +539,7 @@ class Pipeline:
         return outcomes
 
     def _deliver_dependency(self, bound: Bound, target: str, envelope: Envelope, missing: MissingDependency,
-                            depth: int) -> None:
+                            refs: Refs, depth: int) -> None:
         golden = self.store.golden_get(missing.canonical_id)
         if golden is None:
             raise ConnectorError(Category.TRANSIENT,
@@ -518,7 +559,7 @@ class Pipeline:
                    detail=f"{target} lacks {missing.entity_type} {missing.canonical_id}; delivering it first")
         # Leases are taken downwards only (payment -> invoice -> customer), so they cannot deadlock.
         with self.entity_lease(target, golden.canonical_id):
-            self._apply(bound, target, dependency, depth + 1)
+            self._apply(bound, target, dependency, refs, depth + 1)
             self.store.set_applied_version(target, golden.canonical_id, golden.version)
 
     def _perform(self, bound: Bound, target: str, envelope: Envelope, op: Operation) -> Outcome:
@@ -556,8 +597,10 @@ class Pipeline:
     def _note_link(self, target: str, op: Operation, outcome: Outcome) -> None:
         """A first id in ``target`` must reach the other systems. The mark is durable until the
         link events are enqueued, so a delivery that fails later, or a lost enqueue, sends them on
-        its retry (when the cross-reference is no longer new)."""
-        if not self.router.targets(f"{op.entity_type}{LINKED}", target):
+        its retry (when the cross-reference is no longer new). A journey's write tells no one: the
+        journey does, in its own order."""
+        linked: list[str] | None = getattr(self._local, "linked", None)
+        if linked is None or not self.router.targets(f"{op.entity_type}{LINKED}", target):
             return  # nobody to tell: no store work on the delivery path
         mark = link_mark(target, op.canonical_id)
         if self.store.xref_get(op.canonical_id, target) != outcome.external_id:
@@ -566,7 +609,7 @@ class Pipeline:
             pending = self.store.delivery_get(mark)
             if pending is None or pending.status != "sent":
                 return
-        self._local.__dict__.setdefault("linked", []).append(op.canonical_id)
+        linked.append(op.canonical_id)
 
     def _probe(self, bound: Bound, op: Operation, key: str) -> Outcome | None:
         try:

@@ -20,14 +20,16 @@ from crossledger.canonical.versions import CURRENT_VERSIONS
 from crossledger.core import alerts, metrics
 from crossledger.core.alerts import init_sentry
 from crossledger.core.broker import DELIVER_QUEUE, INGEST_QUEUE, broker_dead_letters, build_broker
+from crossledger.core.journeys import Engine, JourneySettings, StepRetry
 from crossledger.core.middleware import Governance
-from crossledger.core.pipeline import Bound, Pipeline
+from crossledger.core.pipeline import Bound, JourneyReply, Pipeline
 from crossledger.core.policy import OwnershipPolicy
 from crossledger.core.router import Router
 from crossledger.core.settings import ConfigError, Settings, connector_settings
 from crossledger.core.stores import open_store
 from crossledger.core.stores.base import AuditRecord, DeadLetter, Store
 from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SignatureError
+from crossledger.plugins.journey import Journey
 from crossledger.plugins.manager import CrossledgerPluginManager, load_plugins
 from crossledger.plugins.types import Capability, Context, Headers, InboundEvent, OwnershipRule, SystemKind
 from dramatiq.broker import MessageProxy
@@ -40,8 +42,9 @@ PROBE = "probe_target"
 DRAIN = "drain_target"
 REPLAY = "replay"
 POLL = "poll"
+JOURNEY = "journey"
 QUEUES = {INGEST: INGEST_QUEUE, DELIVER: DELIVER_QUEUE, PROBE: DELIVER_QUEUE, DRAIN: DELIVER_QUEUE,
-          REPLAY: INGEST_QUEUE, POLL: INGEST_QUEUE}
+          REPLAY: INGEST_QUEUE, POLL: INGEST_QUEUE, JOURNEY: INGEST_QUEUE}
 DRAIN_BATCH = 200
 AnyMessage = MessageProxy | dramatiq.Message[Any]
 
@@ -110,6 +113,11 @@ class Runtime:
             store=self.store, plugins=self.plugins, connectors=self.connectors, policy=self.policy,
             router=self.router, circuit_threshold=hub.circuit_threshold, on_circuit_open=self.schedule_probe,
             lease_ttl_s=hub.lease_ttl_s, stale_open_s=max(30.0, hub.circuit_cooldown_s * 10),
+        )
+        self.journeys = Engine(
+            store=self.store, pipeline=self.pipeline, journeys=self.plugins.journeys,
+            settings=journey_settings(settings, self.plugins.journeys), send=self.send,
+            deliver_actor=DELIVER, journey_actor=JOURNEY,
         )
         if hub.sentry_dsn is not None:
             init_sentry(hub.sentry_dsn.get_secret_value())
@@ -241,12 +249,22 @@ class Runtime:
         return admitted
 
     # -- delivering ---------------------------------------------------------------------------------
-    def deliver(self, target: str, envelope: dict[str, Any], *, bypass_circuit: bool = False) -> None:
-        """Deliver one event and enqueue what follows from it (cross-reference links)."""
-        follow_ons = self.pipeline.deliver(target, envelope, bypass_circuit=bypass_circuit)
+    def deliver(self, target: str, envelope: dict[str, Any], reply: JourneyReply | None = None, *,
+                bypass_circuit: bool = False) -> None:
+        """Deliver one event and enqueue what follows from it (cross-reference links, or the report
+        to the journey that asked for it)."""
+        follow_ons = self.pipeline.deliver(target, envelope, bypass_circuit=bypass_circuit, reply=reply)
         for other, follow_on in follow_ons.deliveries:
             self.send(DELIVER, other, follow_on)
         self.pipeline.followed(follow_ons)
+        if reply is not None:
+            self.journeys.written(reply, target, follow_ons.status)
+
+    def ingested(self, source: str, event: dict[str, Any], correlation_id: str, received_at: float) -> None:
+        """Ingest one inbound event; start the journeys it triggers and enqueue its deliveries."""
+        result = self.pipeline.ingest(source, event, correlation_id, received_at)
+        for target, envelope in self.journeys.routed(result.events, result.deliveries):
+            self.send(DELIVER, target, envelope)
 
     # -- failures -----------------------------------------------------------------------------------
     def handle_failure(self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException) -> None:
@@ -269,7 +287,17 @@ class Runtime:
             self._audit_message(message, "retry", f"{error} (again in {delay} ms)")
             return
         exhausted = f"gave up after {attempts} attempts: {error.message}"
-        self.dead_letter(message, str(error.category), exhausted if error.category.retryable else error.message)
+        reason = exhausted if error.category.retryable else error.message
+        # A journey's step failing is the journey's to handle (compensate or park), not a dead letter.
+        reply = _reply_of(message)
+        if isinstance(error, StepRetry):
+            self.journeys.exhausted(error)
+        elif reply is not None:
+            self.journeys.write_failed(reply, str(message.args[0]), reason)
+        else:
+            self.dead_letter(message, str(error.category), reason)
+            return
+        self._audit_message(message, "failed", f"{error.category}: {reason} (reported to journey)")
 
     def backoff_ms(self, earlier_attempts: int, retry_after: float | None) -> int:
         """The target's Retry-After (plus a little jitter), or exponential backoff with jitter: a delay
@@ -321,13 +349,13 @@ class Runtime:
         # The probed delivery stays parked until it is delivered or handed on: a crash here re-sends it.
         for parked_id, message in self.store.parked(target, 1):
             try:
-                self.deliver(target, message["envelope"], bypass_circuit=True)
+                self.deliver(target, message["envelope"], message.get("reply"), bypass_circuit=True)
             except ConnectorError as error:
                 if error.category in (Category.TARGET_DOWN, Category.AMBIGUOUS):
                     self.store.circuit_reopen(target, time.time())
                     self.schedule_probe(target)
                     return
-                self.send(DELIVER, target, message["envelope"])  # the target answers: normal failure path
+                self.send(DELIVER, target, message["envelope"], message.get("reply"))  # normal failure path
             self.store.unpark(target, [parked_id])
         log.warning("circuit for %s closed: draining parked deliveries", target)
         self.store.circuit_close(target)
@@ -341,7 +369,7 @@ class Runtime:
         idempotent) and loses none."""
         while batch := self.store.parked(target, DRAIN_BATCH):
             for _, message in batch:
-                self.send(DELIVER, target, message["envelope"])
+                self.send(DELIVER, target, message["envelope"], message.get("reply"))
             self.store.unpark(target, [parked_id for parked_id, _ in batch])
         if follow_up:
             self.send(DRAIN, target, False, delay_ms=int(self.settings.hub.circuit_cooldown_s * 1000))
@@ -416,6 +444,28 @@ class Runtime:
             bound.ctx.http.close()
         self.broker.close()
         self.store.close()
+
+
+def _reply_of(message: AnyMessage) -> JourneyReply | None:
+    """The journey a ``deliver`` message reports to, if a journey's step sent it."""
+    args = message.args
+    if message.actor_name == DELIVER and len(args) > 2 and isinstance(args[2], dict):
+        return args[2]  # type: ignore[return-value]
+    return None
+
+
+def journey_settings(settings: Settings, journeys: dict[str, Journey]) -> dict[str, JourneySettings]:
+    """``[journeys.<name>]`` tables, each naming an installed journey."""
+    parsed = {}
+    for name, raw in settings.journeys.items():
+        if name not in journeys:
+            known = ", ".join(sorted(journeys)) or "none"
+            raise ConfigError(f"[journeys.{name}]: no such journey is installed (installed: {known})")
+        try:
+            parsed[name] = JourneySettings.parse(journeys[name], raw)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    return parsed
 
 
 def check_references(settings: Settings, connectors: dict[str, Bound]) -> None:

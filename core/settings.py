@@ -1,6 +1,7 @@
 """Configuration: a TOML file plus environment overrides, validated with pydantic.
 
-File sections: ``[hub]``, ``[connectors.<name>]``, ``[routes]`` and ``[ownership]``. Any string
+File sections: ``[hub]``, ``[connectors.<name>]``, ``[routes]``, ``[ownership]`` and
+``[journeys.<name>]`` (each journey's ``enabled``, ``sla_s`` and its own options). Any string
 value may reference an environment variable as ``${NAME}``. ``CROSSLEDGER_CONFIG`` names the
 file when ``--config`` is not given; ``CROSSLEDGER_BROKER`` and ``CROSSLEDGER_STORE`` override
 ``[hub] broker`` and ``store``. A connector is enabled by having a ``[connectors.<name>]`` section;
@@ -74,6 +75,7 @@ class Settings(BaseModel):
     connectors: dict[str, dict[str, Any]] = {}
     routes: dict[str, list[str]] = {}
     ownership: dict[OwnershipKey, OwnershipEntry] = {}
+    journeys: dict[str, dict[str, Any]] = {}
 
 
 def _expand(value: Any, where: str, environ: dict[str, str]) -> Any:

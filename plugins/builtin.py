@@ -4,6 +4,7 @@ from collections.abc import Iterable
 
 from crossledger.plugins.connector import Connector
 from crossledger.plugins.hookspecs import hookimpl
+from crossledger.plugins.journey import Journey
 from crossledger.plugins.types import OwnershipRule, Route
 
 
@@ -15,6 +16,13 @@ def crossledger_connectors() -> Iterable[Connector]:
     from crossledger.plugins.zendesk.connector import ZendeskConnector
 
     return [SalesforceConnector(), StripeConnector(), NetSuiteConnector(), ZendeskConnector()]
+
+
+@hookimpl
+def crossledger_journeys() -> Iterable[Journey]:
+    from crossledger.plugins.journeys import BUILTIN_JOURNEYS
+
+    return BUILTIN_JOURNEYS
 
 
 @hookimpl
@@ -31,6 +39,7 @@ def crossledger_ownership_rules() -> Iterable[OwnershipRule]:
         OwnershipRule("contact", "status", ("crm", "support")),
         OwnershipRule("subscription", "document", ("billing",), on_violation="reject"),
         OwnershipRule("subscription", "status", ("billing",)),
+        OwnershipRule("subscription", "contract", ("crm",)),
         OwnershipRule("invoice", "document", ("billing",), on_violation="reject"),
         OwnershipRule("invoice", "status", ("billing",)),
         OwnershipRule("invoice", "posting", ("erp",)),

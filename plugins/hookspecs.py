@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import pluggy
 from crossledger.canonical import Envelope
 from crossledger.plugins.connector import Connector
+from crossledger.plugins.journey import Journey
 from crossledger.plugins.types import Outcome, OwnershipRule, Route
 
 PROJECT = "crossledger"
@@ -55,6 +56,21 @@ class CrossledgerSpecs:
             @hookimpl
             def crossledger_routes():
                 return [Route(event_type="customer.upserted", targets=("acme",))]
+        """
+
+    @hookspec
+    def crossledger_journeys(self) -> Iterable[Journey]:  # type: ignore[empty-body]
+        """Contribute journeys: named, versioned sequences of steps across systems
+        (:mod:`crossledger.plugins.journey`). ``[journeys.<name>]`` configures or disables them.
+
+        Example::
+
+            @hookimpl
+            def crossledger_journeys():
+                return [Journey(name="welcome", version=1, steps=(Step("ticket", open_welcome_ticket),),
+                                triggers=(Trigger("customer.upserted", source="salesforce"),))]
+
+        Names must be unique across all plugins; a duplicate is reported and skipped.
         """
 
     @hookspec

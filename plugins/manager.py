@@ -17,6 +17,7 @@ from typing import Any, cast
 import pluggy
 from crossledger.plugins import hookspecs
 from crossledger.plugins.connector import Connector
+from crossledger.plugins.journey import Journey
 from crossledger.plugins.types import OwnershipRule, Route
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,19 @@ class CrossledgerPluginManager(pluggy.PluginManager):
 
     def routes(self) -> list[Route]:
         return [route for _, routes in self._gather("crossledger_routes") for route in routes]
+
+    @cached_property
+    def journeys(self) -> dict[str, Journey]:
+        """Every contributed journey by name; the first of a name wins, a duplicate is reported."""
+        found: dict[str, Journey] = {}
+        for plugin_name, journeys in self._gather("crossledger_journeys"):
+            for journey in journeys:
+                if journey.name in found:
+                    self._problem(f"plugin {plugin_name!r} journey {journey.name!r} duplicates one already "
+                                  f"registered; skipped")
+                    continue
+                found[journey.name] = journey
+        return found
 
     def _gather(self, hook_name: str) -> Iterator[tuple[str, list[Any]]]:
         """Each plugin's records from a registration hook, in registration order (built-ins first);

@@ -109,16 +109,18 @@ class System:
 
 
 def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None,
-                 systems: tuple[str, ...] = ("stripe", "netsuite"), **hub: Any) -> System:
+                 systems: tuple[str, ...] = ("stripe", "netsuite"), journeys: dict[str, Any] | None = None,
+                 netsuite: dict[str, Any] | None = None, **hub: Any) -> System:
     sandboxes = SandboxSet(load_plugins().connectors, list(systems))
     server = ServerThread(sandboxes.app).start()
     port = free_port()
     sandboxes.subscribe(f"http://127.0.0.1:{port}")
     connectors = sandboxes.config(server.url)
-    connectors["netsuite"]["timeout_s"] = 1.0
+    connectors["netsuite"] |= {"timeout_s": 1.0, **(netsuite or {})}
     options = {"broker": "memory", "store": f"sqlite:///{tmp_path}/hub.db", "min_backoff_ms": 50,
                "max_backoff_ms": 400, "circuit_cooldown_s": 0.5, "max_retries": 4, "poll_interval_s": 0.3, **hub}
-    settings = Settings(hub=HubSettings(**options), connectors=connectors, routes=routes or {})
+    settings = Settings(hub=HubSettings(**options), connectors=connectors, routes=routes or {},
+                        journeys=journeys or {})
     hub_process = EmbeddedHub(settings, port=port, threads=4).start()
     stripe = connectors["stripe"]
     return System(hub_process, sandboxes, server, StripeDriver(stripe["base_url"], stripe["api_key"]))

@@ -15,6 +15,8 @@ from crossledger.plugins.netsuite.settings import NetSuiteSettings
 from crossledger.plugins.netsuite.user import NetSuiteUser
 
 ALL = ("salesforce", "stripe", "netsuite", "zendesk")
+WON = "Customer - Direct"
+"""The account Type an org's flow sets when the deal is closed won: what starts onboarding."""
 
 
 @pytest.fixture
@@ -39,8 +41,11 @@ def settle(system: System, condition: Any = lambda: True, timeout: float = 30) -
 
 
 def _debug(system: System) -> str:
-    letters = [(letter.category, letter.reason) for letter in system.hub.runtime.store.dlq_list()]
-    return f"dead letters {letters}, every sender done and the hub idle: {quiet(system)}"
+    store = system.hub.runtime.store
+    letters = [(letter.category, letter.reason) for letter in store.dlq_list()]
+    journeys = [(run.name, run.state, run.reason, {name: step.status for name, step in run.steps.items()})
+                for run in store.journeys()]
+    return f"dead letters {letters}, journeys {journeys}, every sender done and the hub idle: {quiet(system)}"
 
 
 def records(system: System, name: str, kind: str) -> list[dict[str, Any]]:
@@ -69,8 +74,9 @@ def account(system: System, account_id: str) -> dict[str, Any]:
 
 def test_an_account_becomes_a_customer_once_everywhere_with_the_ids_cross_referenced(topology: System) -> None:
     sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
-    account_id = sales.create_account(dict(Name="Initech LLC", Phone="+1 555 0100", CurrencyIsoCode="USD",
-                                      BillingCity="Austin", BillingCountry="US"))
+    account_id = sales.create_account(dict(Name="Initech LLC", Type=WON, Website="https://initech.example",
+                                          Phone="+1 555 0100", CurrencyIsoCode="USD", BillingCity="Austin",
+                                          BillingCountry="US"))
     canonical_id = f"customer/salesforce/{account_id}"
 
     def linked() -> bool:
@@ -102,7 +108,8 @@ def test_an_account_becomes_a_customer_once_everywhere_with_the_ids_cross_refere
 
 def test_payment_terms_changed_in_salesforce_do_not_overwrite_netsuite(topology: System) -> None:
     sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
-    account_id = sales.create_account(dict(Name="Hooli Inc", CurrencyIsoCode="USD"))
+    account_id = sales.create_account(dict(Name="Hooli Inc", Type=WON, Website="https://hooli.example",
+                                          CurrencyIsoCode="USD"))
     canonical_id = f"customer/salesforce/{account_id}"
     settle(topology, lambda: len(netsuite_customers(topology, canonical_id)) == 1)
     [before] = netsuite_customers(topology, canonical_id)
@@ -171,7 +178,8 @@ def test_an_upgrade_changes_the_zendesk_tier_and_a_credit_note_with_a_refund_lan
 
 def test_an_invoice_posted_in_netsuite_reaches_salesforce_through_polling_once(topology: System) -> None:
     sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
-    account_id = sales.create_account(dict(Name="Wayne Enterprises", CurrencyIsoCode="USD"))
+    account_id = sales.create_account(dict(Name="Wayne Enterprises", Type=WON, Website="https://wayne.example",
+                                          CurrencyIsoCode="USD"))
     canonical_id = f"customer/salesforce/{account_id}"
     settle(topology, lambda: len(stripe_customers(topology, canonical_id)) == 1)
     [customer] = stripe_customers(topology, canonical_id)
@@ -195,7 +203,8 @@ def test_terms_set_in_netsuite_survive_a_salesforce_edit_in_the_same_second(topo
     """NetSuite stamps whole seconds, Salesforce milliseconds: the ERP's change, polled after the
     CRM's edit of other fields in that second, must still land (it speaks only for what it owns)."""
     sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
-    account_id = sales.create_account(dict(Name="Soylent Corp", CurrencyIsoCode="USD"))
+    account_id = sales.create_account(dict(Name="Soylent Corp", Type=WON, Website="https://soylent.example",
+                                          CurrencyIsoCode="USD"))
     canonical_id = f"customer/salesforce/{account_id}"
     settle(topology, lambda: bool(account(topology, account_id).get("NetSuite_Id__c")))
     netsuite_id = account(topology, account_id)["NetSuite_Id__c"]

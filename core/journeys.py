@@ -1,0 +1,637 @@
+"""The journey engine: runs the journeys plugins declare (:mod:`crossledger.plugins.journey`).
+
+A run is a :class:`~crossledger.core.stores.base.JourneyRecord` in the store, advanced by the
+``journey`` actor one message at a time, under the run's lease:
+
+1. A trigger (an ingested canonical event, or ``POST /v1/journeys/<name>``) stores the run, once
+   per key, and sends ``journey(id)``.
+2. ``journey(id)`` starts every pending step whose prerequisites are done: its ``run`` does its
+   lookups inline and returns writes, which leave as ordinary ``deliver`` messages carrying a reply
+   address. The step is *running* until each write is acknowledged.
+3. ``deliver`` answers ``journey(id, report)``: done, queued (the target's circuit is open: the
+   write waits among the target's parked deliveries, spending no retries, and goes on when the
+   target is back), or failed (refused for good, or out of retries: the hub's retry policy applies
+   to the write as to any delivery, and its last word comes here instead of a dead letter).
+4. A failed step compensates (every done step's ``compensate``, last first) or parks the run, per
+   its ``on_failure``. When every step is done the run is completed.
+
+**Crash safety.** Messages are sent before the state that records them is stored: a crash in
+between sends them again on redelivery, which is harmless, as every write's idempotency key is
+derived from the run, step and phase. Step functions may therefore run more than once. A worker
+that starts sends ``resume`` to every unfinished run no message has touched for a while, which
+re-sends the writes of its running steps (their acknowledged effects are skipped).
+"""
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypedDict
+
+import msgspec
+from crossledger.canonical.entities import ENTITY_TYPES, Entity
+from crossledger.canonical.events import Envelope, encode_envelope, new_envelope
+from crossledger.core import alerts, metrics
+from crossledger.core.pipeline import INGEST_LEASE, Deliveries, JourneyReply, Pipeline, merged
+from crossledger.core.stores.base import (
+    FINISHED,
+    AuditRecord,
+    Golden,
+    JourneyRecord,
+    JourneyState,
+    StepRecord,
+    Store,
+)
+from crossledger.plugins.errors import ConnectorError
+from crossledger.plugins.journey import (
+    Journey,
+    JourneyInputError,
+    OnFailure,
+    PastRun,
+    Step,
+    StepFailed,
+    Trigger,
+    Write,
+)
+
+log = logging.getLogger(__name__)
+
+JOURNEY_LEASE = "journey"
+IDENTITY_LEASE = "identity"
+RESUME_AFTER_S = 30.0
+"""A worker that starts resumes the unfinished runs no message has touched for this long."""
+SETTLED = ("done",)
+COMPENSATING = "_compensating"
+"""Marks a run's data while it compensates, so a parked compensation resumes as one."""
+
+Send = Callable[..., None]
+"""``send(actor, *args)``: the runtime's enqueue, by actor name."""
+
+
+class Report(TypedDict, total=False):
+    """What ``journey(id, report)`` is told: a write's outcome, a step's failure, or ``resume``."""
+
+    status: Literal["done", "queued", "failed", "resume"]
+    step: str
+    phase: Literal["run", "compensate"]
+    target: str
+    write: str
+    detail: str
+
+
+class StepRetry(ConnectorError):
+    """A step's lookup failed in a way a retry may fix; the hub's retry policy applies to the
+    ``journey`` message. When retries run out, the step fails with this reason."""
+
+    def __init__(self, journey_id: str, step: str, phase: Literal["run", "compensate"],
+                 failure: ConnectorError) -> None:
+        super().__init__(failure.category, failure.message, retry_after=failure.retry_after)
+        self.journey_id = journey_id
+        self.step = step
+        self.phase = phase
+
+
+class JourneySettings(msgspec.Struct, frozen=True, kw_only=True):
+    """``[journeys.<name>]``: ``enabled``, ``sla_s``, the step policy (``after.<step>``: the steps
+    it waits for; ``on_failure.<step>``: ``compensate`` or ``park``) and the journey's own keys
+    (``options``)."""
+
+    enabled: bool = True
+    sla_s: float | None = None
+    after: dict[str, tuple[str, ...]] = {}
+    on_failure: dict[str, OnFailure] = {}
+    options: dict[str, Any] = {}
+
+    @classmethod
+    def parse(cls, journey: Journey, raw: Mapping[str, Any]) -> "JourneySettings":
+        """Validate a table against the journey it configures; ``ValueError`` with one line."""
+        where = f"[journeys.{journey.name}]"
+        enabled, sla_s = raw.get("enabled", True), raw.get("sla_s")
+        if not isinstance(enabled, bool):
+            raise ValueError(f"{where} enabled must be true or false")
+        if sla_s is not None and (isinstance(sla_s, bool) or not isinstance(sla_s, int | float) or sla_s <= 0):
+            raise ValueError(f"{where} sla_s must be a positive number of seconds")
+        steps = [step.name for step in journey.steps]
+        after, on_failure = raw.get("after", {}), raw.get("on_failure", {})
+        if not isinstance(after, dict) or not isinstance(on_failure, dict):
+            raise ValueError(f"{where} after and on_failure must be tables keyed by step name")
+        for step, needs in after.items():
+            if step not in steps or not isinstance(needs, list) or any(n not in steps or n == step for n in needs):
+                raise ValueError(f"{where} after.{step} must be a step's list of other steps "
+                                 f"(steps: {', '.join(steps)})")
+        for step, policy in on_failure.items():
+            if step not in steps or policy not in tuple(OnFailure):
+                raise ValueError(f"{where} on_failure.{step} must name a step and be compensate or park "
+                                 f"(steps: {', '.join(steps)})")
+        options = {key: value for key, value in raw.items() if key not in ("enabled", "sla_s", "after", "on_failure")}
+        return cls(enabled=enabled, sla_s=None if sla_s is None else float(sla_s),
+                   after={step: tuple(needs) for step, needs in after.items()},
+                   on_failure={step: OnFailure(policy) for step, policy in on_failure.items()}, options=options)
+
+
+def journey_id(name: str, key: str) -> str:
+    """A run's id: the same journey and key always name the same run."""
+    return f"{name}-" + hashlib.sha256(f"{name}|{key}".encode()).hexdigest()[:20]
+
+
+@dataclass
+class Engine:
+    """Starts, advances, resumes and cancels journey runs. One per runtime."""
+
+    store: Store
+    pipeline: Pipeline
+    journeys: dict[str, Journey]
+    settings: dict[str, JourneySettings]
+    send: Send
+    deliver_actor: str
+    journey_actor: str
+
+    # -- starting -----------------------------------------------------------------------------------
+    def routed(self, events: list[Envelope], deliveries: Deliveries) -> Deliveries:
+        """After an ingest: start the journeys its events trigger, and return the routes' deliveries
+        less those a journey takes over (:attr:`Journey.covers`)."""
+        taken: set[tuple[str, str]] = set()  # (event id, target)
+        for event in events:
+            for journey, trigger in self._triggers(event):
+                key = trigger.key(event)
+                if trigger.starts(event, _View(self, journey.name)):
+                    data = trigger.inputs(event) if trigger.inputs else {}
+                    run: JourneyRecord | None = self.start(
+                        journey, subject=trigger.subject(event), key=key, data=data,
+                        correlation_id=event.correlation_id, trigger=event.id)[0]
+                else:
+                    run = self.store.journey_get(journey_id(journey.name, key))
+                # Once a run completed, the routes reach the systems that have the subject (not, say,
+                # billing for a second CRM account of a company onboarded before).
+                done = run is not None and run.state == "completed"
+                taken |= {(event.id, target) for target in journey.covers
+                          if not done or self.store.xref_get(event.subject, target) is None}
+        if not taken:
+            return deliveries
+        kept = []
+        for target, envelope in deliveries:
+            if (envelope["id"], target) in taken:
+                self._audit_envelope(envelope, target)
+            else:
+                kept.append((target, envelope))
+        return kept
+
+    def _triggers(self, event: Envelope) -> list[tuple[Journey, Trigger]]:
+        return [(journey, trigger) for journey in self.enabled() for trigger in journey.triggers
+                if trigger.matches(event)]
+
+    def enabled(self) -> list[Journey]:
+        return [journey for name, journey in self.journeys.items()
+                if self.settings.get(name, JourneySettings()).enabled]
+
+    def _audit_envelope(self, envelope: dict[str, Any], target: str) -> None:
+        self.store.audit(AuditRecord(at=time.time(), correlation_id=envelope["correlation_id"], step="route",
+                                     status="journey", system=target, event_id=envelope["id"],
+                                     subject=envelope["subject"],
+                                     detail=f"{envelope['type']} to {target} is a journey's to make"))
+
+    def start_by_hand(self, name: str, body: dict[str, Any]) -> tuple[JourneyRecord, bool]:
+        """``POST /v1/journeys/<name>``: the run, and whether it is new. Raises ``KeyError`` for an
+        unknown or disabled journey, :class:`JourneyInputError` for unacceptable input."""
+        journey = next((j for j in self.enabled() if j.name == name), None)
+        if journey is None:
+            raise KeyError(name)
+        if journey.start is None:
+            raise JourneyInputError(f"journey {name} starts from its triggers only")
+        start = journey.start(body)
+        return self.start(journey, subject=start.subject, key=start.key, data=start.data,
+                          correlation_id=uuid.uuid4().hex, trigger="api")
+
+    def start(self, journey: Journey, *, subject: str, key: str, data: dict[str, Any], correlation_id: str,
+              trigger: str) -> tuple[JourneyRecord, bool]:
+        """Store the run unless its key has one, and send it on its way; (the run, whether new)."""
+        now = time.time()
+        record = JourneyRecord(
+            id=journey_id(journey.name, key), name=journey.name, version=journey.version, key=key,
+            subject=subject, state="running", correlation_id=correlation_id, started_at=now, updated_at=now,
+            steps={step.name: StepRecord() for step in journey.steps}, data=data, trigger=trigger,
+            sla_s=self._sla(journey),
+        )
+        new = self.store.journey_start(record)
+        if not new:
+            existing = self.store.journey_get(record.id)
+            assert existing is not None, "journey_start refused a run the store does not have"
+            if existing.state not in FINISHED:
+                self.send(self.journey_actor, existing.id, None)  # harmless if it is moving already
+            return existing, False
+        metrics.journeys_started.labels(journey.name).inc()
+        self._audit(record, "started", f"{journey.name} v{journey.version} for {subject} ({trigger})")
+        self.send(self.journey_actor, record.id, None)
+        return record, True
+
+    def needs(self, journey: Journey, step: str) -> tuple[str, ...]:
+        """The steps ``step`` waits for: as configured, else as the journey declares."""
+        configured = self.settings.get(journey.name)
+        if configured is not None and step in configured.after:
+            return configured.after[step]
+        return journey.needs(step)
+
+    def on_failure(self, journey: Journey, step: Step) -> OnFailure:
+        configured = self.settings.get(journey.name)
+        if configured is not None and step.name in configured.on_failure:
+            return configured.on_failure[step.name]
+        return step.on_failure
+
+    def _sla(self, journey: Journey) -> float | None:
+        configured = self.settings.get(journey.name)
+        return configured.sla_s if configured and configured.sla_s is not None else journey.sla_s
+
+    # -- advancing ----------------------------------------------------------------------------------
+    def advance(self, run_id: str, report: Report | None) -> None:
+        """The ``journey`` actor: apply ``report``, then move the run as far as it can go now."""
+        with self.pipeline.entity_lease(JOURNEY_LEASE, run_id):
+            record = self.store.journey_get(run_id)
+            if record is None:
+                log.warning("journey %s is not in the store; message dropped", run_id)
+                return
+            journey = self.journeys.get(record.name)
+            run = Run(self, record, journey)
+            try:
+                run.advance(report)
+            finally:
+                self.store.journey_put(run.record())
+
+    def exhausted(self, error: StepRetry) -> None:
+        """A step's lookups ran out of retries: the step fails with the last reason."""
+        self.send(self.journey_actor, error.journey_id,
+                  Report(status="failed", step=error.step, phase=error.phase,
+                         detail=f"gave up retrying: {error.message}"))
+
+    def write_failed(self, reply: JourneyReply, target: str, reason: str) -> None:
+        """A write was refused for good or ran out of retries: its step fails."""
+        self.send(self.journey_actor, reply["id"],
+                  Report(status="failed", step=reply["step"], phase=reply["phase"], target=target, detail=reason))
+
+    def written(self, reply: JourneyReply, target: str, status: Literal["delivered", "parked", "stale"]) -> None:
+        """A write was delivered (or superseded: stale), or parked on an open circuit."""
+        report = Report(step=reply["step"], phase=reply["phase"], target=target, write=reply["write"],
+                        status="queued" if status == "parked" else "done")
+        if status == "parked":
+            report["detail"] = f"{target} is unavailable (circuit open); the write waits for it"
+        self.send(self.journey_actor, reply["id"], report)
+
+    # -- operating ----------------------------------------------------------------------------------
+    def resume(self, run_id: str) -> JourneyRecord:
+        """An operator's ``resume``: a parked run retries its failed step (a compensation that
+        failed is tried again); an unfinished one is nudged. Raises ``KeyError``/``ValueError``."""
+        with self.pipeline.entity_lease(JOURNEY_LEASE, run_id):
+            record = self._get(run_id)
+            if record.state in FINISHED:
+                raise ValueError(f"journey {run_id} is {record.state}; there is nothing to resume")
+            steps = dict(record.steps)
+            if record.state == "parked":
+                compensating = record.data.get(COMPENSATING) is True
+                for name, step in steps.items():
+                    if step.status == "failed" and not compensating:
+                        steps[name] = msgspec.structs.replace(step, status="pending", waiting_on=[], detail=None)
+                state: Any = "compensating" if compensating else "running"
+                record = msgspec.structs.replace(record, state=state, steps=steps, reason=None,
+                                                 updated_at=time.time())
+                self.store.journey_put(record)
+            self._audit(record, "resumed", "by an operator")
+        self.send(self.journey_actor, run_id, Report(status="resume"))
+        return record
+
+    def cancel(self, run_id: str) -> JourneyRecord:
+        """An operator's ``cancel``: the run stops where it is; what its steps did stays done."""
+        with self.pipeline.entity_lease(JOURNEY_LEASE, run_id):
+            record = self._get(run_id)
+            if record.state in FINISHED:
+                raise ValueError(f"journey {run_id} is already {record.state}")
+            now = time.time()
+            record = msgspec.structs.replace(record, state="cancelled", finished_at=now, updated_at=now,
+                                             reason="cancelled by an operator")
+            self.store.journey_put(record)
+        self._audit(record, "cancelled", "by an operator; steps already done stay done")
+        return record
+
+    def recover(self) -> int:
+        """At worker start: resume unfinished runs no message has touched for a while."""
+        resumed = 0
+        states: tuple[JourneyState, ...] = ("running", "waiting", "compensating")
+        for state in states:
+            for record in self.store.journeys(state=state, limit=10_000):
+                if time.time() - record.updated_at > RESUME_AFTER_S:
+                    self.send(self.journey_actor, record.id, Report(status="resume"))
+                    resumed += 1
+        return resumed
+
+    def _get(self, run_id: str) -> JourneyRecord:
+        record = self.store.journey_get(run_id)
+        if record is None:
+            raise KeyError(f"no journey {run_id!r}")
+        return record
+
+    def _audit(self, record: JourneyRecord, status: str, detail: str, system: str | None = None) -> None:
+        self.store.audit(AuditRecord(at=time.time(), correlation_id=record.correlation_id,
+                                     step=f"journey {record.name}", status=status, system=system,
+                                     subject=record.subject, detail=f"{record.id}: {detail}"))
+
+
+class Run:
+    """One advance of one run: a working copy of its record, stored by the engine at the end."""
+
+    def __init__(self, engine: Engine, record: JourneyRecord, journey: Journey | None) -> None:
+        self.engine = engine
+        self.journey = journey
+        self.id = record.id
+        self.subject = record.subject
+        self.data: dict[str, Any] = dict(record.data)
+        self._record = record
+        self._steps = dict(record.steps)
+        self._state = record.state
+        self._reason = record.reason
+        self._finished_at = record.finished_at
+        self._breached = record.sla_breached
+
+    def record(self) -> JourneyRecord:
+        return msgspec.structs.replace(
+            self._record, state=self._state, steps=self._steps, data=self.data, reason=self._reason,
+            finished_at=self._finished_at, updated_at=time.time(), sla_breached=self._breached)
+
+    # -- the state machine --------------------------------------------------------------------------
+    def advance(self, report: Report | None) -> None:
+        if self._state in FINISHED:
+            return
+        if self.journey is None:
+            self._park(f"no journey named {self._record.name!r} is installed")
+            return
+        if self.journey.version != self._record.version:
+            log.warning("journey %s started as %s v%d runs on v%d", self.id, self.journey.name,
+                        self._record.version, self.journey.version)
+        resend = report is not None and report.get("status") == "resume"
+        if report is not None and not resend:
+            self._apply(report)
+        if self._state == "compensating":
+            self._compensate(resend)
+        elif self._state != "parked":
+            self._forward(resend)
+        self._check_sla()
+
+    def _apply(self, report: Report) -> None:
+        """A write's outcome (or a step's lookups out of retries) reported back."""
+        name, phase = report.get("step", ""), report.get("phase", "run")
+        step = self._steps.get(name)
+        status, target, detail = report.get("status"), report.get("target"), report.get("detail") or ""
+        expected = ["compensating"] if phase == "compensate" else ["running", "queued"]
+        if status == "failed" and target is None:
+            # The step's own lookups ran out of retries: it never got as far as sending its writes.
+            expected.append("done" if phase == "compensate" else "pending")
+        if step is None or step.status not in expected:
+            return  # a late or repeated report about a step that has moved on
+        if status == "failed":
+            self._step_failed(name, phase, detail, target)
+        elif status == "queued" and phase == "run":
+            if step.status != "queued":
+                self._alert_queued(name, target or "?", detail)
+            self._set(name, status="queued", detail=detail)
+        elif status == "done":
+            waiting = [token for token in step.waiting_on if token != report.get("write")]
+            if waiting:
+                self._set(name, waiting_on=waiting)
+            else:
+                self._settle(name, phase, "")
+
+    def _forward(self, resend: bool) -> None:
+        assert self.journey is not None
+        progressed = True
+        while progressed:
+            failed = [name for name, step in self._steps.items() if step.status == "failed"]
+            if failed:
+                self._fail(self.journey.step(failed[0]))
+                return
+            progressed = False
+            for step in self.journey.steps:
+                record = self._steps[step.name]
+                ready = all(self._steps[need].status in SETTLED for need in self.engine.needs(self.journey, step.name))
+                if record.status == "pending" and ready:
+                    self._run_step(step, "run")
+                    progressed = True
+                elif resend and record.status == "running":
+                    self._run_step(step, "run", only=record.waiting_on)
+            resend = False
+        statuses = [step.status for step in self._steps.values()]
+        if all(status in SETTLED for status in statuses):
+            self._complete()
+        else:
+            self._state = "waiting" if "queued" in statuses else "running"
+
+    def _fail(self, step: Step) -> None:
+        assert self.journey is not None
+        reason = f"step {step.name} failed: {self._steps[step.name].detail}"
+        if self.engine.on_failure(self.journey, step) is OnFailure.PARK:
+            self._park(reason)
+            return
+        self._state, self._reason = "compensating", reason
+        self.data[COMPENSATING] = True
+        self.engine._audit(self._record, "compensating", reason)
+        self._compensate(resend=False)
+
+    def _compensate(self, resend: bool) -> None:
+        """Undo the done steps, last first, one at a time; then the run is compensated."""
+        assert self.journey is not None
+        for step in reversed(self.journey.steps):
+            record = self._steps[step.name]
+            if record.status == "compensating":
+                if resend:
+                    self._run_step(step, "compensate", only=record.waiting_on)
+                return
+            if record.status != "done":
+                continue
+            self._run_step(step, "compensate")
+            if self._steps[step.name].status == "compensating" or self._state == "parked":
+                return
+        self._state, self._finished_at = "compensated", time.time()
+        metrics.journeys_compensated.labels(self._record.name).inc()
+        alerts.journey(self._record.name, self.id, "compensated", self._reason or "")
+        self.engine._audit(self._record, "compensated", self._reason or "")
+
+    def _run_step(self, step: Step, phase: Literal["run", "compensate"], only: list[str] | None = None) -> None:
+        """Run a step's function (or its compensation) and send its writes; with ``only``, send
+        again the writes still unacknowledged (a resume)."""
+        function = step.run if phase == "run" else step.compensate
+        record = self._steps[step.name]
+        self._set(step.name, attempts=record.attempts + 1, started_at=record.started_at or time.time())
+        try:
+            writes = list(function(self) or []) if function is not None else []
+        except (StepFailed, JourneyInputError) as failure:
+            self._step_failed(step.name, phase, str(failure))
+            return
+        except ConnectorError as error:
+            if error.category.retryable:
+                raise StepRetry(self.id, step.name, phase, error) from error
+            self._step_failed(step.name, phase, str(error))
+            return
+        tokens = {f"{index}:{write.target}": write for index, write in enumerate(writes)}
+        if only is not None:
+            tokens = {token: write for token, write in tokens.items() if token in only}
+            for token, write in tokens.items():
+                self._send(step.name, phase, token, write)
+            return
+        if not tokens:
+            self._settle(step.name, phase, "nothing to write" if function is not None else "nothing to undo")
+            return
+        for token, write in tokens.items():
+            self._send(step.name, phase, token, write)
+        self._set(step.name, status="running" if phase == "run" else "compensating", waiting_on=sorted(tokens))
+        self.engine._audit(self._record, f"{phase} sent", f"{step.name}: " + ", ".join(
+            f"{write.event_type} to {write.target}" for write in tokens.values()))
+
+    def _settle(self, name: str, phase: str, note: str) -> None:
+        """A step's writes are all acknowledged (or it had none)."""
+        status: Any = "done" if phase == "run" else "compensated"
+        self._set(name, status=status, waiting_on=[], detail=note or None, finished_at=time.time())
+        self.engine._audit(self._record, "step done" if phase == "run" else "compensated",
+                           f"{name}" + (f" ({note})" if note else ""))
+
+    def _step_failed(self, name: str, phase: str, reason: str, target: str | None = None) -> None:
+        """A forward step that fails fails the run (per its policy); a compensation that fails
+        parks it, the step left done so that ``resume`` tries the compensation again."""
+        if phase == "run":
+            self._set(name, status="failed", detail=reason, waiting_on=[], finished_at=time.time())
+            self.engine._audit(self._record, "step failed", f"{name}: {reason}", target)
+            return
+        self._set(name, status="done", detail=f"compensation failed: {reason}", waiting_on=[])
+        self._park(f"compensating {name} failed: {reason} (after {self._reason})")
+
+    def _send(self, step: str, phase: Literal["run", "compensate"], token: str, write: Write) -> None:
+        golden = self.engine.store.golden_get(write.entity.id)
+        occurred = datetime.fromtimestamp(golden.version / 1_000_000, UTC) if golden else datetime.now(UTC)
+        envelope = new_envelope(
+            id=uuid.uuid5(uuid.NAMESPACE_URL, f"journey/{self.id}/{step}/{phase}/{token}").hex,
+            type=write.event_type, source="hub", source_event_id=f"journey:{self.id}:{step}:{phase}",
+            data=write.entity, occurred_at=occurred, correlation_id=self._record.correlation_id,
+        )
+        reply = JourneyReply(id=self.id, step=step, phase=phase, write=token, links=dict(write.links))
+        self.engine.send(self.engine.deliver_actor, write.target, encode_envelope(envelope), reply)
+
+    def _complete(self) -> None:
+        now = time.time()
+        self._state, self._finished_at, self._reason = "completed", now, None
+        self.data.pop(COMPENSATING, None)
+        duration = now - self._record.started_at
+        metrics.journeys_completed.labels(self._record.name).inc()
+        metrics.journey_duration.labels(self._record.name).observe(duration)
+        self.engine._audit(self._record, "completed", f"in {duration:.1f} s")
+
+    def _park(self, reason: str) -> None:
+        self._state, self._reason = "parked", reason
+        metrics.journeys_parked.labels(self._record.name).inc()
+        alerts.journey(self._record.name, self.id, "parked", reason)
+        self.engine._audit(self._record, "parked", reason)
+
+    def _alert_queued(self, step: str, target: str, detail: str) -> None:
+        metrics.journey_steps_queued.labels(self._record.name, target).inc()
+        log.warning("journey %s step %s is queued: %s", self.id, step, detail)
+        alerts.journey(self._record.name, self.id, "queued", f"{step}: {detail}")
+        self.engine._audit(self._record, "queued", f"{step}: {detail}", target)
+
+    def _check_sla(self) -> None:
+        sla = self._record.sla_s
+        if sla is None or self._breached:
+            return
+        end = self._finished_at or time.time()
+        if end - self._record.started_at > sla:
+            self._breached = True
+            metrics.journeys_sla_breached.labels(self._record.name).inc()
+            self.engine._audit(self._record, "sla breached", f"not completed within {sla:g} s")
+
+    def _set(self, name: str, **changes: Any) -> None:
+        self._steps[name] = msgspec.structs.replace(self._steps[name], **changes)
+
+    # -- what step functions see (JourneyRun) -------------------------------------------------------
+    def configured(self, system: str) -> bool:
+        return system in self.engine.pipeline.connectors
+
+    def golden(self, canonical_id: str) -> Entity | None:
+        return _golden(self.engine.store, canonical_id)
+
+    def save(self, entity: Entity, groups: tuple[str, ...] | None = None) -> None:
+        # Under the ingest lease, at the record's own version: a source's change racing with this
+        # one is neither lost nor made stale by it (the hub's write is not a newer version).
+        store = self.engine.store
+        with self.engine.pipeline.entity_lease(INGEST_LEASE, entity.id):
+            current = store.golden_get(entity.id)
+            if current is not None and groups is not None:
+                entity = merged(msgspec.convert(current.data, ENTITY_TYPES[current.entity_type]), entity, groups)
+            store.golden_put(Golden(
+                canonical_id=entity.id, entity_type=entity.kind(),
+                version=current.version if current else version_of_now(), data=msgspec.to_builtins(entity),
+                source_event_id=current.source_event_id if current else f"journey:{self.id}"))
+
+    def external_id(self, canonical_id: str, system: str) -> str | None:
+        return self.engine.store.xref_get(canonical_id, system)
+
+    def link(self, canonical_id: str, entity_type: str, system: str, external_id: str) -> None:
+        self.engine.store.xref_put(canonical_id, entity_type, system, external_id)
+
+    def fetch(self, system: str, entity_type: str, external_id: str) -> dict[str, Any]:
+        bound = self.engine.pipeline.bound(system)
+        try:
+            return bound.connector.fetch(bound.ctx, entity_type, external_id)
+        except Exception as error:
+            raise self.engine.pipeline.classified(bound, error) from error
+
+    def settings(self) -> Mapping[str, Any]:
+        configured = self.engine.settings.get(self._record.name)
+        return configured.options if configured else {}
+
+    def remember(self, canonical_id: str, entity_type: str, key: str, value: str) -> str:
+        # A durable mark like a delivery's state, taken under a lease: the first claim wins.
+        mark = f"identity|{entity_type}|{key}|{value}"
+        store = self.engine.store
+        with self.engine.pipeline.entity_lease(IDENTITY_LEASE, mark):
+            holder = store.delivery_get(mark)
+            if holder is not None and holder.external_id:
+                return holder.external_id
+            store.delivery_set(mark, "acknowledged", canonical_id)
+            return canonical_id
+
+    def latest(self, journey: str, subject: str) -> PastRun | None:
+        return _latest(self.engine.store, journey, subject)
+
+
+class _View:
+    """What a trigger reads of the hub (:class:`~crossledger.plugins.journey.HubView`)."""
+
+    def __init__(self, engine: Engine, journey: str) -> None:
+        self._engine = engine
+        self._journey = journey
+
+    def golden(self, canonical_id: str) -> Entity | None:
+        return _golden(self._engine.store, canonical_id)
+
+    def external_id(self, canonical_id: str, system: str) -> str | None:
+        return self._engine.store.xref_get(canonical_id, system)
+
+    def latest(self, journey: str, subject: str) -> PastRun | None:
+        return _latest(self._engine.store, journey, subject)
+
+
+def _golden(store: Store, canonical_id: str) -> Entity | None:
+    golden = store.golden_get(canonical_id)
+    if golden is None:
+        return None
+    return msgspec.convert(golden.data, ENTITY_TYPES[golden.entity_type])
+
+
+def _latest(store: Store, journey: str, subject: str) -> PastRun | None:
+    found = store.journeys(name=journey, subject=subject, limit=1)
+    if not found:
+        return None
+    return PastRun(state=found[0].state, started_at=found[0].started_at, data=found[0].data)
+
+
+def version_of_now() -> int:
+    """A version for a record the hub makes itself: now, in microseconds (as :func:`version_of`)."""
+    return int(time.time() * 1_000_000)
+
+
