@@ -4,6 +4,7 @@ Every failure an operator can cause (a bad config, a wrong id, an unreachable Re
 line on stderr and a non-zero exit; never a stack trace.
 """
 
+import json
 import os
 import sys
 import time
@@ -11,13 +12,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
 import msgspec
 import tomli_w
 import typer
+from crossledger.core.journey_views import (
+    JOURNEY_STATES,
+    document,
+    duration_text,
+    elapsed,
+    ordered_steps,
+    public_data,
+    sla_status,
+)
 from crossledger.core.settings import ConfigError, Settings, load_settings
+from crossledger.core.stores.base import JourneyRecord
 from crossledger.core.timeline import timeline, timeline_table, when
+from crossledger.plugins.journey import JourneyInputError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -25,6 +37,8 @@ from rich.table import Table
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="crossledger: the governed integration hub.")
 dlq = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, replay.")
 app.add_typer(dlq, name="dlq")
+journeys = typer.Typer(no_args_is_help=True, help="Journey runs: list, show, start, resume, cancel.")
+app.add_typer(journeys, name="journeys")
 # Piped output (scripts, grep) gets wide lines instead of rich's 80-column folding.
 console = Console(width=None if sys.stdout.isatty() else 240)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 240)
@@ -33,7 +47,7 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="TOML 
 T = TypeVar("T")
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     # escape: messages name config sections like [hub], which rich would take for markup and drop
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
@@ -308,6 +322,138 @@ def _epoch(moment: datetime | None) -> float | None:
     if moment is None:
         return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+# -- journeys ------------------------------------------------------------------------------------
+def runtime_with_workers(config: Path | None, endpoint: str) -> Any:
+    """A runtime whose messages reach the workers: with the memory broker, the workers are inside
+    `crossledger run`, and a message sent from this process would be lost with it."""
+    runtime = runtime_for(config)
+    if runtime.settings.hub.broker == "memory":
+        fail(f"a journey moves in the workers: use a shared broker, or {endpoint} to `crossledger run`", 2)
+    return runtime
+
+
+def journey_run(runtime: Any, run_id: str) -> JourneyRecord:
+    record: JourneyRecord | None = runtime.store.journey_get(run_id)
+    if record is None:
+        fail(f"no journey run {run_id!r}")
+    return record
+
+
+@journeys.command("list")
+def journeys_list(config: ConfigOption = None, name: str | None = None,
+                  state: Annotated[str | None, typer.Option(help=", ".join(JOURNEY_STATES))] = None,
+                  subject: Annotated[str | None, typer.Option(help="A canonical id.")] = None,
+                  limit: int = 100) -> None:
+    """List journey runs, newest first, with their duration and SLA status."""
+    if state is not None and state not in JOURNEY_STATES:
+        fail(f"--state must be one of {', '.join(JOURNEY_STATES)}", 2)
+    with operator_errors():
+        runtime = runtime_for(config)
+        records = runtime.store.journeys(name=name, state=state, subject=subject, limit=limit)
+        now = time.time()
+        table = Table(title="journey runs")
+        table.add_column("id", no_wrap=True)  # operators copy it into `journeys show`
+        for column in ("journey", "subject", "state", "started (UTC)", "duration", "SLA", "reason"):
+            table.add_column(column, overflow="fold")
+        for record in records:
+            table.add_row(record.id, f"{escape(record.name)} v{record.version}", escape(record.subject), record.state,
+                          when(record.started_at), duration_text(elapsed(record, now)),
+                          sla_status(record, now) or "-", escape(record.reason or ""))
+        console.print(table)
+
+
+@journeys.command("show")
+def journeys_show(run_id: Annotated[str, typer.Argument(help="A run id, as `journeys list` shows it.")],
+                  config: ConfigOption = None,
+                  as_json: Annotated[bool, typer.Option("--json", help="As JSON, as GET /v1/journeys/ID.")] = False,
+                  ) -> None:
+    """Show one run: where it stands, its steps in order, its data and its audit trail."""
+    with operator_errors():
+        runtime = runtime_for(config)
+        record = journey_run(runtime, run_id)
+        journey = runtime.plugins.journeys.get(record.name)
+        trail = runtime.store.audit_trail(record.correlation_id)
+        now = time.time()
+        if as_json:
+            console.print_json(json.dumps(document(record, journey, now, trail)))
+            return
+        status = sla_status(record, now)
+        header = Table.grid(padding=(0, 2))
+        header.add_column(style="bold")
+        header.add_column(overflow="fold")
+        for label, value in (
+            ("journey", f"{record.name} v{record.version}" + ("" if journey else " (not installed)")),
+            ("state", record.state), ("subject", record.subject), ("key", record.key),
+            ("trigger", record.trigger or "-"), ("started", when(record.started_at)),
+            ("finished", when(record.finished_at) if record.finished_at is not None else "-"),
+            ("duration", duration_text(elapsed(record, now))),
+            ("SLA", f"{status} (within {duration_text(record.sla_s)})" if record.sla_s is not None else "-"),
+            ("reason", record.reason or "-"),
+        ):
+            header.add_row(label, escape(value))
+        console.print(header)
+        steps = Table(title="steps")
+        for column in ("step", "status", "attempts", "waiting on"):
+            steps.add_column(column, no_wrap=True)
+        steps.add_column("detail", overflow="fold")
+        for step_name, step in ordered_steps(record, journey):
+            steps.add_row(escape(step_name), step.status, str(step.attempts), escape(", ".join(step.waiting_on)),
+                          escape(step.detail or ""))
+        console.print(steps)
+        console.print("data", style="bold")
+        console.print_json(json.dumps(public_data(record.data)))
+        console.print(timeline_table(trail, record.correlation_id))
+
+
+@journeys.command("start")
+def journeys_start(name: Annotated[str, typer.Argument(help="The journey's name.")], config: ConfigOption = None,
+                   data: Annotated[str | None, typer.Option(help="The input, a JSON object.")] = None,
+                   file: Annotated[Path | None, typer.Option(help="Read the JSON input from this file.")] = None,
+                   ) -> None:
+    """Start a run by hand (as POST /v1/journeys/NAME); the same input starts one run."""
+    if data is not None and file is not None:
+        fail("pass --data or --file, not both", 2)
+    with operator_errors():
+        raw = file.read_text() if file is not None else data or "{}"
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError as invalid:
+            fail(f"the input is not JSON: {invalid}", 2)
+        if not isinstance(body, dict):
+            fail("the input must be a JSON object", 2)
+        runtime = runtime_with_workers(config, f"POST /v1/journeys/{name}")
+        try:
+            record, new = runtime.journeys.start_by_hand(name, body)
+        except KeyError:
+            fail(f"no enabled journey {name!r}")
+        except JourneyInputError as refused:
+            fail(str(refused))
+        console.print(f"{'started' if new else 'already started'} {record.id} ({record.state})", highlight=False)
+
+
+@journeys.command("resume")
+def journeys_resume(run_id: str, config: ConfigOption = None) -> None:
+    """Resume a parked run (its failed step is tried again), or nudge an unfinished one."""
+    operate(run_id, config, "resume")
+
+
+@journeys.command("cancel")
+def journeys_cancel(run_id: str, config: ConfigOption = None) -> None:
+    """Cancel an unfinished run where it stands; what its steps did stays done."""
+    operate(run_id, config, "cancel")
+
+
+def operate(run_id: str, config: Path | None, action: Literal["resume", "cancel"]) -> None:
+    """``resume`` or ``cancel`` a run through the engine; one line either way."""
+    with operator_errors():
+        runtime = runtime_with_workers(config, f"POST /v1/journeys/{run_id}/{action}")
+        try:
+            record = getattr(runtime.journeys, action)(run_id)
+        except (KeyError, ValueError) as refused:
+            fail(str(refused.args[0]))
+        console.print(f"{record.id} is {record.state}", highlight=False)
 
 
 @app.command()

@@ -8,6 +8,14 @@ GET  /v1/transactions/{id}         the audit timeline of one correlation id (or 
 GET  /v1/dead-letters[/{id}]       dead letters; POST .../{id}/replay re-enqueues one
 POST /v1/replay                    deliver logged events again ({"source", "type", "since", "until",
                                    "targets"}); effects already made are skipped
+GET  /v1/journeys                  journey runs, newest first (``name``, ``state``, ``subject``,
+                                   ``limit``)
+GET  /v1/journeys/{id}             one run: its steps in definition order, ``sla`` (``seconds``,
+                                   ``status``) and its audit ``trail``
+POST /v1/journeys/{name}           start a run by hand (body: a JSON object, the journey's input):
+                                   201 new, 200 when its key already has a run; 400 input refused
+POST /v1/journeys/{id}/resume      resume a parked run (or nudge an unfinished one); ``/cancel``
+                                   stops it; 409 when its state does not allow it
 GET  /healthz, /readyz, /metrics   liveness, readiness (store and broker), Prometheus text
 =================================  ===========================================================
 
@@ -17,12 +25,17 @@ Every error is JSON ``{"error": {"status", "message"}}``; no stack trace reaches
 
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 from crossledger.core import metrics
+from crossledger.core.journey_views import JOURNEY_STATES, document
 from crossledger.core.runtime import ReplaySelection, Runtime, WebhookRejected
+from crossledger.core.stores.base import JourneyRecord
 from crossledger.core.timeline import timeline
+from crossledger.plugins.journey import JourneyInputError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -136,6 +149,60 @@ def create_app(runtime: Runtime) -> Starlette:
         await run_in_threadpool(runtime.request_replay, selection)
         return JSONResponse({"replay": msgspec.to_builtins(selection), "status": "enqueued"}, status_code=202)
 
+    def run_document(record: JourneyRecord, *, with_trail: bool = False) -> dict[str, Any]:
+        trail = runtime.store.audit_trail(record.correlation_id) if with_trail else None
+        return document(record, runtime.plugins.journeys.get(record.name), time.time(), trail)
+
+    async def journey_runs(request: Request) -> Response:
+        query = request.query_params
+        state = query.get("state")
+        if state is not None and state not in JOURNEY_STATES:
+            return error(400, f"state must be one of {', '.join(JOURNEY_STATES)}")
+
+        def listed() -> list[dict[str, Any]]:
+            records = runtime.store.journeys(name=query.get("name"), state=state,  # type: ignore[arg-type]
+                                             subject=query.get("subject"), limit=_limit(query.get("limit")))
+            return [run_document(record) for record in records]
+
+        return JSONResponse({"journeys": await run_in_threadpool(listed)})
+
+    async def journey_run(request: Request) -> Response:
+        record = await run_in_threadpool(runtime.store.journey_get, request.path_params["run_id"])
+        if record is None:
+            return error(404, "no such journey run")
+        return JSONResponse(await run_in_threadpool(run_document, record, with_trail=True))
+
+    async def journey_start(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            body = msgspec.json.decode(await read_body(request))
+        except BodyTooLarge:
+            return error(413, f"body larger than {MAX_BODY} bytes")
+        except msgspec.DecodeError as invalid:
+            return error(400, f"the body is not JSON: {invalid}")
+        if not isinstance(body, dict):
+            return error(400, "the body must be a JSON object")
+        try:
+            record, new = await run_in_threadpool(runtime.journeys.start_by_hand, name, body)
+        except KeyError:
+            return error(404, f"no enabled journey {name!r}")
+        except JourneyInputError as refused:
+            return error(400, str(refused))
+        return JSONResponse(await run_in_threadpool(run_document, record), status_code=201 if new else 200)
+
+    def journey_operation(operation: Callable[[str], JourneyRecord]) -> Handler:
+        """``resume`` or ``cancel``: 404 for an unknown run, 409 when its state does not allow it."""
+        async def operate(request: Request) -> Response:
+            try:
+                record = await run_in_threadpool(operation, request.path_params["run_id"])
+            except KeyError as missing:
+                return error(404, str(missing.args[0]))
+            except ValueError as conflict:
+                return error(409, str(conflict))
+            return JSONResponse(await run_in_threadpool(run_document, record))
+
+        return operate
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -166,6 +233,11 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/v1/dead-letters/{letter_id}", protected(dead_letter), methods=["GET"]),
         Route("/v1/dead-letters/{letter_id}/replay", protected(replay), methods=["POST"]),
         Route("/v1/replay", protected(replay_log), methods=["POST"]),
+        Route("/v1/journeys", protected(journey_runs), methods=["GET"]),
+        Route("/v1/journeys/{run_id}", protected(journey_run), methods=["GET"]),
+        Route("/v1/journeys/{name}", protected(journey_start), methods=["POST"]),
+        Route("/v1/journeys/{run_id}/resume", protected(journey_operation(runtime.journeys.resume)), methods=["POST"]),
+        Route("/v1/journeys/{run_id}/cancel", protected(journey_operation(runtime.journeys.cancel)), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
