@@ -219,6 +219,11 @@ class Engine:
         if not new:
             existing = self.store.journey_get(record.id)
             assert existing is not None, "journey_start refused a run the store does not have"
+            if existing.state in ("compensated", "cancelled"):
+                # Undone or stopped: the trigger seen again (the cause fixed at the source) starts
+                # a new run, keyed after the old one.
+                return self.start(journey, subject=subject, key=f"{key}#after:{existing.id}", data=data,
+                                  correlation_id=correlation_id, trigger=trigger)
             if existing.state not in FINISHED:
                 self.send(self.journey_actor, existing.id, None)  # harmless if it is moving already
             return existing, False
@@ -268,7 +273,8 @@ class Engine:
     def write_failed(self, reply: JourneyReply, target: str, reason: str) -> None:
         """A write was refused for good or ran out of retries: its step fails."""
         self.send(self.journey_actor, reply["id"],
-                  Report(status="failed", step=reply["step"], phase=reply["phase"], target=target, detail=reason))
+                  Report(status="failed", step=reply["step"], phase=reply["phase"], target=target,
+                         write=reply["write"], detail=reason))
 
     def written(self, reply: JourneyReply, target: str, status: Literal["delivered", "parked", "stale"]) -> None:
         """A write was delivered (or superseded: stale), or parked on an open circuit."""
@@ -387,6 +393,8 @@ class Run:
             expected.append("done" if phase == "compensate" else "pending")
         if step is None or step.status not in expected:
             return  # a late or repeated report about a step that has moved on
+        if report.get("write") is not None and report.get("write") not in step.waiting_on:
+            return  # about a write already acknowledged (a copy re-sent by a resume landed)
         if status == "failed":
             self._step_failed(name, phase, detail, target)
         elif status == "queued" and phase == "run":
@@ -402,6 +410,7 @@ class Run:
 
     def _forward(self, resend: bool) -> None:
         assert self.journey is not None
+        retrying: dict[str, StepRetry] = {}
         progressed = True
         while progressed:
             failed = [name for name, step in self._steps.items() if step.status == "failed"]
@@ -412,17 +421,23 @@ class Run:
             for step in self.journey.steps:
                 record = self._steps[step.name]
                 ready = all(self._steps[need].status in SETTLED for need in self.engine.needs(self.journey, step.name))
-                if record.status == "pending" and ready:
-                    self._run_step(step, "run")
-                    progressed = True
-                elif resend and record.status == "running":
-                    self._run_step(step, "run", only=record.waiting_on)
+                if step.name in retrying or not ((record.status == "pending" and ready) or
+                                                 (resend and record.status == "running")):
+                    continue
+                try:
+                    self._run_step(step, "run", only=record.waiting_on if record.status == "running" else None)
+                except StepRetry as retry:
+                    retrying[step.name] = retry  # the steps that do not need it go on meanwhile
+                    continue
+                progressed = progressed or record.status == "pending"
             resend = False
         statuses = [step.status for step in self._steps.values()]
         if all(status in SETTLED for status in statuses):
             self._complete()
         else:
             self._state = "waiting" if "queued" in statuses else "running"
+        if retrying:
+            raise next(iter(retrying.values()))
 
     def _fail(self, step: Step) -> None:
         assert self.journey is not None
@@ -438,6 +453,8 @@ class Run:
     def _compensate(self, resend: bool) -> None:
         """Undo the done steps, last first, one at a time; then the run is compensated."""
         assert self.journey is not None
+        if any(step.status in ("running", "queued") for step in self._steps.values()):
+            return  # a write still under way may land: undo it too, once it reports
         for step in reversed(self.journey.steps):
             record = self._steps[step.name]
             if record.status == "compensating":
@@ -469,6 +486,10 @@ class Run:
             if error.category.retryable:
                 raise StepRetry(self.id, step.name, phase, error) from error
             self._step_failed(step.name, phase, str(error))
+            return
+        except Exception as error:  # a defect in the step's code: no retry fixes it
+            log.exception("journey %s step %s (%s) raised", self.id, step.name, phase)
+            self._step_failed(step.name, phase, f"{type(error).__name__}: {error}")
             return
         tokens = {f"{index}:{write.target}": write for index, write in enumerate(writes)}
         if only is not None:
@@ -510,7 +531,8 @@ class Run:
             type=write.event_type, source="hub", source_event_id=f"journey:{self.id}:{step}:{phase}",
             data=write.entity, occurred_at=occurred, correlation_id=self._record.correlation_id,
         )
-        reply = JourneyReply(id=self.id, step=step, phase=phase, write=token, links=dict(write.links))
+        reply = JourneyReply(id=self.id, step=step, phase=phase, write=token, links=dict(write.links),
+                             decides=write.decides)
         self.engine.send(self.engine.deliver_actor, write.target, encode_envelope(envelope), reply)
 
     def _complete(self) -> None:

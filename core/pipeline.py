@@ -92,6 +92,7 @@ class JourneyReply(TypedDict):
     phase: Literal["run", "compensate"]
     write: str
     links: dict[str, str]
+    decides: bool
 
 
 def link_mark(target: str, canonical_id: str) -> str:
@@ -437,10 +438,11 @@ class Pipeline:
                 self.on_circuit_open(target)
             return "parked", envelope
         refs: Refs = LinkedRefs(self.refs, envelope.subject, reply["links"]) if reply and reply["links"] else self.refs
+        decided = reply is not None and reply.get("decides", False)
         try:
             with self.entity_lease(target, envelope.subject):
                 if envelope.type.endswith(LINKED):
-                    outcomes = self._apply(bound, target, envelope, refs, depth=0, decided=reply is not None)
+                    outcomes = self._apply(bound, target, envelope, refs, depth=0, decided=decided)
                 else:
                     applied = self.store.applied_version(target, envelope.subject)
                     version = version_of(envelope)
@@ -450,7 +452,7 @@ class Pipeline:
                         return "stale", envelope
                     if applied == version:  # the same instant again: write the settled state, not this copy
                         envelope = self._settled(envelope)
-                    outcomes = self._apply(bound, target, envelope, refs, depth=0, decided=reply is not None)
+                    outcomes = self._apply(bound, target, envelope, refs, depth=0, decided=decided)
                     self.store.set_applied_version(target, envelope.subject, version)
         except Exception as error:
             failure = self.classified(bound, error)
@@ -518,8 +520,8 @@ class Pipeline:
         """Plan and execute ``envelope`` in ``target``, delivering missing dependencies first.
 
         The fields ``target`` owns are reset before planning, so no other system's copy overwrites
-        them, unless the write is ``decided``: a journey's step wrote them for it (the subsidiary
-        and terms of a customer onboarding creates in the ERP)."""
+        them, unless the write is ``decided``: a journey's step decided them (the subsidiary and
+        terms of a customer onboarding creates in the ERP)."""
         for_target = envelope if decided else self.policy.for_target(envelope, target)
         delivered: set[str] = set()
         while True:

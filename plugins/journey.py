@@ -65,12 +65,17 @@ class Write:
     ``links`` are other systems' ids the target is to record for the entity where the hub's own
     cross-references do not hold them (a second CRM account of a company the hub already knows is
     told the ids of that company's billing and ERP records).
+
+    ``decides`` sends the fields the target owns as the entity has them: the journey decided them
+    (a new customer's subsidiary and terms in the ERP). Otherwise, as for any delivery, they are
+    left out, so that no copy overwrites the system of record.
     """
 
     target: str
     event_type: str
     entity: Entity
     links: Mapping[str, str] = field(default_factory=dict)
+    decides: bool = False
 
 
 class StepFailed(Exception):

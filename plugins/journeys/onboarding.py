@@ -103,15 +103,23 @@ def identify(run: JourneyRun) -> list[Write]:
         raise StepFailed("the identity cannot be onboarded: " + "; ".join(found))
     for key, value in identity.keys(customer):
         holder = run.remember(run.subject, "customer", key, value)
+        known = run.golden(holder)
+        if holder != run.subject and _other_legal_entity(customer, known):
+            continue  # one domain, two tax ids: sister companies, each a customer of its own
         if holder != run.subject:
             run.data.update(customer=holder, duplicate_of=holder, matched_on=key)
-            known = run.golden(holder)
             if key == "tax-id" and isinstance(known, Customer) and not identity.same_name(known.name, customer.name):
                 run.data["note"] = f"same tax id as {known.name!r}, under the name {customer.name!r}"
             return []
     run.save(_with_dimensions(customer, settings), groups=None if "request" in run.data else ("financial",))
     run.data["customer"] = run.subject
     return []
+
+
+def _other_legal_entity(customer: Customer, known: object) -> bool:
+    """Whether both have tax ids, and they differ."""
+    return isinstance(known, Customer) and bool(customer.tax_id and known.tax_id) and \
+        identity.normalized_tax_id(customer.tax_id or "") != identity.normalized_tax_id(known.tax_id or "")
 
 
 def _requested(run: JourneyRun) -> Customer:
@@ -155,7 +163,7 @@ def _create_in(system: str) -> StepFunction:
         customer = _onboarded(run)
         if customer is None or not run.configured(system):
             return []
-        return [Write(system, "customer.upserted", customer)]
+        return [Write(system, "customer.upserted", customer, decides=system == ERP)]
 
     create.__doc__ = f"Create the customer in {system}."
     return create

@@ -51,8 +51,12 @@ def validate(run: JourneyRun) -> list[Write]:
         if document.amount.currency != invoice.currency or document.amount.amount > invoice.total.amount:
             raise StepFailed(f"the credit of {document.amount} exceeds invoice {invoice.id} ({invoice.total})")
         return []
+    if document.invoice_id is None and document.payment_id is None:
+        raise StepFailed(f"the refund {document.id} names neither the invoice nor the payment it returns")
     if document.invoice_id is not None:
-        _known(run, Invoice, document.invoice_id, document.customer_id)
+        invoice = _known(run, Invoice, document.invoice_id, document.customer_id)
+        if invoice.currency != document.amount.currency:
+            raise StepFailed(f"the refund is in {document.amount.currency}, invoice {invoice.id} in {invoice.currency}")
     if document.payment_id is not None:
         _known(run, Payment, document.payment_id, document.customer_id)
     if document.amount.amount > document.paid_total.amount:

@@ -10,10 +10,11 @@ crm            the Salesforce account flagged (``Account_Status__c``)
 erp            the NetSuite customer put on credit hold
 =============  ================================================================================
 
-Reinstatement starts when a suspended customer pays (a settled payment) or its subscription is
-active again, and reverses each step: the entitlement active, the flag cleared, the credit hold
-back to automatic. A failed step parks the run for an operator: half a suspension is undone by
-finishing it or by reinstating, not by guessing.
+Reinstatement starts when a suspended customer pays the invoice it was suspended for (any
+payment, when a subscription falling behind was the cause) or its subscription is active again,
+and reverses each step: the entitlement active, the flag cleared, the credit hold back to
+automatic. A failed step parks the run for an operator: half a suspension is undone by finishing
+it or by reinstating, not by guessing.
 
 Whether a customer is suspended is what its latest suspension and reinstatement runs say: billing's
 own customer record does not know.
@@ -71,7 +72,13 @@ def _not_paying(event: Envelope, hub: HubView) -> bool:
 
 
 def _paid(event: Envelope, hub: HubView) -> bool:
-    return isinstance(event.data, Payment) and suspended(hub, event.data.customer_id)
+    """A payment of the invoice the customer was suspended for (any payment, when a subscription
+    falling behind was the cause)."""
+    if not isinstance(event.data, Payment) or not suspended(hub, event.data.customer_id):
+        return False
+    suspension = hub.latest(SUSPENSION, event.data.customer_id)
+    invoice = suspension.data.get("invoice") if suspension else None
+    return invoice is None or invoice in {application.invoice_id for application in event.data.applications}
 
 
 def _active_again(event: Envelope, hub: HubView) -> bool:
@@ -79,9 +86,13 @@ def _active_again(event: Envelope, hub: HubView) -> bool:
         suspended(hub, event.data.customer_id)
 
 
+def _inputs(event: Envelope) -> dict[str, str]:
+    cause = {"because": f"{event.type} {event.subject}"}
+    return cause | {"invoice": event.subject} if isinstance(event.data, Invoice) else cause
+
+
 def _trigger(event_type: str, starts: Callable[[Envelope, HubView], bool]) -> Trigger:
-    return Trigger(event_type, source=BILLING, starts=starts, subject=customer_of, key=_per_event,
-                   inputs=lambda event: {"because": f"{event.type} {event.subject}"})
+    return Trigger(event_type, source=BILLING, starts=starts, subject=customer_of, key=_per_event, inputs=_inputs)
 
 
 def _customer(run: JourneyRun) -> Customer:
