@@ -286,3 +286,32 @@ def test_a_retryable_lookup_is_retried_then_fails_the_step_not_a_dead_letter(sta
     assert statuses(run)["charge"] == "failed"
     assert DRILL.calls[-1:] == ["undo reserve"]
     assert dead_letters(system) == []
+
+
+def test_a_defect_in_a_step_fails_the_step_with_its_reason_not_a_dead_letter(start: Starter) -> None:
+    system = start()
+    subject = customer(system)
+    DRILL.broken["ship"] = lambda: KeyError("warehouse")
+
+    run = settled_run(system, drill(system, subject))
+
+    assert (run.state, run.reason) == ("compensated", "step ship failed: KeyError: 'warehouse'")
+    assert DRILL.count("ship") == 1  # no retry: a defect is not transient
+    assert dead_letters(system) == []
+
+
+def test_a_compensated_run_is_started_anew_when_its_trigger_comes_again(start: Starter) -> None:
+    system = start()
+    subject = customer(system)
+    DRILL.broken["ship"] = lambda: StepFailed("the warehouse has no stock")
+    first = settled_run(system, drill(system, subject))
+    assert first.state == "compensated"
+
+    DRILL.broken.clear()  # the cause fixed at the source, the same order asked for again
+    again, new = system.hub.runtime.journeys.start_by_hand("drill", {"customer": subject, "key": "order-1"})
+
+    assert new and again.id != first.id
+    assert settled_run(system, again.id).state == "completed"
+    assert run_of(system, first.id).state == "compensated"  # the first run stays as it ended
+    again_twice, new_twice = system.hub.runtime.journeys.start_by_hand("drill", {"customer": subject, "key": "order-1"})
+    assert (again_twice.id, new_twice) == (again.id, False)
