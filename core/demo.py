@@ -16,6 +16,13 @@ waits, on conditions with a deadline, until the hub has carried it through every
    keeps the change out of NetSuite, and its audit says why.
 5. **Billing** collects: payments, a void, a credit note, a partial refund, a plan upgrade (the
    Zendesk organization's tier follows). Stripe re-sends some webhooks, Salesforce a message.
+6. **Collections** gives up on an unpaid invoice (marked uncollectible): the customer is suspended
+   in Zendesk, flagged in Salesforce and put on credit hold in NetSuite; then it pays, and is
+   reinstated everywhere.
+
+Each of these is a journey (:mod:`crossledger.plugins.journeys`): a closed-won account's
+onboarding, a subscription's changes, the refunds and credit notes, the suspension and the
+reinstatement. The demo prints every run, and fails if one did not complete.
 
 Then the four systems are reconciled (:func:`~crossledger.core.reconcile.reconcile_topology`), and
 the demo prints what each system holds and one customer's timeline across all four.
@@ -27,6 +34,7 @@ import random
 import socket
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -46,8 +54,10 @@ from crossledger.core.embedded import EmbeddedHub
 from crossledger.core.reconcile import NAMES, SYSTEMS, Report, reconcile_topology
 from crossledger.core.sandboxes import SandboxSet
 from crossledger.core.settings import HubSettings, Settings
+from crossledger.core.stores.base import JourneyRecord
 from crossledger.core.timeline import timeline, timeline_table
 from crossledger.plugins import load_plugins
+from crossledger.plugins.journeys import BUILTIN_JOURNEYS
 from crossledger.plugins.sandbox import ServerThread
 from rich.console import Console
 from rich.progress import Progress
@@ -67,10 +77,13 @@ LEFT_PENDING_EVERY = 7  # finance leaves every 7th invoice waiting for approval
 LEFT_OPEN_EVERY = 4  # billing leaves every 4th posted invoice open
 FINANCE_TERMS = "2"  # NetSuite's "Net 30", by internal id: dimensions travel as NetSuite ids
 SALES_TERMS = "Net 90"  # what a sales rep types into Payment_Terms__c afterwards
+CLOSED_WON = "Customer - Direct"  # the account Type a won deal sets: what makes the account a customer
 MIN_ACCOUNTS, MIN_INVOICES = 2, 6
 POLL_INTERVAL_S = 0.5
 SETTLE_CHECK_S = 0.25
 POLL_FAILURES = "crossledger_poll_failures_total"
+JOURNEY_KINDS = tuple(journey.name for journey in BUILTIN_JOURNEYS)
+"""The demo runs each built-in journey at least once: onboarding, subscription change, suspension..."""
 
 __all__ = ["StripeDriver", "free_port", "run_demo"]  # the tests drive Stripe with the demo's driver
 
@@ -91,6 +104,11 @@ class Account:
     @property
     def domain(self) -> str:
         return self.name.lower().replace(" ", "-") + ".example"
+
+    @property
+    def tax_id(self) -> str:
+        """A VAT-style number (country, then digits) made up from the name: one per company."""
+        return f"{self.country}{zlib.crc32(self.name.encode()):010d}"
 
 
 ACCOUNTS = (
@@ -178,6 +196,7 @@ class Demo:
         self.invoices: list[Billed] = []  # every finalized Stripe invoice, in order
         self.prices: dict[tuple[str, str], str] = {}  # (tier, currency) -> Stripe price id
         self.subscriptions: dict[str, str] = {}  # account name -> Stripe subscription id
+        self.left_open: list[Billed] = []  # posted invoices billing did not collect
         self.polls_failed = 0  # NetSuite polls that had failed when the outage began
 
     @property
@@ -190,6 +209,7 @@ class Demo:
         self.post()
         self.edit_terms()
         self.collect()
+        self.chase()
 
     # -- waiting ----------------------------------------------------------------------------------
 
@@ -224,9 +244,12 @@ class Demo:
 
     def sell(self) -> None:
         for account in self.accounts:
-            fields: dict[str, Any] = {"Name": account.name, "CurrencyIsoCode": account.currency,
+            # Closed won, with a way to reach the customer and a tax id: onboarded (a prospect
+            # would stay in Salesforce).
+            fields: dict[str, Any] = {"Name": account.name, "Type": CLOSED_WON, "CurrencyIsoCode": account.currency,
                                       "BillingCity": account.city, "BillingCountry": account.country,
-                                      "Email__c": f"ap@{account.domain}", "Website": f"https://{account.domain}"}
+                                      "Email__c": f"ap@{account.domain}", "Website": f"https://{account.domain}",
+                                      "Tax_Id__c": account.tax_id}
             if account.parent:
                 fields["ParentId"] = self.account_ids[account.parent]
             if account.terms:
@@ -386,6 +409,8 @@ class Demo:
             if n % LEFT_OPEN_EVERY:
                 self.stripe.post(f"/v1/invoices/{invoice.id}/pay", paid_out_of_band="true")
                 self.story.count("invoices_paid")
+            else:
+                self.left_open.append(invoice)
         self._upgrade(self.protagonist)
         self._resend_some_webhooks()
         self.log(f"billing collected {self.story.counts['invoices_paid']} invoices, voided one, credited two "
@@ -408,6 +433,36 @@ class Demo:
         self.stripe.post(f"/v1/subscriptions/{subscription['id']}", proration_behavior="none", **{
             "items[0][id]": subscription["items"]["data"][0]["id"],
             "items[0][price]": self.prices[(UPGRADE[1], account.currency.lower())]})
+
+    # -- 6. collections ----------------------------------------------------------------------------
+
+    def chase(self) -> None:
+        """An open invoice written off suspends its customer; paying it reinstates the customer."""
+        unpaid = self.left_open[0]
+        account = unpaid.account
+        self.stripe.post(f"/v1/invoices/{unpaid.id}/mark_uncollectible")
+        self.log(f"collections marked {account.name}'s invoice {unpaid.id} uncollectible")
+        self.settle(f"{account.name} suspended everywhere",
+                    lambda: self._standing(account) == ("suspended", "Suspended"))
+        self.story.check("suspended_everywhere", self._journey_done("suspension", account),
+                         f"{account.name} is suspended in Zendesk and flagged in Salesforce")
+        self.stripe.post(f"/v1/invoices/{unpaid.id}/pay", paid_out_of_band="true")
+        self.story.count("invoices_paid")
+        self.log(f"{account.name} paid the invoice")
+        self.settle(f"{account.name} reinstated everywhere", lambda: self._standing(account) == ("active", None))
+        self.story.check("reinstated_everywhere", self._journey_done("reinstatement", account),
+                         f"{account.name} is active again in Zendesk, its Salesforce flag cleared")
+
+    def _standing(self, account: Account) -> tuple[str | None, str | None]:
+        """The Zendesk subscription status and the Salesforce account status of an account."""
+        key = external_key(self.customers[account.name])
+        organization = next(o for o in self.sandboxes.state("zendesk")["organizations"] if o["external_id"] == key)
+        flag = self.sales.account(self.account_ids[account.name]).get("Account_Status__c")
+        return organization["organization_fields"].get("subscription_status"), flag
+
+    def _journey_done(self, journey: str, account: Account) -> bool:
+        runs = self.store.journeys(name=journey, subject=self.customers[account.name], limit=1)
+        return bool(runs) and runs[0].state == "completed"
 
     def _resend_some_webhooks(self) -> None:
         """Stripe delivers some events twice, as it does; the hub's inbox must drop the repeats."""
@@ -459,6 +514,7 @@ def run_demo(*, customers: int, invoices: int, timeout: float, store: str | None
                 stalled = _run(demo)
             elapsed = time.monotonic() - started
             show_timeline(demo, console)
+            show_journeys(demo, console)
             summary = summarize(demo, stalled, elapsed)
             show_summary(demo, summary, console)
     finally:
@@ -489,10 +545,40 @@ def show_timeline(demo: Demo, console: Console) -> None:
     console.print(timeline_table(records, f"{demo.protagonist.name} across the four systems"))
 
 
+def journey_runs(demo: Demo) -> list[dict[str, Any]]:
+    """Every journey run, oldest first: what it is, about whom, how it ended, how long it took."""
+    return [_journey_row(run) for run in reversed(demo.store.journeys(limit=100_000))]
+
+
+def _journey_row(run: JourneyRecord) -> dict[str, Any]:
+    end = run.finished_at or time.time()
+    return {"journey": run.name, "subject": run.subject, "state": run.state,
+            "seconds": round(end - run.started_at, 2), "steps": len(run.steps),
+            "steps_done": sum(step.status == "done" for step in run.steps.values())}
+
+
+def show_journeys(demo: Demo, console: Console) -> None:
+    """One line per run; never wrapped, so each run stays one line to read (or to grep)."""
+    console.print("Journeys", style="italic")
+    for run in journey_runs(demo):
+        console.print(f"{run['journey']:<20} {run['subject']:<48} {run['state']:<11} {run['seconds']:>6.2f} s  "
+                      f"{run['steps_done']}/{run['steps']} steps", soft_wrap=True, markup=False, highlight=False)
+
+
+def _journey_problems(runs: list[dict[str, Any]]) -> list[str]:
+    """A run that did not complete, and a kind of journey the demo never completed."""
+    problems = [f"journey {run['journey']} for {run['subject']} is {run['state']}" for run in runs
+                if run["state"] != "completed"]
+    completed = {run["journey"] for run in runs if run["state"] == "completed"}
+    return problems + [f"no {kind} journey completed" for kind in JOURNEY_KINDS if kind not in completed]
+
+
 def summarize(demo: Demo, stalled: str | None, elapsed: float) -> dict[str, Any]:
     store = demo.store
+    journeys = journey_runs(demo)
     problems = ([stalled] if stalled else []) + demo.report.problems
     problems += [f"check failed: {name}" for name, passed in demo.story.checks.items() if not passed]
+    problems += _journey_problems(journeys)
     dead_letters = store.dlq_count("open")
     parked = sum(store.parked_count(system) for system in SYSTEMS)
     problems += [f"{dead_letters} dead letters"] if dead_letters else []
@@ -509,6 +595,9 @@ def summarize(demo: Demo, stalled: str | None, elapsed: float) -> dict[str, Any]
                        for c in ("transient", "rate_limited", "target_down", "ambiguous")),
         "dead_letters": dead_letters,
         "still_parked": parked,
+        "journeys": journeys,
+        "journeys_completed": {kind: sum(run["journey"] == kind and run["state"] == "completed" for run in journeys)
+                               for kind in JOURNEY_KINDS},
         "problems": problems[:20],
         "seconds": round(elapsed, 1),
     }

@@ -8,6 +8,7 @@ from pathlib import Path
 CROSSLEDGER = str(Path(sys.executable).with_name("crossledger"))
 ACCOUNTS = 20  # the CLI's defaults: 20 customers, 60 one-off invoices
 ONE_OFF_INVOICES = 60
+JOURNEYS = ("onboarding", "subscription-change", "suspension", "reinstatement", "refund")
 
 
 def test_demo_reconciles_the_four_systems(tmp_path: Path) -> None:
@@ -44,3 +45,15 @@ def test_demo_reconciles_the_four_systems(tmp_path: Path) -> None:
     assert summary["polls_failed_during_outage"] > 0, "no poll found NetSuite down"
     assert summary["dead_letters"] == 0 and summary["still_parked"] == 0
     assert "across the four systems" in result.stdout  # one customer's timeline was printed
+
+    # Every kind of journey ran and completed, each printed on its own line; none was left unfinished.
+    runs = summary["journeys"]
+    assert [run for run in runs if run["state"] != "completed"] == []
+    assert all(run["steps_done"] == run["steps"] for run in runs)
+    assert summary["journeys_completed"] == {kind: sum(run["journey"] == kind for run in runs) for kind in JOURNEYS}
+    assert all(summary["journeys_completed"][kind] > 0 for kind in JOURNEYS), summary["journeys_completed"]
+    assert summary["journeys_completed"]["onboarding"] == ACCOUNTS
+    assert summary["suspended_everywhere"] is True and summary["reinstated_everywhere"] is True
+    lines = result.stdout.splitlines()
+    for run in runs:
+        assert any(line.split()[:3] == [run["journey"], run["subject"], "completed"] for line in lines), run

@@ -138,14 +138,16 @@ def _requested(run: JourneyRun) -> Customer:
 
 
 def _with_dimensions(customer: Customer, settings: Any) -> Customer:
-    """The ERP's dimensions for a new customer: subsidiary by legal entity (else country), terms."""
+    """The ERP's dimensions for a new customer, as the policy decides them: subsidiary by legal
+    entity (else country), terms. Not the CRM's copy: terms a rep typed into Salesforce are text,
+    where the ERP keeps a reference, and the ERP owns them from then on."""
     subsidiaries = settings.get("subsidiaries", {})
     country = customer.address.country if customer.address else None
     subsidiary = subsidiaries.get(customer.legal_entity or "") or subsidiaries.get(country or "")
-    dimensions = dict(customer.dimensions)
-    if subsidiary and "subsidiary" not in dimensions:
+    dimensions = {}
+    if subsidiary:
         dimensions["subsidiary"] = str(subsidiary)
-    if settings.get("terms") and "terms" not in dimensions:
+    if settings.get("terms"):
         dimensions["terms"] = str(settings["terms"])
     return msgspec.structs.replace(customer, dimensions=dimensions)
 
