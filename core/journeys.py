@@ -66,20 +66,24 @@ RESUME_AFTER_S = 30.0
 SETTLED = ("done",)
 COMPENSATING = "_compensating"
 """Marks a run's data while it compensates, so a parked compensation resumes as one."""
+HELD = "_held"
+"""A run's data: the routed deliveries held until it completes, as [target, envelope] pairs."""
 
 Send = Callable[..., None]
 """``send(actor, *args)``: the runtime's enqueue, by actor name."""
 
 
 class Report(TypedDict, total=False):
-    """What ``journey(id, report)`` is told: a write's outcome, a step's failure, or ``resume``."""
+    """What ``journey(id, report)`` is told: a write's outcome, a step's failure, ``resume``, or
+    ``hold``: a routed delivery of news about the subject, held until the run completes."""
 
-    status: Literal["done", "queued", "failed", "resume"]
+    status: Literal["done", "queued", "failed", "resume", "hold"]
     step: str
     phase: Literal["run", "compensate"]
     target: str
     write: str
     detail: str
+    envelope: dict[str, Any]
 
 
 class StepRetry(ConnectorError):
@@ -154,6 +158,7 @@ class Engine:
         """After an ingest: start the journeys its events trigger, and return the routes' deliveries
         less those a journey takes over (:attr:`Journey.covers`)."""
         taken: set[tuple[str, str]] = set()  # (event id, target)
+        held: dict[tuple[str, str], str] = {}  # (event id, target) -> the unfinished run it waits for
         for event in events:
             for journey, trigger in self._triggers(event):
                 key = trigger.key(event)
@@ -167,14 +172,21 @@ class Engine:
                 # Once a run completed, the routes reach the systems that have the subject (not, say,
                 # billing for a second CRM account of a company onboarded before).
                 done = run is not None and run.state == "completed"
-                taken |= {(event.id, target) for target in journey.covers
-                          if not done or self.store.xref_get(event.subject, target) is None}
+                covered = {(event.id, target) for target in journey.covers
+                           if not done or self.store.xref_get(event.subject, target) is None}
+                taken |= covered
+                if run is not None and run.state not in FINISHED and run.trigger != event.id:
+                    held |= {pair: run.id for pair in covered}  # news the run's steps may have missed
         if not taken:
             return deliveries
         kept = []
         for target, envelope in deliveries:
-            if (envelope["id"], target) in taken:
-                self._audit_envelope(envelope, target)
+            pair = (envelope["id"], target)
+            if pair in held:
+                self.send(self.journey_actor, held[pair], Report(status="hold", target=target, envelope=envelope))
+                self._audit_envelope(envelope, target, "held until the journey completes")
+            elif pair in taken:
+                self._audit_envelope(envelope, target, "a journey's to make")
             else:
                 kept.append((target, envelope))
         return kept
@@ -187,11 +199,10 @@ class Engine:
         return [journey for name, journey in self.journeys.items()
                 if self.settings.get(name, JourneySettings()).enabled]
 
-    def _audit_envelope(self, envelope: dict[str, Any], target: str) -> None:
+    def _audit_envelope(self, envelope: dict[str, Any], target: str, why: str) -> None:
         self.store.audit(AuditRecord(at=time.time(), correlation_id=envelope["correlation_id"], step="route",
                                      status="journey", system=target, event_id=envelope["id"],
-                                     subject=envelope["subject"],
-                                     detail=f"{envelope['type']} to {target} is a journey's to make"))
+                                     subject=envelope["subject"], detail=f"{envelope['type']} to {target}: {why}"))
 
     def start_by_hand(self, name: str, body: dict[str, Any]) -> tuple[JourneyRecord, bool]:
         """``POST /v1/journeys/<name>``: the run, and whether it is new. Raises ``KeyError`` for an
@@ -313,8 +324,9 @@ class Engine:
             if record.state in FINISHED:
                 raise ValueError(f"journey {run_id} is already {record.state}")
             now = time.time()
+            data = {key: value for key, value in record.data.items() if key != HELD}
             record = msgspec.structs.replace(record, state="cancelled", finished_at=now, updated_at=now,
-                                             reason="cancelled by an operator")
+                                             reason="cancelled by an operator", data=data)
             self.store.journey_put(record)
         self._audit(record, "cancelled", "by an operator; steps already done stay done")
         return record
@@ -365,6 +377,9 @@ class Run:
 
     # -- the state machine --------------------------------------------------------------------------
     def advance(self, report: Report | None) -> None:
+        if report is not None and report.get("status") == "hold":
+            self._hold(report.get("target", ""), report.get("envelope", {}))
+            return
         if self._state in FINISHED:
             return
         if self.journey is None:
@@ -467,6 +482,7 @@ class Run:
             if self._steps[step.name].status == "compensating" or self._state == "parked":
                 return
         self._state, self._finished_at = "compensated", time.time()
+        self.data.pop(HELD, None)  # nothing was made for them to update
         metrics.journeys_compensated.labels(self._record.name).inc()
         alerts.journey(self._record.name, self.id, "compensated", self._reason or "")
         self.engine._audit(self._record, "compensated", self._reason or "")
@@ -535,10 +551,27 @@ class Run:
                              decides=write.decides)
         self.engine.send(self.engine.deliver_actor, write.target, encode_envelope(envelope), reply)
 
+    def _hold(self, target: str, envelope: dict[str, Any]) -> None:
+        """News about the subject for a system the run covers: delivered once the run completes (if
+        that system then has the subject), dropped if the run is undone or cancelled."""
+        if self._state == "completed":
+            self._release([(target, envelope)])
+        elif self._state not in FINISHED:
+            held = self.data.setdefault(HELD, [])
+            if [target, envelope] not in held:
+                held.append([target, envelope])
+
+    def _release(self, held: list[Any]) -> None:
+        for target, envelope in held:
+            if self.engine.store.xref_get(self.subject, target) is not None:
+                self.engine.send(self.engine.deliver_actor, target, envelope)
+                self.engine._audit(self._record, "released", f"{envelope['type']} held for {target}", target)
+
     def _complete(self) -> None:
         now = time.time()
         self._state, self._finished_at, self._reason = "completed", now, None
         self.data.pop(COMPENSATING, None)
+        self._release(self.data.pop(HELD, []))
         duration = now - self._record.started_at
         metrics.journeys_completed.labels(self._record.name).inc()
         metrics.journey_duration.labels(self._record.name).observe(duration)

@@ -143,6 +143,30 @@ def test_onboarding_creates_the_customer_once_and_running_it_again_changes_nothi
     assert letters(topology) == []
 
 
+def test_an_edit_made_while_onboarding_waits_reaches_every_system_when_it_completes(topology: System) -> None:
+    rep = sales(topology)
+    topology.fault("netsuite", mode="down")
+    account_id = rep.create_account(company("Globex Corp", "US98-7654321", Phone="+1 555 0100"))
+    canonical_id = f"customer/salesforce/{account_id}"
+
+    def waiting() -> bool:
+        run = onboarding(topology, canonical_id)
+        return run is not None and run.steps["billing"].status == "done" and run.steps["erp"].status == "queued"
+
+    assert wait_until(waiting, SETTLE_S)  # not settled: the hub keeps probing NetSuite
+    rep.update_account(account_id, {"Phone": "+1 555 0199"})  # Stripe has the customer; NetSuite's write waits
+    assert wait_until(lambda: bool(getattr(onboarding(topology, canonical_id), "data", {}).get("_held")), SETTLE_S)
+    assert [c.get("phone") for c in stripe_customers(topology, canonical_id)] == ["+1 555 0100"]
+
+    topology.clear_fault("netsuite")
+    settle(topology, lambda: getattr(onboarding(topology, canonical_id), "state", None) == "completed"
+           and [c.get("phone") for c in stripe_customers(topology, canonical_id)] == ["+1 555 0199"]
+           and [c.get("phone") for c in netsuite_customers(topology, canonical_id)] == ["+1 555 0199"],
+           timeout=SETTLE_S)
+    assert counts(topology) == (1, 1, 1, 1)
+    assert letters(topology) == []
+
+
 def test_a_prospect_reaches_no_other_system_until_it_is_won(topology: System) -> None:
     rep = sales(topology)
     account_id = rep.create_account(company("Globex Corp", "US98-7654321", Type="Prospect"))
