@@ -195,7 +195,7 @@ def policy(config: ConfigOption = None) -> None:
 
 @app.command()
 def plugins() -> None:
-    """List plugins and connectors, with versions and capabilities; report broken plugins."""
+    """List plugins, connectors (versions, capabilities) and journeys; report broken plugins."""
     from crossledger.plugins import load_plugins
 
     manager = load_plugins()
@@ -206,10 +206,27 @@ def plugins() -> None:
         table.add_row(name, str(connector.kind), connector.version,
                       ", ".join(sorted(str(c) for c in connector.capabilities)))
     console.print(table)
+    journeys = Table(title="journeys")
+    for column in ("name", "version", "steps", "triggers", "SLA"):
+        journeys.add_column(column)
+    for name, journey in sorted(manager.journeys.items()):
+        triggers = [f"{trigger.event_type} from {trigger.source}" for trigger in journey.triggers]
+        journeys.add_row(name, str(journey.version), _step_order(journey),
+                         "\n".join(triggers + (["by hand"] if journey.start else [])),
+                         f"{journey.sla_s:g} s" if journey.sla_s else "-")
+    console.print(journeys)
     for info in manager.infos.values():
         console.print(f"plugin {info.name}: {info.distribution or '?'} {info.version or ''}")
     for problem in manager.problems:
         err.print(f"[yellow]problem:[/yellow] {escape(problem)}", highlight=False)
+
+
+def _step_order(journey: Any) -> str:
+    """``a → b`` when b waits for a, ``a | b`` when they go side by side."""
+    order = journey.steps[0].name
+    for before, step in zip(journey.steps, journey.steps[1:], strict=False):
+        order += (" → " if before.name in journey.needs(step.name) else " | ") + step.name
+    return order
 
 
 @app.command("new-connector")
@@ -232,7 +249,7 @@ def new_connector(name: Annotated[str, typer.Argument(help="The connector's name
 
 
 @app.command()
-def trace(key: Annotated[str, typer.Argument(help="A correlation id, or a canonical entity id.")],
+def trace(key: Annotated[str, typer.Argument(help="A correlation id, a journey run, or a canonical entity id.")],
           config: ConfigOption = None) -> None:
     """Show every step of one transaction across the systems."""
     with operator_errors():

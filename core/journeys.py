@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 JOURNEY_LEASE = "journey"
 IDENTITY_LEASE = "identity"
+UNFINISHED: tuple[JourneyState, ...] = ("running", "waiting", "compensating", "parked")
 RESUME_AFTER_S = 30.0
 """A worker that starts resumes the unfinished runs no message has touched for this long."""
 SETTLED = ("done",)
@@ -331,11 +332,20 @@ class Engine:
         self._audit(record, "cancelled", "by an operator; steps already done stay done")
         return record
 
+    def overdue(self) -> dict[str, int]:
+        """Unfinished runs past their SLA now, by journey (every enabled journey, zeros included)."""
+        counts = dict.fromkeys((journey.name for journey in self.enabled()), 0)
+        now = time.time()
+        for state in UNFINISHED:
+            for record in self.store.journeys(state=state, limit=10_000):
+                if record.sla_s is not None and now - record.started_at > record.sla_s:
+                    counts[record.name] = counts.get(record.name, 0) + 1
+        return counts
+
     def recover(self) -> int:
         """At worker start: resume unfinished runs no message has touched for a while."""
         resumed = 0
-        states: tuple[JourneyState, ...] = ("running", "waiting", "compensating")
-        for state in states:
+        for state in ("running", "waiting", "compensating"):
             for record in self.store.journeys(state=state, limit=10_000):
                 if time.time() - record.updated_at > RESUME_AFTER_S:
                     self.send(self.journey_actor, record.id, Report(status="resume"))

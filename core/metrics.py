@@ -50,6 +50,9 @@ journey_steps_queued = Counter(
     "crossledger_journey_steps_queued", "Journey steps held while their target is down", ["journey", "target"],
     registry=registry,
 )
+journeys_overdue = Gauge(
+    "crossledger_journeys_overdue", "Unfinished journey runs past their SLA now", ["journey"], registry=registry
+)
 journey_duration = Histogram(
     "crossledger_journey_duration_seconds",
     "From a journey's start to its completion",

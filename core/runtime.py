@@ -438,6 +438,8 @@ class Runtime:
         metrics.dead_letters_open.set(self.store.dlq_count("open"))
         for target in self.connectors:
             metrics.parked_now.labels(target).set(self.store.parked_count(target))
+        for name, count in self.journeys.overdue().items():
+            metrics.journeys_overdue.labels(name).set(count)
 
     def close(self) -> None:
         for bound in self.connectors.values():

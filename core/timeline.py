@@ -1,8 +1,9 @@
 """One transaction's timeline, from the audit records.
 
-A key is a correlation id (one inbound event and everything it caused) or a canonical entity id;
-for an entity, the timeline joins the whole trails of every correlation that touched it, so an
-invoice shows its webhook, ingest, parking, probing and delivery, and those of its payments.
+A key is a correlation id (one inbound event and everything it caused), a journey run's id (the
+trail of its correlation), or a canonical entity id; for an entity, the timeline joins the whole
+trails of every correlation that touched it, so an invoice shows its webhook, ingest, parking,
+probing and delivery, and those of its payments.
 """
 
 from datetime import UTC, datetime
@@ -16,6 +17,9 @@ def timeline(store: Store, key: str, *, related: list[str] | None = None) -> lis
     trail = store.audit_trail(key)
     if trail:
         return trail
+    run = store.journey_get(key)
+    if run is not None:
+        return store.audit_trail(run.correlation_id)
     correlations = {record.correlation_id for subject in [key, *(related or [])]
                     for record in store.audit_for_subject(subject)}
     records = [record for correlation in correlations for record in store.audit_trail(correlation)]

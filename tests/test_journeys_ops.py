@@ -322,3 +322,38 @@ def test_cli_help_lists_the_journey_commands(cli: CliRunner) -> None:
     for command, says in (("list", "newest first"), ("show", "where it stands"), ("start", "by hand"),
                           ("resume", "parked run"), ("cancel", "stays")):
         assert any(command in line and says in line for line in result.stdout.splitlines()), command
+
+
+def test_trace_takes_a_run_id_and_shows_its_correlation(cli: CliRunner, runtime: Runtime, tmp_path: Path) -> None:
+    run = stored(runtime, "traced")
+    runtime.store.audit(AuditRecord(at=time.time(), correlation_id=run.correlation_id, step="customer.upsert",
+                                    status="delivered", system="netsuite", detail="netsuite id 7"))
+
+    traced = cli.invoke(app, ["trace", run.id, "--config", config_file(tmp_path)])
+
+    assert traced.exit_code == 0, traced.output
+    assert [row[1:4] for row in rows(traced.stdout) if len(row) == 6] == [
+        ("customer.upsert", "netsuite", "delivered")]
+
+
+def test_plugins_lists_the_journeys_with_their_step_order(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("crossledger.plugins.load_plugins", plugins)
+    listed = cli.invoke(app, ["plugins"])
+
+    assert listed.exit_code == 0, listed.output
+    table = {row[0]: row for row in rows(listed.stdout) if len(row) == 5 and row[0]}
+    assert table["onboarding"][2] == "identify → billing → erp → support → link"
+    assert table["suspension"][2] == "support | crm | erp"  # side by side: none waits for another
+    assert table["provisioning"][1] == "2"  # a plugin's journey, as installed
+
+
+def test_metrics_show_the_runs_past_their_sla_now(client: httpx.Client, runtime: Runtime) -> None:
+    stored(runtime, "late", started_ago=150)  # 60 s SLA, unfinished
+    stored(runtime, "parked-late", state="parked", started_ago=90)
+    stored(runtime, "in-time", started_ago=5)
+    stored(runtime, "done-late", state="completed", started_ago=300, took=200)  # counted when it ended
+
+    exposed = client.get("/metrics").text
+
+    assert 'crossledger_journeys_overdue{journey="provisioning"} 2.0' in exposed
+    assert 'crossledger_journeys_overdue{journey="onboarding"} 0.0' in exposed
