@@ -163,7 +163,7 @@ class Engine:
         for event in events:
             for journey, trigger in self._triggers(event):
                 key = trigger.key(event)
-                if trigger.starts(event, _View(self, journey.name)):
+                if trigger.starts(event, _View(self)):
                     data = trigger.inputs(event) if trigger.inputs else {}
                     run: JourneyRecord | None = self.start(
                         journey, subject=trigger.subject(event), key=key, data=data,
@@ -667,9 +667,8 @@ class Run:
 class _View:
     """What a trigger reads of the hub (:class:`~crossledger.plugins.journey.HubView`)."""
 
-    def __init__(self, engine: Engine, journey: str) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._journey = journey
 
     def golden(self, canonical_id: str) -> Entity | None:
         return _golden(self._engine.store, canonical_id)
