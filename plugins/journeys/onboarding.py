@@ -103,14 +103,15 @@ def identify(run: JourneyRun) -> list[Write]:
         raise StepFailed("the identity cannot be onboarded: " + "; ".join(found))
     for key, value in identity.keys(customer):
         holder = run.remember(run.subject, "customer", key, value)
+        if holder == run.subject:
+            continue
         known = run.golden(holder)
-        if holder != run.subject and _other_legal_entity(customer, known):
+        if _other_legal_entity(customer, known):
             continue  # one domain, two tax ids: sister companies, each a customer of its own
-        if holder != run.subject:
-            run.data.update(customer=holder, duplicate_of=holder, matched_on=key)
-            if key == "tax-id" and isinstance(known, Customer) and not identity.same_name(known.name, customer.name):
-                run.data["note"] = f"same tax id as {known.name!r}, under the name {customer.name!r}"
-            return []
+        run.data.update(customer=holder, duplicate_of=holder, matched_on=key)
+        if key == "tax-id" and isinstance(known, Customer) and not identity.same_name(known.name, customer.name):
+            run.data["note"] = f"same tax id as {known.name!r}, under the name {customer.name!r}"
+        return []
     run.save(_with_dimensions(customer, settings), groups=None if "request" in run.data else ("financial",))
     run.data["customer"] = run.subject
     return []
@@ -126,11 +127,10 @@ def _requested(run: JourneyRun) -> Customer:
     """The customer to onboard: from the request, or the CRM's record of the account."""
     request = run.data.get("request")
     if request is not None:
-        customer = _customer(run.subject, msgspec.convert(request, OnboardingRequest))
-        account = msgspec.convert(request, OnboardingRequest).salesforce_id
-        if account:
-            run.link(run.subject, "customer", CRM, account)
-        return customer
+        asked = msgspec.convert(request, OnboardingRequest)
+        if asked.salesforce_id:
+            run.link(run.subject, "customer", CRM, asked.salesforce_id)
+        return _customer(run.subject, asked)
     known = run.golden(run.subject)
     if not isinstance(known, Customer):
         raise StepFailed(f"the hub has no customer {run.subject}")
