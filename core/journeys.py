@@ -14,10 +14,13 @@ A run is a :class:`~crossledger.core.stores.base.JourneyRecord` in the store, ad
    to the write as to any delivery, and its last word comes here instead of a dead letter).
 4. A failed step compensates (every done step's ``compensate``, last first) or parks the run, per
    its ``on_failure``. When every step is done the run is completed.
+5. News about the subject routed to a system the journey covers, while its run is under way, is
+   held by the run (``journey(id, hold)``) and delivered when it completes.
 
 **Crash safety.** Messages are sent before the state that records them is stored: a crash in
 between sends them again on redelivery, which is harmless, as every write's idempotency key is
-derived from the run, step and phase. Step functions may therefore run more than once. A worker
+derived from the run, step and phase. Step functions may therefore run more than once, and must be
+safe to run again (their lookups, identity claims and record changes are idempotent). A worker
 that starts sends ``resume`` to every unfinished run no message has touched for a while, which
 re-sends the writes of its running steps (their acknowledged effects are skipped).
 """
@@ -154,6 +157,13 @@ class Engine:
     deliver_actor: str
     journey_actor: str
 
+    def __post_init__(self) -> None:
+        # Every ingested event is checked for triggers: look them up by its type, once built.
+        self._by_type: dict[str, list[tuple[Journey, Trigger]]] = {}
+        for journey in self.enabled():
+            for trigger in journey.triggers:
+                self._by_type.setdefault(trigger.event_type, []).append((journey, trigger))
+
     # -- starting -----------------------------------------------------------------------------------
     def routed(self, events: list[Envelope], deliveries: Deliveries) -> Deliveries:
         """After an ingest: start the journeys its events trigger, and return the routes' deliveries
@@ -163,7 +173,7 @@ class Engine:
         for event in events:
             for journey, trigger in self._triggers(event):
                 key = trigger.key(event)
-                if trigger.starts(event, _View(self)):
+                if trigger.starts(event, View(self)):
                     data = trigger.inputs(event) if trigger.inputs else {}
                     run: JourneyRecord | None = self.start(
                         journey, subject=trigger.subject(event), key=key, data=data,
@@ -193,7 +203,7 @@ class Engine:
         return kept
 
     def _triggers(self, event: Envelope) -> list[tuple[Journey, Trigger]]:
-        return [(journey, trigger) for journey in self.enabled() for trigger in journey.triggers
+        return [(journey, trigger) for journey, trigger in self._by_type.get(event.type, ())
                 if trigger.matches(event)]
 
     def enabled(self) -> list[Journey]:
@@ -227,10 +237,12 @@ class Engine:
             steps={step.name: StepRecord() for step in journey.steps}, data=data, trigger=trigger,
             sla_s=self._sla(journey),
         )
-        new = self.store.journey_start(record)
-        if not new:
-            existing = self.store.journey_get(record.id)
+        # A trigger seen again (every edit of a won account) is the common case: read before writing.
+        existing = self.store.journey_get(record.id)
+        if existing is None and not self.store.journey_start(record):
+            existing = self.store.journey_get(record.id)  # started elsewhere just now
             assert existing is not None, "journey_start refused a run the store does not have"
+        if existing is not None:
             if existing.state in ("compensated", "cancelled"):
                 # Undone or stopped: the trigger seen again (the cause fixed at the source) starts
                 # a new run, keyed after the old one.
@@ -364,11 +376,34 @@ class Engine:
                                      subject=record.subject, detail=f"{record.id}: {detail}"))
 
 
-class Run:
+class View:
+    """What a trigger reads of the hub (:class:`~crossledger.plugins.journey.HubView`); a run's
+    steps read the same, and more (:class:`Run`)."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self.engine = engine
+
+    def golden(self, canonical_id: str) -> Entity | None:
+        golden = self.engine.store.golden_get(canonical_id)
+        if golden is None:
+            return None
+        return msgspec.convert(golden.data, ENTITY_TYPES[golden.entity_type])
+
+    def external_id(self, canonical_id: str, system: str) -> str | None:
+        return self.engine.store.xref_get(canonical_id, system)
+
+    def latest(self, journey: str, subject: str) -> PastRun | None:
+        found = self.engine.store.journeys(name=journey, subject=subject, limit=1)
+        if not found:
+            return None
+        return PastRun(state=found[0].state, started_at=found[0].started_at, data=found[0].data)
+
+
+class Run(View):
     """One advance of one run: a working copy of its record, stored by the engine at the end."""
 
     def __init__(self, engine: Engine, record: JourneyRecord, journey: Journey | None) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self.journey = journey
         self.id = record.id
         self.subject = record.subject
@@ -505,7 +540,7 @@ class Run:
         self._set(step.name, attempts=record.attempts + 1, started_at=record.started_at or time.time())
         try:
             writes = list(function(self) or []) if function is not None else []
-        except (StepFailed, JourneyInputError) as failure:
+        except StepFailed as failure:
             self._step_failed(step.name, phase, str(failure))
             return
         except ConnectorError as error:
@@ -616,9 +651,6 @@ class Run:
     def configured(self, system: str) -> bool:
         return system in self.engine.pipeline.connectors
 
-    def golden(self, canonical_id: str) -> Entity | None:
-        return _golden(self.engine.store, canonical_id)
-
     def save(self, entity: Entity, groups: tuple[str, ...] | None = None) -> None:
         # Under the ingest lease, at the record's own version: a source's change racing with this
         # one is neither lost nor made stale by it (the hub's write is not a newer version).
@@ -631,9 +663,6 @@ class Run:
                 canonical_id=entity.id, entity_type=entity.kind(),
                 version=current.version if current else version_of_now(), data=msgspec.to_builtins(entity),
                 source_event_id=current.source_event_id if current else f"journey:{self.id}"))
-
-    def external_id(self, canonical_id: str, system: str) -> str | None:
-        return self.engine.store.xref_get(canonical_id, system)
 
     def link(self, canonical_id: str, entity_type: str, system: str, external_id: str) -> None:
         self.engine.store.xref_put(canonical_id, entity_type, system, external_id)
@@ -659,39 +688,6 @@ class Run:
                 return holder.external_id
             store.delivery_set(mark, "acknowledged", canonical_id)
             return canonical_id
-
-    def latest(self, journey: str, subject: str) -> PastRun | None:
-        return _latest(self.engine.store, journey, subject)
-
-
-class _View:
-    """What a trigger reads of the hub (:class:`~crossledger.plugins.journey.HubView`)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    def golden(self, canonical_id: str) -> Entity | None:
-        return _golden(self._engine.store, canonical_id)
-
-    def external_id(self, canonical_id: str, system: str) -> str | None:
-        return self._engine.store.xref_get(canonical_id, system)
-
-    def latest(self, journey: str, subject: str) -> PastRun | None:
-        return _latest(self._engine.store, journey, subject)
-
-
-def _golden(store: Store, canonical_id: str) -> Entity | None:
-    golden = store.golden_get(canonical_id)
-    if golden is None:
-        return None
-    return msgspec.convert(golden.data, ENTITY_TYPES[golden.entity_type])
-
-
-def _latest(store: Store, journey: str, subject: str) -> PastRun | None:
-    found = store.journeys(name=journey, subject=subject, limit=1)
-    if not found:
-        return None
-    return PastRun(state=found[0].state, started_at=found[0].started_at, data=found[0].data)
 
 
 def version_of_now() -> int:
