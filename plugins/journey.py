@@ -9,14 +9,14 @@ every run is kept in the store and advanced by actors, so a crash resumes it whe
 
 A plugin contributes journeys through the ``crossledger_journeys`` hook::
 
-    from crossledger.plugins.journey import Journey, Step, Trigger, Write
+    from crossledger.canonical.entities import Customer
+    from crossledger.plugins.journey import Journey, Step, Trigger, Write, golden_as
 
     def create_billing_customer(run):
-        customer = run.golden(run.subject)
-        return [Write("stripe", "customer.upserted", customer)]
+        return [Write("stripe", "customer.upserted", golden_as(run, Customer, run.subject))]
 
     def deactivate_billing_customer(run):
-        return [Write("stripe", "customer.deactivated", run.golden(run.subject))]
+        return [Write("stripe", "customer.deactivated", golden_as(run, Customer, run.subject))]
 
     ONBOARDING = Journey(
         name="onboarding", version=1,
@@ -27,15 +27,16 @@ A plugin contributes journeys through the ``crossledger_journeys`` hook::
 
 **Steps.** A step's ``run`` does its lookups inline (reads from the store or from a system) and
 returns the :class:`Write` records it wants made. The engine delivers each through the hub's
-delivery path, with an idempotency key of the journey, step and target, so every write is made
+delivery path, with an idempotency key of the run, step and phase, so every write is made
 once in effect however often the step runs; the step is done when every write is acknowledged. A
 step that returns nothing is done at once. ``run`` may record what later steps need in
 ``run.data`` (JSON values): the engine persists it with the step.
 
 **Failure.** A write the target refuses for good, or a ``run`` that raises
-:class:`StepFailed`, fails the step. ``on_failure`` decides: ``compensate`` runs the
-``compensate`` function of every step already done, last first, and ends the journey
-*compensated*; ``park`` stops the journey for an operator (``crossledger journeys resume``).
+:class:`StepFailed` (or any error but a transient one: a defect is not retried), fails the
+step. ``on_failure`` decides: ``compensate`` runs the ``compensate`` function of every step
+already done, last first, and ends the journey *compensated*; ``park`` stops the journey for
+an operator (``crossledger journeys resume``).
 Transient failures (a timeout, a rate limit) are retried with the hub's backoff; a target whose
 circuit is open holds the step *queued* without spending retries, and it goes on when the target
 is back.
@@ -48,7 +49,7 @@ names only what it needs, and goes ahead.
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from crossledger.canonical import Entity, Envelope
 
@@ -147,6 +148,16 @@ class JourneyRun(HubView, Protocol):
 
 
 StepFunction = Callable[[JourneyRun], Sequence[Write] | None]
+EntityT = TypeVar("EntityT", bound=Entity)
+
+
+def golden_as(hub: HubView, kind: type[EntityT], canonical_id: str) -> EntityT:
+    """The hub's record of ``canonical_id``, which a step cannot go on without: :class:`StepFailed`
+    when the hub has no such ``kind``."""
+    found = hub.golden(canonical_id)
+    if not isinstance(found, kind):
+        raise StepFailed(f"the hub has no {kind.kind()} {canonical_id}")
+    return found
 
 
 @dataclass(frozen=True)

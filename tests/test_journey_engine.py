@@ -34,6 +34,7 @@ from crossledger.plugins.journey import (
     StepFunction,
     Trigger,
     Write,
+    golden_as,
 )
 
 ERP = "netsuite"
@@ -58,10 +59,7 @@ DRILL = Drill()
 
 
 def _customer(run: JourneyRun) -> Customer:
-    found = run.golden(run.subject)
-    if not isinstance(found, Customer):
-        raise StepFailed(f"the hub has no customer {run.subject}")
-    return found
+    return golden_as(run, Customer, run.subject)
 
 
 def _step(call: str, event_type: str | None = None) -> StepFunction:

@@ -47,6 +47,7 @@ from crossledger.plugins.journey import (
     StepFunction,
     Trigger,
     Write,
+    golden_as,
 )
 from crossledger.plugins.journeys import identity
 
@@ -131,10 +132,7 @@ def _requested(run: JourneyRun) -> Customer:
         if asked.salesforce_id:
             run.link(run.subject, "customer", CRM, asked.salesforce_id)
         return _customer(run.subject, asked)
-    known = run.golden(run.subject)
-    if not isinstance(known, Customer):
-        raise StepFailed(f"the hub has no customer {run.subject}")
-    return known
+    return golden_as(run, Customer, run.subject)
 
 
 def _with_dimensions(customer: Customer, settings: Any) -> Customer:
@@ -184,9 +182,7 @@ def _deactivate_in(system: str) -> StepFunction:
 
 def link(run: JourneyRun) -> list[Write]:
     """The ids back to the CRM account; each system told the others' ids."""
-    customer = run.golden(run.data["customer"])
-    if not isinstance(customer, Customer):
-        raise StepFailed(f"the hub has no customer {run.data['customer']}")
+    customer = golden_as(run, Customer, run.data["customer"])
     ids = {system: found for system in (BILLING, ERP, SUPPORT)
            if (found := run.external_id(customer.id, system)) is not None}
     writes = []

@@ -28,6 +28,7 @@ from crossledger.plugins.journey import (
     StepFunction,
     Trigger,
     Write,
+    golden_as,
 )
 from crossledger.plugins.salesforce.mapping import contract_of
 
@@ -45,10 +46,7 @@ def _inputs(event: Envelope) -> dict[str, str]:
 
 
 def _subscription(run: JourneyRun) -> Subscription:
-    found = run.golden(run.subject)
-    if not isinstance(found, Subscription):
-        raise StepFailed(f"the hub has no subscription {run.subject}")
-    return found
+    return golden_as(run, Subscription, run.subject)
 
 
 def account(run: JourneyRun) -> list[Write]:

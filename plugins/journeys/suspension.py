@@ -30,10 +30,10 @@ from crossledger.plugins.journey import (
     JourneyRun,
     OnFailure,
     Step,
-    StepFailed,
     StepFunction,
     Trigger,
     Write,
+    golden_as,
 )
 
 SUSPENSION, REINSTATEMENT = "suspension", "reinstatement"
@@ -95,13 +95,6 @@ def _trigger(event_type: str, starts: Callable[[Envelope, HubView], bool]) -> Tr
     return Trigger(event_type, source=BILLING, starts=starts, subject=customer_of, key=_per_event, inputs=_inputs)
 
 
-def _customer(run: JourneyRun) -> Customer:
-    found = run.golden(run.subject)
-    if not isinstance(found, Customer):
-        raise StepFailed(f"the hub has no customer {run.subject}")
-    return found
-
-
 def _entitlement(status: str) -> StepFunction:
     def write(run: JourneyRun) -> list[Write]:
         if not run.configured(SUPPORT):
@@ -118,7 +111,7 @@ def _customer_event(system: str, event_type: str) -> StepFunction:
     def write(run: JourneyRun) -> list[Write]:
         if not run.configured(system) or run.external_id(run.subject, system) is None:
             return []  # the customer is not in that system: nothing to flag
-        return [Write(system, event_type, _customer(run))]
+        return [Write(system, event_type, golden_as(run, Customer, run.subject))]
 
     write.__doc__ = f"{event_type} to {system}."
     return write
