@@ -28,7 +28,7 @@ from crossledger.core.journeys import RESUME_AFTER_S
 from crossledger.core.settings import load_settings
 from crossledger.core.stores import open_store
 from crossledger.core.stores.base import JourneyRecord, Store
-from test_redis_processes import Processes
+from test_redis_processes import Processes, sandbox_config
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 BROKER_DB, STORE_DB = 14, 15
@@ -48,12 +48,7 @@ class Hub:
         self.processes = processes
         self.broker, store_url = redis_url(BROKER_DB), redis_url(STORE_DB)
         sandbox_port, hub_port = free_port(), free_port()
-        config = tmp_path / "hub.toml"
-        processes.start("sandbox", "--port", str(sandbox_port), "--hub-url", f"http://127.0.0.1:{hub_port}",
-                        "--write-config", str(config), name="sandbox")
-        assert wait_until(config.exists, 30), "crossledger sandbox wrote no config"
-        with config.open("a") as extra:
-            extra.write(HUB)
+        config = sandbox_config(tmp_path, processes, sandbox_port, hub_port, HUB)
         self.env = {**os.environ, "CROSSLEDGER_CONFIG": str(config), "CROSSLEDGER_BROKER": self.broker,
                     "CROSSLEDGER_STORE": store_url}
         processes.start("serve", "--port", str(hub_port), env=self.env, name="serve")

@@ -64,6 +64,18 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     running.stop_all()
 
 
+def sandbox_config(tmp_path: Path, processes: Processes, sandbox_port: int, hub_port: int, hub: str) -> Path:
+    """Serve every sandbox (``crossledger sandbox``) and return the configuration it writes for a hub
+    on ``hub_port``, with the ``[hub]`` table ``hub`` added."""
+    config = tmp_path / "hub.toml"
+    processes.start("sandbox", "--port", str(sandbox_port), "--hub-url", f"http://127.0.0.1:{hub_port}",
+                    "--write-config", str(config), name="sandbox")
+    assert wait_until(config.exists, 30), "crossledger sandbox wrote no config"
+    with config.open("a") as extra:
+        extra.write(hub)
+    return config
+
+
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CROSSLEDGER, *args], env=env, capture_output=True, text=True, timeout=60)
 
@@ -71,14 +83,10 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_serve_and_worker_processes_on_redis(tmp_path: Path, processes: Processes) -> None:
     broker, store_url = redis_url(11), redis_url(12)
     sandbox_port, hub_port = free_port(), free_port()
-    config = tmp_path / "hub.toml"
-    processes.start("sandbox", "--port", str(sandbox_port), "--hub-url", f"http://127.0.0.1:{hub_port}",
-                    "--write-config", str(config), name="sandbox")
-    assert wait_until(config.exists, 30), "crossledger sandbox wrote no config"
-    with config.open("a") as extra:
-        extra.write("\n[hub]\nredis_heartbeat_timeout_ms = 3000\nredis_maintenance_chance = 200000\n"
-                    "min_backoff_ms = 100\nmax_backoff_ms = 1000\ncircuit_cooldown_s = 1.0\n"
-                    "lease_ttl_s = 5.0\ntime_limit_s = 4\n")
+    config = sandbox_config(tmp_path, processes, sandbox_port, hub_port,
+                            "\n[hub]\nredis_heartbeat_timeout_ms = 3000\nredis_maintenance_chance = 200000\n"
+                            "min_backoff_ms = 100\nmax_backoff_ms = 1000\ncircuit_cooldown_s = 1.0\n"
+                            "lease_ttl_s = 5.0\ntime_limit_s = 4\n")
     env = {**os.environ, "CROSSLEDGER_CONFIG": str(config), "CROSSLEDGER_BROKER": broker,
            "CROSSLEDGER_STORE": store_url}
     processes.start("serve", "--port", str(hub_port), env=env, name="serve")
