@@ -582,6 +582,9 @@ def summarize(demo: Demo, stalled: str | None, elapsed: float) -> dict[str, Any]
     dead_letters = store.dlq_count("open")
     parked = sum(store.parked_count(system) for system in SYSTEMS)
     problems += [f"{dead_letters} dead letters"] if dead_letters else []
+    # What went wrong, not only how often: a failed run in CI leaves no store to look into.
+    problems += [f"dead letter {letter.actor} to {letter.target}: {letter.category}: {letter.reason}"
+                 for letter in store.dlq_list(limit=3)]
     problems += [f"{parked} deliveries still parked"] if parked else []
     return {
         "ok": not problems,
