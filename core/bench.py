@@ -1,7 +1,9 @@
 """``crossledger bench``: what a pipeline event costs against a bare Dramatiq message.
 
 Both halves run as the hub runs in production, on the same Redis and with the same worker settings
-(``--processes`` × ``--threads`` Dramatiq workers in their own processes):
+(``--processes`` × ``--threads`` Dramatiq workers in their own processes). The Redis is a
+``redis-server`` the bench starts on a free port and removes afterwards, unless ``--redis-url``
+names one; there it writes and then deletes only keys under its own ``bench-*`` namespaces.
 
 1. **no-op**: N messages to an actor that does nothing are enqueued, then ``dramatiq`` worker
    processes drain them; the clock runs from the first message acked to the last (so the workers'
@@ -16,6 +18,7 @@ The per-message ratio divides the pipeline's cost per message (two an event) by 
 Figures are printed, never asserted.
 """
 
+import contextlib
 import json
 import os
 import statistics
@@ -27,7 +30,6 @@ import tomllib
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from crossledger.core.embedded import wait_until
 from crossledger.core.stores import open_store
 from crossledger.core.stores.base import Store
 from crossledger.plugins.stripe.signature import signature_header
+from crossledger.testing.redis_server import RedisServer
 from rich.console import Console
 from rich.table import Table
 
@@ -59,7 +62,7 @@ def cpu_seconds(pid: int) -> float:
     return own + sum(cpu_seconds(child) for child in children)
 
 
-@contextmanager
+@contextlib.contextmanager
 def processes(*commands: tuple[list[str], dict[str, str]]) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Run commands in the background for the length of the block."""
     running = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -102,6 +105,7 @@ def bench_noop(redis_url: str, messages: int, workers: int, threads: int) -> tup
         cpu_ms = (cpu_seconds(worker.pid) - cpu_before) * 1000 / messages
     noop_module.broker.close()
     dramatiq.set_broker(None)  # type: ignore[arg-type]
+    forget(client, namespace)
     return (messages - 1) / elapsed, cpu_ms
 
 
@@ -198,6 +202,7 @@ def bench_pipeline(redis_url: str, messages: int, workers: int, threads: int) ->
         finally:
             sandbox.terminate()
             store.close()
+            forget(redis.Redis.from_url(redis_url), namespace)
 
 
 def _drive(hub: str, store: Store, messages: int, roles: dict[str, int]) -> PipelineFigures:
@@ -243,12 +248,23 @@ def ms(values: list[float], percentile: int) -> str:
     return f"{statistics.quantiles(values, n=100)[percentile - 1] * 1000:,.0f} ms"
 
 
-def run_bench(*, messages: int, processes: int, threads: int, redis_url: str, console: Console) -> None:
-    redis.Redis.from_url(redis_url).ping()
-    console.print(f"{messages} messages; workers: {processes} process(es) x {threads} threads; Redis {redis_url}")
-    noop_rate, noop_cpu_ms = bench_noop(redis_url, messages, processes, threads)
-    figures = bench_pipeline(redis_url, messages, processes, threads)
-    redis.Redis.from_url(redis_url).flushdb()
+def forget(client: "redis.Redis[bytes]", namespace: str) -> None:
+    """Delete the keys one bench phase wrote (its own namespace), and nothing else of the server's."""
+    keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start:start + 500])
+    client.close()
+
+
+def run_bench(*, messages: int, processes: int, threads: int, redis_url: str | None, console: Console) -> None:
+    """Run both halves on ``redis_url``, or (by default) on a ``redis-server`` of its own on a free port."""
+    with contextlib.ExitStack() as owned:
+        if redis_url is None:
+            redis_url = owned.enter_context(RedisServer()).url(0)
+        redis.Redis.from_url(redis_url).ping()
+        console.print(f"{messages} messages; workers: {processes} process(es) x {threads} threads; Redis {redis_url}")
+        noop_rate, noop_cpu_ms = bench_noop(redis_url, messages, processes, threads)
+        figures = bench_pipeline(redis_url, messages, processes, threads)
     table = Table(title="crossledger bench")
     table.add_column("measure")
     table.add_column("value", justify="right")

@@ -13,7 +13,7 @@ NAMESPACE = os.environ.get("CROSSLEDGER_BENCH_NAMESPACE", "bench-noop")
 QUEUE = "noop"
 
 dramatiq.set_encoder(MsgspecEncoder())
-broker = RedisBroker(url=os.environ.get("CROSSLEDGER_BENCH_REDIS", "redis://127.0.0.1:6379/14"), namespace=NAMESPACE)
+broker = RedisBroker(url=os.environ["CROSSLEDGER_BENCH_REDIS"], namespace=NAMESPACE)
 dramatiq.set_broker(broker)
 
 

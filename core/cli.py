@@ -487,7 +487,7 @@ def demo(json_summary: Annotated[bool, typer.Option("--json", help="Summary as J
 
 @app.command()
 def bench(messages: int = 2000, processes: int = 2, threads: int = 8,
-          redis_url: str = "redis://127.0.0.1:6379/14") -> None:
+          redis_url: str | None = typer.Option(None, help="an existing Redis; default: start a private one")) -> None:
     """Raw Dramatiq no-op messages/s against crossledger events/s, on the same Redis and workers."""
     from crossledger.core.bench import run_bench
 

@@ -16,23 +16,29 @@ from crossledger.core.sandboxes import SandboxSet
 from crossledger.core.settings import HubSettings, Settings
 from crossledger.plugins import load_plugins
 from crossledger.plugins.sandbox import ServerThread
+from crossledger.testing.redis_server import RedisServer, RedisUnavailable
 
-REDIS_URL = "redis://127.0.0.1:6379"
+_redis: RedisServer | None = None
 
 
 def redis_url(db: int) -> str:
-    """A Redis URL on its own db number, flushed; skips the test when no Redis answers."""
-    client = redis.Redis.from_url(f"{REDIS_URL}/{db}")
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        if os.environ.get("CI"):  # CI always has Redis: a missing one is a failure, not a skip
-            raise
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    client.flushdb()
-    client.close()
-    return f"{REDIS_URL}/{db}"
+    """A Redis URL on its own db number of the suite's private server (started on first use)."""
+    global _redis
+    if _redis is None:
+        try:
+            _redis = RedisServer().start()
+        except RedisUnavailable as missing:
+            if os.environ.get("CI"):  # CI installs redis-server: a missing one is a failure, not a skip
+                raise
+            pytest.skip(str(missing))
+    url = _redis.url(db)
+    redis.Redis.from_url(url).flushdb()  # our own server: earlier tests' keys only
+    return url
 
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _redis is not None:
+        _redis.stop()
 
 
 # -- one connector's sandbox on loopback --------------------------------------------------------

@@ -40,7 +40,7 @@ api_key = "${STRIPE_KEY}"
 
 
 def test_config_file_named_by_environment(tmp_path: Path) -> None:
-    path = write(tmp_path, '[hub]\nbroker = "redis://127.0.0.1:6379/3"\n')
+    path = write(tmp_path, '[hub]\nbroker = "redis://127.0.0.1:1/3"\n')
     assert load_settings(environ={"CROSSLEDGER_CONFIG": str(path)}).hub.broker.endswith("/3")
 
 

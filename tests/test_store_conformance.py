@@ -508,7 +508,7 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert isinstance(relative, SQLiteStore) and (tmp_path / "data.db").exists()
     absolute = open_store(f"sqlite:///{tmp_path / 'abs.db'}")  # an absolute path: four slashes
     assert isinstance(absolute, SQLiteStore) and absolute.path == str(tmp_path / "abs.db")
-    named = open_store("redis://127.0.0.1:6379/9?namespace=hub-a")
+    named = open_store("redis://127.0.0.1:1/9?namespace=hub-a")
     assert isinstance(named, RedisStore) and named.namespace == "hub-a"
     default = open_store("redis://localhost/0")
     assert isinstance(default, RedisStore) and default.namespace == "crossledger"
@@ -518,7 +518,7 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize("url", [
     "", "postgres://localhost/db", "sqlite://", "sqlite:///", "sqlite://data.db", "redis://",
-    "redis://localhost:port/0", "redis://localhost:6379/zero", "redis://localhost:6379/0?db=1",
+    "redis://localhost:port/0", "redis://localhost:1/zero", "redis://localhost:1/0?db=1",
 ])
 def test_open_store_rejects_bad_urls(url: str) -> None:
     with pytest.raises(ValueError, match=r"use sqlite:///.*redis://host:port/db\[\?namespace=name\]"):
@@ -528,7 +528,7 @@ def test_open_store_rejects_bad_urls(url: str) -> None:
 def test_redis_namespace_must_not_overlap_or_glob() -> None:
     for namespace in ("", "hub:a", "hub*"):
         with pytest.raises(ValueError, match="namespace"):
-            RedisStore("redis://127.0.0.1:6379/9", namespace)
+            RedisStore("redis://127.0.0.1:1/9", namespace)
 
 
 def test_redis_ping_raises_when_unreachable() -> None:
