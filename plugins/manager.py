@@ -19,6 +19,7 @@ from crossledger.plugins import hookspecs
 from crossledger.plugins.connector import Connector
 from crossledger.plugins.journey import Journey
 from crossledger.plugins.types import OwnershipRule, Route
+from pluggy import HookCaller
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class CrossledgerPluginManager(pluggy.PluginManager):
         self.add_hookspecs(hookspecs.CrossledgerSpecs)
         self.problems: list[str] = []
         self.infos: dict[str, PluginInfo] = {}
+        self._callers: dict[str, list[tuple[str, HookCaller]]] = {}
 
     def register_builtins(self) -> None:
         from crossledger.plugins import builtin
@@ -107,21 +109,50 @@ class CrossledgerPluginManager(pluggy.PluginManager):
     def _gather(self, hook_name: str) -> Iterator[tuple[str, list[Any]]]:
         """Each plugin's records from a registration hook, in registration order (built-ins first);
         a plugin whose hook raises is reported and skipped."""
-        for impl in getattr(self.hook, hook_name).get_hookimpls():
+        for plugin_name, call in self._per_plugin(hook_name):
             try:
-                records = list(impl.function() or [])
+                records = [record for offered in call() for record in offered or ()]
             except Exception as error:
-                self._problem(f"plugin {impl.plugin_name!r} {hook_name}() raised: {error}")
+                self._problem(f"plugin {plugin_name!r} {hook_name}() raised: {error}")
                 continue
-            yield impl.plugin_name, records
+            yield plugin_name, records
 
     def notify(self, hook_name: str, **kwargs: object) -> None:
         """Call an observer hook on every plugin; a plugin that raises is logged and skipped."""
-        for impl in getattr(self.hook, hook_name).get_hookimpls():
+        for plugin_name, call in self._per_plugin(hook_name):
             try:
-                impl.function(**{name: kwargs[name] for name in impl.argnames})
+                call(**kwargs)
             except Exception:
-                log.exception("plugin %r %s() raised", impl.plugin_name, hook_name)
+                log.exception("plugin %r %s() raised", plugin_name, hook_name)
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        self._callers.clear()
+        return super().register(plugin, name)
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        self._callers.clear()
+        return super().unregister(plugin, name)
+
+    def _per_plugin(self, hook_name: str) -> list[tuple[str, HookCaller]]:
+        """One hook caller per plugin implementing ``hook_name``, in registration order.
+
+        Each is pluggy's own caller for that plugin's implementations (``subset_hook_caller``, as
+        pytest calls a hook on some conftest plugins only), so tracing, monitoring and the plugin's
+        wrappers apply, while one plugin's exception cannot keep the others from being called.
+        Built once per hook until a plugin comes or goes: observers are called for every event.
+        """
+        if hook_name not in self._callers:
+            self._callers[hook_name] = self._subset_callers(hook_name)
+        return self._callers[hook_name]
+
+    def _subset_callers(self, hook_name: str) -> list[tuple[str, HookCaller]]:
+        plugins = [impl.plugin for impl in getattr(self.hook, hook_name).get_hookimpls()]
+        everyone = self.get_plugins()
+        return [
+            (str(self.get_name(plugin)),
+             self.subset_hook_caller(hook_name, remove_plugins=[other for other in everyone if other is not plugin]))
+            for plugin in dict.fromkeys(plugins)
+        ]
 
 
 def _own_version() -> str | None:
