@@ -2,6 +2,7 @@
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from crossledger.plugins import CrossledgerPluginManager, load_plugins
@@ -85,3 +86,33 @@ def test_plugins_can_be_disabled_by_name(site: Path, monkeypatch: pytest.MonkeyP
     install_distribution(site, "crossledger-acme", {"acme": "cl_good_plugin"}, {"cl_good_plugin": GOOD})
     monkeypatch.setenv("CROSSLEDGER_DISABLE_PLUGINS", "acme")
     assert "acme" not in load_plugins().connectors
+
+
+def test_hooks_are_called_through_pluggy_so_tracing_and_wrappers_apply() -> None:
+    from crossledger.plugins import hookimpl
+
+    class Renamer:
+        """A plugin wrapping its own hook implementation, as pluggy users write them."""
+
+        @hookimpl
+        def crossledger_routes(self) -> list[str]:
+            return ["raw"]
+
+        @hookimpl(wrapper=True, specname="crossledger_routes")
+        def wrap_routes(self) -> Any:
+            routes = yield
+            return [[f"wrapped-{route}" for route in offered] for offered in routes]
+
+    manager = CrossledgerPluginManager()
+    manager.register_builtins()
+    manager.register(Renamer(), name="renamer")
+    traced: list[str] = []
+    manager.trace.root.setwriter(traced.append)
+    undo = manager.enable_tracing()
+    try:
+        routes = manager.routes()
+    finally:
+        undo()
+    assert "wrapped-raw" in routes
+    assert any("crossledger_routes" in line for line in traced)
+    manager.check_pending()
