@@ -425,7 +425,7 @@ class _Planner:
 
     def customer(self, customer: Customer) -> Operation:
         return self._upsert("organization.upsert", "customer", customer.id, {
-            "name": customer.name,
+            "name": organization_name(customer),
             "details": _address_text(customer),
             "organization_fields": {ACCOUNT_STATUS_FIELD: customer.status},
         })
@@ -485,6 +485,18 @@ class _Planner:
         })
         return _operation(TICKET_CREATE, "supportcase", case.id, "POST", "/tickets.json", {"ticket": ticket},
                           ("/tickets.json", {"external_id": key}), idempotent=True)
+
+
+def organization_name(customer: Customer) -> str:
+    """The organization's name: the customer's, followed by the id its source system gives it
+    (``Acme Ltd (cus_NffrFeUfNV2Hib)``).
+
+    Zendesk keeps organization names unique, while two customers may well share a name; the
+    external id is what identifies the organization, and the suffix keeps distinct customers distinct
+    and the name the same through every update. A customer that came from Zendesk keeps the name it
+    has there (Zendesk made it unique already, and the hub must not rename an agent's organization)."""
+    system, _, source_id = customer.id.partition("/")[2].partition("/")
+    return customer.name if system == SYSTEM else f"{customer.name} ({source_id or customer.id})"
 
 
 def _address_text(customer: Customer) -> str | None:

@@ -344,8 +344,8 @@ class Account:
         for name in kind.unique:
             clash = self.find(kind, name, record.get(name))
             if clash is not None and clash["id"] != record["id"]:
-                raise _invalid(name, f"{name.replace('_', ' ').capitalize()}: {record[name]} has already been taken",
-                               "DuplicateValue")
+                # Zendesk's words: the field's label and no value ("Name: has already been taken").
+                raise _invalid(name, f"{name.replace('_', ' ').capitalize()}: has already been taken", "DuplicateValue")
         for name, allowed in kind.choices.items():
             if record[name] not in allowed:
                 raise _invalid(name, f"{name.capitalize()}: {record[name]} is not valid")

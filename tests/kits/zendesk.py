@@ -64,6 +64,11 @@ class ZendeskKit(ContractKit):
     def new_secret(self) -> str:
         return new_signing_secret()
 
+    def shows(self, record: dict[str, Any], name: str) -> bool:
+        """An organization's name is the customer's followed by its source id (see
+        :func:`~crossledger.plugins.zendesk.connector.organization_name`)."""
+        return isinstance(record.get("name"), str) and record["name"].startswith(f"{name} (")
+
     def webhook_samples(self) -> list[bytes]:
         """Zendesk's documented organization and user events, and a ticket webhook (the delivered
         body of the third-party capture: its signature was illustrative, so it is signed afresh)."""
