@@ -32,8 +32,17 @@ from crossledger.plugins.zendesk.sandbox import ZendeskSandbox
 from crossledger.plugins.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
 from crossledger.testing import ConnectorContract
 from crossledger.testing.refs import MemoryRefs
+from crossledger.testing.zsf_specs import CheckedApp
 
-from tests.kits.zendesk import DOCUMENTED_VECTOR, OLD_ORDER_VECTOR, VECTOR_NOW, WebhookReceiver, ZendeskKit, fixture
+from tests.kits.zendesk import (
+    DOCUMENTED_VECTOR,
+    OLD_ORDER_VECTOR,
+    VECTOR_NOW,
+    WebhookReceiver,
+    ZendeskKit,
+    checked,
+    fixture,
+)
 
 ZENDESK = ZendeskConnector()
 SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
@@ -421,12 +430,27 @@ def sandbox() -> ZendeskSandbox:
     return ZendeskSandbox()
 
 
+@pytest.fixture(scope="module")
+def spec_checked(sandbox: ZendeskSandbox) -> CheckedApp:
+    return checked(sandbox.app)
+
+
+@pytest.fixture(scope="module")
+def server(spec_checked: CheckedApp) -> Iterator[ServerThread]:
+    """The sandbox, every answer of which is checked against Zendesk's published description."""
+    thread = ServerThread(spec_checked).start()
+    yield thread
+    thread.stop()
+
+
 @pytest.fixture
-def live(sandbox: ZendeskSandbox, server: ServerThread) -> Iterator[Context]:
+def live(server: ServerThread, sandbox: ZendeskSandbox, spec_checked: CheckedApp) -> Iterator[Context]:
     with httpx.Client() as http:
         settings = ZendeskSettings(**sandbox.connector_settings(server.url), timeout_s=1.0)
         yield Context(settings=settings, http=http, clock=time.time)
     httpx.delete(f"{server.url}/_sandbox/faults")
+    departures, spec_checked.departures = spec_checked.departures, []
+    assert departures == [], "\n".join(departures)
 
 
 class Hub:

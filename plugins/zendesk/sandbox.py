@@ -196,6 +196,10 @@ class Kind:
     """Fields that must name an existing record, and the collection it is in."""
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Fields whose value must be one of a few."""
+    blank: frozenset[str] = frozenset()
+    """Text fields Zendesk never shows as ``null``: cleared or never set, they are ``""``."""
+    absent_when_none: frozenset[str] = frozenset()
+    """Fields a record leaves out rather than show as ``null`` (Zendesk documents them as integers)."""
 
 
 def _organization_detail(record: Record) -> Record:
@@ -226,13 +230,15 @@ ORGANIZATIONS = Kind(
 USERS = Kind(
     collection="users", root="user", custom_fields="user_fields",
     defaults={"name": None, "email": None, "external_id": None, "organization_id": None, "role": "end-user",
-              "active": True, "verified": False, "suspended": False, "phone": None, "details": None,
-              "notes": None, "tags": [], "default_group_id": None, "user_fields": {}},
+              "active": True, "verified": False, "suspended": False, "phone": None, "details": "",
+              "notes": "", "tags": [], "default_group_id": None, "user_fields": {}},
     writable=frozenset({"name", "email", "external_id", "organization_id", "role", "verified", "suspended", "phone",
                         "details", "notes", "tags", "user_fields"}),
     unique=("email", "external_id"), match_on=("external_id", "email"), watched=("name", "external_id", "role"),
     detail=_user_detail, references={"organization_id": "organizations"}, choices={"role": ROLES},
+    blank=frozenset({"details", "notes"}), absent_when_none=frozenset({"default_group_id"}),
 )
+KINDS = {kind.collection: kind for kind in (ORGANIZATIONS, USERS)}
 TICKET_FIELDS = frozenset({"subject", "status", "priority", "type", "tags", "external_id", "organization_id",
                            "requester_id", "assignee_id", "group_id", "custom_fields"})
 
@@ -334,6 +340,8 @@ class Account:
                 if not isinstance(value, dict):
                     raise _invalid(name, f"{name} must be an object")
                 record[name] = {**record[name], **value}
+            elif value is None and name in kind.blank:
+                record[name] = ""
             else:
                 record[name] = value
         self._check(kind, record)
@@ -772,7 +780,11 @@ class ZendeskSandbox:
     # handlers: called with the lock held
 
     def _shown(self, collection: str, record: Record, api_root: str) -> Record:
-        return {"url": f"{api_root}/{collection}/{record['id']}.json", **copy.deepcopy(record)}
+        kind = KINDS.get(collection)
+        hidden = kind.absent_when_none if kind is not None else frozenset()
+        return {"url": f"{api_root}/{collection}/{record['id']}.json",
+                **{name: copy.deepcopy(value) for name, value in record.items()
+                   if not (value is None and name in hidden)}}
 
     def _one(self, call: Call, collection: str, record: Record, status: int = 200) -> Response:
         root = collection.removesuffix("s")
