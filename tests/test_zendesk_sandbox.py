@@ -450,6 +450,11 @@ def test_zenpy_works_against_the_sandbox(sandbox: ZendeskSandbox, host: tuple[Se
     assert (stored["description"], stored["organization_id"]) == ("It broke", org.id)
 
 
+def test_a_ticket_without_a_subject_has_text_where_zendesk_documents_text(api: httpx.Client) -> None:
+    created = api.post("/tickets.json", json={"ticket": {"comment": {"body": "It broke"}}}).json()["ticket"]
+    assert (created["subject"], created["raw_subject"], created["priority"], created["type"]) == (None, "", None, None)
+
+
 # -- the description the sandbox is held to ---------------------------------------------------------------
 
 

@@ -6,7 +6,11 @@ What a client meets at ``https://{subdomain}.zendesk.com/api/v2`` it meets here:
   ``{"error": "Couldn't authenticate you"}``.
 - **Resources** are wrapped in a root key (``{"organization": {...}}``), have integer ids, ISO 8601
   UTC times to the second (``2024-04-17T17:18:10Z``) and a ``url``. Paths work with and without
-  ``.json``. Unknown attributes in a body are ignored, as Zendesk ignores them.
+  ``.json``. Unknown attributes in a body are ignored, as Zendesk ignores them. Every answer has
+  the shape Zendesk's published Support API description gives it (the tests check each one against
+  it): ``null`` only where it documents one, ``""`` for empty text it documents as text (a user's
+  ``details`` and ``notes``, a ticket's ``raw_subject``), integers it documents as such left out
+  when there are none (a user's ``default_group_id``).
 - **Organizations** and **users**: create (201), ``create_or_update`` (201 created / 200 updated;
   matched on ``id``, then ``external_id``, and for users on ``email``; case-insensitively), show,
   update (``PUT``; ``organization_fields`` / ``user_fields`` are merged key by key and stored as
@@ -436,7 +440,7 @@ class Account:
     def _apply_ticket(self, ticket: Record, fields: Record) -> None:
         for name in TICKET_FIELDS & fields.keys():
             ticket[name] = fields[name]
-        ticket["raw_subject"] = ticket["subject"]
+        ticket["raw_subject"] = ticket["subject"] or ""  # documented as text, unlike the nullable subject
         if ticket["status"] not in TICKET_STATUSES:
             raise _invalid("status", f"Status: {ticket['status']} is not a valid status")
         if ticket["priority"] is not None and ticket["priority"] not in PRIORITIES:
