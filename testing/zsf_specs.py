@@ -41,7 +41,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Checker = Callable[[str, str, int, Any], list[str]]
-"""``(method, path, status, JSON body) -> departures``; an empty list when the answer is faithful."""
+"""``(method, target, status, JSON body) -> departures``, an empty list when the answer is faithful;
+the target is the path, with ``?`` and the query string when there is one."""
 
 
 class _Yaml12Loader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):  # type: ignore[misc]
@@ -139,7 +140,7 @@ class OpenAPIDescription:
     def violations(self, method: str, path: str, status: int, body: Any) -> list[str]:
         """How the answer ``status`` + ``body`` to ``method path`` departs from the document."""
         where = f"{method} {path} -> {status}"
-        operation = self.operation(method, path)
+        operation = self.operation(method, path.partition("?")[0])
         if operation is None:
             return [f"{where}: the document has no such operation"]
         response = operation.responses.get(str(status)) or operation.responses.get(f"{str(status)[0]}XX")
@@ -246,10 +247,11 @@ class SObjectDescribe:
     @classmethod
     def from_cassette(cls, path: Path, *, standard_only: bool = True) -> "SObjectDescribe":
         """The describe recorded in a VCR cassette; ``standard_only`` drops the recording org's own
-        custom fields (they are that org's, not Salesforce's)."""
+        custom fields (named ``__c``: they are that org's, not Salesforce's, though the recording
+        marks some of them standard)."""
         body: Json = json.loads(load_yaml(path)["response"]["body"]["string"])
         if standard_only:
-            body = {**body, "fields": [f for f in body["fields"] if not f["custom"]]}
+            body = {**body, "fields": [f for f in body["fields"] if not f["name"].endswith("__c")]}
         return cls(body)
 
     @property
@@ -283,6 +285,45 @@ class SObjectDescribe:
                       for key in ("type", "length", "nillable", "createable", "updateable", "referenceTo")
                       if actual.get(key) != expected[key]]
         return found
+
+
+SALESFORCE_ERROR_SCHEMA: Json = {
+    "type": "array", "minItems": 1,
+    "items": {"type": "object", "required": ["message", "errorCode"], "additionalProperties": False,
+              "properties": {"message": {"type": "string"}, "errorCode": {"type": "string"},
+                             "fields": {"type": "array", "items": {"type": "string"}}}},
+}
+"""A refusal of Salesforce's REST API: ``[{"message", "errorCode", "fields"}]`` (REST API Developer
+Guide, "Status Codes and Error Responses")."""
+
+
+def salesforce_checker(describes: dict[str, SObjectDescribe]) -> Checker:
+    """A :data:`Checker` for a Salesforce org's REST API: refusals in Salesforce's error shape, every
+    record of a described object as its describe says (a record read whole, with every described
+    field), and a served describe with every described field as described."""
+    errors = Draft4Validator(SALESFORCE_ERROR_SCHEMA)
+
+    def check(method: str, target: str, status: int, body: Any) -> list[str]:
+        path, _, query = target.partition("?")
+        where = f"{method} {path} -> {status}"
+        if not path.startswith("/services/data/"):
+            return []  # the OAuth endpoint answers in OAuth's shape; the sandbox's control routes
+        if status >= 400:
+            return _messages(errors.iter_errors(body), where)
+        segments = [segment for segment in path.split("/")[4:] if segment]  # after /services/data/vNN.N
+        match segments:
+            case ["sobjects", name, "describe"] if name in describes:
+                return describes[name].describe_violations(body)
+            case ["sobjects", name, _] if name in describes and status == 200:
+                return describes[name].violations(body, whole="fields=" not in query, where=where)
+            case ["query", *_] if isinstance(body, dict):
+                return [problem for record in body.get("records", [])
+                        if isinstance(record, dict) and record.get("attributes", {}).get("type") in describes
+                        for problem in describes[record["attributes"]["type"]].violations(record, whole=False,
+                                                                                          where=where)]
+        return []
+
+    return check
 
 
 # -- checking every answer -----------------------------------------------------------------------------------
@@ -323,6 +364,8 @@ class CheckedApp:
         self.checked += 1
         # Under a Mount the path still starts with the mount's prefix, which root_path names.
         path = str(scope.get("path", "")).removeprefix(str(scope.get("root_path", "")))
+        query = scope.get("query_string", b"").decode("latin-1")
+        path = f"{path}?{query}" if query else path
         try:
             self.departures += self.checker(scope["method"], path, int(started["status"]), json.loads(body))
         except Exception as error:  # a broken check must fail the test, not the answer
