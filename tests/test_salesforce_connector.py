@@ -34,6 +34,7 @@ from crossledger.plugins.salesforce.settings import SalesforceSettings
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.plugins.types import Capability, Context, InboundEvent, Operation, Outcome, SystemKind
 from crossledger.testing import ConnectorContract, MemoryRefs
+from crossledger.testing.zsf_specs import CheckedApp
 from pydantic import ValidationError
 
 from tests.kits.salesforce import (
@@ -42,6 +43,7 @@ from tests.kits.salesforce import (
     OutboundReceiver,
     SalesforceKit,
     cdc_account_create,
+    checked,
     outbound_notifications,
 )
 
@@ -58,15 +60,35 @@ class TestSalesforceContract(ConnectorContract):
     kit = SalesforceKit()
 
 
-# --- fixtures (server, http and no_faults_left are in conftest.py) ----------------------------
+# --- fixtures (http and no_faults_left are in conftest.py) ----------------------------------------
 
-pytestmark = pytest.mark.usefixtures("no_faults_left")
-
+pytestmark = pytest.mark.usefixtures("no_faults_left", "as_salesforce_answers")
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> SalesforceSandbox:
     return SalesforceSandbox()
+
+
+@pytest.fixture(scope="module")
+def spec_checked(sandbox: SalesforceSandbox) -> CheckedApp:
+    return checked(sandbox.app)
+
+
+@pytest.fixture(scope="module")
+def server(spec_checked: CheckedApp) -> Iterator[ServerThread]:
+    """The org, every REST answer of which is checked against Salesforce's describes and error shape."""
+    thread = ServerThread(spec_checked).start()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture
+def as_salesforce_answers(spec_checked: CheckedApp) -> Iterator[None]:
+    """Fails a test in which the org answered anything Salesforce would not."""
+    yield
+    departures, spec_checked.departures = spec_checked.departures, []
+    assert departures == [], "\n".join(departures)
 
 
 def context_for(sandbox: SalesforceSandbox, url: str, http: httpx.Client, **overrides: Any) -> Context:
