@@ -13,10 +13,13 @@ What a client meets in a real org, and so meets here:
   ``created: false`` from v46.0 and 204 before, 300 with the matching records' URLs when the
   value is not unique, 404 with ``?updateOnly=true`` and no match), ``query?q=SOQL``
   (:mod:`.soql`; ``{"totalSize", "done", "records", "nextRecordsUrl"}``, batches sized by the
-  ``Sforce-Query-Options: batchSize=N`` header, followed at ``query/{locator}-{offset}``) and
-  ``limits``. Ids are 18 characters with the objects' key prefixes (``001`` Account, ``003``
+  ``Sforce-Query-Options: batchSize=N`` header, followed at ``query/{locator}-{offset}``),
+  ``limits``, and the describe calls ``sobjects``, ``sobjects/{Type}`` and
+  ``sobjects/{Type}/describe`` (:mod:`.describe`). Ids are 18 characters with the objects' key
+  prefixes (``001`` Account, ``003``
   Contact, ``a0B`` Invoice__c, ``a0C`` Payment__c); either id form is accepted. Records carry
-  ``attributes`` and ``CreatedDate``/``LastModifiedDate``/``SystemModstamp`` as
+  ``attributes`` and every field of their object (:mod:`.schema`: Salesforce's standard fields as
+  its describe gives them, then the org's custom ones), datetimes as
   ``2024-01-31T17:32:28.000+0000``; currency fields are JSON numbers with their exact digits.
 - **Errors** are a JSON array, ``[{"message", "errorCode", "fields"}]``, checked as the API
   checks them (:mod:`.schema`).
@@ -34,8 +37,9 @@ return fewer for wide records); the sandbox honours any size from 1, so paging i
 handful of records.
 
 Not emulated: Change Data Capture streaming (it reaches the hub through a relay, see :mod:`.relay`),
-composite and collection resources, describe, bulk APIs, other objects, sharing and permissions,
-triggers and validation rules beyond field types, the recycle bin and ``queryAll``.
+composite and collection resources, layouts and other describe sub-resources, bulk APIs, other
+objects, sharing and permissions, triggers and validation rules beyond field types, the recycle bin
+and ``queryAll``.
 """
 
 import base64
