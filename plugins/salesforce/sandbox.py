@@ -16,8 +16,8 @@ What a client meets in a real org, and so meets here:
   ``Sforce-Query-Options: batchSize=N`` header, followed at ``query/{locator}-{offset}``),
   ``limits``, and the describe calls ``sobjects``, ``sobjects/{Type}`` and
   ``sobjects/{Type}/describe`` (:mod:`.describe`). Ids are 18 characters with the objects' key
-  prefixes (``001`` Account, ``003``
-  Contact, ``a0B`` Invoice__c, ``a0C`` Payment__c); either id form is accepted. Records carry
+  prefixes (``001`` Account, ``003`` Contact, ``a0B`` Invoice__c, ``a0C`` Payment__c); either id
+  form is accepted. Records carry
   ``attributes`` and every field of their object (:mod:`.schema`: Salesforce's standard fields as
   its describe gives them, then the org's custom ones), datetimes as
   ``2024-01-31T17:32:28.000+0000``; currency fields are JSON numbers with their exact digits.
