@@ -60,8 +60,24 @@ def load_yaml(path: Path) -> Any:
 
 
 def _messages(errors: Any, where: str) -> list[str]:
-    return [f"{where}: {'/'.join(map(str, error.absolute_path)) or '(body)'}: {error.message}"
+    """One line per departure: where in the body, and what is wrong there."""
+    return [f"{where}: {_path(error)}: {_reason(error)}"
             for error in sorted(errors, key=lambda error: list(map(str, error.absolute_path)))]
+
+
+def _path(error: ValidationError) -> str:
+    return "/".join(map(str, error.absolute_path)) or "(body)"
+
+
+def _reason(error: ValidationError) -> str:
+    """The error's message; for a value matching none of several shapes (``anyOf``), what each
+    shape found wrong, rather than the whole value."""
+    if not error.context:
+        return str(error.message)
+    by_shape: dict[int, list[str]] = {}
+    for sub in error.context:
+        by_shape.setdefault(sub.schema_path[0] if sub.schema_path else 0, []).append(f"{_path(sub)}: {sub.message}")
+    return "matches none of its documented shapes: " + " | ".join("; ".join(found) for found in by_shape.values())
 
 
 # -- OpenAPI ---------------------------------------------------------------------------------------------------
@@ -338,6 +354,11 @@ class CheckedApp:
     checker: Checker
     departures: list[str] = field(default_factory=list)
     checked: int = 0
+
+    def take_departures(self) -> list[str]:
+        """The departures found so far, forgotten here (so the next test starts clean)."""
+        found, self.departures = self.departures, []
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -17,6 +17,7 @@ from crossledger.core.settings import HubSettings, Settings
 from crossledger.plugins import load_plugins
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.testing.redis_server import RedisServer, RedisUnavailable
+from crossledger.testing.zsf_specs import CheckedApp
 
 _redis: RedisServer | None = None
 
@@ -47,10 +48,27 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(sandbox: Any) -> Iterator[ServerThread]:
-    thread = ServerThread(sandbox.app).start()
+def served_app(sandbox: Any) -> Any:
+    """What ``server`` serves: the module's sandbox; a module may override it to serve the sandbox
+    wrapped, e.g. in a :class:`~crossledger.testing.zsf_specs.CheckedApp`."""
+    return sandbox.app
+
+
+@pytest.fixture(scope="module")
+def server(served_app: Any) -> Iterator[ServerThread]:
+    thread = ServerThread(served_app).start()
     yield thread
     thread.stop()
+
+
+@pytest.fixture
+def as_the_vendor_answers(served_app: Any) -> Iterator[None]:
+    """Fails a test in which the served sandbox, checked against its vendor's published description,
+    answered anything the vendor would not (opted into with ``usefixtures``)."""
+    yield
+    if isinstance(served_app, CheckedApp):
+        departures = served_app.take_departures()
+        assert departures == [], "\n".join(departures)
 
 
 @pytest.fixture(scope="module")

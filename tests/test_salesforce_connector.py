@@ -60,9 +60,9 @@ class TestSalesforceContract(ConnectorContract):
     kit = SalesforceKit()
 
 
-# --- fixtures (http and no_faults_left are in conftest.py) ----------------------------------------
+# --- fixtures (server, http, no_faults_left and as_the_vendor_answers are in conftest.py) -----
 
-pytestmark = pytest.mark.usefixtures("no_faults_left", "as_salesforce_answers")
+pytestmark = pytest.mark.usefixtures("no_faults_left", "as_the_vendor_answers")
 
 
 @pytest.fixture(scope="module")
@@ -71,24 +71,9 @@ def sandbox() -> SalesforceSandbox:
 
 
 @pytest.fixture(scope="module")
-def spec_checked(sandbox: SalesforceSandbox) -> CheckedApp:
-    return checked(sandbox.app)
-
-
-@pytest.fixture(scope="module")
-def server(spec_checked: CheckedApp) -> Iterator[ServerThread]:
+def served_app(sandbox: SalesforceSandbox) -> CheckedApp:
     """The org, every REST answer of which is checked against Salesforce's describes and error shape."""
-    thread = ServerThread(spec_checked).start()
-    yield thread
-    thread.stop()
-
-
-@pytest.fixture
-def as_salesforce_answers(spec_checked: CheckedApp) -> Iterator[None]:
-    """Fails a test in which the org answered anything Salesforce would not."""
-    yield
-    departures, spec_checked.departures = spec_checked.departures, []
-    assert departures == [], "\n".join(departures)
+    return checked(sandbox.app)
 
 
 def context_for(sandbox: SalesforceSandbox, url: str, http: httpx.Client, **overrides: Any) -> Context:

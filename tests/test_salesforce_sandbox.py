@@ -35,16 +35,9 @@ def sandbox() -> SalesforceSandbox:
 
 
 @pytest.fixture(scope="module")
-def spec_checked(sandbox: SalesforceSandbox) -> CheckedApp:
-    return checked(sandbox.app)
-
-
-@pytest.fixture(scope="module")
-def server(spec_checked: CheckedApp) -> Iterator[ServerThread]:
+def served_app(sandbox: SalesforceSandbox) -> CheckedApp:
     """The org, every REST answer of which is checked against Salesforce's describes and error shape."""
-    thread = ServerThread(spec_checked).start()
-    yield thread
-    thread.stop()
+    return checked(sandbox.app)
 
 
 def token_for(url: str, sandbox: SalesforceSandbox) -> str:
@@ -63,13 +56,7 @@ def api(sandbox: SalesforceSandbox, server: ServerThread) -> Iterator[httpx.Clie
         yield client
 
 
-@pytest.fixture(autouse=True)
-def no_faults_left(server: ServerThread, spec_checked: CheckedApp) -> Iterator[None]:
-    """Clears faults after a test, and fails it if the org answered anything Salesforce would not."""
-    yield
-    httpx.delete(f"{server.url}/_sandbox/faults").raise_for_status()
-    departures, spec_checked.departures = spec_checked.departures, []
-    assert departures == [], "\n".join(departures)
+pytestmark = pytest.mark.usefixtures("no_faults_left", "as_the_vendor_answers")
 
 
 def unique(prefix: str = "Acme") -> str:
