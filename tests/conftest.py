@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,11 @@ from crossledger.plugins import load_plugins
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.testing.redis_server import RedisServer, RedisUnavailable
 from crossledger.testing.zsf_specs import CheckedApp
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from tests.kits import salesforce as salesforce_kit
+from tests.kits import zendesk as zendesk_kit
 
 _redis: RedisServer | None = None
 
@@ -88,12 +93,22 @@ def no_faults_left(server: ServerThread) -> Iterator[None]:
 
 
 
+SPEC_CHECKED: dict[str, Callable[[Any], CheckedApp]] = {"zendesk": zendesk_kit.checked,
+                                                         "salesforce": salesforce_kit.checked}
+"""The sandboxes whose every answer a system checks against their vendors' published descriptions."""
+
+
 @dataclass
 class System:
     hub: EmbeddedHub
     sandboxes: SandboxSet
     server: ServerThread
     stripe: StripeDriver
+    checked: dict[str, CheckedApp] = field(default_factory=dict)
+
+    def departures(self) -> list[str]:
+        """What the checked sandboxes answered that their vendors would not, since the last call."""
+        return [f"{name}: {found}" for name, app in self.checked.items() for found in app.take_departures()]
 
     def state(self, system: str) -> dict[str, Any]:
         return self.sandboxes.sandboxes[system].state()  # type: ignore[attr-defined,no-any-return]
@@ -136,7 +151,11 @@ def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None,
                  systems: tuple[str, ...] = ("stripe", "netsuite"), journeys: dict[str, Any] | None = None,
                  netsuite: dict[str, Any] | None = None, **hub: Any) -> System:
     sandboxes = SandboxSet(load_plugins().connectors, list(systems))
-    server = ServerThread(sandboxes.app).start()
+    checked = {name: SPEC_CHECKED[name](sandbox.app) for name, sandbox in sandboxes.sandboxes.items()
+               if name in SPEC_CHECKED}
+    served = Starlette(routes=[Mount(f"/{name}", app=checked.get(name, sandbox.app))
+                               for name, sandbox in sandboxes.sandboxes.items()])
+    server = ServerThread(served).start()
     port = free_port()
     sandboxes.subscribe(f"http://127.0.0.1:{port}")
     connectors = sandboxes.config(server.url)
@@ -147,7 +166,7 @@ def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None,
                         journeys=journeys or {})
     hub_process = EmbeddedHub(settings, port=port, threads=4).start()
     stripe = connectors["stripe"]
-    return System(hub_process, sandboxes, server, StripeDriver(stripe["base_url"], stripe["api_key"]))
+    return System(hub_process, sandboxes, server, StripeDriver(stripe["base_url"], stripe["api_key"]), checked)
 
 
 @pytest.fixture

@@ -25,6 +25,9 @@ def topology(tmp_path: Path) -> Iterator[System]:
     yield running
     running.hub.stop()
     running.server.stop()
+    assert all(app.checked for app in running.checked.values()), "the checked sandboxes saw no answer"
+    departures = running.departures()
+    assert departures == [], "\n".join(departures)
 
 
 def quiet(system: System) -> bool:
