@@ -27,7 +27,13 @@ from crossledger.canonical.money import Money
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, PayloadError, SignatureError
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.plugins.types import Change, Context, InboundEvent, Operation
-from crossledger.plugins.zendesk.connector import TRIGGER_TEMPLATE, ZendeskConnector, ZendeskSettings
+from crossledger.plugins.zendesk.connector import (
+    ORGANIZATION_NAME_LIMIT,
+    TRIGGER_TEMPLATE,
+    ZendeskConnector,
+    ZendeskSettings,
+    organization_name,
+)
 from crossledger.plugins.zendesk.sandbox import ZendeskSandbox
 from crossledger.plugins.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
 from crossledger.testing import ConnectorContract
@@ -654,6 +660,13 @@ def test_customers_with_the_same_name_are_distinct_organizations_kept_apart_by_u
     assert first != second == again
     [one], [two] = organizations(sandbox, "customer.stripe.cus_E1"), organizations(sandbox, "customer.stripe.cus_E2")
     assert (one["name"], two["name"]) == ("Twin Ltd (cus_E1)", "Twin Ltd (cus_E2)")
+
+
+def test_a_name_too_long_for_its_suffix_is_cut_short_and_stays_distinct() -> None:
+    long_name = "Consolidated " * 30
+    names = [organization_name(Customer(id=f"customer/stripe/cus_{n}", name=long_name)) for n in (1, 2)]
+    assert [len(name) for name in names] == [ORGANIZATION_NAME_LIMIT] * 2
+    assert names[0].endswith("… (cus_1)") and names[1].endswith("… (cus_2)")
 
 
 def test_an_organization_that_came_from_zendesk_keeps_its_name() -> None:

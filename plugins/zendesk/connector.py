@@ -102,6 +102,9 @@ XREF_FIELDS = {"salesforce": "salesforce_id", "stripe": "stripe_customer_id", "n
 """Organization field keys the hub writes: the customer's status, its support entitlement, and the
 ids the other systems have for it (``customer.linked``)."""
 
+ORGANIZATION_NAME_LIMIT = 255
+"""The most characters Zendesk takes in an organization's name."""
+
 DEFAULT_SLA_BY_TIER = {"enterprise": "1h", "pro": "4h", "basic": "24h", "starter": "24h"}
 
 TRIGGER_TEMPLATE = {
@@ -496,7 +499,13 @@ def organization_name(customer: Customer) -> str:
     and the name the same through every update. A customer that came from Zendesk keeps the name it
     has there (Zendesk made it unique already, and the hub must not rename an agent's organization)."""
     system, _, source_id = customer.id.partition("/")[2].partition("/")
-    return customer.name if system == SYSTEM else f"{customer.name} ({source_id or customer.id})"
+    if system == SYSTEM:
+        return customer.name
+    suffix = f" ({source_id or customer.id})"
+    room = ORGANIZATION_NAME_LIMIT - len(suffix)
+    # A name that leaves no room for the suffix is cut short (the suffix is what keeps it unique).
+    name = customer.name if len(customer.name) <= room else customer.name[: room - 1].rstrip() + "…"
+    return name + suffix
 
 
 def _address_text(customer: Customer) -> str | None:
