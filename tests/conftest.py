@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,12 @@ from crossledger.core.settings import HubSettings, Settings
 from crossledger.plugins import load_plugins
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.testing.redis_server import RedisServer, RedisUnavailable
+from crossledger.testing.zsf_specs import CheckedApp
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from tests.kits import salesforce as salesforce_kit
+from tests.kits import zendesk as zendesk_kit
 
 _redis: RedisServer | None = None
 
@@ -47,10 +53,27 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(sandbox: Any) -> Iterator[ServerThread]:
-    thread = ServerThread(sandbox.app).start()
+def served_app(sandbox: Any) -> Any:
+    """What ``server`` serves: the module's sandbox; a module may override it to serve the sandbox
+    wrapped, e.g. in a :class:`~crossledger.testing.zsf_specs.CheckedApp`."""
+    return sandbox.app
+
+
+@pytest.fixture(scope="module")
+def server(served_app: Any) -> Iterator[ServerThread]:
+    thread = ServerThread(served_app).start()
     yield thread
     thread.stop()
+
+
+@pytest.fixture
+def as_the_vendor_answers(served_app: Any) -> Iterator[None]:
+    """Fails a test in which the served sandbox, checked against its vendor's published description,
+    answered anything the vendor would not (opted into with ``usefixtures``)."""
+    yield
+    if isinstance(served_app, CheckedApp):
+        departures = served_app.take_departures()
+        assert departures == [], "\n".join(departures)
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +93,22 @@ def no_faults_left(server: ServerThread) -> Iterator[None]:
 
 
 
+SPEC_CHECKED: dict[str, Callable[[Any], CheckedApp]] = {"zendesk": zendesk_kit.checked,
+                                                         "salesforce": salesforce_kit.checked}
+"""The sandboxes whose every answer a system checks against their vendors' published descriptions."""
+
+
 @dataclass
 class System:
     hub: EmbeddedHub
     sandboxes: SandboxSet
     server: ServerThread
     stripe: StripeDriver
+    checked: dict[str, CheckedApp] = field(default_factory=dict)
+
+    def departures(self) -> list[str]:
+        """What the checked sandboxes answered that their vendors would not, since the last call."""
+        return [f"{name}: {found}" for name, app in self.checked.items() for found in app.take_departures()]
 
     def state(self, system: str) -> dict[str, Any]:
         return self.sandboxes.sandboxes[system].state()  # type: ignore[attr-defined,no-any-return]
@@ -118,7 +151,11 @@ def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None,
                  systems: tuple[str, ...] = ("stripe", "netsuite"), journeys: dict[str, Any] | None = None,
                  netsuite: dict[str, Any] | None = None, **hub: Any) -> System:
     sandboxes = SandboxSet(load_plugins().connectors, list(systems))
-    server = ServerThread(sandboxes.app).start()
+    checked = {name: SPEC_CHECKED[name](sandbox.app) for name, sandbox in sandboxes.sandboxes.items()
+               if name in SPEC_CHECKED}
+    served = Starlette(routes=[Mount(f"/{name}", app=checked.get(name, sandbox.app))
+                               for name, sandbox in sandboxes.sandboxes.items()])
+    server = ServerThread(served).start()
     port = free_port()
     sandboxes.subscribe(f"http://127.0.0.1:{port}")
     connectors = sandboxes.config(server.url)
@@ -129,7 +166,7 @@ def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None,
                         journeys=journeys or {})
     hub_process = EmbeddedHub(settings, port=port, threads=4).start()
     stripe = connectors["stripe"]
-    return System(hub_process, sandboxes, server, StripeDriver(stripe["base_url"], stripe["api_key"]))
+    return System(hub_process, sandboxes, server, StripeDriver(stripe["base_url"], stripe["api_key"]), checked)
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from crossledger.plugins.salesforce.settings import SalesforceSettings
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.plugins.types import Capability, Context, InboundEvent, Operation, Outcome, SystemKind
 from crossledger.testing import ConnectorContract, MemoryRefs
+from crossledger.testing.zsf_specs import CheckedApp
 from pydantic import ValidationError
 
 from tests.kits.salesforce import (
@@ -42,6 +43,7 @@ from tests.kits.salesforce import (
     OutboundReceiver,
     SalesforceKit,
     cdc_account_create,
+    checked,
     outbound_notifications,
 )
 
@@ -58,15 +60,20 @@ class TestSalesforceContract(ConnectorContract):
     kit = SalesforceKit()
 
 
-# --- fixtures (server, http and no_faults_left are in conftest.py) ----------------------------
+# --- fixtures (server, http, no_faults_left and as_the_vendor_answers are in conftest.py) -----
 
-pytestmark = pytest.mark.usefixtures("no_faults_left")
-
+pytestmark = pytest.mark.usefixtures("no_faults_left", "as_the_vendor_answers")
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> SalesforceSandbox:
     return SalesforceSandbox()
+
+
+@pytest.fixture(scope="module")
+def served_app(sandbox: SalesforceSandbox) -> CheckedApp:
+    """The org, every REST answer of which is checked against Salesforce's describes and error shape."""
+    return checked(sandbox.app)
 
 
 def context_for(sandbox: SalesforceSandbox, url: str, http: httpx.Client, **overrides: Any) -> Context:

@@ -16,12 +16,13 @@ import requests
 from crossledger.plugins.salesforce import ids, soap
 from crossledger.plugins.salesforce.sandbox import INTEGRATION_USER_ID, ORGANIZATION_ID, SalesforceSandbox
 from crossledger.plugins.sandbox import ServerThread
+from crossledger.testing.zsf_specs import CheckedApp
 from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from tests.kits.salesforce import OutboundReceiver
+from tests.kits.salesforce import OutboundReceiver, checked, published_describes
 
 V = "/services/data/v62.0"
 REST_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000")
@@ -34,10 +35,9 @@ def sandbox() -> SalesforceSandbox:
 
 
 @pytest.fixture(scope="module")
-def server(sandbox: SalesforceSandbox) -> Iterator[ServerThread]:
-    thread = ServerThread(sandbox.app).start()
-    yield thread
-    thread.stop()
+def served_app(sandbox: SalesforceSandbox) -> CheckedApp:
+    """The org, every REST answer of which is checked against Salesforce's describes and error shape."""
+    return checked(sandbox.app)
 
 
 def token_for(url: str, sandbox: SalesforceSandbox) -> str:
@@ -56,10 +56,7 @@ def api(sandbox: SalesforceSandbox, server: ServerThread) -> Iterator[httpx.Clie
         yield client
 
 
-@pytest.fixture(autouse=True)
-def no_faults_left(server: ServerThread) -> Iterator[None]:
-    yield
-    httpx.delete(f"{server.url}/_sandbox/faults").raise_for_status()
+pytestmark = pytest.mark.usefixtures("no_faults_left", "as_the_vendor_answers")
 
 
 def unique(prefix: str = "Acme") -> str:
@@ -384,9 +381,11 @@ class LoopbackAdapter(requests.adapters.HTTPAdapter):
 def mounted() -> Iterator[tuple[SalesforceSandbox, str]]:
     """A second org, served under ``/salesforce`` as ``crossledger sandbox`` serves it."""
     org = SalesforceSandbox()
-    thread = ServerThread(Starlette(routes=[Mount("/salesforce", app=org.app)])).start()
+    app = checked(org.app)
+    thread = ServerThread(Starlette(routes=[Mount("/salesforce", app=app)])).start()
     yield org, f"{thread.url}/salesforce"
     thread.stop()
+    assert app.departures == [], "\n".join(app.departures)
 
 
 @pytest.fixture(scope="module")
@@ -505,3 +504,105 @@ def test_state_lists_records_by_type(sandbox: SalesforceSandbox, api: httpx.Clie
     assert {"accounts", "contacts", "invoices", "payments", "outbound", "api"} <= set(state)
     assert record_id in {record["Id"] for record in state["accounts"]}
     assert state["api"]["used"] == sandbox.api_used
+
+
+# --- held to Salesforce's describe ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sobject", ["Account", "Contact"])
+def test_describe_lists_every_standard_field_as_salesforce_does(api: httpx.Client, sobject: str) -> None:
+    served = api.get(f"/sobjects/{sobject}/describe")
+
+    assert served.status_code == 200, served.text
+    body = served.json()
+    assert published_describes()[sobject].describe_violations(body) == []
+    assert (body["name"], body["urls"]["describe"]) == (sobject, f"{V}/sobjects/{sobject}/describe")
+    names = [field["name"] for field in body["fields"]]
+    assert {"CurrencyIsoCode", "CrossLedger_Id__c"} <= set(names) and len(names) == len(set(names))
+
+
+def test_custom_objects_and_the_org_are_described(api: httpx.Client) -> None:
+    invoice = api.get("/sobjects/Invoice__c/describe").json()
+    assert (invoice["custom"], invoice["keyPrefix"]) == (True, "a0B")
+    by_name = {field["name"]: field for field in invoice["fields"]}
+    assert (by_name["Total__c"]["type"], by_name["Total__c"]["scale"], by_name["Name"]["nillable"]) == \
+        ("currency", 3, False)
+    assert {entry["name"] for entry in api.get("/sobjects").json()["sobjects"]} == \
+        {"Account", "Contact", "Invoice__c", "Payment__c"}
+    assert api.get("/sobjects/Contact").json()["objectDescribe"]["keyPrefix"] == "003"
+    assert error_of(api.get("/sobjects/Opportunity/describe"))[:2] == (404, "NOT_FOUND")
+
+
+def test_records_carry_every_standard_field_with_its_type(api: httpx.Client) -> None:
+    account = create(api, "Account", Name=unique(), BillingCity="Leeds", BillingCountry="GB", NumberOfEmployees=12,
+                     AnnualRevenue=1_500_000, Industry="Banking")
+    contact = create(api, "Contact", AccountId=account, FirstName="Ada", LastName="Lovelace", Birthdate="1815-12-10")
+
+    shown = api.get(f"/sobjects/Account/{account}").json()
+    person = api.get(f"/sobjects/Contact/{contact}").json()
+
+    assert published_describes()["Account"].violations(shown, whole=True) == []
+    assert published_describes()["Contact"].violations(person, whole=True) == []
+    assert (shown["IsDeleted"], shown["CreatedById"], shown["NumberOfEmployees"]) == (False, INTEGRATION_USER_ID, 12)
+    assert shown["BillingAddress"] == {"street": None, "city": "Leeds", "state": None, "postalCode": None,
+                                       "country": "GB", "latitude": None, "longitude": None, "geocodeAccuracy": None}
+    assert shown["ShippingAddress"] is None
+    assert (person["Name"], person["IsEmailBounced"], person["MailingAddress"]) == ("Ada Lovelace", False, None)
+
+
+def soql_literal(field: dict[str, Any]) -> str:
+    """A literal of the field's type, as SOQL writes it."""
+    return {"boolean": "false", "int": "1", "double": "1.5", "currency": "1.5", "percent": "1.5",
+            "date": "2026-01-31", "datetime": "2026-01-31T00:00:00Z", "id": "'000000000000000AAA'",
+            "reference": "'000000000000000AAA'"}.get(field["type"], "'x'")
+
+
+@pytest.mark.parametrize("sobject", ["Account", "Contact"])
+def test_soql_selects_and_filters_on_any_standard_field(api: httpx.Client, sobject: str) -> None:
+    fields = list(published_describes()[sobject].fields.values())
+    create(api, sobject, **({"Name": unique()} if sobject == "Account" else {"LastName": unique("Person")}))
+
+    every = api.get("/query", params={"q": f"SELECT {', '.join(f['name'] for f in fields)} FROM {sobject}"})
+    assert every.status_code == 200, every.text
+    assert every.json()["totalSize"] >= 1
+
+    for field in fields:
+        soql = f"SELECT Id FROM {sobject} WHERE {field['name']} != {soql_literal(field)}"
+        answer = api.get("/query", params={"q": soql})
+        if field["filterable"] and field["type"] != "address":  # compound fields: DISTANCE() only
+            assert answer.status_code == 200, (soql, answer.text)
+        else:
+            assert error_of(answer)[:2] == (400, "INVALID_FIELD"), soql
+
+
+def too_long(field: dict[str, Any]) -> str:
+    """A value one character longer than ``field`` takes, well-formed otherwise."""
+    if field["type"] == "email":
+        return "a" * (field["length"] - len("@example.com") + 1) + "@example.com"
+    return "x" * (field["length"] + 1)
+
+
+@pytest.mark.parametrize(("sobject", "field"), [
+    (sobject, field) for sobject in ("Account", "Contact")
+    for field in published_describes()[sobject].fields.values()
+    if field["createable"] and field["length"] and field["type"] not in ("reference", "id")
+    and not field["restrictedPicklist"]
+], ids=lambda value: value if isinstance(value, str) else value["name"])
+def test_text_longer_than_the_field_is_refused_as_salesforce_refuses_it(api: httpx.Client, sobject: str,
+                                                                       field: dict[str, Any]) -> None:
+    required = {"Name": unique()} if sobject == "Account" else {"LastName": unique("Person")}
+    answer = api.post(f"/sobjects/{sobject}", json={**required, field["name"]: too_long(field)})
+
+    assert error_of(answer) == (400, "STRING_TOO_LONG", [field["name"]])
+    [error] = answer.json()
+    assert error["message"].startswith(f"{field['label']}: data value too large: ")
+    assert error["message"].endswith(f"(max length={field['length']})")
+    fits = too_long(field)[1:]  # the longest value the field takes
+    assert api.post(f"/sobjects/{sobject}", json={**required, field["name"]: fits}).status_code == 201
+
+
+def test_simple_salesforce_describes(sf: Salesforce) -> None:
+    described = cast(SFType, sf.Account).describe()
+    assert published_describes()["Account"].describe_violations(described) == []
+    assert cast(SFType, sf.Contact).metadata()["objectDescribe"]["name"] == "Contact"
+    assert "Invoice__c" in {entry["name"] for entry in sf.describe()["sobjects"]}

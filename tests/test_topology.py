@@ -25,6 +25,9 @@ def topology(tmp_path: Path) -> Iterator[System]:
     yield running
     running.hub.stop()
     running.server.stop()
+    assert all(app.checked for app in running.checked.values()), "the checked sandboxes saw no answer"
+    departures = running.departures()
+    assert departures == [], "\n".join(departures)
 
 
 def quiet(system: System) -> bool:
@@ -218,3 +221,24 @@ def test_terms_set_in_netsuite_survive_a_salesforce_edit_in_the_same_second(topo
     golden = topology.hub.runtime.store.golden_get(canonical_id)
     assert golden is not None and golden.data["dimensions"].get("terms") == "3"
     assert golden.data["phone"] == "+1 555 0142"
+
+
+def test_two_stripe_customers_with_the_same_name_become_two_organizations(topology: System) -> None:
+    """Zendesk keeps organization names unique; two different customers called the same must still
+    both reach support, each as its own organization, and stay apart through later updates."""
+    first = topology.stripe.post("/v1/customers", name="Acme Ltd", email="billing@acme-uk.example")
+    second = topology.stripe.post("/v1/customers", name="Acme Ltd", email="accounts@acme-us.example")
+    ids = [f"customer/stripe/{customer['id']}" for customer in (first, second)]
+    settle(topology, lambda: all(zendesk_organizations(topology, canonical_id) for canonical_id in ids))
+    topology.stripe.post(f"/v1/customers/{second['id']}", phone="+1 555 0199")
+    settle(topology)
+    organizations = [only_one(zendesk_organizations(topology, canonical_id)) for canonical_id in ids]
+    names = [organization["name"] for organization in organizations]
+    assert len(set(names)) == 2 and all(name.startswith("Acme Ltd") for name in names)
+    assert names == [f"Acme Ltd ({first['id']})", f"Acme Ltd ({second['id']})"]
+    assert topology.hub.runtime.store.dlq_count() == 0, _debug(topology)
+
+
+def only_one(items: list[dict[str, Any]]) -> dict[str, Any]:
+    [item] = items
+    return item

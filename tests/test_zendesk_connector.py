@@ -27,13 +27,28 @@ from crossledger.canonical.money import Money
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, PayloadError, SignatureError
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.plugins.types import Change, Context, InboundEvent, Operation
-from crossledger.plugins.zendesk.connector import TRIGGER_TEMPLATE, ZendeskConnector, ZendeskSettings
+from crossledger.plugins.zendesk.connector import (
+    ORGANIZATION_NAME_LIMIT,
+    TRIGGER_TEMPLATE,
+    ZendeskConnector,
+    ZendeskSettings,
+    organization_name,
+)
 from crossledger.plugins.zendesk.sandbox import ZendeskSandbox
 from crossledger.plugins.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
 from crossledger.testing import ConnectorContract
 from crossledger.testing.refs import MemoryRefs
+from crossledger.testing.zsf_specs import CheckedApp
 
-from tests.kits.zendesk import DOCUMENTED_VECTOR, OLD_ORDER_VECTOR, VECTOR_NOW, WebhookReceiver, ZendeskKit, fixture
+from tests.kits.zendesk import (
+    DOCUMENTED_VECTOR,
+    OLD_ORDER_VECTOR,
+    VECTOR_NOW,
+    WebhookReceiver,
+    ZendeskKit,
+    checked,
+    fixture,
+)
 
 ZENDESK = ZendeskConnector()
 SECRET = "dGhpc19zZWNyZXRfaXNfZm9yX3Rlc3Rpbmdfb25seQ=="
@@ -308,7 +323,7 @@ def test_customer_upsert_is_create_or_update_by_external_key_leaving_unknowns_ou
     op = only(ZENDESK.plan(context(), event("customer.upserted", customer), MemoryRefs()))
     assert op.payload["method"] == "POST" and op.payload["path"] == "/organizations/create_or_update.json"
     assert op.payload["body"] == {"organization": {
-        "external_id": "customer.salesforce.001A", "name": "Acme", "details": "1 Main St, Springfield, US",
+        "external_id": "customer.salesforce.001A", "name": "Acme (001A)", "details": "1 Main St, Springfield, US",
         "organization_fields": {"account_status": "suspended"}}}
     assert "idempotent" not in op.payload  # create_or_update has no Idempotency-Key: the external id is the key
 
@@ -421,8 +436,14 @@ def sandbox() -> ZendeskSandbox:
     return ZendeskSandbox()
 
 
+@pytest.fixture(scope="module")
+def served_app(sandbox: ZendeskSandbox) -> CheckedApp:
+    """The sandbox, every answer of which is checked against Zendesk's published description."""
+    return checked(sandbox.app)
+
+
 @pytest.fixture
-def live(sandbox: ZendeskSandbox, server: ServerThread) -> Iterator[Context]:
+def live(server: ServerThread, sandbox: ZendeskSandbox, as_the_vendor_answers: None) -> Iterator[Context]:
     with httpx.Client() as http:
         settings = ZendeskSettings(**sandbox.connector_settings(server.url), timeout_s=1.0)
         yield Context(settings=settings, http=http, clock=time.time)
@@ -464,7 +485,7 @@ def test_an_update_lands_on_the_same_organization(live: Context, sandbox: Zendes
     first = hub.deliver(event("customer.upserted", Customer(id="customer/salesforce/C2", name="C2")))
     again = hub.deliver(event("customer.upserted", Customer(id="customer/salesforce/C2", name="C2 Renamed"), n="2"))
     [org] = organizations(sandbox, "customer.salesforce.C2")
-    assert first == again == str(org["id"]) and org["name"] == "C2 Renamed"
+    assert first == again == str(org["id"]) and org["name"] == "C2 Renamed (C2)"
 
 
 def test_linked_ids_land_in_organization_fields(live: Context, sandbox: ZendeskSandbox) -> None:
@@ -476,7 +497,7 @@ def test_linked_ids_land_in_organization_fields(live: Context, sandbox: ZendeskS
     hub.deliver(event("customer.linked", customer, source="hub"))
     [org] = organizations(sandbox, "customer.salesforce.C3")
     assert org["organization_fields"] == {"account_status": "active", "salesforce_id": "C3", "netsuite_id": "1234"}
-    assert org["name"] == "C3"
+    assert org["name"] == "C3 (C3)"
 
 
 def test_a_subscription_puts_plan_tier_and_sla_on_the_organization(live: Context, sandbox: ZendeskSandbox) -> None:
@@ -618,10 +639,41 @@ def test_injected_faults_are_classified(live: Context, server: ServerThread, mod
 
 
 def test_validation_errors_are_data_errors_with_zendesks_reason(live: Context) -> None:
-    Hub(live).deliver(event("customer.upserted", Customer(id="customer/salesforce/D1", name="Same Name")))
+    """An agent made an organization with the very name the hub gives a customer: Zendesk's reason
+    is in the message, and (as Zendesk words it) no name or other personal data is."""
+    agent = httpx.Client(base_url=live.settings.base_url, auth=(f"{live.settings.email}/token",
+                                                                 live.settings.api_token.get_secret_value()))
+    agent.post("/api/v2/organizations.json", json={"organization": {"name": "Same Name (D2)"}}).raise_for_status()
     error = failure(live, event("customer.upserted", Customer(id="customer/salesforce/D2", name="Same Name")))
     assert (error.category, error.status) == (Category.DATA, 422)
-    assert "RecordInvalid: Record validation errors (name: Name: Same Name has already been taken)" in error.message
+    assert "RecordInvalid: Record validation errors (name: Name: has already been taken)" in error.message
+    assert "Same Name" not in error.message
+
+
+def test_customers_with_the_same_name_are_distinct_organizations_kept_apart_by_updates(
+        live: Context, sandbox: ZendeskSandbox) -> None:
+    hub = Hub(live)
+    first = hub.deliver(event("customer.upserted", Customer(id="customer/stripe/cus_E1", name="Twin Ltd")))
+    second = hub.deliver(event("customer.upserted", Customer(id="customer/stripe/cus_E2", name="Twin Ltd")))
+    again = hub.deliver(event("customer.upserted", Customer(id="customer/stripe/cus_E2", name="Twin Ltd",
+                                                            phone="+1 555 0100"), n="2"))
+    assert first != second == again
+    [one], [two] = organizations(sandbox, "customer.stripe.cus_E1"), organizations(sandbox, "customer.stripe.cus_E2")
+    assert (one["name"], two["name"]) == ("Twin Ltd (cus_E1)", "Twin Ltd (cus_E2)")
+
+
+def test_a_name_too_long_for_its_suffix_is_cut_short_and_stays_distinct() -> None:
+    long_name = "Consolidated " * 30
+    names = [organization_name(Customer(id=f"customer/stripe/cus_{n}", name=long_name)) for n in (1, 2)]
+    assert [len(name) for name in names] == [ORGANIZATION_NAME_LIMIT] * 2
+    assert names[0].endswith("… (cus_1)") and names[1].endswith("… (cus_2)")
+
+
+def test_an_organization_that_came_from_zendesk_keeps_its_name() -> None:
+    customer = Customer(id="customer/zendesk/4242", name="Agent Made")
+    op = only(ZENDESK.plan(context(), event("customer.upserted", customer, source="zendesk"),
+                           known({"customer/zendesk/4242": "4242"})))
+    assert op.payload["body"]["organization"]["name"] == "Agent Made"
 
 
 def test_bad_credentials_are_an_auth_error(sandbox: ZendeskSandbox, server: ServerThread) -> None:

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tests.kits.zendesk import WebhookReceiver
+from tests.kits.zendesk import WebhookReceiver, checked, support_api
 
 UTC_SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
@@ -61,11 +61,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def sandbox(host: tuple[ServerThread, Current], clock: Clock) -> ZendeskSandbox:
+def sandbox(host: tuple[ServerThread, Current], clock: Clock) -> Iterator[ZendeskSandbox]:
+    """A fresh account, every JSON answer of which must be what Zendesk's published description of
+    its Support API says (statuses it does not document: Zendesk's error shape)."""
     fresh = ZendeskSandbox(clock=clock)
-    host[1].app = Starlette(routes=[Mount("/zendesk", app=fresh.app)])
+    app = checked(fresh.app)
+    host[1].app = Starlette(routes=[Mount("/zendesk", app=app)])
     host[1].requests.clear()
-    return fresh
+    yield fresh
+    assert app.departures == [], "\n".join(app.departures)
 
 
 @pytest.fixture
@@ -146,7 +150,7 @@ def test_organization_validation_errors(api: httpx.Client) -> None:
     organization(api, external_id="taken")
     clash = error_of(api.post("/organizations.json", json={"organization": {"name": "ACME"}}), 422, "RecordInvalid")
     assert clash == {"error": "RecordInvalid", "description": "Record validation errors", "details": {
-        "name": [{"description": "Name: ACME has already been taken", "error": "DuplicateValue"}]}}
+        "name": [{"description": "Name: has already been taken", "error": "DuplicateValue"}]}}
     external = error_of(api.post("/organizations.json", json={"organization": {"name": "B", "external_id": "TAKEN"}}),
                         422, "RecordInvalid")
     assert external["details"]["external_id"][0]["error"] == "DuplicateValue"
@@ -444,3 +448,31 @@ def test_zenpy_works_against_the_sandbox(sandbox: ZendeskSandbox, host: tuple[Se
     assert (audit.ticket.subject, audit.ticket.status, audit.ticket.requester_id) == ("Help", "new", user.id)
     [stored] = sandbox.state()["tickets"]
     assert (stored["description"], stored["organization_id"]) == ("It broke", org.id)
+
+
+def test_a_ticket_without_a_subject_has_text_where_zendesk_documents_text(api: httpx.Client) -> None:
+    created = api.post("/tickets.json", json={"ticket": {"comment": {"body": "It broke"}}}).json()["ticket"]
+    assert (created["subject"], created["raw_subject"], created["priority"], created["type"]) == (None, "", None, None)
+
+
+# -- the description the sandbox is held to ---------------------------------------------------------------
+
+
+def test_the_published_description_catches_answers_zendesk_does_not_give() -> None:
+    """The check is real: nulls where Zendesk documents text, unknown operations, error bodies in
+    another API's shape."""
+    api = support_api()
+    organization = {"id": 1, "name": None, "url": "u", "tags": [], "created_at": "2024-04-17T17:18:10Z"}
+    assert api.violations("GET", f"{API_ROOT}/organizations/1.json", 200, {"organization": organization})
+    user = {"id": 2, "name": "Ada", "details": None, "organization_id": None}  # neither an admin nor an end user
+    assert api.violations("GET", f"{API_ROOT}/users/2.json", 200, {"user": user})
+    ticket = {"id": 3, "status": "open", "priority": None, "type": None, "subject": None}
+    assert api.violations("GET", f"{API_ROOT}/tickets/3.json", 200, {"ticket": ticket}) == []
+    assert api.violations("GET", f"{API_ROOT}/tickets/3.json", 200, {"ticket": {**ticket, "status": None}})
+    assert api.violations("GET", f"{API_ROOT}/nowhere", 200, {})
+    assert api.violations("GET", f"{API_ROOT}/users/2.json", 404, {"error": {"title": "x", "message": "y"}})
+    assert api.violations("GET", f"{API_ROOT}/users/2.json", 404, {"error": "RecordNotFound",
+                                                                  "description": "Not found"}) == []
+    assert api.violations("PUT", f"{API_ROOT}/organizations/1.json", 422, {
+        "error": "RecordInvalid", "description": "Record validation errors",
+        "details": {"name": [{"description": "Name: has already been taken", "error": "DuplicateValue"}]}}) == []

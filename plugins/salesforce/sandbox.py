@@ -13,10 +13,13 @@ What a client meets in a real org, and so meets here:
   ``created: false`` from v46.0 and 204 before, 300 with the matching records' URLs when the
   value is not unique, 404 with ``?updateOnly=true`` and no match), ``query?q=SOQL``
   (:mod:`.soql`; ``{"totalSize", "done", "records", "nextRecordsUrl"}``, batches sized by the
-  ``Sforce-Query-Options: batchSize=N`` header, followed at ``query/{locator}-{offset}``) and
-  ``limits``. Ids are 18 characters with the objects' key prefixes (``001`` Account, ``003``
-  Contact, ``a0B`` Invoice__c, ``a0C`` Payment__c); either id form is accepted. Records carry
-  ``attributes`` and ``CreatedDate``/``LastModifiedDate``/``SystemModstamp`` as
+  ``Sforce-Query-Options: batchSize=N`` header, followed at ``query/{locator}-{offset}``),
+  ``limits``, and the describe calls ``sobjects``, ``sobjects/{Type}`` and
+  ``sobjects/{Type}/describe`` (:mod:`.describe`). Ids are 18 characters with the objects' key
+  prefixes (``001`` Account, ``003`` Contact, ``a0B`` Invoice__c, ``a0C`` Payment__c); either id
+  form is accepted. Records carry
+  ``attributes`` and every field of their object (:mod:`.schema`: Salesforce's standard fields as
+  its describe gives them, then the org's custom ones), datetimes as
   ``2024-01-31T17:32:28.000+0000``; currency fields are JSON numbers with their exact digits.
 - **Errors** are a JSON array, ``[{"message", "errorCode", "fields"}]``, checked as the API
   checks them (:mod:`.schema`).
@@ -34,8 +37,9 @@ return fewer for wide records); the sandbox honours any size from 1, so paging i
 handful of records.
 
 Not emulated: Change Data Capture streaming (it reaches the hub through a relay, see :mod:`.relay`),
-composite and collection resources, describe, bulk APIs, other objects, sharing and permissions,
-triggers and validation rules beyond field types, the recycle bin and ``queryAll``.
+composite and collection resources, layouts and other describe sub-resources, bulk APIs, other
+objects, sharing and permissions, triggers and validation rules beyond field types, the recycle bin
+and ``queryAll``.
 """
 
 import base64
@@ -55,11 +59,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
-from crossledger.plugins.salesforce import ids, soql
+from crossledger.plugins.salesforce import describe, ids, soql
 from crossledger.plugins.salesforce.client import LIMIT_HEADER, TOKEN_PATH
 from crossledger.plugins.salesforce.outbound import OutboundMessaging
 from crossledger.plugins.salesforce.schema import (
-    CORPORATE_CURRENCY,
     OBJECTS,
     Field,
     SalesforceError,
@@ -83,6 +86,8 @@ MAX_BATCH = 2000
 OPEN_CURSORS = 50
 """Query locators kept; older ones answer INVALID_QUERY_LOCATOR, as expired cursors do."""
 NOTIFYING = ("Account", "Contact")
+RUN_AS_FIELDS = frozenset({"OwnerId", "CreatedById", "LastModifiedById"})
+"""Who a record made through the API belongs to, and was made and changed by, unless it says."""
 
 _JSON = msgspec.json.Encoder(decimal_format="number")
 Values = dict[str, Any]
@@ -102,7 +107,10 @@ def _json_value(value: Any) -> Any:
 
 
 def _soap_text(value: Any) -> str:
-    """A field as an outbound message writes it: datetimes as ``2024-01-31T17:32:28.000Z``."""
+    """A field as an outbound message writes it: datetimes as ``2024-01-31T17:32:28.000Z``,
+    booleans as ``true``/``false``."""
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
     if isinstance(value, Decimal):
@@ -174,25 +182,27 @@ class Org:
                 if isinstance(record.get(field.name), str) and record[field.name].casefold() == wanted]
 
     def create(self, sobject: SObjectType, body: Values) -> Values:
-        values = self._accept(sobject, body)
-        if sobject.find("OwnerId") is not None:  # a record made without an owner belongs to whoever made it
-            values.setdefault("OwnerId", INTEGRATION_USER_ID)
+        """A new record: every field of the object, the ones the body does not give at their
+        defaults; made, owned and last modified by the API's run-as user unless an owner is given."""
+        values = self._accept(sobject, body, creating=True)
         missing = [field.name for field in sobject.fields if field.required and values.get(field.name) is None]
         if missing:
             raise SalesforceError(400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
                                   missing)
         now = self.now()
-        record: Values = {field.name: None for field in sobject.fields}
+        record: Values = {field.name: INTEGRATION_USER_ID if field.name in RUN_AS_FIELDS else field.default
+                          for field in sobject.fields}
         record.update(values, Id=self.ids.new(sobject.key_prefix), CreatedDate=now, LastModifiedDate=now,
                       SystemModstamp=now)
-        record["CurrencyIsoCode"] = record["CurrencyIsoCode"] or CORPORATE_CURRENCY
+        sobject.derive(record)
         self._records[sobject.name][record["Id"]] = record
         return record
 
     def update(self, sobject: SObjectType, record: Values, body: Values) -> None:
-        values = self._accept(sobject, body)
+        values = self._accept(sobject, body, creating=False)
         now = self.now()
-        record.update(values, LastModifiedDate=now, SystemModstamp=now)
+        record.update(values, LastModifiedDate=now, LastModifiedById=INTEGRATION_USER_ID, SystemModstamp=now)
+        sobject.derive(record)
 
     def delete(self, sobject: SObjectType, record: Values) -> None:
         """Delete ``record``, and the records that cannot live without it (an account's contacts);
@@ -218,19 +228,21 @@ class Org:
         return rendered
 
     def soap_fields(self, sobject_name: str, record_id: str) -> dict[str, str | None] | None:
-        """The record's set fields as an outbound message carries them; None once it is deleted."""
+        """The record's set fields as an outbound message carries them (compound fields have no
+        place in one: their components are there); None once it is deleted."""
         record = self._records[sobject_name].get(record_id)
         if record is None:
             return None
-        return {name: _soap_text(value) for name, value in record.items() if value is not None}
+        return {name: _soap_text(value) for name, value in record.items() if value is not None
+                and not isinstance(value, dict)}
 
-    def _accept(self, sobject: SObjectType, body: Values) -> Values:
+    def _accept(self, sobject: SObjectType, body: Values, *, creating: bool) -> Values:
         values: Values = {}
         for name, value in body.items():
             if name == "attributes":
                 continue
             field = sobject.require(name)
-            if not field.writable:
+            if not (field.createable if creating else field.updateable):
                 raise SalesforceError(400, "INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to create/update fields: "
                                       f"{field.name}. Please check the security settings of this field and verify "
                                       "that it is read/write for your profile or permission set.", [field.name])
@@ -416,8 +428,17 @@ class SalesforceSandbox:
                 return _allowed(call, {"GET": lambda: self._query(call)})
             case ["query", locator]:
                 return _allowed(call, {"GET": lambda: self._query_more(call, locator)})
+            case ["sobjects"]:
+                return _allowed(call, {"GET": lambda: _json(describe.global_describe(call.version, call.instance_url))})
             case ["sobjects", name]:
-                return _allowed(call, {"POST": lambda: self._create(call, sobject_type(name))})
+                sobject = sobject_type(name)
+                return _allowed(call, {"GET": lambda: _json({"objectDescribe": describe.basic(
+                                           sobject, call.version, call.instance_url), "recentItems": []}),
+                                       "POST": lambda: self._create(call, sobject)})
+            case ["sobjects", name, "describe"]:
+                sobject = sobject_type(name)
+                return _allowed(call, {"GET": lambda: _json(describe.describe(sobject, call.version,
+                                                                              call.instance_url))})
             case ["sobjects", name, record_id]:
                 sobject = sobject_type(name)
                 return _allowed(call, {"GET": lambda: self._read(call, sobject, self._org.get(sobject, record_id)),

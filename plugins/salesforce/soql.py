@@ -26,7 +26,14 @@ from decimal import Decimal
 from typing import Any
 
 from crossledger.plugins.salesforce import ids
-from crossledger.plugins.salesforce.schema import TEXT_KINDS, Field, SalesforceError, SObjectType, find_sobject
+from crossledger.plugins.salesforce.schema import (
+    NUMBER_KINDS,
+    TEXT_KINDS,
+    Field,
+    SalesforceError,
+    SObjectType,
+    find_sobject,
+)
 
 Values = dict[str, Any]
 Predicate = Callable[[Values], bool]
@@ -41,7 +48,8 @@ _TOKEN = re.compile(r"""\s*(?:
   | (?P<word>[A-Za-z_][A-Za-z0-9_.]*)
 )""", re.VERBOSE)
 
-_KINDS_IN_ERRORS = {"currency": "currency", "date": "date", "datetime": "dateTime", "boolean": "boolean"}
+_KINDS_IN_ERRORS = {"currency": "currency", "double": "double", "percent": "percent", "int": "int", "date": "date",
+                    "datetime": "dateTime", "boolean": "boolean"}
 
 
 def malformed(message: str) -> SalesforceError:
@@ -222,6 +230,8 @@ class _Parser:
 
     def comparison(self) -> Predicate:
         field = self.field(self.next()[1])
+        if not field.filterable:
+            raise SalesforceError(400, "INVALID_FIELD", f"field '{field.name}' can not be filtered in a query call")
         if self.at("NOT", "IN"):
             negated = self.next()[1].upper() == "NOT"
             if negated:
@@ -256,7 +266,7 @@ class _Parser:
                     raise SalesforceError(400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {value}")
                 return normalized
             return value
-        if field.kind == "currency" and kind == "number":
+        if field.kind in NUMBER_KINDS and kind == "number":
             return Decimal(text)
         if field.kind == "date" and kind == "date":
             return date.fromisoformat(text)

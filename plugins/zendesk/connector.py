@@ -102,6 +102,9 @@ XREF_FIELDS = {"salesforce": "salesforce_id", "stripe": "stripe_customer_id", "n
 """Organization field keys the hub writes: the customer's status, its support entitlement, and the
 ids the other systems have for it (``customer.linked``)."""
 
+ORGANIZATION_NAME_LIMIT = 255
+"""The most characters Zendesk takes in an organization's name."""
+
 DEFAULT_SLA_BY_TIER = {"enterprise": "1h", "pro": "4h", "basic": "24h", "starter": "24h"}
 
 TRIGGER_TEMPLATE = {
@@ -425,7 +428,7 @@ class _Planner:
 
     def customer(self, customer: Customer) -> Operation:
         return self._upsert("organization.upsert", "customer", customer.id, {
-            "name": customer.name,
+            "name": organization_name(customer),
             "details": _address_text(customer),
             "organization_fields": {ACCOUNT_STATUS_FIELD: customer.status},
         })
@@ -485,6 +488,24 @@ class _Planner:
         })
         return _operation(TICKET_CREATE, "supportcase", case.id, "POST", "/tickets.json", {"ticket": ticket},
                           ("/tickets.json", {"external_id": key}), idempotent=True)
+
+
+def organization_name(customer: Customer) -> str:
+    """The organization's name: the customer's, followed by the id its source system gives it
+    (``Acme Ltd (cus_NffrFeUfNV2Hib)``).
+
+    Zendesk keeps organization names unique, while two customers may well share a name; the
+    external id is what identifies the organization, and the suffix keeps distinct customers distinct
+    and the name the same through every update. A customer that came from Zendesk keeps the name it
+    has there (Zendesk made it unique already, and the hub must not rename an agent's organization)."""
+    system, _, source_id = customer.id.partition("/")[2].partition("/")
+    if system == SYSTEM:
+        return customer.name
+    suffix = f" ({source_id or customer.id})"
+    room = ORGANIZATION_NAME_LIMIT - len(suffix)
+    # A name that leaves no room for the suffix is cut short (the suffix is what keeps it unique).
+    name = customer.name if len(customer.name) <= room else customer.name[: room - 1].rstrip() + "…"
+    return name + suffix
 
 
 def _address_text(customer: Customer) -> str | None:

@@ -6,7 +6,11 @@ What a client meets at ``https://{subdomain}.zendesk.com/api/v2`` it meets here:
   ``{"error": "Couldn't authenticate you"}``.
 - **Resources** are wrapped in a root key (``{"organization": {...}}``), have integer ids, ISO 8601
   UTC times to the second (``2024-04-17T17:18:10Z``) and a ``url``. Paths work with and without
-  ``.json``. Unknown attributes in a body are ignored, as Zendesk ignores them.
+  ``.json``. Unknown attributes in a body are ignored, as Zendesk ignores them. Every answer has
+  the shape Zendesk's published Support API description gives it (the tests check each one against
+  it): ``null`` only where it documents one, ``""`` for empty text it documents as text (a user's
+  ``details`` and ``notes``, a ticket's ``raw_subject``), integers it documents as such left out
+  when there are none (a user's ``default_group_id``).
 - **Organizations** and **users**: create (201), ``create_or_update`` (201 created / 200 updated;
   matched on ``id``, then ``external_id``, and for users on ``email``; case-insensitively), show,
   update (``PUT``; ``organization_fields`` / ``user_fields`` are merged key by key and stored as
@@ -196,6 +200,10 @@ class Kind:
     """Fields that must name an existing record, and the collection it is in."""
     choices: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Fields whose value must be one of a few."""
+    blank: frozenset[str] = frozenset()
+    """Text fields Zendesk never shows as ``null``: cleared or never set, they are ``""``."""
+    absent_when_none: frozenset[str] = frozenset()
+    """Fields a record leaves out rather than show as ``null`` (Zendesk documents them as integers)."""
 
 
 def _organization_detail(record: Record) -> Record:
@@ -226,13 +234,15 @@ ORGANIZATIONS = Kind(
 USERS = Kind(
     collection="users", root="user", custom_fields="user_fields",
     defaults={"name": None, "email": None, "external_id": None, "organization_id": None, "role": "end-user",
-              "active": True, "verified": False, "suspended": False, "phone": None, "details": None,
-              "notes": None, "tags": [], "default_group_id": None, "user_fields": {}},
+              "active": True, "verified": False, "suspended": False, "phone": None, "details": "",
+              "notes": "", "tags": [], "default_group_id": None, "user_fields": {}},
     writable=frozenset({"name", "email", "external_id", "organization_id", "role", "verified", "suspended", "phone",
                         "details", "notes", "tags", "user_fields"}),
     unique=("email", "external_id"), match_on=("external_id", "email"), watched=("name", "external_id", "role"),
     detail=_user_detail, references={"organization_id": "organizations"}, choices={"role": ROLES},
+    blank=frozenset({"details", "notes"}), absent_when_none=frozenset({"default_group_id"}),
 )
+KINDS = {kind.collection: kind for kind in (ORGANIZATIONS, USERS)}
 TICKET_FIELDS = frozenset({"subject", "status", "priority", "type", "tags", "external_id", "organization_id",
                            "requester_id", "assignee_id", "group_id", "custom_fields"})
 
@@ -334,6 +344,8 @@ class Account:
                 if not isinstance(value, dict):
                     raise _invalid(name, f"{name} must be an object")
                 record[name] = {**record[name], **value}
+            elif value is None and name in kind.blank:
+                record[name] = ""
             else:
                 record[name] = value
         self._check(kind, record)
@@ -344,8 +356,8 @@ class Account:
         for name in kind.unique:
             clash = self.find(kind, name, record.get(name))
             if clash is not None and clash["id"] != record["id"]:
-                raise _invalid(name, f"{name.replace('_', ' ').capitalize()}: {record[name]} has already been taken",
-                               "DuplicateValue")
+                # Zendesk's words: the field's label and no value ("Name: has already been taken").
+                raise _invalid(name, f"{name.replace('_', ' ').capitalize()}: has already been taken", "DuplicateValue")
         for name, allowed in kind.choices.items():
             if record[name] not in allowed:
                 raise _invalid(name, f"{name.capitalize()}: {record[name]} is not valid")
@@ -428,7 +440,7 @@ class Account:
     def _apply_ticket(self, ticket: Record, fields: Record) -> None:
         for name in TICKET_FIELDS & fields.keys():
             ticket[name] = fields[name]
-        ticket["raw_subject"] = ticket["subject"]
+        ticket["raw_subject"] = ticket["subject"] or ""  # documented as text, unlike the nullable subject
         if ticket["status"] not in TICKET_STATUSES:
             raise _invalid("status", f"Status: {ticket['status']} is not a valid status")
         if ticket["priority"] is not None and ticket["priority"] not in PRIORITIES:
@@ -772,7 +784,11 @@ class ZendeskSandbox:
     # handlers: called with the lock held
 
     def _shown(self, collection: str, record: Record, api_root: str) -> Record:
-        return {"url": f"{api_root}/{collection}/{record['id']}.json", **copy.deepcopy(record)}
+        kind = KINDS.get(collection)
+        hidden = kind.absent_when_none if kind is not None else frozenset()
+        return {"url": f"{api_root}/{collection}/{record['id']}.json",
+                **{name: copy.deepcopy(value) for name, value in record.items()
+                   if not (value is None and name in hidden)}}
 
     def _one(self, call: Call, collection: str, record: Record, status: int = 200) -> Response:
         root = collection.removesuffix("s")

@@ -11,6 +11,7 @@ the same check with any headers.
 
 import threading
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,12 +20,28 @@ from crossledger.plugins.salesforce.connector import SalesforceConnector
 from crossledger.plugins.salesforce.sandbox import INTEGRATION_USER_ID, ORGANIZATION_ID
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.testing.kit import ContractKit, Headers, SignatureVector
+from crossledger.testing.zsf_specs import ASGIApp, CheckedApp, SObjectDescribe, salesforce_checker
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "payloads" / "salesforce"
+SPECS = Path(__file__).parent.parent / "fixtures" / "specs" / "salesforce"
+DESCRIBED = ("Account", "Contact")
+
+
+@cache
+def published_describes() -> dict[str, SObjectDescribe]:
+    """Salesforce's describe of Account and Contact, standard fields only (tests/fixtures/specs)."""
+    return {name: SObjectDescribe.from_cassette(SPECS / f"cumulusci-cassette-GET_sobjects_{name}_describe.yaml")
+            for name in DESCRIBED}
+
+
+def checked(app: ASGIApp) -> CheckedApp:
+    """``app`` (a Salesforce sandbox) with every REST answer checked against Salesforce's describes
+    and its error shape."""
+    return CheckedApp(app, salesforce_checker(published_describes()))
 
 ACCOUNT_ID = "0015g00000KpQrSAAV"
 """Stands in for the ``<record_ID>`` placeholder of the documentation's CDC example."""

@@ -4,20 +4,45 @@ endpoint the Zendesk tests point the sandbox's webhooks at."""
 
 import json
 import threading
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 from crossledger.plugins.sandbox import ServerThread
-from crossledger.plugins.zendesk.connector import ZendeskConnector
+from crossledger.plugins.zendesk.connector import API_ROOT, ZendeskConnector
 from crossledger.plugins.zendesk.sandbox import new_signing_secret
 from crossledger.plugins.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
 from crossledger.testing.kit import ContractKit, Headers, SignatureVector
+from crossledger.testing.zsf_specs import ZENDESK_ERRATA, ZENDESK_ERROR_SCHEMA, ASGIApp, CheckedApp, OpenAPIDescription
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "payloads" / "zendesk"
+SUPPORT_API_SPEC = Path(__file__).parent.parent / "fixtures" / "specs" / "zendesk" / "zendesk-support-oas.yaml"
+WEBHOOKS = f"{API_ROOT}/webhooks"
+"""Documented apart from the Support API (Zendesk publishes no description of its webhooks API)."""
+
+
+@cache
+def support_api() -> OpenAPIDescription:
+    """Zendesk's published description of its Support API (see tests/fixtures/specs/README.md)."""
+    return OpenAPIDescription.from_file(SUPPORT_API_SPEC, strip_suffix=".json", error_schema=ZENDESK_ERROR_SCHEMA,
+                                        errata=ZENDESK_ERRATA)
+
+
+def checked(app: ASGIApp) -> CheckedApp:
+    """``app`` (a Zendesk sandbox) with every JSON answer it gives under ``/api/v2`` checked against
+    :func:`support_api`; the webhooks API and the sandbox's control routes are not described there."""
+    description = support_api()
+
+    def check(method: str, path: str, status: int, body: Any) -> list[str]:
+        if path.startswith(WEBHOOKS) or not path.startswith(API_ROOT):
+            return []
+        return description.violations(method, path, status, body)
+
+    return CheckedApp(app, check)
 
 VECTOR_BODY = b'{"say": "hello"}'
 VECTOR_TIMESTAMP = "2021-07-25T10:00:00Z"
@@ -63,6 +88,11 @@ class ZendeskKit(ContractKit):
 
     def new_secret(self) -> str:
         return new_signing_secret()
+
+    def shows(self, record: dict[str, Any], name: str) -> bool:
+        """An organization's name is the customer's followed by its source id (see
+        :func:`~crossledger.plugins.zendesk.connector.organization_name`)."""
+        return isinstance(record.get("name"), str) and record["name"].startswith(f"{name} (")
 
     def webhook_samples(self) -> list[bytes]:
         """Zendesk's documented organization and user events, and a ticket webhook (the delivered
