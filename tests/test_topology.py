@@ -218,3 +218,28 @@ def test_terms_set_in_netsuite_survive_a_salesforce_edit_in_the_same_second(topo
     golden = topology.hub.runtime.store.golden_get(canonical_id)
     assert golden is not None and golden.data["dimensions"].get("terms") == "3"
     assert golden.data["phone"] == "+1 555 0142"
+
+
+def test_an_edit_in_salesforce_of_a_customer_born_in_stripe_reaches_every_system(topology: System) -> None:
+    """Finding 3: the onboarding journey covers billing, ERP and support for Salesforce accounts, but
+    a customer born in Stripe has no run and never will: the edit must go by the routes."""
+    customer = topology.customer("Kramerica Industries")
+    canonical_id = f"customer/stripe/{customer['id']}"
+    store = topology.hub.runtime.store
+    settle(topology, lambda: all(store.xref_get(canonical_id, system) for system in ALL))
+    account_id = store.xref_get(canonical_id, "salesforce")
+    assert account_id is not None
+    sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
+
+    sales.update_account(account_id, dict(Name="Kramerica Global", Phone="+1 555 0123"))
+
+    def everywhere() -> bool:
+        [stripe] = [c for c in records(topology, "stripe", "customers") if c["id"] == customer["id"]]
+        netsuite = netsuite_customers(topology, canonical_id)
+        zendesk = zendesk_organizations(topology, canonical_id)
+        return (stripe.get("name"), stripe.get("phone")) == ("Kramerica Global", "+1 555 0123") \
+            and [c.get("phone") for c in netsuite] == ["+1 555 0123"] \
+            and [o.get("name") for o in zendesk] == ["Kramerica Global"]
+
+    settle(topology, everywhere, timeout=20)
+    assert store.dlq_count() == 0
