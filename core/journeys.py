@@ -38,13 +38,14 @@ import msgspec
 from crossledger.canonical.entities import ENTITY_TYPES, Entity
 from crossledger.canonical.events import Envelope, encode_envelope, new_envelope
 from crossledger.core import alerts, metrics
-from crossledger.core.pipeline import INGEST_LEASE, Deliveries, JourneyReply, Pipeline, merged
+from crossledger.core.pipeline import INGEST_LEASE, Deliveries, JourneyReply, Pipeline, effect, merged
 from crossledger.core.stores.base import (
     FINISHED,
     AuditRecord,
     Golden,
     JourneyRecord,
     JourneyState,
+    OutcomePart,
     StepRecord,
     Store,
 )
@@ -145,6 +146,15 @@ def journey_id(name: str, key: str) -> str:
     return f"{name}-" + hashlib.sha256(f"{name}|{key}".encode()).hexdigest()[:20]
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A journey's claim on a routed delivery: its outcome part, why, and the run that holds it."""
+
+    part: OutcomePart
+    why: str
+    hold: str | None = None
+
+
 @dataclass
 class Engine:
     """Starts, advances, resumes and cancels journey runs. One per runtime."""
@@ -165,11 +175,11 @@ class Engine:
                 self._by_type.setdefault(trigger.event_type, []).append((journey, trigger))
 
     # -- starting -----------------------------------------------------------------------------------
-    def routed(self, events: list[Envelope], deliveries: Deliveries) -> Deliveries:
+    def routed(self, events: list[Envelope], deliveries: Deliveries) -> tuple[Deliveries, dict[str, OutcomePart]]:
         """After an ingest: start the journeys its events trigger, and return the routes' deliveries
-        less those a journey takes over (:attr:`Journey.covers`)."""
-        taken: set[tuple[str, str]] = set()  # (event id, target)
-        held: dict[tuple[str, str], str] = {}  # (event id, target) -> the unfinished run it waits for
+        less those a journey takes over (:attr:`Journey.covers`), with what became of each of those
+        (the outcome ledger's parts, by :func:`~crossledger.core.pipeline.effect` token)."""
+        claims: dict[tuple[str, str], Claim] = {}  # (event id, target) -> what the journey does with it
         for event in events:
             for journey, trigger in self._triggers(event):
                 key = trigger.key(event)
@@ -180,27 +190,52 @@ class Engine:
                         correlation_id=event.correlation_id, trigger=event.id)[0]
                 else:
                     run = self.store.journey_get(journey_id(journey.name, key))
-                # Once a run completed, the routes reach the systems that have the subject (not, say,
-                # billing for a second CRM account of a company onboarded before).
-                done = run is not None and run.state == "completed"
-                covered = {(event.id, target) for target in journey.covers
-                           if not done or self.store.xref_get(event.subject, target) is None}
-                taken |= covered
-                if run is not None and run.state not in FINISHED and run.trigger != event.id:
-                    held |= {pair: run.id for pair in covered}  # news the run's steps may have missed
-        if not taken:
-            return deliveries
-        kept = []
+                for target in journey.covers:
+                    claim = self._claim(journey, run, event, target)
+                    if claim is not None:
+                        claims.setdefault((event.id, target), claim)
+        if not claims:
+            return deliveries, {}
+        kept, settled = [], {}
         for target, envelope in deliveries:
-            pair = (envelope["id"], target)
-            if pair in held:
-                self.send(self.journey_actor, held[pair], Report(status="hold", target=target, envelope=envelope))
-                self._audit_envelope(envelope, target, "held until the journey completes")
-            elif pair in taken:
-                self._audit_envelope(envelope, target, "a journey's to make")
-            else:
+            claim = claims.get((envelope["id"], target))
+            if claim is None:
                 kept.append((target, envelope))
-        return kept
+                continue
+            if claim.hold is not None:
+                self.send(self.journey_actor, claim.hold, Report(status="hold", target=target, envelope=envelope))
+            self._audit_envelope(envelope, target, claim.why)
+            settled[effect(target, envelope["id"])] = claim.part
+        return kept, settled
+
+    def _claim(self, journey: Journey, run: JourneyRecord | None, event: Envelope, target: str) -> "Claim | None":
+        """What ``journey`` does with the event's delivery to ``target``, a system it covers; None
+        when nothing: the delivery goes by the routes, as it does once no run is or will be making
+        the subject there (the system has it already: born there, or onboarded before).
+
+        An unfinished run makes it (its own trigger) or holds it until it completes (news its steps
+        may have missed); a run parked or undone holds it for a person. A system without the subject
+        gets nothing from the routes: a journey's step is what creates it there (a prospect is not
+        pushed to billing; a second CRM account of a known company is not billed twice)."""
+        if run is not None and run.state not in FINISHED:
+            if run.trigger == event.id:
+                return Claim(OutcomePart(outcome="delivered", target=f"journey:{run.id}"),
+                             "a journey's to make")
+            if run.state == "parked":
+                why = f"held by journey run {run.id}, parked for an operator: {run.reason}"
+                return Claim(OutcomePart(outcome="conflict", target=target, reason=why), why, hold=run.id)
+            return Claim(OutcomePart(outcome="delivered", target=f"journey:{run.id}"),
+                         "held until the journey completes", hold=run.id)
+        if run is not None and run.state != "completed":
+            why = f"{journey.name} run {run.id} was {run.state} ({run.reason}); not delivered to {target} " \
+                  f"until it is onboarded again"
+            return Claim(OutcomePart(outcome="conflict", target=target, reason=why), why)
+        if self.store.xref_get(event.subject, target) is not None:
+            return None
+        why = f"{target} does not have {event.subject}: " + (
+            f"{journey.name} makes it there when a run starts" if run is None
+            else f"{journey.name} run {run.id} completed without making it there")
+        return Claim(OutcomePart(outcome="noop", target=target, reason=why), why)
 
     def _triggers(self, event: Envelope) -> list[tuple[Journey, Trigger]]:
         return [(journey, trigger) for journey, trigger in self._by_type.get(event.type, ())
