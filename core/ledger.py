@@ -30,7 +30,6 @@ from crossledger.core.stores.base import INGEST_PART, DeadLetter, OutcomePart, O
 from crossledger.plugins.errors import Category
 
 
-
 def _token(letter: DeadLetter) -> str | None:
     """The part of its message a dead letter is: its ingest (no target), or one delivery; None for a
     message that carries no inbound event (a journey's, a poll's)."""

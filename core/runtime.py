@@ -261,7 +261,8 @@ class Runtime:
         if reply is None and follow_ons.status != "parked":
             part = OutcomePart(outcome="delivered", target=target) if follow_ons.status == "delivered" else \
                 noop(f"superseded: a newer version was already delivered to {target}")
-            self.ledger.settle(envelope, target, part, [effect(other, link["id"]) for other, link in follow_ons.deliveries])
+            links = [effect(other, link["id"]) for other, link in follow_ons.deliveries]
+            self.ledger.settle(envelope, target, part, links)
         for other, follow_on in follow_ons.deliveries:
             self.send(DELIVER, other, follow_on)
         self.pipeline.followed(follow_ons)

@@ -116,7 +116,8 @@ class System:
 
 def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None,
                  systems: tuple[str, ...] = ("stripe", "netsuite"), journeys: dict[str, Any] | None = None,
-                 netsuite: dict[str, Any] | None = None, **hub: Any) -> System:
+                 netsuite: dict[str, Any] | None = None, ownership: dict[str, Any] | None = None,
+                 **hub: Any) -> System:
     sandboxes = SandboxSet(load_plugins().connectors, list(systems))
     server = ServerThread(sandboxes.app).start()
     port = free_port()
@@ -126,7 +127,7 @@ def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None,
     options = {"broker": "memory", "store": f"sqlite:///{tmp_path}/hub.db", "min_backoff_ms": 50,
                "max_backoff_ms": 400, "circuit_cooldown_s": 0.5, "max_retries": 4, "poll_interval_s": 0.3, **hub}
     settings = Settings(hub=HubSettings(**options), connectors=connectors, routes=routes or {},
-                        journeys=journeys or {})
+                        journeys=journeys or {}, ownership=ownership or {})
     hub_process = EmbeddedHub(settings, port=port, threads=4).start()
     stripe = connectors["stripe"]
     return System(hub_process, sandboxes, server, StripeDriver(stripe["base_url"], stripe["api_key"]))

@@ -186,7 +186,7 @@ def concluded(record: OutcomeRecord, now: float) -> OutcomeRecord:
     return msgspec.structs.replace(
         record, outcome=kind, targets=targets, updated_at=now,
         reason="; ".join(reasons) if kind != "delivered" else None,
-        category=deciding[0].category if kind == "dead_letter" and deciding else None)
+        category=deciding[0].category if kind in ("dead_letter", "conflict") and deciding else None)
 
 
 def settled(record: OutcomeRecord, token: str, part: OutcomePart | None, follow_ons: list[str], now: float, *,

@@ -436,22 +436,23 @@ class RedisStore:
         """Apply ``change`` to the entry atomically: WATCH its key, read, and write in MULTI (redone if
         another worker wrote the entry in between); the entry written, or None when ``change`` kept it."""
         key = self._key("outcome", correlation_id)
+        written: list[OutcomeRecord | None] = [None]
 
-        def apply(pipe: Any) -> OutcomeRecord | None:
+        def apply(pipe: redis.client.Pipeline) -> None:
             before = _decode_one(OutcomeRecord, pipe.get(key))
-            after = change(before)
+            written[0] = after = change(before)
             pipe.multi()
             if after is None:
-                return None
+                return
             pipe.set(key, msgspec.json.encode(after))
             pipe.zadd(self._key("outcomes", "by-time"), {correlation_id: after.received_at})
             if before is None or (before.outcome, before.source) != (after.outcome, after.source):
                 if before is not None:
                     pipe.hincrby(self._key("outcomes", "count"), _field(before.outcome, before.source), -1)
                 pipe.hincrby(self._key("outcomes", "count"), _field(after.outcome, after.source), 1)
-            return after
 
-        return cast(OutcomeRecord | None, self._redis.transaction(apply, key, value_from_callable=True))
+        self._redis.transaction(apply, key)
+        return written[0]
 
     def outcome_open(self, record: OutcomeRecord) -> bool:
         return self._outcome_update(record.correlation_id, lambda existing: concluded(record, time.time())
