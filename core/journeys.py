@@ -30,7 +30,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
@@ -38,6 +38,7 @@ import msgspec
 from crossledger.canonical.entities import ENTITY_TYPES, Entity
 from crossledger.canonical.events import Envelope, encode_envelope, new_envelope
 from crossledger.core import alerts, metrics
+from crossledger.core.ledger import Ledger
 from crossledger.core.pipeline import INGEST_LEASE, Deliveries, JourneyReply, Pipeline, effect, merged
 from crossledger.core.stores.base import (
     FINISHED,
@@ -148,11 +149,27 @@ def journey_id(name: str, key: str) -> str:
 
 @dataclass(frozen=True)
 class Claim:
-    """A journey's claim on a routed delivery: its outcome part, why, and the run that holds it."""
+    """A journey's claim on a routed delivery: its outcome part (None: pending while a run holds
+    it), why, and the run that holds it."""
 
-    part: OutcomePart
+    part: OutcomePart | None
     why: str
     hold: str | None = None
+
+
+@dataclass
+class Routed:
+    """An ingest's deliveries after the journeys took theirs: those to send, the ledger parts the
+    journeys settled, and the deliveries held by runs ((run id, target, envelope))."""
+
+    deliveries: Deliveries
+    settled: dict[str, OutcomePart] = field(default_factory=dict)
+    holds: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def pending(self) -> list[str]:
+        """The ledger tokens of the deliveries sent or held: settled when delivered (or dropped)."""
+        return [effect(target, envelope["id"]) for target, envelope in self.deliveries] + \
+            [effect(target, envelope["id"]) for _, target, envelope in self.holds]
 
 
 @dataclass
@@ -166,6 +183,7 @@ class Engine:
     send: Send
     deliver_actor: str
     journey_actor: str
+    ledger: Ledger
 
     def __post_init__(self) -> None:
         # Every ingested event is checked for triggers: look them up by its type, once built.
@@ -175,10 +193,10 @@ class Engine:
                 self._by_type.setdefault(trigger.event_type, []).append((journey, trigger))
 
     # -- starting -----------------------------------------------------------------------------------
-    def routed(self, events: list[Envelope], deliveries: Deliveries) -> tuple[Deliveries, dict[str, OutcomePart]]:
+    def routed(self, events: list[Envelope], deliveries: Deliveries) -> "Routed":
         """After an ingest: start the journeys its events trigger, and return the routes' deliveries
-        less those a journey takes over (:attr:`Journey.covers`), with what became of each of those
-        (the outcome ledger's parts, by :func:`~crossledger.core.pipeline.effect` token)."""
+        less those a journey takes over (:attr:`Journey.covers`): settled at once in the outcome
+        ledger, or held by a run (sent by :meth:`hold` once the ledger has them pending)."""
         claims: dict[tuple[str, str], Claim] = {}  # (event id, target) -> what the journey does with it
         for event in events:
             for journey, trigger in self._triggers(event):
@@ -194,19 +212,28 @@ class Engine:
                     claim = self._claim(journey, run, event, target)
                     if claim is not None:
                         claims.setdefault((event.id, target), claim)
-        if not claims:
-            return deliveries, {}
-        kept, settled = [], {}
-        for target, envelope in deliveries:
+        routed = Routed(deliveries=[] if claims else deliveries)
+        for target, envelope in deliveries if claims else ():
             claim = claims.get((envelope["id"], target))
             if claim is None:
-                kept.append((target, envelope))
+                routed.deliveries.append((target, envelope))
                 continue
-            if claim.hold is not None:
-                self.send(self.journey_actor, claim.hold, Report(status="hold", target=target, envelope=envelope))
             self._audit_envelope(envelope, target, claim.why)
-            settled[effect(target, envelope["id"])] = claim.part
-        return kept, settled
+            if claim.hold is not None:
+                routed.holds.append((claim.hold, target, envelope))
+            if claim.part is not None:
+                routed.settled[effect(target, envelope["id"])] = claim.part
+        return routed
+
+    def hold(self, holds: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Hand the held deliveries to their runs (:meth:`routed`)."""
+        for run_id, target, envelope in holds:
+            self.send(self.journey_actor, run_id, Report(status="hold", target=target, envelope=envelope))
+
+    def dropped(self, target: str, envelope: dict[str, Any], part: OutcomePart, run: JourneyRecord) -> None:
+        """A held delivery its run will not release: settled in the ledger with the reason."""
+        self._audit(run, "dropped", f"{envelope['type']} held for {target}: {part.reason}", target)
+        self.ledger.settle(envelope, target, part, [])
 
     def _claim(self, journey: Journey, run: JourneyRecord | None, event: Envelope, target: str) -> "Claim | None":
         """What ``journey`` does with the event's delivery to ``target``, a system it covers; None
@@ -224,8 +251,7 @@ class Engine:
             if run.state == "parked":
                 why = f"held by journey run {run.id}, parked for an operator: {run.reason}"
                 return Claim(OutcomePart(outcome="conflict", target=target, reason=why), why, hold=run.id)
-            return Claim(OutcomePart(outcome="delivered", target=f"journey:{run.id}"),
-                         "held until the journey completes", hold=run.id)
+            return Claim(None, "held until the journey completes", hold=run.id)  # pending until released
         if run is not None and run.state != "completed":
             why = f"{journey.name} run {run.id} was {run.state} ({run.reason}); not delivered to {target} " \
                   f"until it is onboarded again"
@@ -372,10 +398,12 @@ class Engine:
             if record.state in FINISHED:
                 raise ValueError(f"journey {run_id} is already {record.state}")
             now = time.time()
+            held = record.data.get(HELD, [])
             data = {key: value for key, value in record.data.items() if key != HELD}
             record = msgspec.structs.replace(record, state="cancelled", finished_at=now, updated_at=now,
                                              reason="cancelled by an operator", data=data)
             self.store.journey_put(record)
+        Run(self, record, self.journeys.get(record.name)).drop(held)
         self._audit(record, "cancelled", "by an operator; steps already done stay done")
         return record
 
@@ -562,7 +590,7 @@ class Run(View):
             if self._steps[step.name].status == "compensating" or self._state == "parked":
                 return
         self._state, self._finished_at = "compensated", time.time()
-        self.data.pop(HELD, None)  # nothing was made for them to update
+        self.drop(self.data.pop(HELD, []))  # nothing was made for them to update
         metrics.journeys_compensated.labels(self._record.name).inc()
         alerts.journey(self._record.name, self.id, "compensated", self._reason or "")
         self.engine._audit(self._record, "compensated", self._reason or "")
@@ -640,12 +668,25 @@ class Run(View):
             held = self.data.setdefault(HELD, [])
             if [target, envelope] not in held:
                 held.append([target, envelope])
+        else:
+            self.drop([(target, envelope)])
 
     def _release(self, held: list[Any]) -> None:
         for target, envelope in held:
             if self.engine.store.xref_get(self.subject, target) is not None:
                 self.engine.send(self.engine.deliver_actor, target, envelope)
                 self.engine._audit(self._record, "released", f"{envelope['type']} held for {target}", target)
+            else:
+                self.engine.dropped(target, envelope, OutcomePart(outcome="noop", target=target, reason=(
+                    f"journey run {self.id} completed without making {self.subject} in {target}")), self._record)
+
+    def drop(self, held: list[Any]) -> None:
+        """Held deliveries of a run undone (a conflict for the person who sees the run's reason) or
+        cancelled (an operator's decision: a no-op)."""
+        outcome: Any = "noop" if self._state == "cancelled" else "conflict"
+        for target, envelope in held:
+            self.engine.dropped(target, envelope, OutcomePart(outcome=outcome, target=target, reason=(
+                f"journey run {self.id} was {self._state} ({self._reason}); not delivered")), self._record)
 
     def _complete(self) -> None:
         now = time.time()

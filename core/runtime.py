@@ -119,7 +119,7 @@ class Runtime:
         self.journeys = Engine(
             store=self.store, pipeline=self.pipeline, journeys=self.plugins.journeys,
             settings=journey_settings(settings, self.plugins.journeys), send=self.send,
-            deliver_actor=DELIVER, journey_actor=JOURNEY,
+            deliver_actor=DELIVER, journey_actor=JOURNEY, ledger=self.ledger,
         )
         if hub.sentry_dsn is not None:
             init_sentry(hub.sentry_dsn.get_secret_value())
@@ -273,11 +273,11 @@ class Runtime:
         """Ingest one inbound event; start the journeys it triggers and enqueue its deliveries, having
         opened its outcome ledger entry with them pending."""
         result = self.pipeline.ingest(source, event, correlation_id, received_at)
-        deliveries, claimed = self.journeys.routed(result.events, result.deliveries)
-        self.ledger.opened(correlation_id, source, received_at, [effect(target, envelope["id"]) for target, envelope
-                                                                 in deliveries], result.settled | claimed)
-        for target, envelope in deliveries:
+        routed = self.journeys.routed(result.events, result.deliveries)
+        self.ledger.opened(correlation_id, source, received_at, routed.pending(), result.settled | routed.settled)
+        for target, envelope in routed.deliveries:
             self.send(DELIVER, target, envelope)
+        self.journeys.hold(routed.holds)
 
     # -- failures -----------------------------------------------------------------------------------
     def handle_failure(self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException) -> None:

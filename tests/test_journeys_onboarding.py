@@ -165,6 +165,11 @@ def test_an_edit_made_while_onboarding_waits_reaches_every_system_when_it_comple
            timeout=SETTLE_S)
     assert counts(topology) == (1, 1, 1, 1)
     assert letters(topology) == []
+    # The held edit's outcome waited for the run, and was settled by the deliveries it released.
+    store = topology.hub.runtime.store
+    assert wait_until(lambda: not store.outcomes(outcome="pending"), SETTLE_S), store.outcomes(outcome="pending")
+    edits = [entry.targets for entry in store.outcomes(source="salesforce", outcome="delivered")]
+    assert ["netsuite", "stripe", "zendesk"] in edits, edits
 
 
 def test_a_prospect_reaches_no_other_system_until_it_is_won(topology: System) -> None:
@@ -175,6 +180,8 @@ def test_a_prospect_reaches_no_other_system_until_it_is_won(topology: System) ->
     settle(topology, timeout=SETTLE_S)
     assert counts(topology) == (0, 0, 0, 1)
     assert onboarding_runs(topology) == []
+    [prospect] = topology.hub.runtime.store.outcomes(source="salesforce")
+    assert prospect.outcome == "noop" and "onboarding makes it there when a run starts" in (prospect.reason or "")
 
     rep.update_account(account_id, {"Type": WON})
     settle(topology, lambda: linked(topology, account_id), timeout=SETTLE_S)
