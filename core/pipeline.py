@@ -345,6 +345,8 @@ class Pipeline:
             self.audit(envelope, "ownership", "stripped", system=envelope.source, detail=stripped)
         if previous is not None and envelope.data == previous:
             why = "the record is as the hub already has it (an echo of the hub's own write, or no synced change)"
+            if decision.stripped:  # the change was to fields another system owns: the policy's no
+                why = f"the ownership rules stripped {'; '.join(decision.stripped)}; the rest is as the hub has it"
             self.audit(envelope, "ingest", "unchanged", system=envelope.source, detail=why)
             return why
         version = version_of(envelope)

@@ -120,3 +120,18 @@ def test_a_delivery_parked_on_an_open_circuit_stays_pending_until_it_lands(hub: 
     hub.settle(lambda: store.xref_get(f"customer/stripe/{customer['id']}", "netsuite") is not None)
     [landed] = news(concluded(hub))
     assert landed.outcome == "delivered"
+
+
+def test_an_edit_outside_the_system_of_record_is_a_noop_that_says_the_rules_stripped_it(tmp_path: Path) -> None:
+    system = start_system(tmp_path, ownership={"customer.profile": {"owners": ["erp"]}})
+    try:
+        customer = system.customer("Acme Ltd")
+        news(concluded(system))
+        system.stripe.post(f"/v1/customers/{customer['id']}", name="Acme Holdings")
+        *_, stripped = concluded(system)
+        assert stripped.outcome == "noop"
+        assert stripped.reason == "the ownership rules stripped profile (name) owned by netsuite; the rest is as the " \
+                                  "hub has it"
+    finally:
+        system.hub.stop()
+        system.server.stop()
