@@ -2,10 +2,8 @@
 (delivered, a no-op with its reason, a conflict held for a person, or a dead letter with its class),
 shown in its trace and counted in the store and the metrics."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from conftest import System, start_system
 from crossledger.core import metrics
 from crossledger.core.embedded import wait_until
@@ -33,20 +31,12 @@ def counted(outcome: str, source: str) -> float:
     return metrics.registry.get_sample_value("crossledger_outcomes_total", {"outcome": outcome, "source": source}) or 0
 
 
-@pytest.fixture
-def hub(tmp_path: Path) -> Iterator[System]:
-    running = start_system(tmp_path)
-    yield running
-    running.hub.stop()
-    running.server.stop()
-
-
-def test_a_new_customer_is_delivered_to_its_targets_and_links_and_shown_in_its_trace(hub: System) -> None:
+def test_a_new_customer_is_delivered_to_its_targets_and_links_and_shown_in_its_trace(system: System) -> None:
     before = counted("delivered", "stripe")
-    customer = hub.customer("Acme Ltd")
-    store = hub.hub.runtime.store
-    hub.settle(lambda: store.xref_get(f"customer/stripe/{customer['id']}", "netsuite") is not None)
-    [created] = news(concluded(hub))
+    customer = system.customer("Acme Ltd")
+    store = system.hub.runtime.store
+    system.settle(lambda: store.xref_get(f"customer/stripe/{customer['id']}", "netsuite") is not None)
+    [created] = news(concluded(system))
     # NetSuite got the customer; its id went back to Stripe as a link: both are the message's effects.
     assert (created.outcome, created.targets, created.pending) == ("delivered", ["netsuite", "stripe"], [])
     assert counted("delivered", "stripe") == before + 1
@@ -55,8 +45,8 @@ def test_a_new_customer_is_delivered_to_its_targets_and_links_and_shown_in_its_t
     assert (line.status, line.detail) == ("delivered", "to netsuite, stripe")
 
     # The same customer saved again in Stripe without a change the hub syncs: a no-op, with why.
-    hub.stripe.post(f"/v1/customers/{customer['id']}", description="not synced")
-    *_, unchanged = concluded(hub)
+    system.stripe.post(f"/v1/customers/{customer['id']}", description="not synced")
+    *_, unchanged = concluded(system)
     assert unchanged.outcome == "noop" and "as the hub already has it" in (unchanged.reason or "")
     assert store.outcome_counts() == {("delivered", "stripe"): 1, ("noop", "stripe"): 2}
 
@@ -77,48 +67,48 @@ def test_a_change_an_ownership_rule_rejects_is_a_conflict_held_for_a_person(tmp_
         system.server.stop()
 
 
-def test_a_dead_letter_concludes_its_message_and_its_replay_makes_it_delivered(hub: System) -> None:
-    runtime = hub.hub.runtime
+def test_a_dead_letter_concludes_its_message_and_its_replay_makes_it_delivered(system: System) -> None:
+    runtime = system.hub.runtime
     store = runtime.store
-    hub.fault("netsuite", mode="http_500", count=1000)
-    customer = hub.customer("Acme Ltd")
+    system.fault("netsuite", mode="http_500", count=1000)
+    customer = system.customer("Acme Ltd")
     assert wait_until(lambda: store.dlq_count() == 1, 30)
-    hub.clear_fault("netsuite")
-    [dead] = news(concluded(hub))
+    system.clear_fault("netsuite")
+    [dead] = news(concluded(system))
     assert (dead.outcome, dead.category) == ("dead_letter", "transient")
     assert "gave up" in (dead.reason or "")
 
     [letter] = store.dlq_list()
     runtime.replay_dead_letter(letter.id)
-    hub.settle(lambda: store.xref_get(f"customer/stripe/{customer['id']}", "netsuite") is not None)
-    [replayed] = news(concluded(hub))
+    system.settle(lambda: store.xref_get(f"customer/stripe/{customer['id']}", "netsuite") is not None)
+    [replayed] = news(concluded(system))
     assert (replayed.outcome, replayed.targets) == ("delivered", ["netsuite", "stripe"])
     assert store.outcome_counts()[("delivered", "stripe")] == 1
 
 
-def test_a_discarded_dead_letter_says_so_in_its_outcome(hub: System) -> None:
-    store = hub.hub.runtime.store
-    hub.fault("netsuite", mode="http_500", count=1000)
-    hub.customer("Acme Ltd")
+def test_a_discarded_dead_letter_says_so_in_its_outcome(system: System) -> None:
+    store = system.hub.runtime.store
+    system.fault("netsuite", mode="http_500", count=1000)
+    system.customer("Acme Ltd")
     assert wait_until(lambda: store.dlq_count() == 1, 30)
-    hub.clear_fault("netsuite")
+    system.clear_fault("netsuite")
     [letter] = store.dlq_list()
     assert store.dlq_set_state(letter.id, "discarded")
     discarded(store, letter)
-    [dead] = news(concluded(hub))
+    [dead] = news(concluded(system))
     assert dead.outcome == "dead_letter" and (dead.reason or "").endswith("(discarded by an operator)")
 
 
-def test_a_delivery_parked_on_an_open_circuit_stays_pending_until_it_lands(hub: System) -> None:
-    store = hub.hub.runtime.store
-    hub.fault("netsuite", mode="down")
-    customer = hub.customer("Acme Ltd")
+def test_a_delivery_parked_on_an_open_circuit_stays_pending_until_it_lands(system: System) -> None:
+    store = system.hub.runtime.store
+    system.fault("netsuite", mode="down")
+    customer = system.customer("Acme Ltd")
     assert wait_until(lambda: store.parked_count("netsuite") == 1, 30)
     [waiting] = store.outcomes(outcome="pending")
     assert waiting.outcome == "pending" and waiting.pending == [f"netsuite|{waiting.pending[0].split('|')[1]}"]
-    hub.clear_fault("netsuite")
-    hub.settle(lambda: store.xref_get(f"customer/stripe/{customer['id']}", "netsuite") is not None)
-    [landed] = news(concluded(hub))
+    system.clear_fault("netsuite")
+    system.settle(lambda: store.xref_get(f"customer/stripe/{customer['id']}", "netsuite") is not None)
+    [landed] = news(concluded(system))
     assert landed.outcome == "delivered"
 
 
