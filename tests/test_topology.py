@@ -243,3 +243,6 @@ def test_an_edit_in_salesforce_of_a_customer_born_in_stripe_reaches_every_system
 
     settle(topology, everywhere, timeout=20)
     assert store.dlq_count() == 0
+    edit = store.outcomes(source="salesforce", limit=1)[0]  # the newest: the edit
+    assert edit.outcome == "delivered"
+    assert edit.targets == ["netsuite", "stripe", "zendesk"]
