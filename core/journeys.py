@@ -167,9 +167,11 @@ class Routed:
     holds: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     def pending(self) -> list[str]:
-        """The ledger tokens of the deliveries sent or held: settled when delivered (or dropped)."""
+        """The ledger tokens of the deliveries sent or held (not those held for a person, settled as
+        conflicts): settled when delivered, or dropped."""
+        held = [effect(target, envelope["id"]) for _, target, envelope in self.holds]
         return [effect(target, envelope["id"]) for target, envelope in self.deliveries] + \
-            [effect(target, envelope["id"]) for _, target, envelope in self.holds]
+            [token for token in held if token not in self.settled]
 
 
 @dataclass
