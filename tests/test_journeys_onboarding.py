@@ -60,6 +60,12 @@ def strict_erp(tmp_path: Path) -> Iterator[System]:
     yield from running(tmp_path, journeys={"onboarding": {"subsidiaries": {"FR": UNKNOWN_SUBSIDIARY}}})
 
 
+@pytest.fixture
+def address_required(tmp_path: Path) -> Iterator[System]:
+    """Onboarding parks an account without a billing address."""
+    yield from running(tmp_path, journeys={"onboarding": {"require_address": True}})
+
+
 def sales(system: System) -> SalesforceUser:
     return SalesforceUser(system.hub.runtime.settings.connectors["salesforce"])
 
@@ -192,20 +198,20 @@ def test_an_edit_held_by_a_run_that_is_then_cancelled_ends_as_a_noop_that_says_s
     topology.clear_fault("netsuite")
 
 
-def test_an_edit_of_an_account_whose_onboarding_is_parked_is_a_conflict_held_for_a_person(tmp_path: Path) -> None:
-    for system in running(tmp_path, journeys={"onboarding": {"require_address": True}}):
-        rep = sales(system)
-        account_id = rep.create_account(company("Globex Corp", "US98-7654321", BillingStreet=None, BillingCity=None,
-                                                BillingPostalCode=None, BillingCountry=None))
-        canonical_id = f"customer/salesforce/{account_id}"
-        settle(system, lambda: getattr(onboarding(system, canonical_id), "state", None) == "parked",
-               timeout=SETTLE_S)
-        rep.update_account(account_id, {"Phone": "+1 555 0199"})
-        store = system.hub.runtime.store
-        settle(system, lambda: len(store.outcomes(source="salesforce")) == 2, timeout=SETTLE_S)
-        edit = store.outcomes(source="salesforce", limit=1)[0]
-        assert edit.outcome == "conflict" and "parked for an operator" in (edit.reason or "")
-        assert counts(system) == (0, 0, 0, 1)
+def test_an_edit_of_an_account_whose_onboarding_is_parked_is_a_conflict_held_for_a_person(
+        address_required: System) -> None:
+    rep = sales(address_required)
+    account_id = rep.create_account(company("Globex Corp", "US98-7654321", BillingStreet=None, BillingCity=None,
+                                            BillingPostalCode=None, BillingCountry=None))
+    canonical_id = f"customer/salesforce/{account_id}"
+    settle(address_required, lambda: getattr(onboarding(address_required, canonical_id), "state", None) == "parked",
+           timeout=SETTLE_S)
+    rep.update_account(account_id, {"Phone": "+1 555 0199"})
+    store = address_required.hub.runtime.store
+    settle(address_required, lambda: len(store.outcomes(source="salesforce")) == 2, timeout=SETTLE_S)
+    edit = store.outcomes(source="salesforce", limit=1)[0]
+    assert edit.outcome == "conflict" and "parked for an operator" in (edit.reason or "")
+    assert counts(address_required) == (0, 0, 0, 1)
 
 
 def test_a_prospect_reaches_no_other_system_until_it_is_won(topology: System) -> None:
