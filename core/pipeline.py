@@ -500,7 +500,9 @@ class Pipeline:
         deliveries: Deliveries = []
         for canonical_id in dict.fromkeys(linked):
             golden = self.store.golden_get(canonical_id)
-            if golden is None:
+            if golden is None:  # a record the target gave an id without the hub having it: nothing to tell
+                self.audit(cause, "link", "skipped", system=target,
+                           detail=f"{target} gave {canonical_id} an id, but the hub has no record of it to link")
                 continue
             external_id = self.store.xref_get(canonical_id, target)
             link = new_envelope(
