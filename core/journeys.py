@@ -30,7 +30,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
@@ -38,13 +38,15 @@ import msgspec
 from crossledger.canonical.entities import ENTITY_TYPES, Entity
 from crossledger.canonical.events import Envelope, encode_envelope, new_envelope
 from crossledger.core import alerts, metrics
-from crossledger.core.pipeline import INGEST_LEASE, Deliveries, JourneyReply, Pipeline, merged
+from crossledger.core.ledger import Ledger
+from crossledger.core.pipeline import INGEST_LEASE, Deliveries, JourneyReply, Pipeline, effect, merged
 from crossledger.core.stores.base import (
     FINISHED,
     AuditRecord,
     Golden,
     JourneyRecord,
     JourneyState,
+    OutcomePart,
     StepRecord,
     Store,
 )
@@ -145,6 +147,33 @@ def journey_id(name: str, key: str) -> str:
     return f"{name}-" + hashlib.sha256(f"{name}|{key}".encode()).hexdigest()[:20]
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A journey's claim on a routed delivery: its outcome part (None: pending while a run holds
+    it), why, and the run that holds it."""
+
+    part: OutcomePart | None
+    why: str
+    hold: str | None = None
+
+
+@dataclass
+class Routed:
+    """An ingest's deliveries after the journeys took theirs: those to send, the ledger parts the
+    journeys settled, and the deliveries held by runs ((run id, target, envelope))."""
+
+    deliveries: Deliveries
+    settled: dict[str, OutcomePart] = field(default_factory=dict)
+    holds: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def pending(self) -> list[str]:
+        """The ledger tokens of the deliveries sent or held (not those held for a person, settled as
+        conflicts): settled when delivered, or dropped."""
+        held = [effect(target, envelope["id"]) for _, target, envelope in self.holds]
+        return [effect(target, envelope["id"]) for target, envelope in self.deliveries] + \
+            [token for token in held if token not in self.settled]
+
+
 @dataclass
 class Engine:
     """Starts, advances, resumes and cancels journey runs. One per runtime."""
@@ -156,6 +185,7 @@ class Engine:
     send: Send
     deliver_actor: str
     journey_actor: str
+    ledger: Ledger
 
     def __post_init__(self) -> None:
         # Every ingested event is checked for triggers: look them up by its type, once built.
@@ -165,11 +195,11 @@ class Engine:
                 self._by_type.setdefault(trigger.event_type, []).append((journey, trigger))
 
     # -- starting -----------------------------------------------------------------------------------
-    def routed(self, events: list[Envelope], deliveries: Deliveries) -> Deliveries:
+    def routed(self, events: list[Envelope], deliveries: Deliveries) -> "Routed":
         """After an ingest: start the journeys its events trigger, and return the routes' deliveries
-        less those a journey takes over (:attr:`Journey.covers`)."""
-        taken: set[tuple[str, str]] = set()  # (event id, target)
-        held: dict[tuple[str, str], str] = {}  # (event id, target) -> the unfinished run it waits for
+        less those a journey takes over (:attr:`Journey.covers`): settled at once in the outcome
+        ledger, or held by a run (sent by :meth:`hold` once the ledger has them pending)."""
+        claims: dict[tuple[str, str], Claim] = {}  # (event id, target) -> what the journey does with it
         for event in events:
             for journey, trigger in self._triggers(event):
                 key = trigger.key(event)
@@ -180,27 +210,60 @@ class Engine:
                         correlation_id=event.correlation_id, trigger=event.id)[0]
                 else:
                     run = self.store.journey_get(journey_id(journey.name, key))
-                # Once a run completed, the routes reach the systems that have the subject (not, say,
-                # billing for a second CRM account of a company onboarded before).
-                done = run is not None and run.state == "completed"
-                covered = {(event.id, target) for target in journey.covers
-                           if not done or self.store.xref_get(event.subject, target) is None}
-                taken |= covered
-                if run is not None and run.state not in FINISHED and run.trigger != event.id:
-                    held |= {pair: run.id for pair in covered}  # news the run's steps may have missed
-        if not taken:
-            return deliveries
-        kept = []
-        for target, envelope in deliveries:
-            pair = (envelope["id"], target)
-            if pair in held:
-                self.send(self.journey_actor, held[pair], Report(status="hold", target=target, envelope=envelope))
-                self._audit_envelope(envelope, target, "held until the journey completes")
-            elif pair in taken:
-                self._audit_envelope(envelope, target, "a journey's to make")
-            else:
-                kept.append((target, envelope))
-        return kept
+                for target in journey.covers:
+                    claim = self._claim(journey, run, event, target)
+                    if claim is not None:
+                        claims.setdefault((event.id, target), claim)
+        routed = Routed(deliveries=[] if claims else deliveries)
+        for target, envelope in deliveries if claims else ():
+            claim = claims.get((envelope["id"], target))
+            if claim is None:
+                routed.deliveries.append((target, envelope))
+                continue
+            self._audit_envelope(envelope, target, claim.why)
+            if claim.hold is not None:
+                routed.holds.append((claim.hold, target, envelope))
+            if claim.part is not None:
+                routed.settled[effect(target, envelope["id"])] = claim.part
+        return routed
+
+    def hold(self, holds: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Hand the held deliveries to their runs (:meth:`routed`)."""
+        for run_id, target, envelope in holds:
+            self.send(self.journey_actor, run_id, Report(status="hold", target=target, envelope=envelope))
+
+    def dropped(self, target: str, envelope: dict[str, Any], part: OutcomePart, run: JourneyRecord) -> None:
+        """A held delivery its run will not release: settled in the ledger with the reason."""
+        self._audit(run, "dropped", f"{envelope['type']} held for {target}: {part.reason}", target)
+        self.ledger.settle(envelope, target, part, [])
+
+    def _claim(self, journey: Journey, run: JourneyRecord | None, event: Envelope, target: str) -> "Claim | None":
+        """What ``journey`` does with the event's delivery to ``target``, a system it covers; None
+        when nothing: the delivery goes by the routes, as it does once no run is or will be making
+        the subject there (the system has it already: born there, or onboarded before).
+
+        An unfinished run makes it (its own trigger) or holds it until it completes (news its steps
+        may have missed); a run parked or undone holds it for a person. A system without the subject
+        gets nothing from the routes: a journey's step is what creates it there (a prospect is not
+        pushed to billing; a second CRM account of a known company is not billed twice)."""
+        if run is not None and run.state not in FINISHED:
+            if run.trigger == event.id:
+                return Claim(OutcomePart(outcome="delivered", target=f"journey:{run.id}"),
+                             "a journey's to make")
+            if run.state == "parked":
+                why = f"held by journey run {run.id}, parked for an operator: {run.reason}"
+                return Claim(OutcomePart(outcome="conflict", target=target, reason=why), why, hold=run.id)
+            return Claim(None, "held until the journey completes", hold=run.id)  # pending until released
+        if run is not None and run.state != "completed":
+            why = f"{journey.name} run {run.id} was {run.state} ({run.reason}); not delivered to {target} " \
+                  f"until it is onboarded again"
+            return Claim(OutcomePart(outcome="conflict", target=target, reason=why), why)
+        if self.store.xref_get(event.subject, target) is not None:
+            return None
+        why = f"{target} does not have {event.subject}: " + (
+            f"{journey.name} makes it there when a run starts" if run is None
+            else f"{journey.name} run {run.id} completed without making it there")
+        return Claim(OutcomePart(outcome="noop", target=target, reason=why), why)
 
     def _triggers(self, event: Envelope) -> list[tuple[Journey, Trigger]]:
         return [(journey, trigger) for journey, trigger in self._by_type.get(event.type, ())
@@ -337,10 +400,12 @@ class Engine:
             if record.state in FINISHED:
                 raise ValueError(f"journey {run_id} is already {record.state}")
             now = time.time()
+            held = record.data.get(HELD, [])
             data = {key: value for key, value in record.data.items() if key != HELD}
             record = msgspec.structs.replace(record, state="cancelled", finished_at=now, updated_at=now,
                                              reason="cancelled by an operator", data=data)
             self.store.journey_put(record)
+        Run(self, record, self.journeys.get(record.name)).drop(held)
         self._audit(record, "cancelled", "by an operator; steps already done stay done")
         return record
 
@@ -527,7 +592,7 @@ class Run(View):
             if self._steps[step.name].status == "compensating" or self._state == "parked":
                 return
         self._state, self._finished_at = "compensated", time.time()
-        self.data.pop(HELD, None)  # nothing was made for them to update
+        self.drop(self.data.pop(HELD, []))  # nothing was made for them to update
         metrics.journeys_compensated.labels(self._record.name).inc()
         alerts.journey(self._record.name, self.id, "compensated", self._reason or "")
         self.engine._audit(self._record, "compensated", self._reason or "")
@@ -605,12 +670,25 @@ class Run(View):
             held = self.data.setdefault(HELD, [])
             if [target, envelope] not in held:
                 held.append([target, envelope])
+        else:
+            self.drop([(target, envelope)])
 
     def _release(self, held: list[Any]) -> None:
         for target, envelope in held:
             if self.engine.store.xref_get(self.subject, target) is not None:
                 self.engine.send(self.engine.deliver_actor, target, envelope)
                 self.engine._audit(self._record, "released", f"{envelope['type']} held for {target}", target)
+            else:
+                self.engine.dropped(target, envelope, OutcomePart(outcome="noop", target=target, reason=(
+                    f"journey run {self.id} completed without making {self.subject} in {target}")), self._record)
+
+    def drop(self, held: list[Any]) -> None:
+        """Held deliveries of a run undone (a conflict for the person who sees the run's reason) or
+        cancelled (an operator's decision: a no-op)."""
+        outcome: Any = "noop" if self._state == "cancelled" else "conflict"
+        for target, envelope in held:
+            self.engine.dropped(target, envelope, OutcomePart(outcome=outcome, target=target, reason=(
+                f"journey run {self.id} was {self._state} ({self._reason}); not delivered")), self._record)
 
     def _complete(self) -> None:
         now = time.time()

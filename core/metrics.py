@@ -21,6 +21,11 @@ events_delivered = Counter(
 dead_lettered = Counter(
     "crossledger_dead_lettered", "Messages dead-lettered, by category", ["category"], registry=registry
 )
+outcomes = Counter(
+    "crossledger_outcomes",
+    "Accepted inbound messages concluded, by outcome (delivered, noop, conflict, dead_letter) and source",
+    ["outcome", "source"], registry=registry,
+)
 retried = Counter("crossledger_retried", "Retries scheduled, by category", ["category"], registry=registry)
 poll_failures = Counter(
     "crossledger_poll_failures", "Polls of a pull system that could not reach it", ["source"], registry=registry

@@ -30,7 +30,7 @@ from crossledger.core import metrics
 from crossledger.core.policy import OwnershipPolicy, PolicyViolation
 from crossledger.core.refs import LinkedRefs, StoreRefs
 from crossledger.core.router import Router
-from crossledger.core.stores.base import AuditRecord, Circuit, Golden, LoggedEvent, Store
+from crossledger.core.stores.base import INGEST_PART, AuditRecord, Circuit, Golden, LoggedEvent, OutcomePart, Store
 from crossledger.plugins.connector import Connector, NotSupported
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
 from crossledger.plugins.manager import CrossledgerPluginManager
@@ -76,11 +76,22 @@ class FollowOns:
 
 @dataclass(frozen=True)
 class Ingested:
-    """What an inbound event became: the canonical events the hub accepted (routed or not), and
-    the deliveries their routes ask for."""
+    """What an inbound event became: the canonical events the hub accepted (routed or not), the
+    deliveries their routes ask for, and the outcome ledger's parts already settled (why a change
+    was no news, or an accepted event was routed nowhere)."""
 
     events: list[Envelope]
     deliveries: Deliveries
+    settled: dict[str, OutcomePart] = field(default_factory=dict)
+
+
+def effect(target: str, envelope_id: str) -> str:
+    """The outcome ledger's token for one delivery of one event (:class:`OutcomeRecord` pending)."""
+    return f"{target}|{envelope_id}"
+
+
+def noop(reason: str) -> OutcomePart:
+    return OutcomePart(outcome="noop", reason=reason)
 
 
 class JourneyReply(TypedDict):
@@ -275,6 +286,7 @@ class Pipeline:
             raise self.classified(bound, error) from error
         deliveries: Deliveries = []
         accepted: list[Envelope] = []
+        settled: dict[str, OutcomePart] = {}
         for index, change in enumerate(changes):
             envelope = new_envelope(
                 id=uuid.uuid5(uuid.NAMESPACE_URL, f"{source}/{event.source_event_id}/{index}").hex,
@@ -290,18 +302,23 @@ class Pipeline:
             # written back, and two sources at once must not undo each other.
             with self.entity_lease(INGEST_LEASE, envelope.subject):
                 routed = self._accept(envelope, event, change.groups)
-            if routed is not None:
-                accepted.append(routed[0])
-                deliveries += [(target, encode_envelope(routed[0])) for target in routed[1]]
+            if isinstance(routed, str):
+                settled[f"{INGEST_PART}:{index}"] = noop(routed)
+                continue
+            accepted.append(routed[0])
+            deliveries += [(target, encode_envelope(routed[0])) for target in routed[1]]
+            if not routed[1]:
+                settled[effect("-", routed[0].id)] = noop(f"{routed[0].type} from {source} is routed to no target")
         if not changes:
-            self.audit(None, "ingest", "ignored", correlation_id=correlation_id, system=source,
-                       detail=f"{event.type} carries nothing the hub syncs")
-        return Ingested(accepted, deliveries)
+            why = f"{event.type} carries nothing the hub syncs"
+            self.audit(None, "ingest", "ignored", correlation_id=correlation_id, system=source, detail=why)
+            settled[INGEST_PART] = noop(why)
+        return Ingested(accepted, deliveries, settled)
 
     def _accept(self, envelope: Envelope, event: InboundEvent,
-                groups: tuple[str, ...] | None) -> tuple[Envelope, list[str]] | None:
+                groups: tuple[str, ...] | None) -> tuple[Envelope, list[str]] | str:
         """Validate, apply the source's ownership, update the golden record; return the event as
-        accepted and its targets, or None when it is not news.
+        accepted and its targets, or why it is not news.
 
         A change that leaves the golden record as it was is not routed: it is the echo of the hub's
         own write coming back (or news of nothing the hub syncs)."""
@@ -315,7 +332,7 @@ class Pipeline:
             envelope = self._break_tie(envelope, event)
         if groups is not None:  # merged after the tie-break (a re-read is partial too), then judged
             if self._older_than_last_from(envelope):
-                return None
+                return f"a newer change from {envelope.source} was already received"
             if golden is not None and previous is not None:
                 envelope = self._merge(envelope, golden, previous, groups)
             _check_invariants(envelope)
@@ -327,18 +344,20 @@ class Pipeline:
         for stripped in decision.stripped:
             self.audit(envelope, "ownership", "stripped", system=envelope.source, detail=stripped)
         if previous is not None and envelope.data == previous:
-            self.audit(envelope, "ingest", "unchanged", system=envelope.source,
-                       detail="the record is as the hub already has it; nothing to route")
-            return None
+            why = "the record is as the hub already has it (an echo of the hub's own write, or no synced change)"
+            if decision.stripped:  # the change was to fields another system owns: the policy's no
+                why = f"the ownership rules stripped {'; '.join(decision.stripped)}; the rest is as the hub has it"
+            self.audit(envelope, "ingest", "unchanged", system=envelope.source, detail=why)
+            return why
         version = version_of(envelope)
         fresh = self.store.golden_put(Golden(
             canonical_id=envelope.subject, entity_type=kind, version=version,
             data=msgspec.to_builtins(envelope.data), source_event_id=envelope.source_event_id,
         ))
         if not fresh:
-            self.audit(envelope, "ingest", "stale", system=envelope.source,
-                       detail="a newer version of this record was already received")
-            return None
+            why = "stale: a newer version of this record was already received"
+            self.audit(envelope, "ingest", "stale", system=envelope.source, detail=why)
+            return why
         self.store.log_event(LoggedEvent(
             id=envelope.id, type=envelope.type, source=envelope.source, subject=envelope.subject,
             correlation_id=envelope.correlation_id, occurred_at=envelope.occurred_at.timestamp(),
@@ -481,7 +500,9 @@ class Pipeline:
         deliveries: Deliveries = []
         for canonical_id in dict.fromkeys(linked):
             golden = self.store.golden_get(canonical_id)
-            if golden is None:
+            if golden is None:  # a record the target gave an id without the hub having it: nothing to tell
+                self.audit(cause, "link", "skipped", system=target,
+                           detail=f"{target} gave {canonical_id} an id, but the hub has no record of it to link")
                 continue
             external_id = self.store.xref_get(canonical_id, target)
             link = new_envelope(

@@ -21,13 +21,14 @@ from crossledger.core import alerts, metrics
 from crossledger.core.alerts import init_sentry
 from crossledger.core.broker import DELIVER_QUEUE, INGEST_QUEUE, broker_dead_letters, build_broker
 from crossledger.core.journeys import Engine, JourneySettings, StepRetry
+from crossledger.core.ledger import Ledger
 from crossledger.core.middleware import Governance
-from crossledger.core.pipeline import Bound, JourneyReply, Pipeline
+from crossledger.core.pipeline import Bound, JourneyReply, Pipeline, effect, noop
 from crossledger.core.policy import OwnershipPolicy
 from crossledger.core.router import Router
 from crossledger.core.settings import ConfigError, Settings, connector_settings
 from crossledger.core.stores import open_store
-from crossledger.core.stores.base import AuditRecord, DeadLetter, Store
+from crossledger.core.stores.base import AuditRecord, DeadLetter, OutcomePart, Store
 from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SignatureError
 from crossledger.plugins.journey import Journey
 from crossledger.plugins.manager import CrossledgerPluginManager, load_plugins
@@ -114,10 +115,11 @@ class Runtime:
             router=self.router, circuit_threshold=hub.circuit_threshold, on_circuit_open=self.schedule_probe,
             lease_ttl_s=hub.lease_ttl_s, stale_open_s=max(30.0, hub.circuit_cooldown_s * 10),
         )
+        self.ledger = Ledger(self.store)
         self.journeys = Engine(
             store=self.store, pipeline=self.pipeline, journeys=self.plugins.journeys,
             settings=journey_settings(settings, self.plugins.journeys), send=self.send,
-            deliver_actor=DELIVER, journey_actor=JOURNEY,
+            deliver_actor=DELIVER, journey_actor=JOURNEY, ledger=self.ledger,
         )
         if hub.sentry_dsn is not None:
             init_sentry(hub.sentry_dsn.get_secret_value())
@@ -252,8 +254,15 @@ class Runtime:
     def deliver(self, target: str, envelope: dict[str, Any], reply: JourneyReply | None = None, *,
                 bypass_circuit: bool = False) -> None:
         """Deliver one event and enqueue what follows from it (cross-reference links, or the report
-        to the journey that asked for it)."""
+        to the journey that asked for it). A routed delivery settles its part of the outcome ledger,
+        its links pending in its place, before they are sent (so none can settle before it is
+        pending); a journey's write is accounted for by its run, a parked one stays pending."""
         follow_ons = self.pipeline.deliver(target, envelope, bypass_circuit=bypass_circuit, reply=reply)
+        if reply is None and follow_ons.status != "parked":
+            part = OutcomePart(outcome="delivered", target=target) if follow_ons.status == "delivered" else \
+                noop(f"superseded: a newer version was already delivered to {target}")
+            links = [effect(other, link["id"]) for other, link in follow_ons.deliveries]
+            self.ledger.settle(envelope, target, part, links)
         for other, follow_on in follow_ons.deliveries:
             self.send(DELIVER, other, follow_on)
         self.pipeline.followed(follow_ons)
@@ -261,10 +270,14 @@ class Runtime:
             self.journeys.written(reply, target, follow_ons.status)
 
     def ingested(self, source: str, event: dict[str, Any], correlation_id: str, received_at: float) -> None:
-        """Ingest one inbound event; start the journeys it triggers and enqueue its deliveries."""
+        """Ingest one inbound event; start the journeys it triggers and enqueue its deliveries, having
+        opened its outcome ledger entry with them pending."""
         result = self.pipeline.ingest(source, event, correlation_id, received_at)
-        for target, envelope in self.journeys.routed(result.events, result.deliveries):
+        routed = self.journeys.routed(result.events, result.deliveries)
+        self.ledger.opened(correlation_id, source, received_at, routed.pending(), result.settled | routed.settled)
+        for target, envelope in routed.deliveries:
             self.send(DELIVER, target, envelope)
+        self.journeys.hold(routed.holds)
 
     # -- failures -----------------------------------------------------------------------------------
     def handle_failure(self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException) -> None:
@@ -319,6 +332,7 @@ class Runtime:
             attempts=int(message.options.get("attempts", 1)),
         )
         self.store.dlq_add(letter)
+        self.ledger.dead_lettered(letter)
         metrics.dead_lettered.labels(category).inc()
         alerts.dead_lettered(letter.id, category, context.target, reason)
         self._audit_message(message, "dead-lettered", f"{category}: {reason} (dead letter {letter.id})")
@@ -395,10 +409,12 @@ class Runtime:
             args = [args[0], self.refreshed(args[0], args[1]), *args[2:]]
         if not self.store.dlq_set_state(letter_id, "replayed"):
             raise ValueError(f"dead letter {letter_id} was replayed by someone else just now")
+        self.ledger.replayed(letter)
         try:
             self.send(letter.actor, *args)
         except BaseException:
             self.store.dlq_add(letter)  # back to open, as it was
+            self.ledger.dead_lettered(letter)
             raise
         detail = f"dead letter {letter.id}" + (" (refreshed from source)" if refreshed else "")
         self.store.audit(AuditRecord(at=time.time(), correlation_id=letter.correlation_id or "-", step="replay",

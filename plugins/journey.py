@@ -204,9 +204,10 @@ class Trigger:
 class Journey:
     """A named, versioned sequence of steps.
 
-    ``covers`` names the systems whose routes for the trigger events the journey takes over: for a
-    subject the journey is about, those deliveries are its steps' to make, not the routes', until a
-    run for the subject has completed (after onboarding, profile changes flow by the routes again).
+    ``covers`` names the systems whose routes for the trigger events the journey takes over: while a
+    run for the subject is under way, and to a system that does not have the subject, those
+    deliveries are its steps' to make, not the routes' (after onboarding, or for a customer born in
+    billing that no run ever makes, profile changes flow by the routes).
     ``sla_s``: the business deadline from start to completion; breaches are counted and shown.
     ``start`` turns the body of ``POST /v1/journeys/<name>`` into the run's subject, key and data,
     raising :class:`JourneyInputError`; a journey without it cannot be started by hand.

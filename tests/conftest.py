@@ -149,7 +149,8 @@ class System:
 
 def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None,
                  systems: tuple[str, ...] = ("stripe", "netsuite"), journeys: dict[str, Any] | None = None,
-                 netsuite: dict[str, Any] | None = None, **hub: Any) -> System:
+                 netsuite: dict[str, Any] | None = None, ownership: dict[str, Any] | None = None,
+                 **hub: Any) -> System:
     sandboxes = SandboxSet(load_plugins().connectors, list(systems))
     checked = {name: SPEC_CHECKED[name](sandbox.app) for name, sandbox in sandboxes.sandboxes.items()
                if name in SPEC_CHECKED}
@@ -163,7 +164,7 @@ def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None,
     options = {"broker": "memory", "store": f"sqlite:///{tmp_path}/hub.db", "min_backoff_ms": 50,
                "max_backoff_ms": 400, "circuit_cooldown_s": 0.5, "max_retries": 4, "poll_interval_s": 0.3, **hub}
     settings = Settings(hub=HubSettings(**options), connectors=connectors, routes=routes or {},
-                        journeys=journeys or {})
+                        journeys=journeys or {}, ownership=ownership or {})
     hub_process = EmbeddedHub(settings, port=port, threads=4).start()
     stripe = connectors["stripe"]
     return System(hub_process, sandboxes, server, StripeDriver(stripe["base_url"], stripe["api_key"]), checked)

@@ -60,6 +60,12 @@ def strict_erp(tmp_path: Path) -> Iterator[System]:
     yield from running(tmp_path, journeys={"onboarding": {"subsidiaries": {"FR": UNKNOWN_SUBSIDIARY}}})
 
 
+@pytest.fixture
+def address_required(tmp_path: Path) -> Iterator[System]:
+    """Onboarding parks an account without a billing address."""
+    yield from running(tmp_path, journeys={"onboarding": {"require_address": True}})
+
+
 def sales(system: System) -> SalesforceUser:
     return SalesforceUser(system.hub.runtime.settings.connectors["salesforce"])
 
@@ -165,6 +171,47 @@ def test_an_edit_made_while_onboarding_waits_reaches_every_system_when_it_comple
            timeout=SETTLE_S)
     assert counts(topology) == (1, 1, 1, 1)
     assert letters(topology) == []
+    # The held edit's outcome waited for the run, and was settled by the deliveries it released.
+    store = topology.hub.runtime.store
+    assert wait_until(lambda: not store.outcomes(outcome="pending"), SETTLE_S), store.outcomes(outcome="pending")
+    edits = [entry.targets for entry in store.outcomes(source="salesforce", outcome="delivered")]
+    assert ["netsuite", "stripe", "zendesk"] in edits, edits
+
+
+def test_an_edit_held_by_a_run_that_is_then_cancelled_ends_as_a_noop_that_says_so(topology: System) -> None:
+    rep = sales(topology)
+    topology.fault("netsuite", mode="down")
+    account_id = rep.create_account(company("Globex Corp", "US98-7654321"))
+    canonical_id = f"customer/salesforce/{account_id}"
+    assert wait_until(lambda: getattr(onboarding(topology, canonical_id), "state", None) == "waiting", SETTLE_S)
+    rep.update_account(account_id, {"Phone": "+1 555 0199"})
+    store = topology.hub.runtime.store
+    assert wait_until(lambda: bool(getattr(onboarding(topology, canonical_id), "data", {}).get("_held")), SETTLE_S)
+    [edit] = store.outcomes(outcome="pending", source="salesforce")  # held: neither delivered nor dropped yet
+
+    run = onboarding(topology, canonical_id)
+    assert run is not None
+    topology.hub.runtime.journeys.cancel(run.id)
+    done = store.outcome_get(edit.correlation_id)
+    assert done is not None and done.outcome == "noop"
+    assert done.reason == f"journey run {run.id} was cancelled (cancelled by an operator); not delivered"
+    topology.clear_fault("netsuite")
+
+
+def test_an_edit_of_an_account_whose_onboarding_is_parked_is_a_conflict_held_for_a_person(
+        address_required: System) -> None:
+    rep = sales(address_required)
+    account_id = rep.create_account(company("Globex Corp", "US98-7654321", BillingStreet=None, BillingCity=None,
+                                            BillingPostalCode=None, BillingCountry=None))
+    canonical_id = f"customer/salesforce/{account_id}"
+    settle(address_required, lambda: getattr(onboarding(address_required, canonical_id), "state", None) == "parked",
+           timeout=SETTLE_S)
+    rep.update_account(account_id, {"Phone": "+1 555 0199"})
+    store = address_required.hub.runtime.store
+    settle(address_required, lambda: len(store.outcomes(source="salesforce")) == 2, timeout=SETTLE_S)
+    edit = store.outcomes(source="salesforce", limit=1)[0]
+    assert edit.outcome == "conflict" and "parked for an operator" in (edit.reason or "")
+    assert counts(address_required) == (0, 0, 0, 1)
 
 
 def test_a_prospect_reaches_no_other_system_until_it_is_won(topology: System) -> None:
@@ -175,6 +222,8 @@ def test_a_prospect_reaches_no_other_system_until_it_is_won(topology: System) ->
     settle(topology, timeout=SETTLE_S)
     assert counts(topology) == (0, 0, 0, 1)
     assert onboarding_runs(topology) == []
+    [prospect] = topology.hub.runtime.store.outcomes(source="salesforce")
+    assert prospect.outcome == "noop" and "onboarding makes it there when a run starts" in (prospect.reason or "")
 
     rep.update_account(account_id, {"Type": WON})
     settle(topology, lambda: linked(topology, account_id), timeout=SETTLE_S)

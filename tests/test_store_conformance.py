@@ -31,7 +31,7 @@ from crossledger.core.stores import (
     Store,
     open_store,
 )
-from crossledger.core.stores.base import JourneyRecord, JourneyState, StepRecord
+from crossledger.core.stores.base import JourneyRecord, JourneyState, OutcomePart, OutcomeRecord, StepRecord
 from msgspec.structs import replace
 
 T = TypeVar("T")
@@ -514,6 +514,67 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert isinstance(default, RedisStore) and default.namespace == "crossledger"
     for opened in (relative, absolute, named, default):
         opened.close()
+
+
+# -- the outcome ledger ---------------------------------------------------------------------------
+def opened(correlation_id: str, pending: list[str], source: str = "stripe", at: float = 10.0,
+           parts: dict[str, OutcomePart] | None = None) -> OutcomeRecord:
+    return OutcomeRecord(correlation_id=correlation_id, source=source, received_at=at, updated_at=at,
+                         pending=pending, parts=parts or {})
+
+
+DELIVERED_NETSUITE = OutcomePart(outcome="delivered", target="netsuite")
+
+
+def test_an_outcome_concludes_when_its_last_effect_settles_and_a_dead_letter_decides_it(store: Store) -> None:
+    assert store.outcome_open(opened("c1", ["netsuite|e1", "zendesk|e1"]))
+    assert store.outcome_settle("c1", "netsuite|e1", DELIVERED_NETSUITE, ["salesforce|l1"]).outcome == "pending"
+    assert store.outcome_settle("c1", "netsuite|e1", DELIVERED_NETSUITE) is None  # settled once only
+    store.outcome_settle("c1", "zendesk|e1", OutcomePart(outcome="dead_letter", target="zendesk",
+                                                         category="data", reason="bad phone"))
+    last = store.outcome_settle("c1", "salesforce|l1", OutcomePart(outcome="delivered", target="salesforce"))
+    assert last is not None and (last.outcome, last.category, last.reason) == ("dead_letter", "data", "bad phone")
+    assert store.outcome_get("c1") == last and last.pending == []
+
+    # Replayed, the dead letter is pending again, and its delivery makes the message delivered.
+    assert store.outcome_settle("c1", "zendesk|e1", None, amend=True).outcome == "pending"
+    done = store.outcome_settle("c1", "zendesk|e1", OutcomePart(outcome="delivered", target="zendesk"))
+    assert done is not None and (done.outcome, done.targets) == ("delivered", ["netsuite", "salesforce", "zendesk"])
+    assert store.outcome_counts() == {("delivered", "stripe"): 1}
+
+
+def test_an_outcome_with_nothing_pending_is_concluded_when_opened(store: Store) -> None:
+    noop = OutcomePart(outcome="noop", reason="the record is as the hub already has it")
+    assert store.outcome_open(opened("c1", [], parts={"ingest": noop}))
+    assert store.outcome_open(opened("c2", [], source="netsuite", parts={
+        "a": OutcomePart(outcome="conflict", reason="held"), "b": DELIVERED_NETSUITE}))
+    assert store.outcome_open(opened("c3", ["netsuite|e3"], at=11.0))
+    found = store.outcome_get("c1")
+    assert found is not None and (found.outcome, found.reason) == ("noop", "the record is as the hub already has it")
+    assert store.outcome_counts() == {("noop", "stripe"): 1, ("conflict", "netsuite"): 1, ("pending", "stripe"): 1}
+    assert [r.correlation_id for r in store.outcomes()] == ["c3", "c2", "c1"]
+    assert [r.correlation_id for r in store.outcomes(outcome="conflict")] == ["c2"]
+    assert [r.correlation_id for r in store.outcomes(source="stripe", limit=1)] == ["c3"]
+    assert store.outcome_settle("missing", "x", DELIVERED_NETSUITE) is None
+
+
+def test_an_ingest_seen_again_keeps_a_settled_outcome_but_replaces_a_dead_letter(store: Store) -> None:
+    store.outcome_open(opened("c1", [], parts={"ingest": OutcomePart(outcome="noop", reason="stale")}))
+    assert not store.outcome_open(opened("c1", ["netsuite|e1"]))
+    dead = OutcomePart(outcome="dead_letter", category="transient", reason="gave up")
+    store.outcome_open(opened("c2", [], parts={"ingest": dead}))
+    assert store.outcome_open(opened("c2", ["netsuite|e2"]))
+    assert store.outcome_counts() == {("noop", "stripe"): 1, ("pending", "stripe"): 1}
+
+
+def test_concurrent_settles_of_one_message_lose_none(store: Store) -> None:
+    tokens = [f"t{i}|e" for i in range(THREADS)]
+    store.outcome_open(opened("c1", tokens))
+    results = race(lambda i: store.outcome_settle("c1", tokens[i], OutcomePart(outcome="delivered",
+                                                                                target=f"t{i}")))
+    concluded = [result for result in results if result is not None and result.outcome != "pending"]
+    assert len(concluded) == 1 and concluded[0].targets == sorted(f"t{i}" for i in range(THREADS))
+    assert store.outcome_counts() == {("delivered", "stripe"): 1}
 
 
 @pytest.mark.parametrize("url", [

@@ -242,3 +242,31 @@ def test_two_stripe_customers_with_the_same_name_become_two_organizations(topolo
 def only_one(items: list[dict[str, Any]]) -> dict[str, Any]:
     [item] = items
     return item
+
+
+def test_an_edit_in_salesforce_of_a_customer_born_in_stripe_reaches_every_system(topology: System) -> None:
+    """Finding 3: the onboarding journey covers billing, ERP and support for Salesforce accounts, but
+    a customer born in Stripe has no run and never will: the edit must go by the routes."""
+    customer = topology.customer("Kramerica Industries")
+    canonical_id = f"customer/stripe/{customer['id']}"
+    store = topology.hub.runtime.store
+    settle(topology, lambda: all(store.xref_get(canonical_id, system) for system in ALL))
+    account_id = store.xref_get(canonical_id, "salesforce")
+    assert account_id is not None
+    sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
+
+    sales.update_account(account_id, dict(Name="Kramerica Global", Phone="+1 555 0123"))
+
+    def everywhere() -> bool:
+        [stripe] = [c for c in records(topology, "stripe", "customers") if c["id"] == customer["id"]]
+        netsuite = netsuite_customers(topology, canonical_id)
+        zendesk = zendesk_organizations(topology, canonical_id)
+        return (stripe.get("name"), stripe.get("phone")) == ("Kramerica Global", "+1 555 0123") \
+            and [c.get("phone") for c in netsuite] == ["+1 555 0123"] \
+            and [o.get("name") for o in zendesk] == [f"Kramerica Global ({customer['id']})"]
+
+    settle(topology, everywhere, timeout=20)
+    assert store.dlq_count() == 0
+    edit = store.outcomes(source="salesforce", limit=1)[0]  # the newest: the edit
+    assert edit.outcome == "delivered"
+    assert edit.targets == ["netsuite", "stripe", "zendesk"]

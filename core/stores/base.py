@@ -132,6 +132,88 @@ class JourneyRecord(msgspec.Struct, frozen=True, kw_only=True):
     sla_breached: bool = False
 
 
+OutcomeKind = Literal["delivered", "noop", "conflict", "dead_letter"]
+"""What became of an accepted inbound message: its effects were delivered; nothing was to be done
+(with the reason); it is held for a person (a conflict); or it was dead-lettered (with its class)."""
+LedgerState = Literal["pending", "delivered", "noop", "conflict", "dead_letter"]
+OUTCOME_PRECEDENCE: tuple[OutcomeKind, ...] = ("dead_letter", "conflict", "delivered", "noop")
+"""How a message's parts add up: the first kind any part has is the message's outcome."""
+INGEST_PART = "ingest"
+"""The part of a message that is its ingest (a dead-lettered ingest, an event that was no news)."""
+
+
+class OutcomePart(msgspec.Struct, frozen=True, kw_only=True):
+    """What became of one effect of a message: one routed delivery (its ``target``), or its ingest."""
+
+    outcome: OutcomeKind
+    target: str | None = None
+    reason: str | None = None
+    category: str | None = None
+
+
+class OutcomeRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome ledger's entry for one accepted inbound message (its correlation id).
+
+    ``pending`` are the tokens of effects still under way (``target|event id``), ``parts`` what
+    became of those settled. While anything is pending the outcome is ``pending``; once nothing is,
+    :func:`concluded` decides it from the parts (:data:`OUTCOME_PRECEDENCE`).
+    """
+
+    correlation_id: str
+    source: str
+    received_at: float
+    updated_at: float
+    outcome: LedgerState = "pending"
+    reason: str | None = None
+    category: str | None = None
+    targets: list[str] = []
+    pending: list[str] = []
+    parts: dict[str, OutcomePart] = {}
+
+
+def concluded(record: OutcomeRecord, now: float) -> OutcomeRecord:
+    """``record`` with its outcome decided, if nothing is pending: a dead letter in any part makes
+    the message a dead letter with that part's class and reason; else a conflict; else delivered
+    (to the targets whose parts were); else a no-op with the reasons of its parts."""
+    if record.pending:
+        return msgspec.structs.replace(record, outcome="pending", reason=None, category=None, targets=[],
+                                       updated_at=now)
+    parts = [record.parts[token] for token in sorted(record.parts)]
+    kind = next((kind for kind in OUTCOME_PRECEDENCE if any(part.outcome == kind for part in parts)), "noop")
+    deciding = [part for part in parts if part.outcome == kind]
+    reasons = list(dict.fromkeys(part.reason for part in deciding if part.reason))
+    targets = sorted({part.target for part in deciding if part.target}) if kind == "delivered" else []
+    return msgspec.structs.replace(
+        record, outcome=kind, targets=targets, updated_at=now,
+        reason="; ".join(reasons) if kind != "delivered" else None,
+        category=deciding[0].category if kind in ("dead_letter", "conflict") and deciding else None)
+
+
+def settled(record: OutcomeRecord, token: str, part: OutcomePart | None, follow_ons: list[str], now: float, *,
+            amend: bool = False) -> OutcomeRecord | None:
+    """``record`` with ``token`` settled as ``part`` and ``follow_ons`` pending in its place; None when
+    ``token`` is not pending (settled before: a redelivered message, or not one of this message's
+    effects). With ``amend``, a token already settled is settled again (``part`` None: pending again,
+    a dead letter replayed)."""
+    if token not in record.pending and not (amend and token in record.parts):
+        return None
+    pending = [other for other in record.pending if other != token]
+    parts = {other: value for other, value in record.parts.items() if other != token}
+    if part is None:
+        pending.append(token)
+    else:
+        parts[token] = part
+    pending += [other for other in follow_ons if other not in parts and other not in pending]
+    return concluded(msgspec.structs.replace(record, pending=pending, parts=parts), now)
+
+
+def replaces(existing: OutcomeRecord | None) -> bool:
+    """Whether :meth:`Store.outcome_open` may replace ``existing``: a pending entry (the ingest ran
+    again after a crash, and sends its deliveries again) or a dead letter or conflict (replayed); not
+    a delivered or no-op one (a redelivered ingest finds the record as it left it: no news)."""
+    return existing is None or existing.outcome in ("pending", "dead_letter", "conflict")
+
+
 class Store(Protocol):
     # -- inbox: ingress dedupe by source event id -------------------------------------------------
     def inbox_add(self, source: str, source_event_id: str, payload: dict[str, Any],
@@ -273,3 +355,22 @@ class Store(Protocol):
         """Delete everything this store holds (tests and the demo)."""
 
     def close(self) -> None: ...
+
+    # -- the outcome ledger: one outcome per accepted inbound message ------------------------------
+    def outcome_open(self, record: OutcomeRecord) -> bool:
+        """*Atomic.* Store a message's entry (concluded at once if nothing is pending), unless
+        :func:`replaces` says the existing one stays; whether it was stored."""
+
+    def outcome_settle(self, correlation_id: str, token: str, part: OutcomePart | None,
+                       follow_ons: list[str] | None = None, *, amend: bool = False) -> OutcomeRecord | None:
+        """*Atomic.* Settle one pending effect (:func:`settled`): the entry as it now is, or None
+        when nothing changed (``token`` was not pending, or there is no entry)."""
+
+    def outcome_get(self, correlation_id: str) -> OutcomeRecord | None: ...
+
+    def outcomes(self, *, outcome: LedgerState | None = None, source: str | None = None,
+                 limit: int = 100) -> list[OutcomeRecord]:
+        """Entries matching every given filter, most recently received first."""
+
+    def outcome_counts(self) -> dict[tuple[LedgerState, str], int]:
+        """How many entries are in each state, by (state, source)."""

@@ -34,6 +34,9 @@ The keys, after ``<namespace>:``::
     journeys:state:<state>      zset   journey ids by started_at, of the runs in that state
     journeys:subject:<subject>  zset   journey ids by started_at, of the runs about that subject
     cursors                     hash   name -> value
+    outcome:<corr. id>          string OutcomeRecord (its own key, so one message's update watches only it)
+    outcomes:by-time            zset   correlation ids by received_at
+    outcomes:count              hash   ["state","source"] -> how many entries are in that state
 """
 
 import re
@@ -56,7 +59,13 @@ from crossledger.core.stores.base import (
     InboxStatus,
     JourneyRecord,
     JourneyState,
+    LedgerState,
     LoggedEvent,
+    OutcomePart,
+    OutcomeRecord,
+    concluded,
+    replaces,
+    settled,
 )
 
 R = TypeVar("R", bound=msgspec.Struct)
@@ -420,6 +429,56 @@ class RedisStore:
 
     def close(self) -> None:
         self._redis.close()
+
+    # -- the outcome ledger -------------------------------------------------------------------------
+    def _outcome_update(self, correlation_id: str,
+                        change: Callable[[OutcomeRecord | None], OutcomeRecord | None]) -> OutcomeRecord | None:
+        """Apply ``change`` to the entry atomically: WATCH its key, read, and write in MULTI (redone if
+        another worker wrote the entry in between); the entry written, or None when ``change`` kept it."""
+        key = self._key("outcome", correlation_id)
+        written: list[OutcomeRecord | None] = [None]
+
+        def apply(pipe: redis.client.Pipeline) -> None:
+            before = _decode_one(OutcomeRecord, pipe.get(key))
+            written[0] = after = change(before)
+            pipe.multi()
+            if after is None:
+                return
+            pipe.set(key, msgspec.json.encode(after))
+            pipe.zadd(self._key("outcomes", "by-time"), {correlation_id: after.received_at})
+            if before is None or (before.outcome, before.source) != (after.outcome, after.source):
+                if before is not None:
+                    pipe.hincrby(self._key("outcomes", "count"), _field(before.outcome, before.source), -1)
+                pipe.hincrby(self._key("outcomes", "count"), _field(after.outcome, after.source), 1)
+
+        self._redis.transaction(apply, key)
+        return written[0]
+
+    def outcome_open(self, record: OutcomeRecord) -> bool:
+        return self._outcome_update(record.correlation_id, lambda existing: concluded(record, time.time())
+                                    if replaces(existing) else None) is not None
+
+    def outcome_settle(self, correlation_id: str, token: str, part: OutcomePart | None,
+                       follow_ons: list[str] | None = None, *, amend: bool = False) -> OutcomeRecord | None:
+        return self._outcome_update(correlation_id, lambda record: None if record is None else settled(
+            record, token, part, follow_ons or [], time.time(), amend=amend))
+
+    def outcome_get(self, correlation_id: str) -> OutcomeRecord | None:
+        return _decode_one(OutcomeRecord, self._redis.get(self._key("outcome", correlation_id)))
+
+    def _outcome_records(self, ids: list[bytes]) -> list[OutcomeRecord]:
+        keys = [self._key("outcome", _text(correlation_id)) for correlation_id in ids]
+        return _decode_all(OutcomeRecord, self._redis.mget(keys)) if keys else []
+
+    def outcomes(self, *, outcome: LedgerState | None = None, source: str | None = None,
+                 limit: int = 100) -> list[OutcomeRecord]:
+        return self._scan(self._key("outcomes", "by-time"), self._outcome_records, limit=limit, newest_first=True,
+                          wanted={"outcome": outcome, "source": source})
+
+    def outcome_counts(self) -> dict[tuple[LedgerState, str], int]:
+        counts = self._redis.hgetall(self._key("outcomes", "count"))
+        return {cast(tuple[LedgerState, str], tuple(msgspec.json.decode(field))): int(count)
+                for field, count in counts.items() if int(count)}
 
 
 def _field(*parts: str) -> bytes:

@@ -35,7 +35,13 @@ from crossledger.core.stores.base import (
     InboxStatus,
     JourneyRecord,
     JourneyState,
+    LedgerState,
     LoggedEvent,
+    OutcomePart,
+    OutcomeRecord,
+    concluded,
+    replaces,
+    settled,
 )
 
 R = TypeVar("R", bound=msgspec.Struct)
@@ -106,6 +112,12 @@ CREATE INDEX IF NOT EXISTS journeys_by_start ON journeys (started_at, id);
 CREATE INDEX IF NOT EXISTS journeys_by_name ON journeys (name, started_at, id);
 CREATE INDEX IF NOT EXISTS journeys_by_state ON journeys (state, started_at, id);
 CREATE INDEX IF NOT EXISTS journeys_by_subject ON journeys (subject, started_at, id);
+
+CREATE TABLE IF NOT EXISTS outcomes (
+    correlation_id TEXT PRIMARY KEY, source TEXT NOT NULL, outcome TEXT NOT NULL, received_at REAL NOT NULL,
+    record BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS outcomes_by_state ON outcomes (outcome, source);
+CREATE INDEX IF NOT EXISTS outcomes_by_time ON outcomes (received_at, correlation_id);
 """
 
 
@@ -436,6 +448,51 @@ class SQLiteStore:
             self._opened.clear()
         for db in mine:
             db.close()
+
+    # -- the outcome ledger -------------------------------------------------------------------------
+    def _outcome_write(self, db: sqlite3.Connection, record: OutcomeRecord) -> None:
+        db.execute("INSERT INTO outcomes (correlation_id, source, outcome, received_at, record) VALUES (?, ?, ?, ?, ?) "
+                   "ON CONFLICT (correlation_id) DO UPDATE SET source = excluded.source, outcome = excluded.outcome, "
+                   "received_at = excluded.received_at, record = excluded.record",
+                   (record.correlation_id, record.source, record.outcome, record.received_at,
+                    msgspec.json.encode(record)))
+
+    @staticmethod
+    def _outcome_read(db: sqlite3.Connection, correlation_id: str) -> OutcomeRecord | None:
+        row = db.execute("SELECT record FROM outcomes WHERE correlation_id = ?", (correlation_id,)).fetchone()
+        return None if row is None else msgspec.json.decode(row[0], type=OutcomeRecord)
+
+    def outcome_open(self, record: OutcomeRecord) -> bool:
+        with self._transaction() as db:
+            if not replaces(self._outcome_read(db, record.correlation_id)):
+                return False
+            self._outcome_write(db, concluded(record, time.time()))
+            return True
+
+    def outcome_settle(self, correlation_id: str, token: str, part: OutcomePart | None,
+                       follow_ons: list[str] | None = None, *, amend: bool = False) -> OutcomeRecord | None:
+        with self._transaction() as db:
+            record = self._outcome_read(db, correlation_id)
+            changed = None if record is None else settled(record, token, part, follow_ons or [], time.time(),
+                                                          amend=amend)
+            if changed is not None:
+                self._outcome_write(db, changed)
+            return changed
+
+    def outcome_get(self, correlation_id: str) -> OutcomeRecord | None:
+        with self._session() as db:
+            return self._outcome_read(db, correlation_id)
+
+    def outcomes(self, *, outcome: LedgerState | None = None, source: str | None = None,
+                 limit: int = 100) -> list[OutcomeRecord]:
+        where, params = _where(("outcome = ?", outcome), ("source = ?", source))
+        rows = self._query(f"SELECT record FROM outcomes WHERE {where} "
+                           "ORDER BY received_at DESC, correlation_id DESC LIMIT ?", [*params, limit])
+        return [msgspec.json.decode(raw, type=OutcomeRecord) for (raw,) in rows]
+
+    def outcome_counts(self) -> dict[tuple[LedgerState, str], int]:
+        rows = self._query("SELECT outcome, source, count(*) FROM outcomes GROUP BY outcome, source")
+        return {(outcome, source): count for outcome, source, count in rows}
 
 
 def _load(cls: type[R], row: Sequence[Any]) -> R:
