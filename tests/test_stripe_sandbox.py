@@ -73,10 +73,13 @@ def invoice_id(invoice: stripe.Invoice) -> str:
 
 
 def stripe_error(response: httpx.Response) -> dict[str, Any]:
-    """The ``error`` of a Stripe error body, checked to have Stripe's shape."""
+    """The ``error`` of a Stripe error body, checked to have Stripe's shape: ``type`` and ``message``,
+    and ``code``, ``doc_url`` and ``param`` only as strings (left out when they do not apply)."""
     assert response.headers["request-id"].startswith("req_")
     error: dict[str, Any] = response.json()["error"]
-    assert {"type", "code", "message", "param", "doc_url"} <= set(error)
+    assert {"type", "message"} <= set(error) <= {"type", "message", "code", "doc_url", "param", "decline_code"}
+    assert all(isinstance(value, str) for value in error.values()), error
+    assert ("code" in error) == ("doc_url" in error)
     return error
 
 

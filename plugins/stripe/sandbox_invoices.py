@@ -15,6 +15,7 @@ from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 from crossledger.plugins.sandbox import WebhookSender
 from crossledger.plugins.stripe.sandbox_core import AccountCore, declines
+from crossledger.plugins.stripe.sandbox_search import INVOICE_FIELDS, search
 from crossledger.plugins.stripe.sandbox_wire import (
     DAY,
     Call,
@@ -84,7 +85,7 @@ def invoiceitem(customer: Record, currency: str, quantity: int, amount: int, uni
     }
 
 
-def _item_line(item: Record) -> Record:
+def item_line(item: Record) -> Record:
     """The invoice line an invoice item becomes; its id is derived from the item's, so it is stable."""
     subscription = (item["parent"] or {}).get("subscription_details") or {}
     return {
@@ -424,7 +425,7 @@ class Invoicing(AccountCore):
             item["invoice"] = invoice["id"]
         own = [line for line in invoice["lines"]["data"] if line["parent"]["type"] == "subscription_item_details"]
         attached = self.invoiceitems.where(invoice=invoice["id"])
-        set_lines(invoice, own + [_item_line(item) for item in attached])
+        set_lines(invoice, own + [item_line(item) for item in attached])
 
     # Invoices
 
@@ -448,6 +449,9 @@ class Invoicing(AccountCore):
             self.attach(self.pending_items(customer, currency), invoice)
         self._emit("invoice.created", invoice, call)
         return invoice
+
+    def search_invoices(self, call: Call) -> Record:
+        return search(self.invoices, call.params, INVOICE_FIELDS)
 
     def update_invoice(self, call: Call) -> Record:
         params = call.params.accept(
