@@ -27,7 +27,7 @@ from typing import Any
 from jsonschema import validators
 from jsonschema.exceptions import ValidationError
 from openapi_schema_validator import OAS30Validator
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
 Location = tuple[str | int, ...]
@@ -99,7 +99,7 @@ class OpenAPISpec:
         if not version.startswith("3.0"):
             raise ValueError(f"not an OpenAPI 3.0 description (openapi: {version or 'missing'})")
         self.document = document
-        self._registry: Registry = Registry().with_resource(self.URI, Resource(dict(document), DRAFT4))
+        self._registry: Registry = Registry().with_resource(self.URI, DRAFT4.create_resource(dict(document)))
 
     @classmethod
     def load(cls, path: Path) -> "OpenAPISpec":

@@ -17,6 +17,7 @@ only those, are accepted by :data:`DRIFT`; each entry says which version changed
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,8 @@ def exercise(api: RunningStripe) -> None:
     v1.tax_rates.list({"active": True})
     # Invoices through their states, paid by card and out of band, with the payments they make
     v1.invoice_items.create({"customer": customer.id, "amount": 1500, "currency": "usd", "description": "setup"})
-    item = v1.invoice_items.create({"customer": customer.id, "unit_amount": 250, "quantity": 3, "currency": "usd"})
+    item = v1.invoice_items.create({"customer": customer.id, "unit_amount_decimal": Decimal(250), "quantity": 3,
+                                    "currency": "usd"})
     v1.invoice_items.retrieve(item.id)
     v1.invoice_items.list({"customer": customer.id})
     preview = v1.invoices.create_preview({"customer": customer.id, "invoice_items": [{"amount": 100,
@@ -119,7 +121,8 @@ def exercise(api: RunningStripe) -> None:
     v1.invoices.search({"query": 'metadata["po"]:"42" OR total>100000', "limit": 1})
     [payment] = v1.invoice_payments.list({"invoice": invoice.id}).data
     v1.invoice_payments.retrieve(payment.id)
-    intent = v1.payment_intents.retrieve(payment.payment.payment_intent or "", {"expand": ["latest_charge"]})
+    assert isinstance(payment.payment.payment_intent, str)
+    intent = v1.payment_intents.retrieve(payment.payment.payment_intent, {"expand": ["latest_charge"]})
     v1.payment_intents.list({"customer": customer.id})
     assert intent.latest_charge is not None and not isinstance(intent.latest_charge, str)
     charge = v1.charges.retrieve(intent.latest_charge.id)
@@ -288,10 +291,10 @@ def stripe_object_at(document: Any, location: tuple[str | int, ...]) -> tuple[st
     one) and the field path within it, list indexes left out: ``("invoice", "lines")``."""
     owner: str | None = None
     path: list[str] = []
-    node = document
+    node: Any = document
     for part in (None, *location):
         if part is not None:
-            node = node[part] if isinstance(node, (dict, list)) else None
+            node = node[part]
             if isinstance(part, str):
                 path.append(part)
         if isinstance(node, dict) and isinstance(node.get("object"), str):
