@@ -246,6 +246,7 @@ def test_request_errors_have_stripes_shape(stripe_api: RunningStripe) -> None:
     unrecognized = stripe_api.http.get("/v1/customers/cus_1/nonsense")
     assert unrecognized.status_code == 404
     assert stripe_error(unrecognized)["message"] == "Unrecognized request URL (GET: /v1/customers/cus_1/nonsense)."
+    assert set(stripe_error(unrecognized)) == {"type", "message"}  # no code, no param: left out, not null
     with pytest.raises(stripe.InvalidRequestError) as not_found:
         stripe_api.client.v1.invoices.retrieve("in_nope")
     assert (not_found.value.http_status, not_found.value.code) == (404, "resource_missing")
