@@ -153,6 +153,8 @@ def exercise(api: RunningStripe) -> None:
     clock = v1.test_helpers.test_clocks.create({"frozen_time": JAN_2030, "name": "billing"})
     subscriber = v1.customers.create({"name": "Clocked", "test_clock": clock.id,
                                       "invoice_settings": {"default_payment_method": "pm_card_visa"}})
+    expanded = v1.customers.retrieve(subscriber.id, {"expand": ["test_clock"]}).test_clock
+    assert isinstance(expanded, stripe.test_helpers.TestClock) and expanded.id == clock.id
     subscription = v1.subscriptions.create({"customer": subscriber.id, "items": [{"price": monthly.id}],
                                             "metadata": {"deal": "d-1"}, "expand": ["latest_invoice"]})
     v1.subscriptions.update(subscription.id, {"items": [{"id": subscription["items"].data[0].id,

@@ -128,7 +128,7 @@ class AccountCore:
         self.webhook_endpoints = Collection("webhook_endpoint", "/v1/webhook_endpoints")
         self.events = Collection("event", "/v1/events", ("type",))
         self._secrets: dict[str, str] = {}
-        self.expandable: dict[str, Collection] = {"customer": self.customers}
+        self.expandable: dict[str, Collection] = {"customer": self.customers, "test_clock": self.test_clocks}
         """Fields holding an id that ``expand[]`` may replace with the object it names; each layer
         adds its own."""
 
