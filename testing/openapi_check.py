@@ -33,9 +33,6 @@ from referencing.jsonschema import DRAFT4
 Location = tuple[str | int, ...]
 """Where a value is in a document: keys and list indexes from its root."""
 
-METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
-
-
 @dataclass(frozen=True)
 class Problem:
     """One way a document departs from its schema."""
@@ -140,8 +137,9 @@ class OpenAPISpec:
             raise KeyError(f"the spec gives {method.upper()} {template} {key} no application/json schema")
         return _pointer("paths", template, method.lower(), "responses", key, "content", "application/json", "schema")
 
-    def check(self, method: str, path: str, status: int, document: Any, allowed: Allowed = _nothing_allowed,
-              ) -> list[Problem]:
+    def check(
+        self, method: str, path: str, status: int, document: Any, allowed: Allowed = _nothing_allowed
+    ) -> list[Problem]:
         """The problems of a response body against its operation's response schema."""
         return self.check_at(self.response_pointer(method, path, status), document, allowed)
 
