@@ -137,8 +137,11 @@ def test_invoice_from_pending_items_to_paid(stripe_api: RunningStripe) -> None:
     assert [(line.amount, line.quantity) for line in invoice.lines.data] == [(1500, 1), (750, 3)]
     assert (invoice.subtotal, invoice.total, invoice.amount_due, invoice.amount_remaining) == (2250,) * 4
     assert invoice.due_date == invoice.created + 30 * 86_400
+    assert (invoice.hosted_invoice_url, invoice.invoice_pdf) == (None, None)  # a draft has neither
     finalized = v1.invoices.finalize_invoice(invoice_id(invoice))
     assert finalized.status == "open" and finalized.number and finalized.number.endswith("-0001")
+    assert finalized.hosted_invoice_url and finalized.hosted_invoice_url.startswith("https://invoice.stripe.com/i/")
+    assert finalized.invoice_pdf and finalized.invoice_pdf.endswith("/pdf?s=ap")
     assert finalized.status_transitions.finalized_at is not None
     [payment] = v1.invoice_payments.list({"invoice": finalized.id}).data
     assert (payment.status, payment.amount_requested, payment.amount_paid) == ("open", 2250, None)

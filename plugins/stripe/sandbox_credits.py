@@ -22,6 +22,7 @@ from crossledger.canonical.money import money, to_decimal
 from crossledger.plugins.sandbox import WebhookSender
 from crossledger.plugins.stripe.sandbox_invoices import Invoicing
 from crossledger.plugins.stripe.sandbox_wire import (
+    ACCOUNT,
     Call,
     Collection,
     Params,
@@ -35,8 +36,6 @@ from crossledger.plugins.stripe.sandbox_wire import (
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 CREDIT_REASONS = ("duplicate", "fraudulent", "order_change", "product_unsatisfactory")
 CREDITABLE = ("open", "paid", "uncollectible")
-ACCOUNT = "acct_crossledgersandbox"
-"""The account id in the links Stripe gives to documents it hosts."""
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
 
 
@@ -48,7 +47,7 @@ def shown(amount: int, currency: str) -> str:
 
 
 def _pdf_link() -> str:
-    """Where Stripe serves a credit note's PDF (a link of Stripe's form; the sandbox serves no PDF)."""
+    """Where Stripe serves a credit note's PDF."""
     return f"https://pay.stripe.com/credit_notes/{ACCOUNT}/cnst_{token(24)}/pdf?s=ap"
 
 

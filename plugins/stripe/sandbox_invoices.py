@@ -17,6 +17,7 @@ from crossledger.plugins.sandbox import WebhookSender
 from crossledger.plugins.stripe.sandbox_core import AccountCore, declines
 from crossledger.plugins.stripe.sandbox_search import INVOICE_FIELDS, search
 from crossledger.plugins.stripe.sandbox_wire import (
+    ACCOUNT,
     DAY,
     Call,
     Collection,
@@ -475,17 +476,20 @@ class Invoicing(AccountCore):
         return invoice
 
     def finalize(self, invoice: Record, call: Call) -> None:
-        """draft -> open: numbered, its customer details frozen, and a payment intent opened for the
-        amount due. An invoice with nothing to pay is marked paid at once, as Stripe does; a negative
-        one (a credit) goes to the customer's balance."""
+        """draft -> open: numbered, its customer details frozen, its hosted page and PDF linked, and a
+        payment intent opened for the amount due. An invoice with nothing to pay is marked paid at
+        once, as Stripe does; a negative one (a credit) goes to the customer's balance."""
         customer = self.customers.get(invoice["customer"], param="customer")
         at = self.now_for(invoice)
         _copy_customer(invoice, customer)
+        hosted = f"test_{token(40)}"
         invoice.update(
             status="open",
             number=f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}",
             effective_at=at,
             ending_balance=0,
+            hosted_invoice_url=f"https://invoice.stripe.com/i/{ACCOUNT}/{hosted}?s=ap",
+            invoice_pdf=f"https://pay.stripe.com/invoice/{ACCOUNT}/{hosted}/pdf?s=ap",
         )
         invoice["status_transitions"]["finalized_at"] = at
         customer["next_invoice_sequence"] += 1

@@ -20,6 +20,9 @@ Record = dict[str, Any]
 """A Stripe object in its JSON form. Records are stored, mutated and served as such."""
 
 DAY = 86_400
+ACCOUNT = "acct_crossledgersandbox"
+"""The account's id, as it shows in the links Stripe gives to the documents it hosts (invoice and
+credit note PDFs, hosted invoice pages); the sandbox serves no such document."""
 ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
 DEFAULT_LIMIT = 10
 
