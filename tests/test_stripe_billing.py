@@ -1,5 +1,5 @@
 """The Stripe sandbox's billing: products and prices, subscriptions on test clocks, refunds, credit
-notes, and customer search, driven over real HTTP by Stripe's official Python SDK (raw HTTP where
+notes, invoice previews, and search, driven over real HTTP by Stripe's official Python SDK (raw HTTP where
 the SDK hides what is checked)."""
 
 import json
@@ -312,6 +312,7 @@ def test_credit_notes_on_an_open_invoice_lower_what_is_due(api: RunningStripe, v
         {"type": "custom_line_item", "unit_amount": 250, "quantity": 2, "description": "Goodwill"}]})
     assert (note.total, note.type, note.pre_payment_amount, note.number) == (1000, "pre_payment", 1000,
                                                                              f"{invoice.number}-CN-01")
+    assert note.pdf.startswith("https://pay.stripe.com/credit_notes/") and note.pdf.endswith("/pdf?s=ap")
     assert [(line.type, line.amount) for line in note.lines.data] == [("invoice_line_item", 500),
                                                                       ("custom_line_item", 500)]
     lowered = v1.invoices.retrieve(invoice.id)
@@ -381,6 +382,74 @@ def test_customer_search(api: RunningStripe, v1: Any) -> None:
         answer = api.http.get("/v1/customers/search", params={"query": query})
         assert (answer.status_code, answer.json()["error"]["param"]) == (400, "query"), query
         assert message in answer.json()["error"]["message"], query
+
+
+def test_invoice_and_subscription_search(api: RunningStripe, v1: Any) -> None:
+    pro = api.price("Pro", 2000)
+    customer = api.clocked_customer(JAN_1)
+    subscription = v1.subscriptions.create({"customer": customer.id, "items": [{"price": pro.id}],
+                                            "metadata": {"deal": "d-7"}})
+    other = v1.customers.create({"name": "Other"})
+    v1.invoice_items.create({"customer": other.id, "amount": 50_000, "currency": "usd"})
+    big = v1.invoices.create({"customer": other.id, "metadata": {"po": "PO-9"}})
+    v1.invoices.finalize_invoice(big.id)
+    first = subscription.latest_invoice
+    invoices = v1.invoices.search
+    assert [i.id for i in invoices({"query": f'subscription:"{subscription.id}" AND status:"paid"'}).data] == [first]
+    assert [i.id for i in invoices({"query": "total>10000"}).data] == [big.id]
+    assert [i.id for i in invoices({"query": "total<=2000 OR metadata['po']:'PO-9'"}).data] == [big.id, first]
+    assert [i.id for i in invoices({"query": f'-customer:"{customer.id}" currency:"usd"'}).data] == [big.id]
+    assert [i.id for i in invoices({"query": f"created={JAN_1}"}).data] == [first]
+    page = invoices({"query": "currency:'usd'", "limit": 1})
+    assert (page.object, page.url, page.has_more, len(page.data)) == ("search_result", "/v1/invoices/search", True, 1)
+    assert [i.id for i in invoices({"query": "currency:'usd'", "limit": 1}).auto_paging_iter()] == [big.id, first]
+
+    found = v1.subscriptions.search({"query": 'status:"active" AND metadata["deal"]:"d-7"'})
+    assert ([s.id for s in found.data], found.url) == ([subscription.id], "/v1/subscriptions/search")
+    assert v1.subscriptions.search({"query": "status:'canceled'"}).data == []
+    for path, query, message in [("invoices", "email:'x'", "unsupported search field"),
+                                 ("invoices", "status~'pai'", "does not support the `~` operator"),
+                                 ("invoices", "total>lots", "not a whole number"),
+                                 ("subscriptions", "customer:'cus_1'", "unsupported search field"),
+                                 ("subscriptions", "status:", "could not be parsed")]:
+        answer = api.http.get(f"/v1/{path}/search", params={"query": query})
+        assert (answer.status_code, answer.json()["error"]["param"]) == (400, "query"), query
+        assert message in answer.json()["error"]["message"], query
+
+
+def test_invoice_previews_show_the_next_invoice_and_change_nothing(api: RunningStripe, v1: Any) -> None:
+    pro = api.price("Pro", 2000)
+    customer = api.clocked_customer(JAN_1)
+    subscription = v1.subscriptions.create({"customer": customer.id, "items": [{"price": pro.id, "quantity": 3}]})
+    v1.invoice_items.create({"customer": customer.id, "amount": 700, "currency": "usd", "description": "setup"})
+    state = api.sandbox.state()
+
+    renewal = v1.invoices.create_preview({"customer": customer.id, "subscription": subscription.id})
+    assert renewal.id.startswith("upcoming_in_") and renewal.object == "invoice"
+    assert (renewal.billing_reason, renewal.status, renewal.created, renewal.total) == (
+        "upcoming", "draft", FEB_1, 6700)
+    periods = [(line.period.start, line.period.end) for line in renewal.lines.data]
+    assert periods == [(FEB_1, MAR_1), (JAN_1, JAN_1)]  # the next period, then the pending item
+    assert renewal.parent.subscription_details.subscription == subscription.id
+    extra = v1.invoices.create_preview({"customer": customer.id, "invoice_items": [
+        {"unit_amount": 250, "quantity": 2, "description": "extra seats"}, {"amount": 100, "currency": "usd"}]})
+    assert ([line.amount for line in extra.lines.data], extra.total) == ([700, 500, 100], 1300)
+    assert api.sandbox.state() == state  # nothing stored, no event
+    with pytest.raises(stripe.InvalidRequestError) as not_found:
+        v1.invoices.retrieve(renewal.id)
+    assert not_found.value.http_status == 404
+
+    refusals = [({"customer": customer.id}, "parameter_missing"),
+                ({"subscription": "sub_nope"}, "resource_missing"),
+                ({"customer": customer.id, "invoice_items[0][amount]": "5", "invoice_items[0][currency]": "eur"}, None),
+                ({"customer": customer.id, "subscription_details[items][0][price]": pro.id}, "parameter_unknown")]
+    for params, code in refusals:
+        answer = api.http.post("/v1/invoices/create_preview", data=params)
+        assert (answer.status_code, answer.json()["error"].get("code")) == (400, code), params
+    v1.subscriptions.update(subscription.id, {"cancel_at_period_end": True})
+    with pytest.raises(stripe.InvalidRequestError) as none:
+        v1.invoices.create_preview({"customer": customer.id, "subscription": subscription.id})
+    assert none.value.code == "invoice_upcoming_none"
 
 
 def test_new_objects_have_the_field_sets_of_stripes_fixtures(api: RunningStripe, v1: Any) -> None:

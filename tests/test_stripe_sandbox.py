@@ -73,10 +73,13 @@ def invoice_id(invoice: stripe.Invoice) -> str:
 
 
 def stripe_error(response: httpx.Response) -> dict[str, Any]:
-    """The ``error`` of a Stripe error body, checked to have Stripe's shape."""
+    """The ``error`` of a Stripe error body, checked to have Stripe's shape: ``type`` and ``message``,
+    and ``code``, ``doc_url`` and ``param`` only as strings (left out when they do not apply)."""
     assert response.headers["request-id"].startswith("req_")
     error: dict[str, Any] = response.json()["error"]
-    assert {"type", "code", "message", "param", "doc_url"} <= set(error)
+    assert {"type", "message"} <= set(error) <= {"type", "message", "code", "doc_url", "param", "decline_code"}
+    assert all(isinstance(value, str) for value in error.values()), error
+    assert ("code" in error) == ("doc_url" in error)
     return error
 
 
@@ -134,8 +137,11 @@ def test_invoice_from_pending_items_to_paid(stripe_api: RunningStripe) -> None:
     assert [(line.amount, line.quantity) for line in invoice.lines.data] == [(1500, 1), (750, 3)]
     assert (invoice.subtotal, invoice.total, invoice.amount_due, invoice.amount_remaining) == (2250,) * 4
     assert invoice.due_date == invoice.created + 30 * 86_400
+    assert (invoice.hosted_invoice_url, invoice.invoice_pdf) == (None, None)  # a draft has neither
     finalized = v1.invoices.finalize_invoice(invoice_id(invoice))
     assert finalized.status == "open" and finalized.number and finalized.number.endswith("-0001")
+    assert finalized.hosted_invoice_url and finalized.hosted_invoice_url.startswith("https://invoice.stripe.com/i/")
+    assert finalized.invoice_pdf and finalized.invoice_pdf.endswith("/pdf?s=ap")
     assert finalized.status_transitions.finalized_at is not None
     [payment] = v1.invoice_payments.list({"invoice": finalized.id}).data
     assert (payment.status, payment.amount_requested, payment.amount_paid) == ("open", 2250, None)
@@ -243,6 +249,7 @@ def test_request_errors_have_stripes_shape(stripe_api: RunningStripe) -> None:
     unrecognized = stripe_api.http.get("/v1/customers/cus_1/nonsense")
     assert unrecognized.status_code == 404
     assert stripe_error(unrecognized)["message"] == "Unrecognized request URL (GET: /v1/customers/cus_1/nonsense)."
+    assert set(stripe_error(unrecognized)) == {"type", "message"}  # no code, no param: left out, not null
     with pytest.raises(stripe.InvalidRequestError) as not_found:
         stripe_api.client.v1.invoices.retrieve("in_nope")
     assert (not_found.value.http_status, not_found.value.code) == (404, "resource_missing")

@@ -11,14 +11,15 @@ What a client sees is what it would see from ``api.stripe.com``:
 - **Responses** are JSON with status 200 (Stripe never answers 201), and every one carries a
   ``Request-Id: req_...`` header. Ids have Stripe's prefixes, times are epoch seconds, currencies
   lower case, amounts integer minor units. Errors have Stripe's shape,
-  ``{"error": {"type", "code", "message", "param", "doc_url"}}``.
+  ``{"error": {"type", "message"}}`` with ``code`` and ``doc_url``, ``param`` and
+  ``decline_code`` when they apply (left out, not null, when they do not).
 - **Idempotency**: the first response to a POST with an ``Idempotency-Key`` (errors included) is
   stored and replayed, with ``Idempotent-Replayed: true``, for the same key and parameters; the
   same key with other parameters is an ``idempotency_error``.
 - **Lists** are ``{"object": "list", "url", "has_more", "data"}``, newest first, paged with
-  ``limit``, ``starting_after`` and ``ending_before``. **Search** (customers) answers
-  ``{"object": "search_result", "data", "has_more", "next_page", "url"}`` for a subset of
-  Stripe's query language (:func:`~.sandbox_wire.parse_query`).
+  ``limit``, ``starting_after`` and ``ending_before``. **Search** (customers, invoices,
+  subscriptions) answers ``{"object": "search_result", "data", "has_more", "next_page", "url"}``
+  for the part of Stripe's query language people use (:mod:`.sandbox_search`).
 - **Events**: every change records an ``event`` and POSTs it, signed with ``Stripe-Signature``,
   to each webhook endpoint that listens for its type (or ``*``). Deliveries run in the background
   and retry any non-2xx answer (:class:`~crossledger.plugins.sandbox.WebhookSender`).
@@ -28,15 +29,16 @@ The records follow the current API version's field sets (those of the fixtures i
 invoice items and subscription items, its totals add up, paying moves ``amount_remaining`` to
 ``amount_paid``, refunds never exceed their charge, credit notes never exceed their invoice.
 
-Emulated (each module says how): customers (with search), tax rates (exclusive), invoice items,
-invoices and their payments, payment intents and charges (read only: invoices make them),
-refunds, credit notes (:mod:`.sandbox_credits`), products, prices, subscriptions with prorations
-(:mod:`.sandbox_subscriptions`) and test clocks that renew them (:mod:`.sandbox_clocks`), webhook
-endpoints and events.
+Emulated (each module says how): customers, tax rates (exclusive), invoice items, invoices and
+their payments, invoice previews (:mod:`.sandbox_previews`), payment intents and charges (read
+only: invoices make them), refunds, credit notes (:mod:`.sandbox_credits`), products, prices,
+subscriptions with prorations (:mod:`.sandbox_subscriptions`) and test clocks that renew them
+(:mod:`.sandbox_clocks`), search (:mod:`.sandbox_search`), webhook endpoints and events.
 Not emulated: payment methods (test tokens such as ``pm_card_visa`` stand for attached ones),
 discounts, inclusive or automatic tax, customer balances applied to invoices, subscription
-schedules, pauses and interval changes, search on anything but customers, and the search index's
-delay (Stripe's search lags writes by up to a minute; the sandbox's does not).
+schedules, pauses and interval changes, search on other resources (charges, payment intents,
+prices, products), and the search index's delay (Stripe's search lags writes by up to a minute;
+the sandbox's does not).
 
 Besides Stripe's API, the sandbox serves the control routes of every crossledger sandbox
 (``/_sandbox/state``, ``/_sandbox/faults``), ``POST /_sandbox/events/{id}/resend`` (delivers an
@@ -57,7 +59,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from crossledger.plugins.sandbox import Faults, WebhookSender, build_app
-from crossledger.plugins.stripe.sandbox_clocks import Clocks
+from crossledger.plugins.stripe.sandbox_previews import Previews
 from crossledger.plugins.stripe.sandbox_wire import (
     Call,
     Collection,
@@ -105,7 +107,7 @@ def _fault_response(status: int, retry_after: int | None) -> Response:
     return _render(error.status, error.body(), new_id("req"), error.headers)
 
 
-class _Account(Clocks):
+class _Account(Previews):
     """The whole emulated account: every layer of :mod:`.sandbox_core`, and its records by type."""
 
     def state(self) -> Record:
@@ -192,6 +194,8 @@ class StripeSandbox:
             ("POST", "/v1/tax_rates", account.create_tax_rate),
             *self._reads("/v1/tax_rates", account.tax_rates),
             ("POST", "/v1/invoices", account.create_invoice),
+            ("GET", "/v1/invoices/search", account.search_invoices),
+            ("POST", "/v1/invoices/create_preview", account.create_preview),
             *self._reads("/v1/invoices", account.invoices),
             ("POST", "/v1/invoices/{id}", account.update_invoice),
             ("POST", "/v1/invoices/{id}/finalize", account.finalize_invoice),
@@ -214,6 +218,7 @@ class StripeSandbox:
             ("POST", "/v1/prices/{id}", account.update_price),
             ("POST", "/v1/subscriptions", account.create_subscription),
             ("GET", "/v1/subscriptions", account.list_subscriptions),
+            ("GET", "/v1/subscriptions/search", account.search_subscriptions),
             ("GET", "/v1/subscriptions/{id}", partial(account.retrieve, account.subscriptions)),
             ("POST", "/v1/subscriptions/{id}", account.update_subscription),
             ("DELETE", "/v1/subscriptions/{id}", account.cancel_subscription),

@@ -8,7 +8,9 @@ small enough to read while they share one set of records:
 - :class:`~.sandbox_invoices.Invoicing`: invoice items, invoices, payment intents, charges;
 - :class:`~.sandbox_credits.Credits`: refunds and credit notes;
 - :class:`~.sandbox_subscriptions.Subscriptions`: products, prices, subscriptions;
-- :class:`~.sandbox_clocks.Clocks`: test clocks, and the renewals they bring on.
+- :class:`~.sandbox_clocks.Clocks`: test clocks, and the renewals they bring on;
+- :class:`~.sandbox_previews.Previews`: invoice previews (the invoice a subscription or the
+  pending items would make next).
 
 Not thread-safe by itself: :class:`~.sandbox.StripeSandbox` calls it under its lock. Each operation
 takes a :class:`~.sandbox_wire.Call` and returns the object Stripe would answer with (the stored
@@ -22,6 +24,7 @@ from functools import partial
 
 from crossledger.plugins.sandbox import WebhookSender
 from crossledger.plugins.stripe.client import API_VERSION
+from crossledger.plugins.stripe.sandbox_search import CUSTOMER_FIELDS, search
 from crossledger.plugins.stripe.sandbox_wire import (
     Call,
     Collection,
@@ -125,7 +128,7 @@ class AccountCore:
         self.webhook_endpoints = Collection("webhook_endpoint", "/v1/webhook_endpoints")
         self.events = Collection("event", "/v1/events", ("type",))
         self._secrets: dict[str, str] = {}
-        self.expandable: dict[str, Collection] = {"customer": self.customers}
+        self.expandable: dict[str, Collection] = {"customer": self.customers, "test_clock": self.test_clocks}
         """Fields holding an id that ``expand[]`` may replace with the object it names; each layer
         adds its own."""
 
@@ -190,8 +193,7 @@ class AccountCore:
         return customer
 
     def search_customers(self, call: Call) -> Record:
-        """``GET /v1/customers/search`` on the fields Stripe searches customers by (those with text)."""
-        return self.customers.search(call.params, ("email", "metadata", "name", "phone"))
+        return search(self.customers, call.params, CUSTOMER_FIELDS)
 
     def retrieve_customer(self, call: Call) -> Record:
         call.params.accept()

@@ -21,7 +21,17 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from crossledger.canonical.money import money, to_decimal
 from crossledger.plugins.sandbox import WebhookSender
 from crossledger.plugins.stripe.sandbox_invoices import Invoicing
-from crossledger.plugins.stripe.sandbox_wire import Call, Collection, Params, Record, exclusive, invalid, new_id
+from crossledger.plugins.stripe.sandbox_wire import (
+    ACCOUNT,
+    Call,
+    Collection,
+    Params,
+    Record,
+    exclusive,
+    invalid,
+    new_id,
+    token,
+)
 
 REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 CREDIT_REASONS = ("duplicate", "fraudulent", "order_change", "product_unsatisfactory")
@@ -34,6 +44,11 @@ def shown(amount: int, currency: str) -> str:
     value = to_decimal(money(amount, currency))
     symbol = SYMBOLS.get(currency)
     return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
+
+
+def _pdf_link() -> str:
+    """Where Stripe serves a credit note's PDF."""
+    return f"https://pay.stripe.com/credit_notes/{ACCOUNT}/cnst_{token(24)}/pdf?s=ap"
 
 
 def _refund(charge: Record, amount: int, reason: str | None, metadata: dict[str, str], at: int) -> Record:
@@ -210,7 +225,7 @@ class Credits(Invoicing):
             "lines": {"data": lines, "has_more": False, "object": "list", "url": f"/v1/credit_notes/{note_id}/lines"},
             "livemode": False, "memo": params.text("memo"), "metadata": params.mapping("metadata"),
             "number": f"{invoice['number']}-CN-{len(self.credit_notes.where(invoice=invoice['id'])) + 1:02d}",
-            "object": "credit_note", "out_of_band_amount": None, "pdf": None, "post_payment_amount": post,
+            "object": "credit_note", "out_of_band_amount": None, "pdf": _pdf_link(), "post_payment_amount": post,
             "pre_payment_amount": pre, "pretax_credit_amounts": [],
             "reason": params.choice("reason", CREDIT_REASONS), "refunds": [], "shipping_cost": None,
             "status": "issued", "subtotal": total, "subtotal_excluding_tax": total, "total": total,

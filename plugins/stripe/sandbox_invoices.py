@@ -15,7 +15,9 @@ from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 
 from crossledger.plugins.sandbox import WebhookSender
 from crossledger.plugins.stripe.sandbox_core import AccountCore, declines
+from crossledger.plugins.stripe.sandbox_search import INVOICE_FIELDS, search
 from crossledger.plugins.stripe.sandbox_wire import (
+    ACCOUNT,
     DAY,
     Call,
     Collection,
@@ -84,7 +86,7 @@ def invoiceitem(customer: Record, currency: str, quantity: int, amount: int, uni
     }
 
 
-def _item_line(item: Record) -> Record:
+def item_line(item: Record) -> Record:
     """The invoice line an invoice item becomes; its id is derived from the item's, so it is stable."""
     subscription = (item["parent"] or {}).get("subscription_details") or {}
     return {
@@ -424,7 +426,7 @@ class Invoicing(AccountCore):
             item["invoice"] = invoice["id"]
         own = [line for line in invoice["lines"]["data"] if line["parent"]["type"] == "subscription_item_details"]
         attached = self.invoiceitems.where(invoice=invoice["id"])
-        set_lines(invoice, own + [_item_line(item) for item in attached])
+        set_lines(invoice, own + [item_line(item) for item in attached])
 
     # Invoices
 
@@ -449,6 +451,9 @@ class Invoicing(AccountCore):
         self._emit("invoice.created", invoice, call)
         return invoice
 
+    def search_invoices(self, call: Call) -> Record:
+        return search(self.invoices, call.params, INVOICE_FIELDS)
+
     def update_invoice(self, call: Call) -> Record:
         params = call.params.accept(
             "auto_advance", "collection_method", "days_until_due", "description", "due_date", "metadata"
@@ -471,17 +476,20 @@ class Invoicing(AccountCore):
         return invoice
 
     def finalize(self, invoice: Record, call: Call) -> None:
-        """draft -> open: numbered, its customer details frozen, and a payment intent opened for the
-        amount due. An invoice with nothing to pay is marked paid at once, as Stripe does; a negative
-        one (a credit) goes to the customer's balance."""
+        """draft -> open: numbered, its customer details frozen, its hosted page and PDF linked, and a
+        payment intent opened for the amount due. An invoice with nothing to pay is marked paid at
+        once, as Stripe does; a negative one (a credit) goes to the customer's balance."""
         customer = self.customers.get(invoice["customer"], param="customer")
         at = self.now_for(invoice)
         _copy_customer(invoice, customer)
+        hosted = f"test_{token(40)}"
         invoice.update(
             status="open",
             number=f"{customer['invoice_prefix']}-{customer['next_invoice_sequence']:04d}",
             effective_at=at,
             ending_balance=0,
+            hosted_invoice_url=f"https://invoice.stripe.com/i/{ACCOUNT}/{hosted}?s=ap",
+            invoice_pdf=f"https://pay.stripe.com/invoice/{ACCOUNT}/{hosted}/pdf?s=ap",
         )
         invoice["status_transitions"]["finalized_at"] = at
         customer["next_invoice_sequence"] += 1

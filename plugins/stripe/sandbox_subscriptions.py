@@ -31,6 +31,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from crossledger.plugins.sandbox import WebhookSender
 from crossledger.plugins.stripe.sandbox_credits import Credits, shown
 from crossledger.plugins.stripe.sandbox_invoices import invoiceitem, new_invoice, set_lines
+from crossledger.plugins.stripe.sandbox_search import SUBSCRIPTION_FIELDS, search
 from crossledger.plugins.stripe.sandbox_wire import (
     DAY,
     Call,
@@ -353,6 +354,9 @@ class Subscriptions(Credits):
 
         return self.subscriptions.page(params, "price", "status", keep=keep)
 
+    def search_subscriptions(self, call: Call) -> Record:
+        return search(self.subscriptions, call.params, SUBSCRIPTION_FIELDS)
+
     def update_subscription(self, call: Call) -> Record:
         params = call.params.accept("cancel_at_period_end", "default_payment_method", "description", "items",
                                     "metadata", "proration_behavior")
@@ -481,7 +485,19 @@ class Subscriptions(Credits):
         """The subscription's invoice: a line per item for the period (none for an update, which bills
         only its prorations), the customer's pending items, finalized and collected."""
         customer = self.customers.get(subscription["customer"], param="customer")
-        at = self.now_for(subscription)
+        invoice = self.invoices.add(self.subscription_invoice(subscription, reason, self.now_for(subscription)))
+        if reason != "subscription_update":
+            set_lines(invoice, [self.line(subscription, item, invoice, trial) for item in items_of(subscription)])
+        self.attach(self.pending_items(customer, subscription["currency"]), invoice)
+        self._emit("invoice.created", invoice, call)
+        self.finalize(invoice, call)
+        if invoice["status"] != "paid" and subscription["status"] != "unpaid":
+            self._collect(invoice, call)
+        return invoice
+
+    def subscription_invoice(self, subscription: Record, reason: str, at: int) -> Record:
+        """A new draft invoice of the subscription, made at ``at``, with no lines yet."""
+        customer = self.customers.get(subscription["customer"], param="customer")
         invoice = new_invoice(customer, subscription["currency"], at)
         invoice.update(
             auto_advance=True, billing_reason=reason, collection_method=subscription["collection_method"],
@@ -492,17 +508,9 @@ class Subscriptions(Credits):
         )
         if subscription["collection_method"] == "send_invoice":
             invoice["due_date"] = at + subscription["days_until_due"] * DAY
-        self.invoices.add(invoice)
-        if reason != "subscription_update":
-            set_lines(invoice, [self._line(subscription, item, invoice, trial) for item in items_of(subscription)])
-        self.attach(self.pending_items(customer, subscription["currency"]), invoice)
-        self._emit("invoice.created", invoice, call)
-        self.finalize(invoice, call)
-        if invoice["status"] != "paid" and subscription["status"] != "unpaid":
-            self._collect(invoice, call)
         return invoice
 
-    def _line(self, subscription: Record, item: Record, invoice: Record, trial: bool) -> Record:
+    def line(self, subscription: Record, item: Record, invoice: Record, trial: bool) -> Record:
         """The invoice line of one subscription item for its current period."""
         price, quantity = item["price"], item["quantity"]
         amount = 0 if trial else price["unit_amount"] * quantity

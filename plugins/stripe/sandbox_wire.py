@@ -1,13 +1,11 @@
-"""The wire layer of the Stripe sandbox: ids, errors, request parameters, lists and search.
+"""The wire layer of the Stripe sandbox: ids, errors, request parameters and lists.
 
 Everything here is about how Stripe *speaks*, not about what it does: the bracket notation of its
-form-encoded parameters, the shape of its errors, its list envelope and cursor pagination, and the
-subset of its search query language the sandbox understands. The account modules
-(:mod:`.sandbox_core` and the ones built on it) use these pieces to answer like Stripe.
+form-encoded parameters, the shape of its errors, and its list envelope and cursor pagination
+(search is :mod:`.sandbox_search`). The account modules (:mod:`.sandbox_core` and the ones built
+on it) use these pieces to answer like Stripe.
 """
 
-import base64
-import binascii
 import json
 import re
 import secrets
@@ -22,6 +20,9 @@ Record = dict[str, Any]
 """A Stripe object in its JSON form. Records are stored, mutated and served as such."""
 
 DAY = 86_400
+ACCOUNT = "acct_crossledgersandbox"
+"""The account's id, as it shows in the links Stripe gives to the documents it hosts (invoice and
+credit note PDFs, hosted invoice pages); the sandbox serves no such document."""
 ADDRESS_FIELDS = ("city", "country", "line1", "line2", "postal_code", "state")
 DEFAULT_LIMIT = 10
 
@@ -81,15 +82,16 @@ class StripeError(Exception):
         self.headers = dict(headers or {})
 
     def body(self) -> bytes:
-        error: Record = {
-            "type": self.type,
-            "code": self.code,
-            "message": self.message,
-            "param": self.param,
-            "doc_url": f"https://stripe.com/docs/error-codes/{self.code.replace('_', '-')}" if self.code else None,
-        }
+        """``{"error": {...}}`` with ``type`` and ``message`` always, and ``code`` (with its
+        ``doc_url``), ``decline_code`` and ``param`` only when the error has them: Stripe leaves
+        out what does not apply rather than sending null."""
+        error: Record = {"type": self.type, "message": self.message}
+        if self.code:
+            error.update(code=self.code, doc_url=f"https://stripe.com/docs/error-codes/{self.code.replace('_', '-')}")
         if self.decline_code:
             error["decline_code"] = self.decline_code
+        if self.param:
+            error["param"] = self.param
         return encode({"error": error})
 
 
@@ -347,7 +349,7 @@ def assign(record: Record, params: Params, names: Iterable[str]) -> None:
             record[name] = READERS[name](params, name)
 
 
-# -- Collections, lists and search -------------------------------------------------------------------------
+# -- Collections and lists -------------------------------------------------------------------------
 
 
 def _matches(value: Any, wanted: Any) -> bool:
@@ -360,7 +362,8 @@ def _matches(value: Any, wanted: Any) -> bool:
     return bool(value == wanted)
 
 
-def _limit_of(params: Params) -> int:
+def limit_of(params: Params) -> int:
+    """``limit``: how many records a page holds (1 to 100, 10 when not given)."""
     limit = params.integer("limit")
     limit = DEFAULT_LIMIT if limit is None else limit
     if not 1 <= limit <= 100:
@@ -406,21 +409,11 @@ class Collection:
                     if keep(r) and all(_matches(r.get(k), v) for k, v in wanted.items())]
         return _paginate(matching[::-1], params, self)
 
-    def search(self, params: Params, fields: tuple[str, ...]) -> Record:
-        """``GET .../search``: the records matching ``query``, newest first, paged by ``page`` tokens."""
-        params.accept("query", "limit", "page")
-        matches = parse_query(params.required("query"), fields, self.url.rsplit("/", 1)[-1])
-        found = [record for record in reversed(self.records.values()) if matches(record)]
-        limit, start = _limit_of(params), _page_offset(params.text("page"))
-        more = start + limit < len(found)
-        return {"object": "search_result", "data": found[start:start + limit], "has_more": more,
-                "next_page": _page_token(start + limit) if more else None, "url": f"{self.url}/search"}
-
 
 def _paginate(newest_first: list[Record], params: Params, collection: Collection) -> Record:
     """Stripe's list envelope over ``newest_first``, cut by ``limit`` and a ``starting_after`` or
     ``ending_before`` cursor (an object id, which must be in the list)."""
-    limit = _limit_of(params)
+    limit = limit_of(params)
     exclusive(params, "starting_after", "ending_before")
     ids = [record["id"] for record in newest_first]
     backwards = "ending_before" in params
@@ -437,90 +430,3 @@ def _paginate(newest_first: list[Record], params: Params, collection: Collection
         end = start + limit
         more = end < len(ids)
     return {"object": "list", "data": newest_first[start:end], "has_more": more, "url": collection.url}
-
-
-def _page_token(offset: int) -> str:
-    """Search pages are opaque tokens to clients; here one holds the offset of the next page."""
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
-
-
-def _page_offset(page: str | None) -> int:
-    if page is None:
-        return 0
-    try:
-        offset = json.loads(base64.urlsafe_b64decode(page.encode()))["offset"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise invalid(f"Invalid page: {page}", param="page") from None
-    if not isinstance(offset, int) or offset < 0:
-        raise invalid(f"Invalid page: {page}", param="page")
-    return offset
-
-
-# The subset of Stripe's search query language the sandbox understands: clauses
-# ``[-]field:value`` (exact) and ``[-]field~value`` (substring, at least 3 characters), joined by
-# spaces or AND, or all by OR; ``field`` is a plain field or ``metadata['key']``; values are quoted
-# with ' or " (backslash escapes the quote) or bare words.
-_CLAUSE = re.compile(
-    r"""\s*(?P<negate>-?)(?P<field>[a-z_]+)(?:\[(?P<quote>['"])(?P<key>.*?)(?P=quote)\])?"""
-    r"""(?P<op>[:~]|[<>]=?|=)(?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s'"]+)"""
-)
-_JOIN = re.compile(r"\s+(?:(AND|OR)\s+)?", re.IGNORECASE)
-
-Predicate = Callable[[Record], bool]
-
-
-def _unquote(value: str) -> str:
-    if value[:1] in ("'", '"'):
-        return re.sub(r"\\(.)", r"\1", value[1:-1])
-    return value
-
-
-def _clause(match: re.Match[str], fields: tuple[str, ...], resource: str) -> Predicate:
-    name, key, op, value = match["field"], match["key"], match["op"], _unquote(match["value"])
-    if name not in fields or (name == "metadata") != (key is not None):
-        raise invalid(f"Field `{name}` is an unsupported search field for resource `{resource}`. See "
-                      f"http://stripe.com/docs/search#query-fields-for-{resource} for a list of supported fields.",
-                      param="query")
-    if op not in (":", "~"):
-        raise invalid(f"Field `{name}` does not support the `{op}` operator; this sandbox compares strings "
-                      "only (`:` and `~`).", param="query")
-    if op == "~" and len(value) < 3:
-        raise invalid("Substring matching (`~`) needs a value of at least 3 characters.", param="query")
-
-    def field_of(record: Record) -> Any:
-        return (record.get("metadata") or {}).get(key) if key is not None else record.get(name)
-
-    def test(record: Record) -> bool:
-        found = field_of(record)
-        if not isinstance(found, str):
-            return False
-        return found == value if op == ":" else value.lower() in found.lower()
-
-    return (lambda record: not test(record)) if match["negate"] else test
-
-
-def parse_query(query: str, fields: tuple[str, ...], resource: str) -> Predicate:
-    """A predicate for ``query``, or the 400 Stripe gives for a query it cannot run."""
-    clauses: list[Predicate] = []
-    joins: set[str] = set()
-    position = 0
-    while True:
-        match = _CLAUSE.match(query, position)
-        if match is None:
-            raise invalid(f"The search query could not be parsed at character {position}: {query!r}.",
-                          param="query")
-        clauses.append(_clause(match, fields, resource))
-        position = match.end()
-        if position == len(query.rstrip()):
-            break
-        join = _JOIN.match(query, position)
-        if join is None:
-            raise invalid(f"The search query could not be parsed at character {position}: {query!r}.",
-                          param="query")
-        joins.add((join.group(1) or "AND").upper())
-        position = join.end()
-    if len(joins) > 1:
-        raise invalid("AND and OR cannot be combined in one search query.", param="query")
-    if joins == {"OR"}:
-        return lambda record: any(clause(record) for clause in clauses)
-    return lambda record: all(clause(record) for clause in clauses)

@@ -6,6 +6,7 @@ make show in the sandbox (``state["customers"]``, the name as ``name``). Also
 import json
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +20,7 @@ from crossledger.plugins.types import Context, InboundEvent
 from crossledger.testing.kit import ContractKit, Headers, SignatureVector
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.types import ASGIApp
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "payloads" / "stripe"
 
@@ -94,10 +96,11 @@ class RunningStripe:
     """A Stripe sandbox served on loopback (under ``prefix``), with Stripe's official client, a raw
     client for what the SDK hides (headers, status codes), and contexts for the connector."""
 
-    def __init__(self, prefix: str = "") -> None:
+    def __init__(self, prefix: str = "", *, wrap: Callable[[ASGIApp], ASGIApp] = lambda app: app) -> None:
+        """``wrap`` puts middleware around the sandbox's app (to record what it answers, say)."""
         self.sandbox = StripeSandbox()
-        app = Starlette(routes=[Mount(prefix, app=self.sandbox.app)]) if prefix else self.sandbox.app
-        self.server = ServerThread(app).start()
+        app = wrap(self.sandbox.app)
+        self.server = ServerThread(Starlette(routes=[Mount(prefix, app=app)]) if prefix else app).start()
         self.url = self.server.url + prefix
         self.client = stripe.StripeClient(self.sandbox.api_key, base_addresses={"api": self.url},
                                           max_network_retries=0)
