@@ -294,6 +294,7 @@ class Pipeline:
                 accepted.append(routed[0])
                 deliveries += [(target, encode_envelope(routed[0])) for target in routed[1]]
         if not changes:
+            metrics.events_ignored.labels(source, event.type).inc()
             self.audit(None, "ingest", "ignored", correlation_id=correlation_id, system=source,
                        detail=f"{event.type} carries nothing the hub syncs")
         return Ingested(accepted, deliveries)

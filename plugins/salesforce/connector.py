@@ -36,7 +36,7 @@ import msgspec
 from crossledger.canonical.entities import Contact, Customer, Invoice, Payment
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.connector import BaseConnector
-from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SignatureError
+from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SchemaError, SignatureError
 from crossledger.plugins.salesforce import ids, mapping, relay, soap
 from crossledger.plugins.salesforce.client import ApiUsage, RestClient, Sessions, UsageMonitor, classify, decode
 from crossledger.plugins.salesforce.settings import SalesforceSettings
@@ -141,6 +141,8 @@ class SalesforceConnector(BaseConnector):
         {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.FETCH, Capability.SANDBOX}
     )
     settings_model: ClassVar[type[BaseModel]] = SalesforceSettings
+    # Outbound messages are SOAP 1.1 (text/xml); the CDC relay posts JSON.
+    webhook_media_types: ClassVar[frozenset[str]] = frozenset({"text/xml", "application/json"})
 
     def __init__(self) -> None:
         self._sessions = Sessions()
@@ -157,10 +159,7 @@ class SalesforceConnector(BaseConnector):
         """An outbound message must name our org; a relayed CDC event must carry the relay's signature."""
         settings = _settings(ctx)
         if _is_soap(body):
-            try:
-                claimed = soap.organization_id(body)
-            except soap.SoapError as error:
-                raise SignatureError(f"cannot tell which org sent this: {error}") from error
+            claimed = soap.organization_id(body)  # a SoapError (unreadable XML) is the hub's 400
             if claimed is None or not ids.same(claimed, settings.organization_id):
                 raise SignatureError(f"Invalid OrganizationId {claimed!r}: this endpoint takes outbound messages of "
                                      f"org {settings.organization_id} only")
@@ -172,7 +171,9 @@ class SalesforceConnector(BaseConnector):
     def parse_webhook(self, ctx: Context, headers: Headers, body: bytes) -> list[InboundEvent]:
         try:
             return self._notifications(ctx, body) if _is_soap(body) else self._relayed(ctx, body)
-        except (ValueError, msgspec.ValidationError) as error:  # SoapError is a ValueError, as are bad dates
+        except msgspec.ValidationError as error:  # JSON, but not the CometD envelope
+            raise SchemaError(f"not a relayed CometD event: {error}") from error
+        except ValueError as error:  # SoapError is a ValueError, as are bad dates
             kind = "outbound message" if _is_soap(body) else "relayed CometD event"
             raise PayloadError(f"not a well-formed {kind}: {error}") from error
 
