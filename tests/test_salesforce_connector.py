@@ -187,7 +187,6 @@ def test_the_real_outbound_message_parses_and_is_acknowledged() -> None:
 @pytest.mark.parametrize("body", [
     outbound_notifications("00D000000000001"),
     outbound_notifications("").replace(b"<OrganizationId></OrganizationId>", b""),
-    b"<soapenv:Envelope",
 ])
 def test_an_outbound_message_of_another_org_is_refused_with_a_soap_fault(body: bytes) -> None:
     with pytest.raises(SignatureError):
@@ -196,6 +195,12 @@ def test_an_outbound_message_of_another_org_is_refused_with_a_soap_fault(body: b
     status, content_type, reply = SALESFORCE.webhook_error(401, "Invalid OrganizationId") or (0, "", b"")
     assert (status, content_type) == (401, "text/xml; charset=utf-8")
     assert reply == (FIXTURES / "outbound_message_fault.xml").read_bytes()
+
+
+def test_unreadable_xml_is_malformed_not_forged() -> None:
+    """The hub answers a SoapError (a ValueError) with 400: nothing could be verified, nothing was forged."""
+    with pytest.raises(soap.SoapError, match="not well-formed XML"):
+        SALESFORCE.verify_webhook(offline(ORGANIZATION_ID), {}, b"<soapenv:Envelope")
 
 
 def test_org_ids_match_in_either_form() -> None:
