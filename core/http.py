@@ -40,7 +40,7 @@ import msgspec
 from crossledger.core import metrics
 from crossledger.core.edge import MAX_DEPTH, UNREACHABLE, Refused, check_portable, describe
 from crossledger.core.journey_views import JOURNEY_STATES, document
-from crossledger.core.runtime import ReplaySelection, Runtime, WebhookRejected
+from crossledger.core.runtime import ReplaySelection, Runtime
 from crossledger.core.stores.base import JourneyRecord
 from crossledger.core.timeline import timeline
 from crossledger.plugins.journey import JourneyInputError
@@ -165,8 +165,8 @@ def create_app(runtime: Runtime) -> Starlette:
         except UNREACHABLE as down:  # the sender must retry (details go to the log only)
             log.warning("webhook for %s not accepted: the broker or store cannot be reached: %s", name,
                         describe(down))
-            return await refusal(name, WebhookRejected(
-                503, "not accepted, retry later: the hub cannot reach its broker or store"))
+            return await refusal(name, Refused(503, "not accepted, retry later: the hub cannot reach its broker "
+                                                    "or store"))
         return Response(reply, status_code=status, media_type=content_type)
 
     async def refusal(name: str, refused: Refused) -> Response:
@@ -175,7 +175,7 @@ def create_app(runtime: Runtime) -> Starlette:
         known = name if name in runtime.connectors else "unknown"  # a path must not mint metric labels
         metrics.webhooks_rejected.labels(known, refused.reason).inc()
         log.info("webhook for %s refused: %d %s", known, refused.status, refused.message)
-        shaped = await run_in_threadpool(runtime.webhook_error, name, WebhookRejected(refused.status, refused.message))
+        shaped = await run_in_threadpool(runtime.webhook_error, name, refused)
         if shaped is None:
             return error(refused.status, refused.message)
         status, content_type, reply = shaped
@@ -286,7 +286,7 @@ def create_app(runtime: Runtime) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    readiness: dict[str, str | None] = {"problem": None, "known": None}
+    readiness = {"down": False}
 
     async def readyz(request: Request) -> Response:
         """Ready when the store and the broker answer. A change of state is logged once (not every
@@ -297,14 +297,13 @@ def create_app(runtime: Runtime) -> Starlette:
             if client is not None:
                 await run_in_threadpool(client.ping)
         except Exception as down:  # any failure to answer means not ready; the reason is logged below
-            problem = describe(down)
-            if readiness["problem"] is None:
-                log.warning("not ready: the broker or the store cannot be reached: %s", problem)
-            readiness.update(problem=problem, known="down")
+            if not readiness["down"]:
+                log.warning("not ready: the broker or the store cannot be reached: %s", describe(down))
+            readiness["down"] = True
             return error(503, "not ready: the broker or the store cannot be reached")
-        if readiness["known"] == "down":
+        if readiness["down"]:
             log.warning("ready again: the broker and the store answer")
-        readiness.update(problem=None, known="up")
+        readiness["down"] = False
         return JSONResponse({"status": "ready", "connectors": sorted(runtime.connectors)})
 
     async def prometheus(request: Request) -> Response:

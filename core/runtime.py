@@ -191,7 +191,7 @@ class Runtime:
             self.admit(name, event, "webhook")
         return bound.connector.webhook_reply(events)
 
-    def webhook_error(self, name: str, rejected: WebhookRejected) -> tuple[int, str, bytes] | None:
+    def webhook_error(self, name: str, rejected: Refused) -> tuple[int, str, bytes] | None:
         """The refusal in the sender's own shape, if its connector has one (a broken one gets the
         hub's JSON error rather than a crash)."""
         bound = self.connectors.get(name)
