@@ -167,10 +167,9 @@ def worker(config: ConfigOption = None,
            threads: Annotated[int, typer.Option("--threads", "-t", min=1)] = 8) -> None:
     """Run Dramatiq worker processes for the hub's actors (Redis broker)."""
     with operator_errors():
-        settings = settings_from(config)
-        if settings.hub.broker == "memory":
-            fail("workers need a shared broker: set CROSSLEDGER_BROKER (or [hub] broker) to a redis:// URL", 2)
         runtime = runtime_for(config)  # the whole configuration is checked here, not in each worker
+        if runtime.settings.hub.broker == "memory":
+            fail("workers need a shared broker: set CROSSLEDGER_BROKER (or [hub] broker) to a redis:// URL", 2)
         require_reachable(runtime)
         runtime.close()
         env = dict(os.environ)
