@@ -15,7 +15,7 @@ GET  /v1/journeys                  journey runs, newest first (``name``, ``state
 GET  /v1/journeys/{id}             one run: its steps in definition order, ``sla`` (``seconds``,
                                    ``status``) and its audit ``trail``
 POST /v1/journeys/{name}           start a run by hand (body: a JSON object, the journey's input):
-                                   201 new, 200 when its key already has a run; 400 input refused
+                                   201 new, 200 when its key already has a run; 422 input refused
 POST /v1/journeys/{id}/resume      resume a parked run (or nudge an unfinished one); ``/cancel``
                                    stops it; 409 when its state does not allow it
 GET  /healthz, /readyz, /metrics   liveness, readiness (store and broker), Prometheus text
