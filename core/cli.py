@@ -192,6 +192,7 @@ def scheduler(config: ConfigOption = None) -> None:
         runtime = runtime_for(config)
         if runtime.settings.hub.broker == "memory":
             fail("the scheduler needs a shared broker: set CROSSLEDGER_BROKER to a redis:// URL", 2)
+        require_reachable(runtime)
         pollable = runtime.pollable()
         if not pollable:
             fail("no configured connector polls; nothing to schedule", 2)
