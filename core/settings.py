@@ -3,9 +3,10 @@
 File sections: ``[hub]``, ``[connectors.<name>]``, ``[routes]``, ``[ownership]`` and
 ``[journeys.<name>]`` (each journey's ``enabled``, ``sla_s`` and its own options). Any string
 value may reference an environment variable as ``${NAME}``. ``CROSSLEDGER_CONFIG`` names the
-file when ``--config`` is not given; ``CROSSLEDGER_BROKER`` and ``CROSSLEDGER_STORE`` override
-``[hub] broker`` and ``store``. A connector is enabled by having a ``[connectors.<name>]`` section;
-its keys are validated by that connector's own settings model.
+file when ``--config`` is not given; ``CROSSLEDGER_BROKER``, ``CROSSLEDGER_STORE`` and
+``CROSSLEDGER_API_TOKEN`` override ``[hub] broker``, ``store`` and ``api_token``. A relative
+``sqlite:///`` path in the file is taken from the file's folder. A connector is enabled by having
+a ``[connectors.<name>]`` section; its keys are validated by that connector's own settings model.
 
 Errors are :class:`ConfigError` with one readable line; secrets are never echoed.
 """
@@ -181,7 +182,8 @@ def load_settings(path: str | Path | None = None, *, environ: dict[str, str] | N
     store = hub.get("store", HubSettings.model_fields["store"].default)
     if path and isinstance(store, str):
         hub["store"] = _anchored(store, Path(path).resolve().parent)
-    for key, variable in (("broker", "CROSSLEDGER_BROKER"), ("store", "CROSSLEDGER_STORE")):
+    for key, variable in (("broker", "CROSSLEDGER_BROKER"), ("store", "CROSSLEDGER_STORE"),
+                          ("api_token", "CROSSLEDGER_API_TOKEN")):
         if environ.get(variable):
             hub[key] = environ[variable]
     raw["hub"] = hub

@@ -269,3 +269,10 @@ def test_a_relative_sqlite_path_is_the_config_files_neighbour(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert (folder / "data" / "hub.db").exists()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_the_api_token_may_come_from_the_environment(tmp_path: Path) -> None:
+    env = {"CROSSLEDGER_BROKER": _dead_redis(), "CROSSLEDGER_STORE": f"sqlite:///{tmp_path}/hub.db",
+           "CROSSLEDGER_API_TOKEN": "s3cret", "PATH": ""}
+    public = run("serve", "--host", "0.0.0.0", env=env)  # as the Procfile runs it
+    assert public.returncode == 1 and "cannot reach the broker" in public.stderr and "warning" not in public.stderr
