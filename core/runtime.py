@@ -175,14 +175,11 @@ class Runtime:
             raise WebhookRejected(415, f"content type {media_type!r} is not one of {', '.join(sorted(accepted))}")
         try:
             bound.connector.verify_webhook(bound.ctx, headers, body)
-        except SignatureError as error:
-            raise WebhookRejected(401, f"signature rejected: {error}") from None
-        except MALFORMED as error:
-            raise WebhookRejected(400, f"malformed body: {_sentence(error)}") from None
-        try:
             if media_type == "application/json" or (not media_type and body.lstrip()[:1] in (b"{", b"[")):
                 check_portable(msgspec.json.decode(body))  # before any connector reads it
             events = bound.connector.parse_webhook(bound.ctx, headers, body)
+        except SignatureError as error:
+            raise WebhookRejected(401, f"signature rejected: {error}") from None
         except SchemaError as error:
             raise WebhookRejected(422, f"not an event this endpoint takes: {error}") from None
         except (PayloadError, *MALFORMED) as error:

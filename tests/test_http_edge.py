@@ -108,6 +108,9 @@ def xml_cases(endpoint: Endpoint) -> list[tuple[str, bytes, int, str]]:
         ("nested thousands deep", DEEP_XML, 400, "malformed body"),
         ("lone surrogate", good.replace(b"<Id>", b"<Id>&#xD800;", 1), 400, "malformed body"),
         ("a DTD", b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY b "c">]><a>&b;</a>', 400, "DTD"),
+        ("XML of another shape", b'<?xml version="1.0" encoding="UTF-8"?><invoice/>', 422, "not an outbound message"),
+        ("an empty message", good.replace(good[good.index(b"<Notification>"):good.index(b"</notifications>")], b""),
+         422, "1 to 100 notifications"),
     ]
 
 

@@ -25,7 +25,14 @@ from crossledger.canonical.entities import (
 )
 from crossledger.canonical.events import new_envelope
 from crossledger.canonical.money import money
-from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, PayloadError, SignatureError
+from crossledger.plugins.errors import (
+    Category,
+    ConnectorError,
+    MissingDependency,
+    PayloadError,
+    SchemaError,
+    SignatureError,
+)
 from crossledger.plugins.salesforce import ids, mapping, relay, soap
 from crossledger.plugins.salesforce.client import ApiUsage
 from crossledger.plugins.salesforce.connector import SalesforceConnector
@@ -197,10 +204,14 @@ def test_an_outbound_message_of_another_org_is_refused_with_a_soap_fault(body: b
     assert reply == (FIXTURES / "outbound_message_fault.xml").read_bytes()
 
 
-def test_unreadable_xml_is_malformed_not_forged() -> None:
-    """The hub answers a SoapError (a ValueError) with 400: nothing could be verified, nothing was forged."""
-    with pytest.raises(soap.SoapError, match="not well-formed XML"):
+def test_xml_that_cannot_be_verified_is_malformed_not_forged() -> None:
+    """Nothing could be verified, so nothing was forged: 400 for unreadable XML, 422 for XML that is
+    not an outbound message (the hub's answers to PayloadError and SchemaError)."""
+    with pytest.raises(PayloadError, match="not well-formed XML") as unreadable:
         SALESFORCE.verify_webhook(offline(ORGANIZATION_ID), {}, b"<soapenv:Envelope")
+    with pytest.raises(SchemaError, match="not a SOAP 1") as foreign:
+        SALESFORCE.verify_webhook(offline(ORGANIZATION_ID), {}, b"<invoice/>")
+    assert not isinstance(unreadable.value, SchemaError) and isinstance(foreign.value, PayloadError)
 
 
 def test_org_ids_match_in_either_form() -> None:

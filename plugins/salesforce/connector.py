@@ -27,6 +27,7 @@ codes); :attr:`SalesforceConnector.last_limit_info` holds each org's last report
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -87,6 +88,18 @@ class _ChangeEventHeader(msgspec.Struct, frozen=True):
 
 def _is_soap(body: bytes) -> bool:
     return body.lstrip()[:1] == b"<"
+
+
+@contextmanager
+def _soap_errors() -> Iterator[None]:
+    """Unreadable XML is a :class:`PayloadError` (400); readable XML that is not an outbound message
+    a :class:`SchemaError` (422). Salesforce gets either as a SOAP fault."""
+    try:
+        yield
+    except soap.UnreadableXml as error:
+        raise PayloadError(f"not a well-formed outbound message: {error}") from error
+    except soap.SoapError as error:
+        raise SchemaError(f"not an outbound message: {error}") from error
 
 
 def _header(headers: Headers, name: str) -> str | None:
@@ -159,7 +172,8 @@ class SalesforceConnector(BaseConnector):
         """An outbound message must name our org; a relayed CDC event must carry the relay's signature."""
         settings = _settings(ctx)
         if _is_soap(body):
-            claimed = soap.organization_id(body)  # a SoapError (unreadable XML) is the hub's 400
+            with _soap_errors():
+                claimed = soap.organization_id(body)
             if claimed is None or not ids.same(claimed, settings.organization_id):
                 raise SignatureError(f"Invalid OrganizationId {claimed!r}: this endpoint takes outbound messages of "
                                      f"org {settings.organization_id} only")
@@ -170,10 +184,13 @@ class SalesforceConnector(BaseConnector):
 
     def parse_webhook(self, ctx: Context, headers: Headers, body: bytes) -> list[InboundEvent]:
         try:
-            return self._notifications(ctx, body) if _is_soap(body) else self._relayed(ctx, body)
+            if _is_soap(body):
+                with _soap_errors():
+                    return self._notifications(ctx, body)
+            return self._relayed(ctx, body)
         except msgspec.ValidationError as error:  # JSON, but not the CometD envelope
             raise SchemaError(f"not a relayed CometD event: {error}") from error
-        except ValueError as error:  # SoapError is a ValueError, as are bad dates
+        except ValueError as error:  # bad dates, say
             kind = "outbound message" if _is_soap(body) else "relayed CometD event"
             raise PayloadError(f"not a well-formed {kind}: {error}") from error
 
