@@ -336,7 +336,9 @@ def create_app(runtime: Runtime) -> Starlette:
 
 
 def _limit(raw: str | None) -> int:
-    try:
-        return max(1, min(1000, int(raw))) if raw else 100
-    except ValueError:
+    """``?limit=``: 100 when absent, at most 1000; anything but a positive whole number is a 400."""
+    if raw is None:
         return 100
+    if not raw.isdigit() or int(raw) < 1:
+        raise Refused(400, f"limit must be a whole number from 1 to 1000, not {raw[:20]!r}")
+    return min(1000, int(raw))

@@ -263,6 +263,7 @@ def test_v1_unknown_routes_ids_and_methods(hub: EmbeddedHub, quiet: pytest.LogCa
         ("POST", "/v1/dead-letters/nope/replay", 404), ("POST", "/v1/journeys/nope/resume", 404),
         ("POST", "/v1/journeys/nope/cancel", 404), ("GET", "/v1/transactions/nope", 404),
         ("DELETE", "/v1/replay", 405), ("GET", "/v1/dead-letters?state=lost", 400),
+        ("GET", "/v1/dead-letters?limit=ten", 400), ("GET", "/v1/journeys?limit=0", 400),
     ]:
         answer = httpx.request(method, f"{hub.url}{path}", headers=auth)
         assert answer.status_code == status, (method, path, answer.text)
