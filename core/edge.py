@@ -1,8 +1,10 @@
 """What the hub refuses at its edge, and how a refusal is told apart from an outage.
 
-A sender acts on the status alone: Stripe, Salesforce and Zendesk retry a 5xx for days and give up
-on a 4xx. So every refusal of the input itself is a specific 4xx (:class:`Refused`), and 503 is kept
-for the one case a retry can cure: the broker or the store cannot be reached (:data:`UNREACHABLE`).
+Senders act on the status: Zendesk retries only 409, 429, 503 and timeouts; Stripe (three days) and
+Salesforce (a day) retry any failure, and show its status and message in their delivery logs. So
+every refusal of the input itself is a specific 4xx naming what is wrong (:class:`Refused`), and 503
+is kept for the one case a retry can cure: the broker or the store cannot be reached
+(:data:`UNREACHABLE`), never an input the hub will refuse every time.
 
 ==========  ================  ==================================================================
 status      reason (metric)   means for the sender
