@@ -330,8 +330,10 @@ def dlq_list(config: ConfigOption = None, category: str | None = None, target: s
         for column in ("when (UTC)", "actor", "target", "category", "attempts", "reason"):
             table.add_column(column, overflow="fold")
         for letter in letters:
+            discarded = (f"\ndiscarded {when(letter.discarded_at)}: {letter.discard_reason}"
+                         if letter.discarded_at is not None else "")
             table.add_row(letter.id, when(letter.created_at), letter.actor, letter.target or "", letter.category,
-                          str(letter.attempts), letter.reason)
+                          str(letter.attempts), escape(letter.reason + discarded))
         console.print(table)
 
 

@@ -97,6 +97,8 @@ def test_dlq_discard_by_id_and_by_filter_with_a_dry_run(tmp_path: Path) -> None:
                   store=url)
     assert applied.returncode == 0 and applied.stdout.strip() == "discarded d2"
     assert [dead.id for dead in store.dlq_list()] == ["d3", "d4"]  # too recent, another category
+    listed = run("dlq", "list", "--state", "discarded", store=url)
+    assert "discarded" in listed.stdout and "the customer was deleted in Stripe" in listed.stdout
     store.close()
 
 
