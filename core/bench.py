@@ -39,6 +39,7 @@ import httpx
 import redis
 from crossledger.core.demo import free_port
 from crossledger.core.embedded import wait_until
+from crossledger.core.settings import write_private
 from crossledger.core.stores import open_store
 from crossledger.core.stores.base import Store
 from crossledger.plugins.stripe.signature import signature_header
@@ -182,7 +183,7 @@ def bench_pipeline(redis_url: str, messages: int, workers: int, threads: int) ->
         connectors["stripe"]["webhook_secret"] = WEBHOOK_SECRET
         namespace = f"bench-{uuid.uuid4().hex[:6]}"
         config = Path(workdir) / "hub.toml"
-        config.write_text("\n".join(
+        write_private(config, "\n".join(
             [f'[hub]\nbroker = "{redis_url}"\nstore = "{redis_url}?namespace={namespace}"\nnamespace = "{namespace}"']
             + [f"[connectors.{name}]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in section.items())
                for name, section in connectors.items()]

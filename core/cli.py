@@ -4,6 +4,7 @@ Every failure an operator can cause (a bad config, a wrong id, an unreachable Re
 line on stderr and a non-zero exit; never a stack trace.
 """
 
+import ipaddress
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ from crossledger.core.journey_views import (
     public_data,
     sla_status,
 )
-from crossledger.core.settings import ConfigError, Settings, load_settings
+from crossledger.core.settings import ConfigError, HubSettings, Settings, load_settings, masked, write_private
 from crossledger.core.stores.base import JourneyRecord
 from crossledger.core.timeline import timeline, timeline_table, when
 from crossledger.plugins.journey import JourneyInputError
@@ -35,7 +36,7 @@ from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="crossledger: the governed integration hub.")
-dlq = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, replay.")
+dlq = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, replay, discard.")
 app.add_typer(dlq, name="dlq")
 journeys = typer.Typer(no_args_is_help=True, help="Journey runs: list, show, start, resume, cancel.")
 app.add_typer(journeys, name="journeys")
@@ -82,15 +83,59 @@ def runtime_for(config: Path | None) -> Any:
     return Runtime(settings_from(config))
 
 
+def require_reachable(runtime: Any) -> None:
+    """One line and exit 1 unless the store and the broker answer: a process that cannot reach them
+    cannot work, and must not sit silent."""
+    from crossledger.core.edge import UNREACHABLE, describe
+
+    hub = runtime.settings.hub
+    checks = [("store", hub.store, runtime.store.ping)]
+    client = getattr(runtime.broker, "client", None)
+    if client is not None:
+        checks.append(("broker", hub.broker, client.ping))
+    for what, url, ping in checks:
+        try:
+            ping()
+        except UNREACHABLE as error:
+            fail(f"cannot reach the {what} at {masked(url)}: {describe(error)}")
+
+
+def guard_exposure(hub: HubSettings, host: str, allow_open: bool) -> None:
+    """Without an ``api_token`` anyone who reaches ``/v1`` can replay, discard and start journeys:
+    warn on loopback, refuse any other address unless told it is meant."""
+    if hub.api_token is not None:
+        return
+    if not _loopback(host) and not (allow_open or hub.allow_open):
+        fail(f"refusing to serve /v1 on {host} without [hub] api_token: anyone who can reach it could replay and "
+             "discard dead letters; set api_token, bind 127.0.0.1, or pass --allow-open", 2)
+    err.print(f"[yellow]warning:[/yellow] {escape('[hub] api_token')} is not set: /v1 on {escape(host)} is open "
+              "to anyone who can reach it", highlight=False, soft_wrap=True)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+AllowOpen = Annotated[bool, typer.Option("--allow-open", help="Serve /v1 without api_token on a non-loopback address.")]
+
+
 # -- running -------------------------------------------------------------------------------------
 @app.command()
 def run(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000,
-        threads: Annotated[int | None, typer.Option(help="Worker threads.")] = None) -> None:
+        threads: Annotated[int | None, typer.Option(help="Worker threads.")] = None,
+        allow_open: AllowOpen = False) -> None:
     """Run web and workers in one process (the embedded default: memory broker, SQLite store)."""
     from crossledger.core.embedded import EmbeddedHub
 
     with operator_errors():
-        hub = EmbeddedHub(settings_from(config), host=host, port=port, threads=threads).start()
+        settings = settings_from(config)
+        guard_exposure(settings.hub, host, allow_open)
+        hub = EmbeddedHub(settings, host=host, port=port, threads=threads)
+        require_reachable(hub.runtime)
+        hub.start()
         console.print(f"crossledger listening on {hub.url} (broker {hub.runtime.settings.hub.broker})")
         try:
             while True:
@@ -100,7 +145,8 @@ def run(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000,
 
 
 @app.command()
-def serve(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000,
+          allow_open: AllowOpen = False) -> None:
     """Run the HTTP app only; workers run elsewhere (`crossledger worker`, Redis broker)."""
     import uvicorn
     from crossledger.core.http import create_app
@@ -110,6 +156,8 @@ def serve(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000
         if runtime.settings.hub.broker == "memory":
             fail("`serve` alone cannot reach workers with the memory broker; use `crossledger run`, "
                  "or set CROSSLEDGER_BROKER to a redis:// URL", 2)
+        guard_exposure(runtime.settings.hub, host, allow_open)
+        require_reachable(runtime)
         uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning")
 
 
@@ -119,9 +167,11 @@ def worker(config: ConfigOption = None,
            threads: Annotated[int, typer.Option("--threads", "-t", min=1)] = 8) -> None:
     """Run Dramatiq worker processes for the hub's actors (Redis broker)."""
     with operator_errors():
-        settings = settings_from(config)
-        if settings.hub.broker == "memory":
+        runtime = runtime_for(config)  # the whole configuration is checked here, not in each worker
+        if runtime.settings.hub.broker == "memory":
             fail("workers need a shared broker: set CROSSLEDGER_BROKER (or [hub] broker) to a redis:// URL", 2)
+        require_reachable(runtime)
+        runtime.close()
         env = dict(os.environ)
         if config is not None:
             env["CROSSLEDGER_CONFIG"] = str(config.resolve())
@@ -142,6 +192,7 @@ def scheduler(config: ConfigOption = None) -> None:
         runtime = runtime_for(config)
         if runtime.settings.hub.broker == "memory":
             fail("the scheduler needs a shared broker: set CROSSLEDGER_BROKER to a redis:// URL", 2)
+        require_reachable(runtime)
         pollable = runtime.pollable()
         if not pollable:
             fail("no configured connector polls; nothing to schedule", 2)
@@ -165,7 +216,7 @@ def sandbox(host: str = "127.0.0.1", port: int = 8100,
         if hub_url:
             sandboxes.subscribe(hub_url)
         if write_config:
-            write_config.write_text(tomli_w.dumps({"connectors": sandboxes.config(server.url)}))
+            write_private(write_config, tomli_w.dumps({"connectors": sandboxes.config(server.url)}))
             console.print(f"wrote {write_config}")
         console.print(f"sandboxes on {server.url}: " + ", ".join(f"/{n}/" for n in sandboxes.sandboxes))
         while True:
@@ -249,13 +300,15 @@ def new_connector(name: Annotated[str, typer.Argument(help="The connector's name
 
 
 @app.command()
-def trace(key: Annotated[str, typer.Argument(help="A correlation id, a journey run, or a canonical entity id.")],
+def trace(key: Annotated[str, typer.Argument(help="A correlation id, a journey run, a canonical id, or any system's "
+                                                   "id for a record or event (cus_..., 001..., a NetSuite id).")],
           config: ConfigOption = None) -> None:
     """Show every step of one transaction across the systems."""
     with operator_errors():
-        records = timeline(runtime_for(config).store, key)
+        runtime = runtime_for(config)
+        records = timeline(runtime.store, key, systems=sorted(runtime.plugins.connectors))
         if not records:
-            fail(f"no transaction or entity {key!r} in the audit", 1)
+            fail(f"no transaction, entity or system id {key!r} in the audit", 1)
         console.print(timeline_table(records, key))
 
 
@@ -277,8 +330,10 @@ def dlq_list(config: ConfigOption = None, category: str | None = None, target: s
         for column in ("when (UTC)", "actor", "target", "category", "attempts", "reason"):
             table.add_column(column, overflow="fold")
         for letter in letters:
+            discarded = (f"\ndiscarded {when(letter.discarded_at)}: {letter.discard_reason}"
+                         if letter.discarded_at is not None else "")
             table.add_row(letter.id, when(letter.created_at), letter.actor, letter.target or "", letter.category,
-                          str(letter.attempts), letter.reason)
+                          str(letter.attempts), escape(letter.reason + discarded))
         console.print(table)
 
 
@@ -314,6 +369,44 @@ def dlq_replay(letter_ids: Annotated[list[str] | None, typer.Argument()] = None,
             except (KeyError, ValueError) as error:
                 fail(str(error.args[0]))
             console.print(f"replayed {letter_id}")
+
+
+@dlq.command("discard")
+def dlq_discard(letter_ids: Annotated[list[str] | None, typer.Argument()] = None, config: ConfigOption = None,
+                reason: Annotated[str, typer.Option(help="Why no delivery is needed (kept in the letter and audit).")
+                                  ] = "",
+                category: str | None = None, target: str | None = None,
+                before: Annotated[datetime | None, typer.Option(help="Only letters older than this ISO time.")] = None,
+                yes: Annotated[bool, typer.Option("--yes", help="Apply a filter (without it: count only).")] = False,
+                ) -> None:
+    """Close open dead letters without delivering them: by id, or by filter (a dry run unless --yes)."""
+    filtered = category is not None or target is not None or before is not None
+    if bool(letter_ids) == filtered:
+        fail("name dead letter ids, or select them with --category, --target or --before (not both)", 2)
+    if not reason.strip():
+        fail("--reason is required: say why these letters need no delivery", 2)
+    with operator_errors():
+        runtime = runtime_for(config)
+        ids = list(letter_ids or [])
+        if filtered:
+            cutoff = _epoch(before)
+            ids = [letter.id for letter in runtime.store.dlq_list(category=category, target=target, limit=100_000)
+                   if cutoff is None or letter.created_at < cutoff]
+            if not yes:
+                console.print(f"{len(ids)} open dead letters match; nothing discarded (dry run). Pass --yes to "
+                              "discard them.", highlight=False)
+                return
+        refused = 0
+        for letter_id in ids:
+            try:
+                runtime.discard_dead_letter(letter_id, reason.strip())
+            except (KeyError, ValueError) as error:
+                err.print(f"[red]error:[/red] {escape(str(error.args[0]))}", highlight=False, soft_wrap=True)
+                refused += 1
+                continue
+            console.print(f"discarded {letter_id}", highlight=False)
+        if refused:
+            raise typer.Exit(1)
 
 
 @app.command()

@@ -31,6 +31,7 @@ the demo prints what each system holds and one customer's timeline across all fo
 import json
 import logging
 import random
+import shutil
 import socket
 import tempfile
 import time
@@ -503,7 +504,8 @@ def run_demo(*, customers: int, invoices: int, timeout: float, store: str | None
     server = ServerThread(sandbox_set.app).start()
     hub_port = free_port()
     sandbox_set.subscribe(f"http://127.0.0.1:{hub_port}")
-    store_url = store or f"sqlite:///{tempfile.mkdtemp(prefix='crossledger-demo-')}/hub.db"
+    scratch = None if store else tempfile.mkdtemp(prefix="crossledger-demo-")  # removed at the end
+    store_url = store or f"sqlite:///{scratch}/hub.db"
     settings = demo_settings(sandbox_set, server, store_url)
     started = time.monotonic()
     try:
@@ -519,6 +521,8 @@ def run_demo(*, customers: int, invoices: int, timeout: float, store: str | None
             show_summary(demo, summary, console)
     finally:
         server.stop()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     if json_summary:
         print(json.dumps(summary, sort_keys=True))
     return 0 if summary["ok"] else 1

@@ -91,11 +91,11 @@ class Ledger:
             self.store.outcome_settle(letter.correlation_id, token, None, amend=True)
 
 
-def discarded(store: Store, letter: DeadLetter) -> None:
-    """An operator discarded ``letter``: its message's outcome says so (it stays a dead letter, now
-    settled for good). For ``crossledger dlq discard`` to call after the letter's state changed."""
+def discarded(store: Store, letter: DeadLetter, why: str) -> None:
+    """An operator discarded ``letter`` because ``why``: its message's outcome says so (it stays a
+    dead letter, now settled for good). Called once the letter's state changed."""
     token = _token(letter)
     if token is None or letter.correlation_id is None:
         return
-    part = dead_letter_part(letter.category, f"{letter.reason} (discarded by an operator)", letter.target)
+    part = dead_letter_part(letter.category, f"{letter.reason} (discarded by an operator: {why})", letter.target)
     store.outcome_settle(letter.correlation_id, token, part, amend=True)

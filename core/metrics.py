@@ -14,6 +14,20 @@ events_received = Counter(
 events_duplicate = Counter(
     "crossledger_events_duplicate", "Inbound events dropped as already received", ["source"], registry=registry
 )
+events_ignored = Counter(
+    "crossledger_events_ignored", "Inbound events acknowledged that carry nothing the hub syncs, by source and type",
+    ["source", "type"], registry=registry,
+)
+webhooks_rejected = Counter(
+    "crossledger_webhooks_rejected",
+    "Webhooks refused at the edge, by connector (\"unknown\" for a path naming none) and reason "
+    "(malformed, signature, unknown, body_timeout, too_large, content_type, schema, unavailable)",
+    ["connector", "reason"], registry=registry,
+)
+dead_letters_discarded = Counter(
+    "crossledger_dead_letters_discarded", "Dead letters an operator discarded, by category", ["category"],
+    registry=registry,
+)
 events_delivered = Counter(
     "crossledger_events_delivered", "Canonical events delivered to a target", ["target", "type"],
     registry=registry,

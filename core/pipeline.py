@@ -311,6 +311,7 @@ class Pipeline:
                 settled[effect("-", routed[0].id)] = noop(f"{routed[0].type} from {source} is routed to no target")
         if not changes:
             why = f"{event.type} carries nothing the hub syncs"
+            metrics.events_ignored.labels(source, event.type).inc()
             self.audit(None, "ingest", "ignored", correlation_id=correlation_id, system=source, detail=why)
             settled[INGEST_PART] = noop(why)
         return Ingested(accepted, deliveries, settled)

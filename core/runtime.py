@@ -20,8 +20,9 @@ from crossledger.canonical.versions import CURRENT_VERSIONS
 from crossledger.core import alerts, metrics
 from crossledger.core.alerts import init_sentry
 from crossledger.core.broker import DELIVER_QUEUE, INGEST_QUEUE, broker_dead_letters, build_broker
+from crossledger.core.edge import Refused, check_portable
 from crossledger.core.journeys import Engine, JourneySettings, StepRetry
-from crossledger.core.ledger import Ledger
+from crossledger.core.ledger import Ledger, discarded
 from crossledger.core.middleware import Governance
 from crossledger.core.pipeline import Bound, JourneyReply, Pipeline, effect, noop
 from crossledger.core.policy import OwnershipPolicy
@@ -29,7 +30,7 @@ from crossledger.core.router import Router
 from crossledger.core.settings import ConfigError, Settings, connector_settings
 from crossledger.core.stores import open_store
 from crossledger.core.stores.base import AuditRecord, DeadLetter, OutcomePart, Store
-from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SignatureError
+from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SchemaError, SignatureError
 from crossledger.plugins.journey import Journey
 from crossledger.plugins.manager import CrossledgerPluginManager, load_plugins
 from crossledger.plugins.types import Capability, Context, Headers, InboundEvent, OwnershipRule, SystemKind
@@ -84,13 +85,13 @@ class ReplaySelection(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     targets: list[str] | None = None
 
 
-class WebhookRejected(Exception):
-    """A webhook the hub refuses; ``status`` is the HTTP answer."""
+class WebhookRejected(Refused):
+    """A webhook the hub refuses; ``status`` is the HTTP answer (see :mod:`crossledger.core.edge`)."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+
+#: What a connector's parser raises on a body it cannot read (deep nesting, a timestamp out of range,
+#: invalid text), besides its own PayloadError: the body's fault, so a 400, never a 5xx to retry.
+MALFORMED = (ValueError, RecursionError, OverflowError, UnicodeError, msgspec.DecodeError)
 
 
 class Runtime:
@@ -163,25 +164,33 @@ class Runtime:
     def accept_webhook(self, name: str, headers: Headers, body: bytes) -> tuple[int, str, bytes]:
         """Verify, parse, dedupe and durably enqueue; the answer is the connector's own reply.
 
-        Raises :class:`WebhookRejected` (404, 401, 400) or lets broker and store errors through
-        (the HTTP layer answers 503 so the sender retries).
+        Raises :class:`WebhookRejected` (404, 415, 401, 400, 422) or lets broker and store errors
+        through (the HTTP layer answers 503 so the sender retries). ``headers`` have lower-case names.
         """
         bound = self.connectors.get(name)
         if bound is None or Capability.WEBHOOKS not in bound.connector.capabilities:
             raise WebhookRejected(404, f"no connector {name!r} receives webhooks here")
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        # Optional on a connector (BaseConnector declares none: any type is read).
+        accepted: frozenset[str] = getattr(bound.connector, "webhook_media_types", frozenset())
+        if media_type and accepted and media_type not in accepted:
+            raise WebhookRejected(415, f"content type {media_type!r} is not one of {', '.join(sorted(accepted))}")
         try:
             bound.connector.verify_webhook(bound.ctx, headers, body)
+            if media_type == "application/json" or (not media_type and body.lstrip()[:1] in (b"{", b"[")):
+                check_portable(msgspec.json.decode(body))  # before any connector reads it
+            events = bound.connector.parse_webhook(bound.ctx, headers, body)
         except SignatureError as error:
             raise WebhookRejected(401, f"signature rejected: {error}") from None
-        try:
-            events = bound.connector.parse_webhook(bound.ctx, headers, body)
-        except PayloadError as error:
-            raise WebhookRejected(400, f"malformed body: {error}") from None
+        except SchemaError as error:
+            raise WebhookRejected(422, f"not an event this endpoint takes: {error}") from None
+        except (PayloadError, *MALFORMED) as error:
+            raise WebhookRejected(400, f"malformed body: {_sentence(error)}") from None
         for event in events:
             self.admit(name, event, "webhook")
         return bound.connector.webhook_reply(events)
 
-    def webhook_error(self, name: str, rejected: WebhookRejected) -> tuple[int, str, bytes] | None:
+    def webhook_error(self, name: str, rejected: Refused) -> tuple[int, str, bytes] | None:
         """The refusal in the sender's own shape, if its connector has one (a broken one gets the
         hub's JSON error rather than a crash)."""
         bound = self.connectors.get(name)
@@ -421,6 +430,25 @@ class Runtime:
                                      status="replayed", system=letter.target, event_id=letter.event_id, detail=detail))
         return letter
 
+    def discard_dead_letter(self, letter_id: str, reason: str) -> DeadLetter:
+        """Close one open dead letter without delivering it: the reason and the time go into the
+        letter and its transaction's audit trail. KeyError for no such letter, ValueError when it is
+        not open (replayed, or discarded already: the first reason stands)."""
+        letter = self.store.dlq_get(letter_id)
+        if letter is None:
+            raise KeyError(f"no dead letter {letter_id!r}")
+        at = time.time()
+        if not self.store.dlq_discard(letter_id, reason, at):
+            current = self.store.dlq_get(letter_id)
+            raise ValueError(f"dead letter {letter_id} is {current.state if current else 'gone'}, not open")
+        self.store.audit(AuditRecord(at=at, correlation_id=letter.correlation_id or "-", step="discard",
+                                     status="discarded", system=letter.target, event_id=letter.event_id,
+                                     detail=f"dead letter {letter.id} discarded: {reason}"))
+        discarded(self.store, letter, reason)
+        metrics.dead_letters_discarded.labels(letter.category).inc()
+        log.info("dead letter %s (%s, target %s) discarded", letter.id, letter.category, letter.target)
+        return msgspec.structs.replace(letter, state="discarded", discarded_at=at, discard_reason=reason)
+
     def request_replay(self, selection: ReplaySelection) -> None:
         """Enqueue a ``replay`` of the event log; a worker runs it."""
         self.send(REPLAY, msgspec.to_builtins(selection))
@@ -462,6 +490,13 @@ class Runtime:
             bound.ctx.http.close()
         self.broker.close()
         self.store.close()
+
+
+def _sentence(error: BaseException) -> str:
+    """What a parser's error says, in one line (a RecursionError's text names the interpreter)."""
+    if isinstance(error, RecursionError):
+        return "nested too deep"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _reply_of(message: AnyMessage) -> JourneyReply | None:

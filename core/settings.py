@@ -3,9 +3,10 @@
 File sections: ``[hub]``, ``[connectors.<name>]``, ``[routes]``, ``[ownership]`` and
 ``[journeys.<name>]`` (each journey's ``enabled``, ``sla_s`` and its own options). Any string
 value may reference an environment variable as ``${NAME}``. ``CROSSLEDGER_CONFIG`` names the
-file when ``--config`` is not given; ``CROSSLEDGER_BROKER`` and ``CROSSLEDGER_STORE`` override
-``[hub] broker`` and ``store``. A connector is enabled by having a ``[connectors.<name>]`` section;
-its keys are validated by that connector's own settings model.
+file when ``--config`` is not given; ``CROSSLEDGER_BROKER``, ``CROSSLEDGER_STORE`` and
+``CROSSLEDGER_API_TOKEN`` override ``[hub] broker``, ``store`` and ``api_token``. A relative
+``sqlite:///`` path in the file is taken from the file's folder. A connector is enabled by having
+a ``[connectors.<name>]`` section; its keys are validated by that connector's own settings model.
 
 Errors are :class:`ConfigError` with one readable line; secrets are never echoed.
 """
@@ -15,8 +16,18 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_CONFIG = "CROSSLEDGER_CONFIG"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -49,6 +60,22 @@ class HubSettings(BaseModel):
     # How often the scheduler asks each pull system (NetSuite) for its changes.
     poll_interval_s: float = Field(30.0, gt=0)
     sentry_dsn: SecretStr | None = None
+    # How long the HTTP edge waits for a request's body; a client that stalls mid-body gets a 408.
+    body_timeout_s: float = Field(10.0, gt=0)
+    # `serve` on a non-loopback address without an api_token exposes /v1 to the network: refused
+    # unless this says it is meant (or `--allow-open` is given).
+    allow_open: bool = False
+
+    @field_validator("broker", "store")
+    @classmethod
+    def _redis_database_is_a_number(cls, url: str) -> str:
+        """redis-py reads ``redis://host/notanumber`` as database 0 without a word: refuse it."""
+        if url.startswith(("redis://", "rediss://")):
+            parts = urlsplit(url)
+            database = [parts.path.strip("/"), *parse_qs(parts.query).get("db", [])]
+            if any(value and not value.isdigit() for value in database):
+                raise ValueError(f"the Redis database in {masked(url)} must be a number (0, 1, ...)")
+        return url
 
     @model_validator(mode="after")
     def _lease_outlives_a_delivery(self) -> "HubSettings":
@@ -76,6 +103,33 @@ class Settings(BaseModel):
     routes: dict[str, list[str]] = {}
     ownership: dict[OwnershipKey, OwnershipEntry] = {}
     journeys: dict[str, dict[str, Any]] = {}
+
+
+def masked(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner may read (mode 0600, also when it existed): it holds secrets."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def _anchored(store: str, folder: Path) -> str:
+    """A relative ``sqlite:///`` path taken from the config file's folder, not the current directory:
+    the same file must name the same database wherever the command runs."""
+    path = store.removeprefix("sqlite:///")
+    if not store.startswith("sqlite:///") or path in ("", ":memory:") or Path(path).is_absolute():
+        return store
+    return f"sqlite:///{(folder / path).resolve()}"
 
 
 def _expand(value: Any, where: str, environ: dict[str, str]) -> Any:
@@ -125,7 +179,11 @@ def load_settings(path: str | Path | None = None, *, environ: dict[str, str] | N
     if not isinstance(raw.get("hub", {}), dict):
         raise ConfigError("[hub] must be a table of settings")
     hub = dict(raw.get("hub", {}))
-    for key, variable in (("broker", "CROSSLEDGER_BROKER"), ("store", "CROSSLEDGER_STORE")):
+    store = hub.get("store", HubSettings.model_fields["store"].default)
+    if path and isinstance(store, str):
+        hub["store"] = _anchored(store, Path(path).resolve().parent)
+    for key, variable in (("broker", "CROSSLEDGER_BROKER"), ("store", "CROSSLEDGER_STORE"),
+                          ("api_token", "CROSSLEDGER_API_TOKEN")):
         if environ.get(variable):
             hub[key] = environ[variable]
     raw["hub"] = hub

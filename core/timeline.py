@@ -1,22 +1,29 @@
 """One transaction's timeline, from the audit records.
 
 A key is a correlation id (one inbound event and everything it caused), a journey run's id (the
-trail of its correlation), or a canonical entity id; for an entity, the timeline joins the whole
-trails of every correlation that touched it, so an invoice shows its webhook, ingest, parking,
-probing and delivery, and those of its payments. Each correlation's outcome (the outcome ledger:
-:mod:`crossledger.core.ledger`) is the step ``outcome`` in its trail.
+trail of its correlation), a canonical entity id, or any system's id for a record or an event: a
+Stripe ``cus_...`` or ``evt_...``, a Salesforce ``001...``, a NetSuite internal id, a Zendesk id.
+For an entity, the timeline joins the whole trails of every correlation that touched it, so an
+invoice shows its webhook, ingest, parking, probing and delivery, and those of its payments. A
+system's id is found through the store's cross-references (record ids) and its inbox (event ids).
+Each correlation's outcome (the outcome ledger: :mod:`crossledger.core.ledger`) is the step
+``outcome`` in its trail.
 """
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from crossledger.canonical.entities import ENTITY_TYPES
 from crossledger.core.stores.base import AuditRecord, OutcomeRecord, Store
 from rich.table import Table
 
 
-def timeline(store: Store, key: str, *, related: list[str] | None = None) -> list[AuditRecord]:
+def timeline(store: Store, key: str, *, related: list[str] | None = None,
+             systems: Iterable[str] = ()) -> list[AuditRecord]:
     """The audit records of ``key`` (and of the ``related`` entities), oldest first, with the outcome
-    of each inbound message among them."""
-    records = _trails(store, key, related or [])
+    of each inbound message among them; a key none of the hub's own ids match is looked up as an id
+    in each of ``systems`` (connector names)."""
+    records = _trails(store, key, related or [], list(systems))
     outcomes = [store.outcome_get(correlation) for correlation in dict.fromkeys(r.correlation_id for r in records)]
     return sorted(records + [outcome_record(found) for found in outcomes if found is not None],
                   key=lambda record: record.at)
@@ -34,16 +41,40 @@ def outcome_record(outcome: OutcomeRecord) -> AuditRecord:
                        status=outcome.outcome, system=outcome.source, detail=detail)
 
 
-def _trails(store: Store, key: str, related: list[str]) -> list[AuditRecord]:
+def _trails(store: Store, key: str, related: list[str], systems: list[str]) -> list[AuditRecord]:
     trail = store.audit_trail(key)
     if trail:
         return trail
     run = store.journey_get(key)
     if run is not None:
         return store.audit_trail(run.correlation_id)
-    correlations = {record.correlation_id for subject in [key, *related]
-                    for record in store.audit_for_subject(subject)}
-    return [record for correlation in correlations for record in store.audit_trail(correlation)]
+    records = _of_subjects(store, [key, *related])
+    if records or not systems:
+        return records
+    correlations, subjects = system_id(store, key, systems)
+    found = [record for correlation in correlations for record in store.audit_trail(correlation)]
+    return _oldest_first(found + _of_subjects(store, subjects))
+
+
+def system_id(store: Store, key: str, systems: list[str]) -> tuple[set[str], set[str]]:
+    """What ``key`` is as one of ``systems``' ids: the correlations of the inbound events with that
+    source event id, and the canonical ids of the records linked to it (an id may mean several)."""
+    correlations = {entry.correlation_id for system in systems
+                    if (entry := store.inbox_get(system, key)) is not None}
+    subjects = {canonical for system in systems for entity_type in ENTITY_TYPES
+                if (canonical := store.xref_find(entity_type, system, key)) is not None}
+    return correlations, subjects
+
+
+def _of_subjects(store: Store, subjects: Iterable[str]) -> list[AuditRecord]:
+    correlations = {record.correlation_id for subject in subjects for record in store.audit_for_subject(subject)}
+    return _oldest_first([record for correlation in correlations for record in store.audit_trail(correlation)])
+
+
+def _oldest_first(records: list[AuditRecord]) -> list[AuditRecord]:
+    unique = {(record.at, record.correlation_id, record.step, record.status, record.detail): record
+              for record in records}
+    return sorted(unique.values(), key=lambda record: record.at)
 
 
 def when(ts: float) -> str:

@@ -106,6 +106,9 @@ class BaseConnector:
     version: ClassVar[str] = "0.1.0"
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     settings_model: ClassVar[type[BaseModel]]
+    #: The media types (``application/json``) a webhook body may declare; any other is refused with
+    #: 415 before the body is read. Empty: any. A request without a Content-Type is always read.
+    webhook_media_types: ClassVar[frozenset[str]] = frozenset()
 
     def verify_webhook(self, ctx: Context, headers: Headers, body: bytes) -> None:
         raise NotSupported(self.name, "webhooks")

@@ -59,6 +59,10 @@ class PayloadError(Exception):
     """A webhook body that is not what the system sends (the hub answers 400)."""
 
 
+class SchemaError(PayloadError):
+    """A well-formed webhook body (valid JSON or XML) that is not one of the system's events (422)."""
+
+
 class MissingDependency(Exception):
     """``plan`` needs a record the target does not have yet (a customer before its invoice).
 

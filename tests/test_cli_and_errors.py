@@ -1,10 +1,14 @@
 """Operator-facing errors: one clear line and a non-zero exit, or an HTTP status with a JSON body."""
 
 import json
+import logging
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -132,3 +136,143 @@ def _group_alive(group: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+# -- a body that never arrives --------------------------------------------------------------------
+def test_a_client_stalling_mid_body_is_cut_off_while_others_are_served(tmp_path: Path) -> None:
+    config = tmp_path / "hub.toml"
+    config.write_text('[hub]\nstore = "sqlite:///hub.db"\nbody_timeout_s = 1.0\n')
+    port = free_port()
+    process = subprocess.Popen([CROSSLEDGER, "run", "--config", str(config), "--port", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_until(lambda: _answers(f"{url}/readyz"), 30), process.stderr
+        stalled = socket.create_connection(("127.0.0.1", port))
+        stalled.sendall(b"POST /v1/replay HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 100\r\n\r\n{\"source\": ")  # then nothing more
+        started = time.monotonic()
+        assert httpx.get(f"{url}/healthz").status_code == 200  # others are served meanwhile
+        assert httpx.post(f"{url}/v1/replay", json={"source": "stripe"}).status_code == 202
+
+        stalled.settimeout(15)
+        answer = b""
+        while chunk := stalled.recv(4096):  # until the hub closes the connection
+            answer += chunk
+        waited = time.monotonic() - started
+        stalled.close()
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b'{"error":{"status":408,"message":"the body did not arrive within 1 s"}}' in answer
+    assert 0.9 <= waited < 10
+
+
+# -- startup and configuration --------------------------------------------------------------------
+def _dead_redis() -> str:
+    return f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+
+
+@pytest.mark.parametrize("command", [["serve"], ["worker", "--processes", "1"]])
+def test_serve_and_worker_name_an_unreachable_redis_and_exit(tmp_path: Path, command: list[str]) -> None:
+    broker = _dead_redis()
+    env = {"CROSSLEDGER_BROKER": broker, "CROSSLEDGER_STORE": f"sqlite:///{tmp_path}/hub.db", "PATH": ""}
+    result = run(*command, env=env)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    masked = broker.replace("hunter2", "***")
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach the broker at {masked}: ConnectionError")
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_redis_database_that_is_not_a_number_is_refused(tmp_path: Path) -> None:
+    for variable in ("CROSSLEDGER_BROKER", "CROSSLEDGER_STORE"):
+        env = {variable: "redis://:hunter2@127.0.0.1:6390/notanumber", "PATH": ""}
+        if variable == "CROSSLEDGER_BROKER":
+            env["CROSSLEDGER_STORE"] = f"sqlite:///{tmp_path}/hub.db"
+        result = run("policy", env=env)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1
+        assert "the Redis database in redis://:***@127.0.0.1:6390/notanumber must be a number" in result.stderr
+        assert "hunter2" not in result.stderr
+
+
+def test_serve_without_a_token_warns_and_refuses_a_public_address(tmp_path: Path) -> None:
+    env = {"CROSSLEDGER_BROKER": _dead_redis(), "CROSSLEDGER_STORE": f"sqlite:///{tmp_path}/hub.db", "PATH": ""}
+    public = run("serve", "--host", "0.0.0.0", env=env)
+    assert public.returncode == 2
+    assert public.stderr.startswith("error: refusing to serve /v1 on 0.0.0.0 without [hub] api_token")
+    allowed = run("serve", "--host", "0.0.0.0", "--allow-open", env=env)
+    loopback = run("serve", env=env)
+    for result, host in ((allowed, "0.0.0.0"), (loopback, "127.0.0.1")):  # past the guard: on to the broker
+        assert result.returncode == 1 and "cannot reach the broker" in result.stderr
+        assert f"warning: [hub] api_token is not set: /v1 on {host} is open to anyone" in result.stderr
+    config = tmp_path / "hub.toml"
+    config.write_text('[hub]\napi_token = "s3cret"\n')
+    guarded = run("serve", "--host", "0.0.0.0", "--config", str(config), env=env)
+    assert guarded.returncode == 1 and "warning" not in guarded.stderr and "cannot reach the broker" in guarded.stderr
+
+
+def test_readiness_logs_each_change_of_state_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from crossledger.core.http import create_app
+    from crossledger.core.runtime import Runtime
+    from crossledger.plugins.sandbox import ServerThread
+    from crossledger.testing.redis_server import RedisServer, RedisUnavailable
+
+    try:
+        server = RedisServer().start()  # our own, to kill
+    except RedisUnavailable as missing:
+        pytest.skip(str(missing))
+    runtime = Runtime(Settings(hub=HubSettings(broker=server.url(0), store=f"sqlite:///{tmp_path}/hub.db")))
+    web = ServerThread(create_app(runtime)).start()
+    caplog.set_level(logging.INFO, logger="crossledger.core.http")
+    try:
+        assert httpx.get(f"{web.url}/readyz").status_code == 200
+        server.kill()
+        assert [httpx.get(f"{web.url}/readyz").status_code for _ in range(3)] == [503] * 3
+        server.start()
+        assert [httpx.get(f"{web.url}/readyz").status_code for _ in range(3)] == [200] * 3
+    finally:
+        web.stop()
+        runtime.close()
+        server.stop()
+    said = [record.getMessage() for record in caplog.records if record.name == "crossledger.core.http"]
+    assert len(said) == 2, said
+    assert said[0].startswith("not ready: the broker or the store cannot be reached: ConnectionError")
+    assert said[1] == "ready again: the broker and the store answer"
+    assert not [record for record in caplog.records if record.exc_info]
+
+
+def test_sandbox_config_is_written_for_its_owner_only(tmp_path: Path) -> None:
+    written = tmp_path / "hub.toml"
+    written.write_text("old")
+    written.chmod(0o644)  # an existing file is tightened too
+    process = subprocess.Popen([CROSSLEDGER, "sandbox", "--port", str(free_port()), "--write-config", str(written)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: "api_key" in written.read_text(), 30)
+    finally:
+        process.terminate()
+        process.wait(10)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+
+
+def test_a_relative_sqlite_path_is_the_config_files_neighbour(tmp_path: Path) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "hub.toml").write_text('[hub]\nstore = "sqlite:///data/hub.db"\n')
+    (folder / "data").mkdir()
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    result = run("dlq", "list", "--config", "../etc/hub.toml", cwd=elsewhere, env={"PATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert (folder / "data" / "hub.db").exists()
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_api_token_may_come_from_the_environment(tmp_path: Path) -> None:
+    env = {"CROSSLEDGER_BROKER": _dead_redis(), "CROSSLEDGER_STORE": f"sqlite:///{tmp_path}/hub.db",
+           "CROSSLEDGER_API_TOKEN": "s3cret", "PATH": ""}
+    public = run("serve", "--host", "0.0.0.0", env=env)  # as the Procfile runs it
+    assert public.returncode == 1 and "cannot reach the broker" in public.stderr and "warning" not in public.stderr

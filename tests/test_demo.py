@@ -1,6 +1,7 @@
 """``crossledger demo`` as a user runs it: a subprocess, no services, the verdict on the last line."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,12 @@ JOURNEYS = ("onboarding", "subscription-change", "suspension", "reinstatement", 
 
 
 def test_demo_reconciles_the_four_systems(tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     result = subprocess.run([CROSSLEDGER, "demo", "--json"], capture_output=True, text=True, timeout=300,
-                            cwd=tmp_path)
+                            cwd=tmp_path, env={**os.environ, "TMPDIR": str(scratch)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert list(scratch.glob("crossledger-demo-*")) == [], "the demo left its temporary database behind"
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["ok"] is True and summary["problems"] == []
 

@@ -125,8 +125,8 @@ def test_start_by_hand_is_201_then_200_for_the_same_key(client: httpx.Client, ru
 @pytest.mark.parametrize(("path", "body", "status", "says"), [
     ("/v1/journeys/provisioning", b"{not json", 400, "not JSON"),
     ("/v1/journeys/provisioning", b"", 400, "not JSON"),
-    ("/v1/journeys/provisioning", b'["cus_1"]', 400, "must be a JSON object"),
-    ("/v1/journeys/provisioning", b'{"plan": "pro"}', 400, "customer: a canonical customer id is required"),
+    ("/v1/journeys/provisioning", b'["cus_1"]', 422, "Expected `object`, got `array`"),
+    ("/v1/journeys/provisioning", b'{"plan": "pro"}', 422, "customer: a canonical customer id is required"),
     ("/v1/journeys/onboarding-of-aliens", b'{"customer": "cus_1"}', 404, "no enabled journey 'onboarding-of-aliens'"),
     ("/v1/journeys/provisioning", b"{}" + b" " * MAX_BODY, 413, "body larger than"),
 ])

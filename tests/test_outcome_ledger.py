@@ -7,7 +7,6 @@ from pathlib import Path
 from conftest import System, start_system
 from crossledger.core import metrics
 from crossledger.core.embedded import wait_until
-from crossledger.core.ledger import discarded
 from crossledger.core.stores.base import OutcomeRecord
 from crossledger.core.timeline import timeline
 
@@ -93,10 +92,10 @@ def test_a_discarded_dead_letter_says_so_in_its_outcome(system: System) -> None:
     assert wait_until(lambda: store.dlq_count() == 1, 30)
     system.clear_fault("netsuite")
     [letter] = store.dlq_list()
-    assert store.dlq_set_state(letter.id, "discarded")
-    discarded(store, letter)
+    system.hub.runtime.discard_dead_letter(letter.id, "a test invoice, booked by hand")
     [dead] = news(concluded(system))
-    assert dead.outcome == "dead_letter" and (dead.reason or "").endswith("(discarded by an operator)")
+    assert dead.outcome == "dead_letter" and (dead.reason or "").endswith(
+        "(discarded by an operator: a test invoice, booked by hand)")
 
 
 def test_a_delivery_parked_on_an_open_circuit_stays_pending_until_it_lands(system: System) -> None:

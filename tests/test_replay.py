@@ -24,7 +24,7 @@ def test_replay_delivers_to_a_newly_routed_target_once(tmp_path: Path) -> None:
         again = httpx.post(f"{routed.hub.url}/v1/replay", json={"source": "stripe"})
         routed.settle()
 
-        assert bad.status_code == 400 and "color" in bad.json()["error"]["message"]
+        assert bad.status_code == 422 and "color" in bad.json()["error"]["message"]
         assert answer.status_code == 202
         assert again.status_code == 202
         assert sorted(c["companyName"] for c in routed.state("netsuite")["customer"]) == [

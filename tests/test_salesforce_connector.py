@@ -25,7 +25,14 @@ from crossledger.canonical.entities import (
 )
 from crossledger.canonical.events import new_envelope
 from crossledger.canonical.money import money
-from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, PayloadError, SignatureError
+from crossledger.plugins.errors import (
+    Category,
+    ConnectorError,
+    MissingDependency,
+    PayloadError,
+    SchemaError,
+    SignatureError,
+)
 from crossledger.plugins.salesforce import ids, mapping, relay, soap
 from crossledger.plugins.salesforce.client import ApiUsage
 from crossledger.plugins.salesforce.connector import SalesforceConnector
@@ -194,7 +201,6 @@ def test_the_real_outbound_message_parses_and_is_acknowledged() -> None:
 @pytest.mark.parametrize("body", [
     outbound_notifications("00D000000000001"),
     outbound_notifications("").replace(b"<OrganizationId></OrganizationId>", b""),
-    b"<soapenv:Envelope",
 ])
 def test_an_outbound_message_of_another_org_is_refused_with_a_soap_fault(body: bytes) -> None:
     with pytest.raises(SignatureError):
@@ -203,6 +209,16 @@ def test_an_outbound_message_of_another_org_is_refused_with_a_soap_fault(body: b
     status, content_type, reply = SALESFORCE.webhook_error(401, "Invalid OrganizationId") or (0, "", b"")
     assert (status, content_type) == (401, "text/xml; charset=utf-8")
     assert reply == (FIXTURES / "outbound_message_fault.xml").read_bytes()
+
+
+def test_xml_that_cannot_be_verified_is_malformed_not_forged() -> None:
+    """Nothing could be verified, so nothing was forged: 400 for unreadable XML, 422 for XML that is
+    not an outbound message (the hub's answers to PayloadError and SchemaError)."""
+    with pytest.raises(PayloadError, match="not well-formed XML") as unreadable:
+        SALESFORCE.verify_webhook(offline(ORGANIZATION_ID), {}, b"<soapenv:Envelope")
+    with pytest.raises(SchemaError, match="not a SOAP 1") as foreign:
+        SALESFORCE.verify_webhook(offline(ORGANIZATION_ID), {}, b"<invoice/>")
+    assert not isinstance(unreadable.value, SchemaError) and isinstance(foreign.value, PayloadError)
 
 
 def test_org_ids_match_in_either_form() -> None:

@@ -631,3 +631,46 @@ def test_redis_journey_put_moves_the_run_between_indexes() -> None:
     store.reset()
     for closing in (store, client):
         closing.close()
+
+
+# -- discarding dead letters ------------------------------------------------------------------------
+def test_dlq_discard_records_why_and_when_once(store: Store) -> None:
+    for dead in (letter("d1", 10.0), letter("d2", 20.0)):
+        store.dlq_add(dead)
+    assert store.dlq_set_state("d2", "replayed") is True
+
+    assert store.dlq_discard("d1", "the customer was deleted at the source", 99.5) is True
+    assert store.dlq_get("d1") == replace(letter("d1", 10.0), state="discarded", discarded_at=99.5,
+                                          discard_reason="the customer was deleted at the source")
+    assert store.dlq_discard("d1", "again", 100.0) is False  # closed once; the first reason stays
+    assert store.dlq_get("d1").discard_reason == "the customer was deleted at the source"  # type: ignore[union-attr]
+    assert store.dlq_discard("d2", "replayed already", 100.0) is False
+    assert store.dlq_discard("missing", "no such letter", 100.0) is False
+    assert [dead.id for dead in store.dlq_list(state="discarded")] == ["d1"]
+    assert [store.dlq_count(state) for state in ("open", "replayed", "discarded")] == [0, 1, 1]
+
+
+def test_dlq_discard_race_has_one_winner(store: Store) -> None:
+    store.dlq_add(letter("d1", 1.0))
+    results = race(lambda i: store.dlq_discard("d1", f"operator {i}", float(i)))
+    assert results.count(True) == 1
+    winner = results.index(True)
+    closed = store.dlq_get("d1")
+    assert closed is not None and (closed.discard_reason, closed.discarded_at) == (f"operator {winner}", float(winner))
+    assert store.dlq_count("discarded") == 1 and store.dlq_count("open") == 0
+
+
+def test_sqlite_file_from_before_discards_gains_the_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:  # the dead_letters table as released before discards were recorded
+        old.execute("CREATE TABLE dead_letters (id TEXT PRIMARY KEY, created_at REAL NOT NULL, actor TEXT NOT NULL, "
+                    "target TEXT, category TEXT NOT NULL, reason TEXT NOT NULL, event_id TEXT, correlation_id TEXT, "
+                    "message BLOB NOT NULL, attempts INTEGER NOT NULL, state TEXT NOT NULL)")
+    old.close()
+    store = SQLiteStore(path)
+    store.dlq_add(letter("d1", 1.0))
+    assert store.dlq_discard("d1", "obsolete", 2.0) is True
+    assert store.dlq_get("d1").discard_reason == "obsolete"  # type: ignore[union-attr]
+    store.close()

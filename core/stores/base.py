@@ -68,6 +68,9 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
     message: dict[str, Any]
     attempts: int
     state: DeadLetterState = "open"
+    # Set when an operator discards the letter: when, and why it needs no delivery.
+    discarded_at: float | None = None
+    discard_reason: str | None = None
 
 
 class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -374,3 +377,8 @@ class Store(Protocol):
 
     def outcome_counts(self) -> dict[tuple[LedgerState, str], int]:
         """How many entries are in each state, by (state, source)."""
+
+    # -- discarding dead letters ------------------------------------------------------------------
+    def dlq_discard(self, letter_id: str, reason: str, at: float) -> bool:
+        """*Atomic.* Close an open letter as ``discarded``, recording ``reason`` and ``at`` in it;
+        False if it was not open (already replayed or discarded, or no such letter)."""

@@ -114,6 +114,17 @@ redis.call('ZADD', KEYS[3], created_at, ARGV[1])
 return 1
 """
 
+_DLQ_DISCARD = """
+-- KEYS: dlq, dlq:state, dlq:open, dlq:discarded. ARGV: letter id, the letter as discarded (JSON)
+if redis.call('HGET', KEYS[2], ARGV[1]) ~= 'open' then return 0 end
+local created_at = redis.call('ZSCORE', KEYS[3], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], 'discarded')
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[4], created_at, ARGV[1])
+return 1
+"""
+
 _LOCK_RELEASE = """
 -- KEYS: lock:<key>. ARGV: owner
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -165,6 +176,7 @@ class RedisStore:
         self._put_unless_stale = self._redis.register_script(_PUT_UNLESS_STALE)
         self._xref_put = self._redis.register_script(_XREF_PUT)
         self._dlq_set_state = self._redis.register_script(_DLQ_SET_STATE)
+        self._dlq_discard = self._redis.register_script(_DLQ_DISCARD)
         self._circuit_failure = self._redis.register_script(_CIRCUIT_FAILURE)
         self._lock_release = self._redis.register_script(_LOCK_RELEASE)
         self._journey_write = self._redis.register_script(_JOURNEY_WRITE)
@@ -479,6 +491,16 @@ class RedisStore:
         counts = self._redis.hgetall(self._key("outcomes", "count"))
         return {cast(tuple[LedgerState, str], tuple(msgspec.json.decode(field))): int(count)
                 for field, count in counts.items() if int(count)}
+
+
+    # -- discarding dead letters --------------------------------------------------------------------
+    def dlq_discard(self, letter_id: str, reason: str, at: float) -> bool:
+        letter = self.dlq_get(letter_id)
+        if letter is None:
+            return False
+        closed = msgspec.structs.replace(letter, state="discarded", discarded_at=at, discard_reason=reason)
+        keys = [self._key("dlq"), self._key("dlq", "state"), self._key("dlq", "open"), self._key("dlq", "discarded")]
+        return bool(self._dlq_discard(keys=keys, args=[letter_id, msgspec.json.encode(closed)]))
 
 
 def _field(*parts: str) -> bytes:

@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE TABLE IF NOT EXISTS dead_letters (
     id TEXT PRIMARY KEY, created_at REAL NOT NULL, actor TEXT NOT NULL, target TEXT,
     category TEXT NOT NULL, reason TEXT NOT NULL, event_id TEXT, correlation_id TEXT,
-    message BLOB NOT NULL, attempts INTEGER NOT NULL, state TEXT NOT NULL);
+    message BLOB NOT NULL, attempts INTEGER NOT NULL, state TEXT NOT NULL, discarded_at REAL,
+    discard_reason TEXT);
 CREATE INDEX IF NOT EXISTS dead_letters_by_state ON dead_letters (state, created_at);
 
 CREATE TABLE IF NOT EXISTS audit (
@@ -120,6 +121,9 @@ CREATE INDEX IF NOT EXISTS outcomes_by_state ON outcomes (outcome, source);
 CREATE INDEX IF NOT EXISTS outcomes_by_time ON outcomes (received_at, correlation_id);
 """
 
+#: Columns added since a table was first released: (table, column, declaration), added to older files.
+_ADDED_COLUMNS = [("dead_letters", "discarded_at", "REAL"), ("dead_letters", "discard_reason", "TEXT")]
+
 
 class SQLiteStore:
     """The :class:`~crossledger.core.stores.base.Store` in one SQLite file (or ``":memory:"``).
@@ -149,6 +153,7 @@ class SQLiteStore:
             try:
                 with self._session() as db:
                     db.executescript(_SCHEMA)
+                    _add_columns(db)
                 return
             except sqlite3.OperationalError as error:
                 if "locked" not in str(error) or time.monotonic() > deadline:
@@ -493,6 +498,20 @@ class SQLiteStore:
     def outcome_counts(self) -> dict[tuple[LedgerState, str], int]:
         rows = self._query("SELECT outcome, source, count(*) FROM outcomes GROUP BY outcome, source")
         return {(outcome, source): count for outcome, source, count in rows}
+
+
+    # -- discarding dead letters --------------------------------------------------------------------
+    def dlq_discard(self, letter_id: str, reason: str, at: float) -> bool:
+        return bool(self._execute("UPDATE dead_letters SET state = 'discarded', discarded_at = ?, discard_reason = ? "
+                                  "WHERE id = ? AND state = 'open'", (at, reason, letter_id)))
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Bring a file made by an older release up to :data:`_ADDED_COLUMNS`."""
+    for table, column, declaration in _ADDED_COLUMNS:
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 def _load(cls: type[R], row: Sequence[Any]) -> R:

@@ -27,6 +27,7 @@ codes); :attr:`SalesforceConnector.last_limit_info` holds each org's last report
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -36,7 +37,7 @@ import msgspec
 from crossledger.canonical.entities import Contact, Customer, Invoice, Payment
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.connector import BaseConnector
-from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SignatureError
+from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SchemaError, SignatureError
 from crossledger.plugins.salesforce import ids, mapping, relay, soap
 from crossledger.plugins.salesforce.client import ApiUsage, RestClient, Sessions, UsageMonitor, classify, decode
 from crossledger.plugins.salesforce.settings import SalesforceSettings
@@ -87,6 +88,18 @@ class _ChangeEventHeader(msgspec.Struct, frozen=True):
 
 def _is_soap(body: bytes) -> bool:
     return body.lstrip()[:1] == b"<"
+
+
+@contextmanager
+def _soap_errors() -> Iterator[None]:
+    """Unreadable XML is a :class:`PayloadError` (400); readable XML that is not an outbound message
+    a :class:`SchemaError` (422). Salesforce gets either as a SOAP fault."""
+    try:
+        yield
+    except soap.UnreadableXml as error:
+        raise PayloadError(f"not a well-formed outbound message: {error}") from error
+    except soap.SoapError as error:
+        raise SchemaError(f"not an outbound message: {error}") from error
 
 
 def _header(headers: Headers, name: str) -> str | None:
@@ -141,6 +154,8 @@ class SalesforceConnector(BaseConnector):
         {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.FETCH, Capability.SANDBOX}
     )
     settings_model: ClassVar[type[BaseModel]] = SalesforceSettings
+    # Outbound messages are SOAP 1.1 (text/xml); the CDC relay posts JSON.
+    webhook_media_types: ClassVar[frozenset[str]] = frozenset({"text/xml", "application/json"})
 
     def __init__(self) -> None:
         self._sessions = Sessions()
@@ -157,10 +172,8 @@ class SalesforceConnector(BaseConnector):
         """An outbound message must name our org; a relayed CDC event must carry the relay's signature."""
         settings = _settings(ctx)
         if _is_soap(body):
-            try:
+            with _soap_errors():
                 claimed = soap.organization_id(body)
-            except soap.SoapError as error:
-                raise SignatureError(f"cannot tell which org sent this: {error}") from error
             if claimed is None or not ids.same(claimed, settings.organization_id):
                 raise SignatureError(f"Invalid OrganizationId {claimed!r}: this endpoint takes outbound messages of "
                                      f"org {settings.organization_id} only")
@@ -171,8 +184,13 @@ class SalesforceConnector(BaseConnector):
 
     def parse_webhook(self, ctx: Context, headers: Headers, body: bytes) -> list[InboundEvent]:
         try:
-            return self._notifications(ctx, body) if _is_soap(body) else self._relayed(ctx, body)
-        except (ValueError, msgspec.ValidationError) as error:  # SoapError is a ValueError, as are bad dates
+            if _is_soap(body):
+                with _soap_errors():
+                    return self._notifications(ctx, body)
+            return self._relayed(ctx, body)
+        except msgspec.ValidationError as error:  # JSON, but not the CometD envelope
+            raise SchemaError(f"not a relayed CometD event: {error}") from error
+        except ValueError as error:  # bad dates, say
             kind = "outbound message" if _is_soap(body) else "relayed CometD event"
             raise PayloadError(f"not a well-formed {kind}: {error}") from error
 

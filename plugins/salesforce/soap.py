@@ -36,6 +36,8 @@ SOBJECT = "urn:sobject.enterprise.soap.sforce.com"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 CONTENT_TYPE = "text/xml; charset=utf-8"
 MAX_NOTIFICATIONS = 100
+#: An outbound message nests 6 elements deep (Envelope, Body, notifications, Notification, sObject, field).
+MAX_DEPTH = 32
 
 ACK = b"""<?xml version="1.0" encoding="UTF-8"?>
 <soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" \
@@ -54,6 +56,11 @@ _DTD = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 class SoapError(ValueError):
     """A body that is not a well-formed outbound message (or not a SOAP envelope at all)."""
+
+
+class UnreadableXml(SoapError):
+    """Not XML the hub reads at all (not well-formed, a DTD, not UTF-8), as opposed to readable XML
+    that is not an outbound message."""
 
 
 @dataclass(frozen=True)
@@ -77,17 +84,24 @@ class OutboundMessage:
 
 
 def parse_xml(body: bytes) -> ET.Element:
-    """The document's root element; :class:`SoapError` for a DTD or malformed XML."""
+    """The document's root element; :class:`UnreadableXml` for a DTD or malformed XML."""
     try:
         text = body.decode("utf-8")  # outbound messages are UTF-8; another encoding could hide a DTD
     except UnicodeDecodeError:
-        raise SoapError("outbound messages are UTF-8; this body is not") from None
+        raise UnreadableXml("outbound messages are UTF-8; this body is not") from None
     if _DTD.search(text.encode()) or re.search(r"encoding=[\"'](?!utf-8)", text[:200], re.IGNORECASE):
-        raise SoapError("XML with a DTD, or in an encoding other than UTF-8, is refused")
+        raise UnreadableXml("XML with a DTD, or in an encoding other than UTF-8, is refused")
     try:
-        return ET.fromstring(body)
+        root = ET.fromstring(body)
     except ET.ParseError as error:
-        raise SoapError(f"not well-formed XML: {error}") from error
+        raise UnreadableXml(f"not well-formed XML: {error}") from error
+    pending = [(root, 1)]  # iterative: a deep document must not exhaust the stack
+    while pending:
+        element, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise UnreadableXml(f"XML nested more than {MAX_DEPTH} elements deep")
+        pending.extend((child, depth + 1) for child in element)
+    return root
 
 
 def _body_child(root: ET.Element, tag: str) -> ET.Element:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 import msgspec
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.connector import BaseConnector
-from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SignatureError
+from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SchemaError, SignatureError
 from crossledger.plugins.stripe import mapping, outbound, signature
 from crossledger.plugins.stripe.client import (
     API_VERSION,
@@ -83,6 +83,7 @@ class StripeConnector(BaseConnector):
         {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.FETCH, Capability.SANDBOX}
     )
     settings_model: ClassVar[type[BaseModel]] = StripeSettings
+    webhook_media_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
 
     # -- inbound ------------------------------------------------------------------------------------
 
@@ -110,7 +111,7 @@ class StripeConnector(BaseConnector):
         try:
             envelope = msgspec.convert(payload, _Envelope)
         except msgspec.ValidationError as error:
-            raise PayloadError(f"body is not a Stripe event: {error}") from error
+            raise SchemaError(f"body is not a Stripe event: {error}") from error
         return [
             InboundEvent(
                 source_event_id=envelope.id,

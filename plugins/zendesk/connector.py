@@ -68,7 +68,7 @@ from crossledger.canonical.entities import (
 )
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.connector import BaseConnector
-from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, PayloadError
+from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, PayloadError, SchemaError
 from crossledger.plugins.http import classify_http, retry_after_seconds, status_category
 from crossledger.plugins.types import (
     Capability,
@@ -350,14 +350,14 @@ def _parse(payload: dict[str, Any]) -> InboundEvent:
         try:
             webhook = msgspec.convert(payload, _EventWebhook)
         except msgspec.ValidationError as error:
-            raise PayloadError(f"body is not a Zendesk event: {error}") from error
+            raise SchemaError(f"body is not a Zendesk event: {error}") from error
         return InboundEvent(source_event_id=webhook.id, type=webhook.type.removeprefix(EVENT_TYPE_PREFIX),
                             occurred_at=webhook.time, payload=payload)
     if isinstance(payload.get("ticket"), dict):
         try:
             trigger = msgspec.convert({**payload, "ticket": _filled(payload["ticket"])}, _TriggerWebhook)
         except msgspec.ValidationError as error:
-            raise PayloadError(f"body is not a ticket trigger webhook (see TRIGGER_TEMPLATE): {error}") from error
+            raise SchemaError(f"body is not a ticket trigger webhook (see TRIGGER_TEMPLATE): {error}") from error
         ticket = trigger.ticket
         created = trigger.event == "ticket.created" or (trigger.event is None
                                                         and ticket.created_at == ticket.updated_at)
@@ -365,7 +365,7 @@ def _parse(payload: dict[str, Any]) -> InboundEvent:
         return InboundEvent(source_event_id=f"ticket:{ticket.id}:{ticket.updated_at.isoformat()}",
                             type="ticket.created" if created else "ticket.updated",
                             occurred_at=ticket.updated_at, payload=payload)
-    raise PayloadError("body is neither a Zendesk event (zen:event-type:...) nor a ticket trigger body")
+    raise SchemaError("body is neither a Zendesk event (zen:event-type:...) nor a ticket trigger body")
 
 
 # -- Outbound planning -------------------------------------------------------------------------------------
@@ -600,6 +600,7 @@ class ZendeskConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
         {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.FETCH, Capability.SANDBOX}
     )
     settings_model: ClassVar[type[BaseModel]] = ZendeskSettings
+    webhook_media_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
 
     # -- inbound ---------------------------------------------------------------------------------------
 
@@ -615,7 +616,7 @@ class ZendeskConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
         except ValueError as error:
             raise PayloadError(f"body is not JSON: {error}") from error
         if not isinstance(payload, dict):
-            raise PayloadError("body is not a JSON object")
+            raise SchemaError("body is not a JSON object")
         return [_parse(payload)]
 
     def to_canonical(self, ctx: Context, event: InboundEvent, refs: Refs) -> list[Change]:
