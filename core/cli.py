@@ -88,7 +88,9 @@ def run(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000,
         threads: Annotated[int | None, typer.Option(help="Worker threads.")] = None) -> None:
     """Run web and workers in one process (the embedded default: memory broker, SQLite store)."""
     from crossledger.core.embedded import EmbeddedHub
+    from crossledger.core.safelog import log_to_stderr
 
+    log_to_stderr()
     with operator_errors():
         hub = EmbeddedHub(settings_from(config), host=host, port=port, threads=threads).start()
         console.print(f"crossledger listening on {hub.url} (broker {hub.runtime.settings.hub.broker})")
@@ -104,7 +106,9 @@ def serve(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000
     """Run the HTTP app only; workers run elsewhere (`crossledger worker`, Redis broker)."""
     import uvicorn
     from crossledger.core.http import create_app
+    from crossledger.core.safelog import log_to_stderr
 
+    log_to_stderr()
     with operator_errors():
         runtime = runtime_for(config)
         if runtime.settings.hub.broker == "memory":
@@ -136,8 +140,10 @@ def worker(config: ConfigOption = None,
 @app.command()
 def scheduler(config: ConfigOption = None) -> None:
     """Enqueue a poll of every pull system (NetSuite) every [hub] poll_interval_s; workers poll."""
+    from crossledger.core.safelog import log_to_stderr
     from crossledger.core.scheduler import Scheduler
 
+    log_to_stderr()
     with operator_errors():
         runtime = runtime_for(config)
         if runtime.settings.hub.broker == "memory":

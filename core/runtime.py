@@ -17,7 +17,7 @@ import httpx
 import msgspec
 from crossledger.canonical.entities import ENTITY_TYPES
 from crossledger.canonical.versions import CURRENT_VERSIONS
-from crossledger.core import alerts, metrics
+from crossledger.core import alerts, metrics, safelog
 from crossledger.core.alerts import init_sentry
 from crossledger.core.broker import DELIVER_QUEUE, INGEST_QUEUE, broker_dead_letters, build_broker
 from crossledger.core.journeys import Engine, JourneySettings, StepRetry
@@ -95,6 +95,7 @@ class WebhookRejected(Exception):
 class Runtime:
     def __init__(self, settings: Settings, *, plugins: CrossledgerPluginManager | None = None,
                  store: Store | None = None) -> None:
+        safelog.install()  # before anything logs: every process builds a runtime
         self.settings = settings
         hub = settings.hub
         self.plugins = plugins or load_plugins()
@@ -283,6 +284,9 @@ class Runtime:
             options = {**message.options, "retries": retries + (0 if budget_free else 1),
                        "attempts": attempts + 1, "last_error": str(error)[:1000]}
             broker.enqueue(message.copy(options=options), delay=delay)
+            # One line for a planned retry; a defect's traceback was written when it was raised.
+            log.warning("retrying message %s for %s in %d ms: attempt %d failed (%s)", safelog.message_ref(message),
+                        MessageContext.of(message).system or "-", delay, attempts, _reason_class(exception))
             metrics.retried.labels(str(error.category)).inc()
             self._audit_message(message, "retry", f"{error} (again in {delay} ms)")
             return
@@ -319,6 +323,8 @@ class Runtime:
             attempts=int(message.options.get("attempts", 1)),
         )
         self.store.dlq_add(letter)
+        log.warning("dead-lettered message %s for %s: %s (dead letter %s)", safelog.message_ref(message),
+                    context.target or context.system or "-", category, letter.id)
         metrics.dead_lettered.labels(category).inc()
         alerts.dead_lettered(letter.id, category, context.target, reason)
         self._audit_message(message, "dead-lettered", f"{category}: {reason} (dead letter {letter.id})")
@@ -446,6 +452,11 @@ class Runtime:
             bound.ctx.http.close()
         self.broker.close()
         self.store.close()
+
+
+def _reason_class(exception: BaseException) -> str:
+    """A failure's class for the log: a classified error's category, or a defect's type."""
+    return str(exception.category) if isinstance(exception, ConnectorError) else type(exception).__name__
 
 
 def _reply_of(message: AnyMessage) -> JourneyReply | None:
