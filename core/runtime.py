@@ -271,7 +271,7 @@ class Runtime:
     def handle_failure(self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException) -> None:
         """Retry with backoff, or dead-letter. Raising here makes Governance fail the message."""
         error = exception if isinstance(exception, ConnectorError) else ConnectorError(
-            Category.TRANSIENT, f"{type(exception).__name__}: {exception}")
+            Category.TRANSIENT, f"{type(exception).__name__}: {safelog.exception_reason(exception)}")
         hub = self.settings.hub
         retries = int(message.options.get("retries", 0))
         budget_free = error.category in (Category.RATE_LIMITED, Category.TARGET_DOWN)

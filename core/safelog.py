@@ -10,6 +10,7 @@ safe when it is created, before any handler (stderr, a file, pytest's capture, S
 - a Dramatiq message becomes its id and actor: ``3f9c... (deliver)``;
 - an exception argument keeps its text only if its type carries reasons by contract
   (:data:`REASON_TYPES`: the connectors' classified errors, which name ids and what went wrong);
+  pydantic's and msgspec's validation errors keep where and what, without the values they quote;
   any other shows its type alone;
 - a traceback keeps its frames (files, lines, code) and each exception's type, with the same
   rule for the text; locals are never rendered;
@@ -19,6 +20,7 @@ Strings and numbers pass as they are: the hub's own log calls give ids, names of
 """
 
 import logging
+import re
 import traceback
 from collections.abc import Callable, Mapping
 from enum import Enum
@@ -26,21 +28,25 @@ from typing import Any, Final
 
 import dramatiq
 import httpx
+import msgspec
+import pydantic
 import redis.exceptions
 from crossledger.plugins.errors import ConnectorError
 from dramatiq.broker import MessageProxy
+from dramatiq.errors import DramatiqError
 
 #: Exceptions whose text is a reason, not an echo of input: kept in logs and in Sentry events.
 #: The hub's classified errors (their messages name ids and what went wrong), and errors whose
 #: text describes code or a connection rather than data.
 REASON_TYPES: Final[tuple[type[BaseException], ...]] = (
-    ConnectorError, dramatiq.errors.DramatiqError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+    ConnectorError, DramatiqError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
     AttributeError, NameError, ImportError, NotImplementedError, RecursionError, TimeoutError, ConnectionError,
 )
 WITHHELD: Final = "[text withheld: it may echo input]"
 _CAUSED: Final = "The above exception was the direct cause of the following exception:"
 _DURING: Final = "During handling of the above exception, another exception occurred:"
 _SCALARS: Final = (str, int, float, bool, Enum, type(None))
+_QUOTED: Final = re.compile(r"'[^']*'")
 # What uvicorn's access log passes: client address, method, path with query, HTTP version, status.
 _ACCESS_LOG: Final = "uvicorn.access"
 _ACCESS_PATH: Final = 2
@@ -53,9 +59,17 @@ def message_ref(message: dramatiq.Message[Any] | MessageProxy) -> str:
 
 def exception_reason(error: BaseException) -> str:
     """What of an exception's text may be written: all of it when its type carries reasons
-    (:data:`REASON_TYPES`), :data:`WITHHELD` when it may echo input, "" when it has none."""
+    (:data:`REASON_TYPES`); a validation error's locations and messages without the values it
+    quotes; :data:`WITHHELD` for anything else that has a text (it may echo input)."""
     text = _text(error)
-    return text if not text or isinstance(error, REASON_TYPES) else WITHHELD
+    if not text or isinstance(error, REASON_TYPES):
+        return text
+    if isinstance(error, pydantic.ValidationError):
+        problems = error.errors(include_input=False, include_url=False)
+        return "; ".join(f"{'.'.join(map(str, problem['loc'])) or '$'}: {problem['msg']}" for problem in problems)
+    if isinstance(error, msgspec.MsgspecError):  # "Invalid enum value 'x' - at `$.status`": paths in backticks
+        return _QUOTED.sub("'…'", text)
+    return WITHHELD
 
 
 def exception_text(error: BaseException) -> str:

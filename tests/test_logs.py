@@ -9,11 +9,14 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Literal
 
 import httpx
+import msgspec
+import pydantic
 import pytest
 from conftest import start_system
-from crossledger.core import metrics
+from crossledger.core import metrics, safelog
 from crossledger.core.bench import signed
 from crossledger.core.embedded import wait_until
 from crossledger.core.runtime import INGEST
@@ -79,3 +82,36 @@ def test_no_customer_data_reaches_the_log_and_a_planned_retry_is_one_warning(
     assert all("msgspec.ValidationError" in (r.exc_text or "") for r in defects)
     dead = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dead-lettered message")]
     assert len(dead) == 2 and any(": data (dead letter" in line for line in dead)
+
+
+def test_a_traceback_keeps_where_and_what_failed_but_not_the_values(caplog: pytest.LogCaptureFixture) -> None:
+    safelog.install()  # as every runtime does
+
+    class Customer(pydantic.BaseModel):
+        age: int
+
+    class Status(msgspec.Struct):
+        status: Literal["open", "paid"]
+
+    def parse(raw: dict[str, str]) -> None:
+        try:
+            msgspec.convert(raw, Status)
+        except msgspec.ValidationError as error:
+            try:
+                Customer.model_validate({"age": raw["status"]})
+            except pydantic.ValidationError:
+                raise KeyError(raw["status"]) from error
+
+    with caplog.at_level(logging.DEBUG):
+        try:
+            parse({"status": EMAILS[0]})
+        except KeyError as error:
+            logging.getLogger("crossledger.test").exception("parsing %s failed: %s", {"status": EMAILS[0]}, error)
+
+    assert EMAILS[0] not in caplog.text
+    [record] = caplog.records
+    assert record.getMessage() == f"parsing <dict> failed: KeyError: {safelog.WITHHELD}"
+    assert "msgspec.ValidationError: Invalid enum value '…' - at `$.status`" in caplog.text
+    assert "The above exception was the direct cause of the following exception:" in caplog.text
+    assert "pydantic_core._pydantic_core.ValidationError" not in caplog.text  # a context a cause hides
+    assert f"KeyError: {safelog.WITHHELD}" in caplog.text and 'raise KeyError(raw["status"])' in caplog.text
