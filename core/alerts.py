@@ -72,7 +72,7 @@ def scrubbed(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
         kept["contexts"] = {name: value for name, value in kept["contexts"].items() if name in CONTEXTS}
     if isinstance(kept.get("logentry"), dict):
         entry = kept["logentry"]
-        kept["logentry"] = {"message": entry.get("message"), "params": [safe_arg(p) for p in entry.get("params") or []]}
+        kept["logentry"] = {"message": entry.get("message"), "params": _params(entry.get("params") or [])}
         kept.pop("message", None)  # the logging integration's formatted copy of the same line
     if isinstance(kept.get("exception"), dict):
         error = (hint.get("exc_info") or (None, None, None))[1]
@@ -83,6 +83,13 @@ def scrubbed(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
 def dropped(item: Any, hint: Any) -> None:
     """``before_breadcrumb`` and ``before_send_log``: breadcrumbs and logs never leave."""
     return None
+
+
+def _params(params: dict[str, Any] | list[Any]) -> dict[str, Any] | list[Any]:
+    """A log line's arguments (a list, or a dict for ``%(name)s``), each as a log may write it."""
+    if isinstance(params, dict):
+        return {key: safe_arg(value) for key, value in params.items()}
+    return [safe_arg(value) for value in params]
 
 
 def _exception(value: dict[str, Any], error: BaseException | None) -> dict[str, Any]:
