@@ -11,8 +11,9 @@ journey        advance one journey run: apply a step's report, start the steps t
 =============  ==================================================================================
 
 Retries and dead letters are not the actors' business: failures leave as classified errors and the
-Governance middleware applies the policy. Actors are declared per broker by :func:`declare`, so
-tests and the embedded mode can build several runtimes in one process.
+Governance middleware applies the policy (the actors declare those errors as ``throws``: expected,
+so Dramatiq does not log each one as an ERROR with a traceback). Actors are declared per broker by
+:func:`declare`, so tests and the embedded mode can build several runtimes in one process.
 """
 
 from collections.abc import Callable
@@ -22,6 +23,7 @@ import dramatiq
 from crossledger.core.journeys import Report
 from crossledger.core.pipeline import JourneyReply
 from crossledger.core.runtime import DELIVER, DRAIN, INGEST, JOURNEY, POLL, PROBE, QUEUES, REPLAY, Runtime
+from crossledger.plugins.errors import ConnectorError
 
 
 def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
@@ -53,6 +55,6 @@ def declare(runtime: Runtime) -> dict[str, dramatiq.Actor[Any, Any]]:
     }
     return {
         name: dramatiq.Actor(fn, broker=runtime.broker, actor_name=name, queue_name=QUEUES[name], priority=0,
-                             options={})
+                             options={"throws": (ConnectorError,)})
         for name, fn in functions.items()
     }

@@ -129,7 +129,9 @@ def run(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000,
         allow_open: AllowOpen = False) -> None:
     """Run web and workers in one process (the embedded default: memory broker, SQLite store)."""
     from crossledger.core.embedded import EmbeddedHub
+    from crossledger.core.safelog import log_to_stderr
 
+    log_to_stderr()
     with operator_errors():
         settings = settings_from(config)
         guard_exposure(settings.hub, host, allow_open)
@@ -150,7 +152,9 @@ def serve(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000
     """Run the HTTP app only; workers run elsewhere (`crossledger worker`, Redis broker)."""
     import uvicorn
     from crossledger.core.http import create_app
+    from crossledger.core.safelog import log_to_stderr
 
+    log_to_stderr()
     with operator_errors():
         runtime = runtime_for(config)
         if runtime.settings.hub.broker == "memory":
@@ -186,8 +190,10 @@ def worker(config: ConfigOption = None,
 @app.command()
 def scheduler(config: ConfigOption = None) -> None:
     """Enqueue a poll of every pull system (NetSuite) every [hub] poll_interval_s; workers poll."""
+    from crossledger.core.safelog import log_to_stderr
     from crossledger.core.scheduler import Scheduler
 
+    log_to_stderr()
     with operator_errors():
         runtime = runtime_for(config)
         if runtime.settings.hub.broker == "memory":

@@ -6,6 +6,10 @@ letter. Dramatiq swallows exceptions raised in ``after_*`` hooks and then *acks*
 be lost. Here, when neither a retry nor a dead letter can be written, the message is failed, so
 the broker nacks it into its own dead-letter queue (or, if even that fails, leaves it unacked to
 be redelivered) instead of acking it.
+
+Actors declare the classified errors (``ConnectorError``) in their ``throws`` option: Dramatiq then
+writes one INFO line for them instead of an ERROR with a traceback, and the runtime writes the
+retry or the dead letter. Only a defect (any other exception) gets a traceback.
 """
 
 import logging
@@ -23,6 +27,10 @@ FailureHandler = Callable[[dramatiq.Broker, MessageProxy, BaseException], None]
 class Governance(Middleware):
     def __init__(self, handler: FailureHandler) -> None:
         self.handler = handler
+
+    @property
+    def actor_options(self) -> set[str]:
+        return {"throws"}  # read by Dramatiq's worker (Retries, which declares it too, is not used)
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: MessageProxy, *, result: object = None,

@@ -17,7 +17,7 @@ import httpx
 import msgspec
 from crossledger.canonical.entities import ENTITY_TYPES
 from crossledger.canonical.versions import CURRENT_VERSIONS
-from crossledger.core import alerts, metrics
+from crossledger.core import alerts, metrics, safelog
 from crossledger.core.alerts import init_sentry
 from crossledger.core.broker import DELIVER_QUEUE, INGEST_QUEUE, broker_dead_letters, build_broker
 from crossledger.core.edge import Refused, check_portable
@@ -97,6 +97,7 @@ MALFORMED = (ValueError, RecursionError, OverflowError, UnicodeError, msgspec.De
 class Runtime:
     def __init__(self, settings: Settings, *, plugins: CrossledgerPluginManager | None = None,
                  store: Store | None = None) -> None:
+        safelog.install()  # before anything logs: every process builds a runtime
         self.settings = settings
         hub = settings.hub
         self.plugins = plugins or load_plugins()
@@ -292,7 +293,7 @@ class Runtime:
     def handle_failure(self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException) -> None:
         """Retry with backoff, or dead-letter. Raising here makes Governance fail the message."""
         error = exception if isinstance(exception, ConnectorError) else ConnectorError(
-            Category.TRANSIENT, f"{type(exception).__name__}: {exception}")
+            Category.TRANSIENT, f"{type(exception).__name__}: {safelog.exception_reason(exception)}")
         hub = self.settings.hub
         retries = int(message.options.get("retries", 0))
         budget_free = error.category in (Category.RATE_LIMITED, Category.TARGET_DOWN)
@@ -305,6 +306,9 @@ class Runtime:
             options = {**message.options, "retries": retries + (0 if budget_free else 1),
                        "attempts": attempts + 1, "last_error": str(error)[:1000]}
             broker.enqueue(message.copy(options=options), delay=delay)
+            # One line for a planned retry; a defect's traceback was written when it was raised.
+            log.warning("retrying message %s for %s in %d ms: attempt %d failed (%s)", safelog.message_ref(message),
+                        MessageContext.of(message).system or "-", delay, attempts, _reason_class(exception))
             metrics.retried.labels(str(error.category)).inc()
             self._audit_message(message, "retry", f"{error} (again in {delay} ms)")
             return
@@ -342,6 +346,8 @@ class Runtime:
         )
         self.store.dlq_add(letter)
         self.ledger.dead_lettered(letter)
+        log.warning("dead-lettered message %s for %s: %s (dead letter %s)", safelog.message_ref(message),
+                    context.target or context.system or "-", category, letter.id)
         metrics.dead_lettered.labels(category).inc()
         alerts.dead_lettered(letter.id, category, context.target, reason)
         self._audit_message(message, "dead-lettered", f"{category}: {reason} (dead letter {letter.id})")
@@ -497,6 +503,11 @@ def _sentence(error: BaseException) -> str:
     if isinstance(error, RecursionError):
         return "nested too deep"
     return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def _reason_class(exception: BaseException) -> str:
+    """A failure's class for the log: a classified error's category, or a defect's type."""
+    return str(exception.category) if isinstance(exception, ConnectorError) else type(exception).__name__
 
 
 def _reply_of(message: AnyMessage) -> JourneyReply | None:

@@ -2,14 +2,17 @@
 
 import gzip
 import json
+import logging
 import time
 from pathlib import Path
 
 import httpx
 import sentry_sdk
 from conftest import start_system
+from crossledger.core.alerts import init_sentry
 from crossledger.core.bench import signed
 from crossledger.core.embedded import wait_until
+from crossledger.core.safelog import WITHHELD
 from crossledger.plugins.sandbox import ServerThread
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -88,3 +91,39 @@ def test_a_journey_step_held_while_its_system_is_down_raises_one_sentry_event(tm
     assert event["message"].startswith("journey subscription-change queued: erp: netsuite is unavailable")
     assert event["tags"]["journey"] == "subscription-change"
     assert "ap@queued.example" not in json.dumps(items)
+
+
+def test_a_critical_log_reaches_sentry_with_types_and_frames_but_no_values() -> None:
+    """Whatever the SDK collects unasked (locals of every frame, an exception's text, breadcrumbs
+    from logs or added by hand), only ids, types and code leave."""
+    # Built, not written out: the frames sent carry the lines of code around them.
+    private = ["@".join(["ceo", domain]) for domain in ("breadcrumb.example", "logged.example", "local.example")]
+    private.append(" ".join(["Private", "Person"]))
+    receiver, items = sentry_receiver()
+    init_sentry(f"http://publickey@127.0.0.1:{receiver.port}/42")
+    log = logging.getLogger("crossledger.test")
+    try:
+        sentry_sdk.add_breadcrumb(message=f"customer {private[0]}", category="test")
+        log.warning("about to fail for %s", {"email": private[1]})
+
+        def handle(payload: dict[str, str]) -> None:
+            email = payload["email"]
+            raise ValueError(f"cannot use {email}")
+
+        try:
+            handle({"email": private[2], "name": private[3]})
+        except ValueError:
+            log.critical("could not retry or dead-letter message %s", "msg-1", exc_info=True)
+        sentry_sdk.flush(5)
+    finally:
+        sentry_sdk.init()
+        receiver.stop()
+
+    [event] = [item for item in items if "exception" in item]
+    sent = json.dumps(items)
+    for value in private:
+        assert value not in sent, value
+    [error] = event["exception"]["values"]
+    assert error["type"] == "ValueError" and error["value"] == WITHHELD
+    assert [frame["function"] for frame in error["stacktrace"]["frames"]][-1] == "handle"
+    assert "msg-1" in json.dumps(event["logentry"])

@@ -146,6 +146,12 @@ def test_serve_and_worker_processes_on_redis(tmp_path: Path, processes: Processe
     assert traced.returncode == 0 and "ingest" in traced.stdout
     assert len(_state(sandboxes, "netsuite")["invoice"]) == 10
 
+    # The hub's logs name the dead-lettered message by its id, never the customers it carried.
+    logs = "".join((tmp_path / f"{name}.log").read_text() for name in ("serve", "worker", "worker-2"))
+    assert "dead-lettered message" in logs
+    for customer in customers:
+        assert customer["email"] not in logs and customer["name"] not in logs, customer["email"]
+
 
 def _ready(hub: str) -> bool:
     try:
