@@ -77,8 +77,9 @@ class Customer(_Entity, frozen=True, kw_only=True):
     open_balance: Money | None = None
 
     field_groups: ClassVar[dict[str, tuple[str, ...]]] = {
-        "profile": ("name", "email", "phone", "address", "tax_id", "legal_entity", "currency", "website",
-                    "lifecycle"),
+        "profile": ("name", "email", "phone", "address", "tax_id", "legal_entity", "website", "lifecycle"),
+        # Its own group: billing fixes a customer's currency at the first bill, whoever owns the profile.
+        "currency": ("currency",),
         "hierarchy": ("parent_id",),
         "financial": ("dimensions", "open_balance"),
         "status": ("status",),

@@ -271,7 +271,7 @@ class SalesforceConnector(BaseConnector):
                 return [planner.suspension(customer, suspended=event.type == "customer.suspended")]
             case "contact.upserted", Contact() as contact:
                 return [planner.contact(contact)]
-            case "invoice.posted", Invoice() as invoice:
+            case "invoice.posted" | "invoice.paid" | "invoice.voided", Invoice() as invoice:
                 return [planner.invoice(invoice)]
             case "payment.settled", Payment() as payment:
                 return [planner.payment(payment)]
