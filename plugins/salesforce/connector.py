@@ -271,8 +271,10 @@ class SalesforceConnector(BaseConnector):
                 return [planner.suspension(customer, suspended=event.type == "customer.suspended")]
             case "contact.upserted", Contact() as contact:
                 return [planner.contact(contact)]
-            case "invoice.posted" | "invoice.paid" | "invoice.voided", Invoice() as invoice:
+            case "invoice.posted", Invoice() as invoice:
                 return [planner.invoice(invoice)]
+            case "invoice.paid" | "invoice.voided", Invoice() as invoice:
+                return planner.invoice_status(invoice)
             case "payment.settled", Payment() as payment:
                 return [planner.payment(payment)]
         return []  # customer.deactivated among them: the account is the CRM's to close, not the hub's
