@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 from crossledger.canonical import Customer, new_envelope
 from crossledger.core.policy import OwnershipPolicy, PolicyViolation
@@ -116,6 +117,20 @@ def test_fields_owned_by_the_target_are_not_sent_to_it() -> None:
     event = envelope("stripe", customer(dimensions={"terms": "net15"}))
     assert policy.for_target(event, "netsuite").data.dimensions == {}  # type: ignore[union-attr]
     assert policy.for_target(event, "stripe").data.dimensions == {"terms": "net15"}  # type: ignore[union-attr]
+
+
+def test_a_target_without_the_record_is_seeded_with_what_its_birth_system_could_own() -> None:
+    """Salesforce owns the profile, but a customer born in Stripe (billing stands in for the CRM)
+    reaches it whole when Salesforce has nothing yet; terms typed into a CRM never reach the ERP."""
+    policy = OwnershipPolicy(RULES, {"salesforce": "crm", "stripe": "billing", "netsuite": "erp"})
+    born_in_stripe = envelope("stripe", customer(phone="+1 555 0100", dimensions={"terms": "net15"}))
+    assert policy.for_target(born_in_stripe, "salesforce").data.phone is None  # type: ignore[union-attr]
+    seeded = policy.for_target(born_in_stripe, "salesforce", held=False).data
+    assert seeded.phone == "+1 555 0100"  # type: ignore[union-attr]
+    assert policy.for_target(born_in_stripe, "netsuite", held=False).data.dimensions == {}  # type: ignore[union-attr]
+    born_in_salesforce = envelope("salesforce", msgspec.structs.replace(
+        customer(dimensions={"terms": "Net 30"}), id="customer/salesforce/001A"))
+    assert policy.for_target(born_in_salesforce, "netsuite", held=False).data.dimensions == {}  # type: ignore[union-attr]
 
 
 def test_routes_skip_the_source_and_undeliverable_targets() -> None:
