@@ -72,8 +72,9 @@ def crossledger_routes() -> Iterable[Route]:
         Route("customer.deleted", ("netsuite", "zendesk")),
         Route("customer.linked", ("salesforce", "stripe", "netsuite", "zendesk")),
         Route("contact.upserted", ("zendesk",)),
-        Route("invoice.issued", ("netsuite",)),
-        # An invoice's status is billing's: the CRM's copy follows it (paid, void, credited in full).
+        # An invoice's status is billing's: the CRM's copy of a posted invoice follows it (issued,
+        # uncollectible, paid or credited in full, void).
+        Route("invoice.issued", ("netsuite", "salesforce")),
         Route("invoice.voided", ("netsuite", "salesforce")),
         Route("invoice.paid", ("salesforce",), source="stripe"),
         Route("invoice.posted", ("salesforce",), source="netsuite"),

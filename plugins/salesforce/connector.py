@@ -273,7 +273,7 @@ class SalesforceConnector(BaseConnector):
                 return [planner.contact(contact)]
             case "invoice.posted", Invoice() as invoice:
                 return [planner.invoice(invoice)]
-            case "invoice.paid" | "invoice.voided", Invoice() as invoice:
+            case "invoice.issued" | "invoice.paid" | "invoice.voided", Invoice() as invoice:
                 return planner.invoice_status(invoice)
             case "payment.settled", Payment() as payment:
                 return [planner.payment(payment)]
