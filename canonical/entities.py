@@ -18,6 +18,9 @@ from crossledger.canonical.money import Money
 class _Entity(msgspec.Struct, frozen=True, kw_only=True, tag_field="entity", tag=str.lower):
     id: str
     field_groups: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Fields that never become unknown again once known: a change leaving one unset means its
+    # source does not know it yet, not that it was cleared, so the hub keeps the value it has.
+    settled_once_known: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def kind(cls) -> str:
@@ -84,6 +87,8 @@ class Customer(_Entity, frozen=True, kw_only=True):
         "financial": ("dimensions", "open_balance"),
         "status": ("status",),
     }
+    # Stripe fixes a customer's currency at its first bill (or subscription): until then it has none.
+    settled_once_known: ClassVar[tuple[str, ...]] = ("currency",)
 
 
 class Contact(_Entity, frozen=True, kw_only=True):

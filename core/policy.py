@@ -9,7 +9,9 @@ Two checks:
 
 - **source**: a change from a system that does not own a field group is stripped (the fields keep
   the golden record's values, and the audit says so) or rejected (a policy error), per rule. A
-  non-owner may *seed* a record the hub has never seen: there is nothing yet to protect.
+  non-owner may *seed* a record the hub has never seen: there is nothing yet to protect. A field
+  the entity declares settled once known (a customer's currency) keeps its value when a change,
+  even the owner's, leaves it unset: that source does not know it yet.
 - **target**: before a write, fields the target itself owns are reset to their defaults, so the
   connector leaves them out and never overwrites the system of record. A target that does not hold
   the record yet has nothing to overwrite: it is *seeded* with the groups whose values the record's
@@ -94,6 +96,9 @@ class OwnershipPolicy:
         kind = entity.kind()
         if golden is None:
             return Decision(envelope, ())
+        unknown_yet = {name: getattr(golden, name) for name in type(entity).settled_once_known
+                       if getattr(entity, name) is None and getattr(golden, name) is not None}
+        entity = msgspec.structs.replace(entity, **unknown_yet) if unknown_yet else entity
         replacements: dict[str, object] = {}
         stripped: list[str] = []
         for group, fields in type(entity).field_groups.items():
@@ -111,7 +116,7 @@ class OwnershipPolicy:
                 )
             replacements.update({f: getattr(golden, f) for f in changed})
             stripped.append(f"{group} ({', '.join(changed)}) owned by {owner}")
-        if not replacements:
+        if not replacements and not unknown_yet:
             return Decision(envelope, ())
         data = msgspec.structs.replace(entity, **replacements)
         return Decision(msgspec.structs.replace(envelope, data=data), tuple(stripped))

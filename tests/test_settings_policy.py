@@ -105,6 +105,19 @@ def test_a_non_owner_may_seed_a_new_record() -> None:
     assert decision.envelope.data.name == "New"  # type: ignore[union-attr]
 
 
+def test_billing_owns_the_currency_and_not_knowing_it_yet_clears_nothing() -> None:
+    """Stripe fixes a customer's currency at its first bill: until then its changes leave it unset,
+    which keeps the currency the CRM gave; once it has one, it is the customer's, whatever the CRM says."""
+    policy = OwnershipPolicy(RULES, {"salesforce": "crm", "stripe": "billing", "netsuite": "erp"})
+    golden = customer(currency="EUR")
+    unbilled = policy.check_source(envelope("stripe", customer(currency=None)), golden)
+    assert (unbilled.envelope.data.currency, unbilled.stripped) == ("EUR", ())  # type: ignore[union-attr]
+    billed = policy.check_source(envelope("stripe", customer(currency="USD")), golden)
+    assert billed.envelope.data.currency == "USD"  # type: ignore[union-attr]
+    edited = policy.check_source(envelope("salesforce", customer(currency="GBP")), golden)
+    assert (edited.envelope.data.currency, edited.stripped) == ("EUR", ("currency (currency) owned by stripe",))  # type: ignore[union-attr]
+
+
 def test_reject_rules_raise_a_policy_violation() -> None:
     rules = [*RULES, OwnershipRule("customer", "profile", ("crm",), on_violation="reject")]
     policy = OwnershipPolicy(rules, {"salesforce": "crm", "stripe": "billing"})

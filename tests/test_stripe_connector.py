@@ -176,17 +176,6 @@ def test_customer_fields_and_the_hubs_own_id() -> None:
     assert (entity.phone, entity.address and entity.address.line1) == ("+1 555 0100", "1 Main St")
 
 
-def test_a_customer_without_a_currency_says_nothing_of_it() -> None:
-    """Stripe fixes a customer's currency at its first bill: until then the change leaves the
-    currency group out (a partial change), so it cannot clear the currency the CRM gave."""
-    billed = only(connector.to_canonical(context(), event("customer.updated", fixture("customer")), refs))
-    unbilled = {**fixture("customer"), "currency": None}
-    new = only(connector.to_canonical(context(), event("customer.created", unbilled), refs))
-    assert billed.groups is None
-    assert new.groups == ("profile", "hierarchy", "financial", "status")
-    assert isinstance(new.entity, Customer) and new.entity.currency is None
-
-
 def test_customer_deleted() -> None:
     change = only(connector.to_canonical(context(), event("customer.deleted", fixture("customer")), refs))
     assert change.type == "customer.deleted"

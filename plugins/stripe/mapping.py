@@ -498,7 +498,7 @@ def changes(event_type: str, obj: dict[str, Any], refs: Refs, api: StripeApi) ->
             # A customer read back after its deletion is ``{"id", "deleted": true}``, whatever the event.
             if event_type == "customer.deleted" or obj.get("deleted") is True:
                 return [Change(type="customer.deleted", entity=customer(obj, refs, "deleted"))]
-            return [_customer_upserted(customer(obj, refs, "active"))]
+            return [Change(type="customer.upserted", entity=customer(obj, refs, "active"))]
         case "customer.subscription.created":
             return [Change(type="subscription.created", entity=subscription(obj, refs, api))]
         case "customer.subscription.updated":
@@ -524,16 +524,6 @@ def changes(event_type: str, obj: dict[str, Any], refs: Refs, api: StripeApi) ->
             return [Change(type="refund.issued", entity=refund(obj, refs, api))]
         case _:
             return []
-
-
-def _customer_upserted(entity: Customer) -> Change:
-    """A customer as Stripe has it. Stripe fixes a customer's currency at its first bill (or its
-    first subscription); until then the customer says nothing about its currency, so the change
-    leaves that group out rather than clearing the currency the CRM or the ERP gave it."""
-    if entity.currency is not None:
-        return Change(type="customer.upserted", entity=entity)
-    groups = tuple(group for group in Customer.field_groups if group != "currency")
-    return Change(type="customer.upserted", entity=entity, groups=groups)
 
 
 def _issued(found: _Invoice, refs: Refs, api: StripeApi) -> list[Change]:
