@@ -47,21 +47,22 @@ def test_a_customer_born_in_stripe_reaches_salesforce_whole_in_the_currency_it_i
     assert topology.hub.runtime.store.dlq_count() == 0
 
 
-def test_an_invoice_paid_in_stripe_shows_paid_in_salesforce(topology: System) -> None:
+def test_an_invoice_paid_voided_or_credited_in_stripe_shows_so_in_salesforce(topology: System) -> None:
     customer = topology.stripe.post("/v1/customers", name="Initrode", email="ap@initrode.example")
     canonical_id = f"customer/stripe/{customer['id']}"
     settle(topology, lambda: len(salesforce_accounts(topology, canonical_id)) == 1)
-    paid, voided = (topology.invoice(customer["id"], [amount]) for amount in (4_200, 1_300))
+    paid, voided, credited = (topology.invoice(customer["id"], [amount]) for amount in (4_200, 1_300, 900))
 
     def status(invoice: dict[str, Any]) -> str | None:
         found = [i for i in records(topology, "salesforce", "invoices")
                  if i.get("CrossLedger_Id__c") == external_key(f"invoice/stripe/{invoice['id']}")]
         return found[0]["Status__c"] if found else None
 
-    settle(topology, lambda: status(paid) == status(voided) == "issued")
+    settle(topology, lambda: status(paid) == status(voided) == status(credited) == "issued")
     topology.stripe.post(f"/v1/invoices/{paid['id']}/pay", paid_out_of_band="true")
     topology.stripe.post(f"/v1/invoices/{voided['id']}/void")
-    settle(topology, lambda: (status(paid), status(voided)) == ("paid", "void"))
+    topology.stripe.post("/v1/credit_notes", invoice=credited["id"], amount=900)  # credited down to nothing
+    settle(topology, lambda: (status(paid), status(voided), status(credited)) == ("paid", "void", "paid"))
     assert topology.hub.runtime.store.dlq_count() == 0
 
 
