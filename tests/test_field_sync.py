@@ -82,3 +82,4 @@ def test_an_invoice_and_a_payment_entered_in_netsuite_move_the_balance_salesforc
         settle(topology, lambda: account(topology, account_id).get("Open_Balance__c") == 120)
         finance.enter_payment(netsuite_id, Decimal("50.00"), {invoice_id: Decimal("50.00")})
         settle(topology, lambda: account(topology, account_id).get("Open_Balance__c") == 70)
+    assert topology.hub.runtime.store.dlq_count() == 0
