@@ -18,6 +18,9 @@ from crossledger.canonical.money import Money
 class _Entity(msgspec.Struct, frozen=True, kw_only=True, tag_field="entity", tag=str.lower):
     id: str
     field_groups: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Fields that never become unknown again once known: a change leaving one unset means its
+    # source does not know it yet, not that it was cleared, so the hub keeps the value it has.
+    settled_once_known: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def kind(cls) -> str:
@@ -77,12 +80,15 @@ class Customer(_Entity, frozen=True, kw_only=True):
     open_balance: Money | None = None
 
     field_groups: ClassVar[dict[str, tuple[str, ...]]] = {
-        "profile": ("name", "email", "phone", "address", "tax_id", "legal_entity", "currency", "website",
-                    "lifecycle"),
+        "profile": ("name", "email", "phone", "address", "tax_id", "legal_entity", "website", "lifecycle"),
+        # Its own group: billing fixes a customer's currency at the first bill, whoever owns the profile.
+        "currency": ("currency",),
         "hierarchy": ("parent_id",),
         "financial": ("dimensions", "open_balance"),
         "status": ("status",),
     }
+    # Stripe fixes a customer's currency at its first bill (or subscription): until then it has none.
+    settled_once_known: ClassVar[tuple[str, ...]] = ("currency",)
 
 
 class Contact(_Entity, frozen=True, kw_only=True):

@@ -29,6 +29,7 @@ CURRENT_VERSIONS: dict[str, int] = {
     "subscription.cancelled": 1,
     "invoice.issued": 1,
     "invoice.voided": 1,
+    "invoice.paid": 1,
     "invoice.posted": 1,
     "payment.settled": 1,
     "credit_memo.issued": 1,

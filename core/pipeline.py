@@ -543,8 +543,10 @@ class Pipeline:
 
         The fields ``target`` owns are reset before planning, so no other system's copy overwrites
         them, unless the write is ``decided``: a journey's step decided them (the subsidiary and
-        terms of a customer onboarding creates in the ERP)."""
-        for_target = envelope if decided else self.policy.for_target(envelope, target)
+        terms of a customer onboarding creates in the ERP). A target without the record yet is
+        seeded with what the record's system of birth could give (see :mod:`.policy`)."""
+        held = refs.external_id(envelope.subject, target) is not None
+        for_target = envelope if decided else self.policy.for_target(envelope, target, held=held)
         delivered: set[str] = set()
         while True:
             try:

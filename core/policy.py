@@ -9,9 +9,15 @@ Two checks:
 
 - **source**: a change from a system that does not own a field group is stripped (the fields keep
   the golden record's values, and the audit says so) or rejected (a policy error), per rule. A
-  non-owner may *seed* a record the hub has never seen: there is nothing yet to protect.
+  non-owner may *seed* a record the hub has never seen: there is nothing yet to protect. A field
+  the entity declares settled once known (a customer's currency) keeps its value when a change,
+  even the owner's, leaves it unset: that source does not know it yet.
 - **target**: before a write, fields the target itself owns are reset to their defaults, so the
-  connector leaves them out and never overwrites the system of record.
+  connector leaves them out and never overwrites the system of record. A target that does not hold
+  the record yet has nothing to overwrite: it is *seeded* with the groups whose values the record's
+  system of birth was entitled to give (billing stands in for the CRM's profile, so a customer born
+  in Stripe reaches Salesforce with its phone, email and address). Values a system had no right to
+  give (terms typed into the CRM, for the ERP) are still left out.
 """
 
 from dataclasses import dataclass
@@ -20,6 +26,11 @@ import msgspec
 from crossledger.canonical.entities import ENTITY_TYPES
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.types import OwnershipRule
+
+
+def born_in_system(canonical_id: str) -> str:
+    """The system a record was first seen in: ``customer/stripe/cus_1`` -> ``stripe``."""
+    return canonical_id.split("/", 2)[1] if canonical_id.count("/") >= 2 else ""
 
 
 class PolicyViolation(Exception):
@@ -63,14 +74,21 @@ class OwnershipPolicy:
             for rule in sorted(self._rules.values(), key=lambda r: (r.entity, r.field_group))
         ]
 
-    def owned_fields(self, entity: str, system: str) -> set[str]:
+    def owned_fields(self, entity: str, system: str, *, seeding_from: str | None = None) -> set[str]:
+        """The fields ``system`` owns; with ``seeding_from`` (the system a record was born in), only
+        those of groups that system could not own: the others it may seed (see the module doc)."""
         groups = ENTITY_TYPES[entity].field_groups
         return {
             field
             for (rule_entity, group), rule in self._rules.items()
             if rule_entity == entity and self._owner(rule) == system
+            and not (seeding_from is not None and self._may_own(rule, seeding_from))
             for field in groups.get(group, ())
         }
+
+    def _may_own(self, rule: OwnershipRule, system: str) -> bool:
+        """Whether ``system`` is among the rule's owners, by name or by kind (a stand-in owner)."""
+        return system in rule.owners or self._systems.get(system) in rule.owners
 
     def check_source(self, envelope: Envelope, golden: msgspec.Struct | None) -> Decision:
         """Apply the source check; raises :class:`PolicyViolation` for a rejected change."""
@@ -78,6 +96,9 @@ class OwnershipPolicy:
         kind = entity.kind()
         if golden is None:
             return Decision(envelope, ())
+        unknown_yet = {name: getattr(golden, name) for name in type(entity).settled_once_known
+                       if getattr(entity, name) is None and getattr(golden, name) is not None}
+        entity = msgspec.structs.replace(entity, **unknown_yet) if unknown_yet else entity
         replacements: dict[str, object] = {}
         stripped: list[str] = []
         for group, fields in type(entity).field_groups.items():
@@ -95,15 +116,18 @@ class OwnershipPolicy:
                 )
             replacements.update({f: getattr(golden, f) for f in changed})
             stripped.append(f"{group} ({', '.join(changed)}) owned by {owner}")
-        if not replacements:
+        if not replacements and not unknown_yet:
             return Decision(envelope, ())
         data = msgspec.structs.replace(entity, **replacements)
         return Decision(msgspec.structs.replace(envelope, data=data), tuple(stripped))
 
-    def for_target(self, envelope: Envelope, target: str) -> Envelope:
-        """The envelope with the fields ``target`` owns reset to their defaults."""
+    def for_target(self, envelope: Envelope, target: str, *, held: bool = True) -> Envelope:
+        """The envelope with the fields ``target`` owns reset to their defaults; when the target
+        does not hold the record yet (``held`` false), only those its system of birth could not
+        have given."""
         entity = envelope.data
-        owned = self.owned_fields(entity.kind(), target)
+        born_in = None if held else born_in_system(entity.id)
+        owned = self.owned_fields(entity.kind(), target, seeding_from=born_in)
         defaults = {
             field.name: field.default if field.default is not msgspec.NODEFAULT else field.default_factory()
             for field in msgspec.structs.fields(entity)

@@ -10,8 +10,9 @@ hub's cross-references, and reporting each mismatch as a sentence:
   customers and support (Zendesk) beside billing and the ERP. Every Salesforce account is a
   customer exactly once in Stripe, NetSuite and Zendesk, and each of the four holds the others' ids
   (as does the hub's cross-reference store); the money as above; every invoice that posted in
-  NetSuite is in Salesforce once, as posted, and no other; every subscription is in NetSuite, and
-  its plan tier is the tier of its customer's Zendesk organization.
+  NetSuite is in Salesforce once, as posted, with the status Stripe gives it, and no other; every
+  account shows the open balance NetSuite computes; every subscription is in NetSuite, and its plan
+  tier is the tier of its customer's Zendesk organization (docs/field-sync.md).
 
 The demo exits 0 only when the report is clean.
 """
@@ -25,6 +26,7 @@ from typing import Any
 from crossledger.canonical.entities import external_key, from_external_key
 from crossledger.canonical.money import money, to_decimal
 from crossledger.core.stores.base import Store
+from crossledger.plugins.stripe.mapping import INVOICE_STATUSES
 
 FINALIZED = ("open", "paid", "void", "uncollectible")
 SETTLED = ("paid", "void")
@@ -221,6 +223,8 @@ def reconcile_topology(states: Mapping[str, State], store: Store) -> Report:
     report = customers.check()
     report.add(reconcile(states["stripe"], states["netsuite"], store))
     report.add(_postings(states["netsuite"], states["salesforce"], customers))
+    report.add(_invoice_statuses(states["stripe"], states["salesforce"]))
+    report.add(_balances(customers))
     report.add(_subscriptions(states, store, customers))
     return report
 
@@ -326,6 +330,33 @@ def _postings(netsuite: State, salesforce: State, customers: Customers) -> Repor
     report.problems += [f"Salesforce shows invoice {key}, which has not posted in NetSuite" for key in shown]
     report.counts.update({"netsuite_posted_invoices": len(posted),
                           "salesforce_invoices": len(salesforce.get("invoices", []))})
+    return report
+
+
+def _invoice_statuses(stripe: State, salesforce: State) -> Report:
+    """Every invoice Salesforce shows has the status Stripe, its system of record, gives it."""
+    report = Report()
+    statuses = {external_key(f"invoice/stripe/{i['id']}"): INVOICE_STATUSES.get(i["status"], i["status"])
+                for i in stripe.get("invoices", [])}
+    for record in salesforce.get("invoices", []):
+        key = record.get("CrossLedger_Id__c")
+        expected = statuses.get(key or "")
+        if expected is not None and record.get("Status__c") != expected:
+            report.problems.append(f"Salesforce shows invoice {key} as {record.get('Status__c')!r}, Stripe as "
+                                   f"{expected!r}")
+    return report
+
+
+def _balances(customers: Customers) -> Report:
+    """Every account shows the open balance its customer has in NetSuite, the system of record."""
+    report = Report()
+    for canonical in sorted(customers.accounts):
+        found = customers.find(canonical)
+        if "salesforce" not in found or "netsuite" not in found:
+            continue  # reported as missing or duplicated already
+        shown, owed = _amount(found["salesforce"], "Open_Balance__c"), _amount(found["netsuite"], "balance")
+        if shown != owed:
+            report.problems.append(f"Salesforce shows an open balance of {shown} for {canonical}, NetSuite {owed}")
     return report
 
 

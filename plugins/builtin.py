@@ -28,10 +28,12 @@ def crossledger_journeys() -> Iterable[Journey]:
 @hookimpl
 def crossledger_ownership_rules() -> Iterable[OwnershipRule]:
     """The design's defaults: CRM owns the profile (billing stands in when no CRM is configured),
-    billing owns subscriptions and invoice documents, ERP owns dimensions, receivables, posting and
+    billing a customer's currency (Stripe fixes it at the first bill) and owns subscriptions and
+    invoice documents, ERP owns dimensions, receivables, posting and
     the ledger, support owns cases."""
     return [
         OwnershipRule("customer", "profile", ("crm", "billing")),
+        OwnershipRule("customer", "currency", ("billing", "crm")),
         OwnershipRule("customer", "hierarchy", ("crm", "billing")),
         OwnershipRule("customer", "financial", ("erp",)),
         OwnershipRule("customer", "status", ("billing", "crm")),
@@ -61,16 +63,20 @@ def crossledger_routes() -> Iterable[Route]:
     goes back to its source; each hop is still checked against the ownership rules."""
     subscription = ("netsuite", "zendesk")
     return [
-        # The CRM's accounts become customers everywhere; billing-born customers reach ERP and support.
+        # The CRM's accounts become customers everywhere; billing-born customers, and the currency
+        # billing fixes, reach the CRM, ERP and support.
         Route("customer.upserted", ("stripe", "netsuite", "zendesk"), source="salesforce"),
-        Route("customer.upserted", ("netsuite", "zendesk"), source="stripe"),
+        Route("customer.upserted", ("salesforce", "netsuite", "zendesk"), source="stripe"),
         # ERP-owned changes (financial dimensions, open balance) flow back to the CRM and billing.
         Route("customer.upserted", ("salesforce", "stripe"), source="netsuite"),
         Route("customer.deleted", ("netsuite", "zendesk")),
         Route("customer.linked", ("salesforce", "stripe", "netsuite", "zendesk")),
         Route("contact.upserted", ("zendesk",)),
-        Route("invoice.issued", ("netsuite",)),
-        Route("invoice.voided", ("netsuite",)),
+        # An invoice's status is billing's: the CRM's copy of a posted invoice follows it (issued,
+        # uncollectible, paid or credited in full, void).
+        Route("invoice.issued", ("netsuite", "salesforce")),
+        Route("invoice.voided", ("netsuite", "salesforce")),
+        Route("invoice.paid", ("salesforce",), source="stripe"),
         Route("invoice.posted", ("salesforce",), source="netsuite"),
         Route("payment.settled", ("netsuite",), source="stripe"),
         Route("payment.settled", ("salesforce",), source="netsuite"),

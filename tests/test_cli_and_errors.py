@@ -40,7 +40,8 @@ def test_policy_prints_owners_and_routes(tmp_path: Path) -> None:
     assert ("customer", "financial", "erp", "netsuite", "strip") in rows
     assert ("customer", "profile", "crm > billing", "stripe", "strip") in rows
     assert ("customer", "status", "erp", "netsuite", "reject") in rows
-    assert ("invoice.issued", "netsuite") in rows
+    assert ("invoice.issued", "netsuite, salesforce") in rows
+    assert ("customer", "currency", "billing > crm", "stripe", "strip") in rows
 
 
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:

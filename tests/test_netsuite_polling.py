@@ -15,7 +15,7 @@ import msgspec
 import pytest
 from crossledger.canonical.entities import Customer, Entity, Invoice, InvoiceLine, Payment, PaymentApplication
 from crossledger.canonical.events import new_envelope
-from crossledger.canonical.money import money
+from crossledger.canonical.money import Money, money
 from crossledger.plugins.errors import Category, ConnectorError
 from crossledger.plugins.netsuite.connector import NetSuiteConnector, NetSuiteSettings
 from crossledger.plugins.netsuite.sandbox import NetSuiteSandbox
@@ -123,7 +123,7 @@ def test_an_invoice_posted_in_netsuite_is_announced_once(account: Account) -> No
     rewritten, _ = account.poll(cursor)
 
     assert of_type(pending, "invoice.posted") == []  # pending approval: not posted yet
-    [event] = posted
+    [event] = of_type(posted, "invoice.posted")
     assert (event.type, event.source_event_id) == ("invoice.posted", f"invoice.posted:{invoice_id}")
     [change] = account.changes(event, MemoryRefs())  # the hub's own invoice, known by its external id
     assert (change.type, change.groups) == ("invoice.posted", ("posting",))
@@ -132,6 +132,43 @@ def test_an_invoice_posted_in_netsuite_is_announced_once(account: Account) -> No
         invoice.id, "posted", money(10500, "USD"))
     assert quiet == []
     assert [e.source_event_id for e in of_type(rewritten, "invoice.posted")] == [event.source_event_id]  # deduped
+
+
+def balances(account: Account, events: list[InboundEvent]) -> list[Money | None]:
+    """The open balances the ``customer.balance_moved`` events announce, in order."""
+    found = []
+    for event in of_type(events, "customer.balance_moved"):
+        [change] = account.changes(event)
+        assert (change.type, change.groups) == ("customer.upserted", ("financial",))
+        assert isinstance(change.entity, Customer) and change.entity.id == ACME.id
+        found.append(change.entity.open_balance)
+    return found
+
+
+def test_the_customers_balance_follows_the_transactions_that_move_it(account: Account) -> None:
+    """Posting, payments (the hub's too), credits and refunds move the balance without touching the
+    customer record: each poll announces the balance of every customer they moved, once."""
+    customer_id = account.deliver("customer.upserted", ACME)
+    invoice = bill("INV-5", 10000)
+    invoice_id = account.deliver("invoice.issued", invoice)
+    account.clock.tick()
+    _, cursor = account.poll(None)
+
+    account.user.approve_invoice(invoice_id)
+    account.deliver("payment.settled", Payment(
+        id="payment/stripe/inpay_5", customer_id=ACME.id, amount=money(2500, "USD"),
+        applications=[PaymentApplication(invoice_id=invoice.id, amount=money(2500, "USD"))]))
+    account.clock.tick()
+    posted_and_paid, cursor = account.poll(cursor)
+    account.user.enter_payment(customer_id, Decimal("30.00"), {invoice_id: Decimal("30.00")})
+    account.clock.tick()
+    entered, cursor = account.poll(cursor)
+    account.clock.tick()
+    quiet, _ = account.poll(cursor)
+
+    assert balances(account, posted_and_paid) == [money(7500, "USD")]  # once for both transactions
+    assert balances(account, entered) == [money(4500, "USD")]
+    assert quiet == []
 
 
 def test_changes_sharing_a_second_are_each_read_once_across_pages(account: Account) -> None:
@@ -148,8 +185,8 @@ def test_changes_sharing_a_second_are_each_read_once_across_pages(account: Accou
     rest, _ = account.poll(first.cursor)
 
     assert (unsettled.events, unsettled.has_more, unsettled.cursor) == ([], False, cursor)
-    assert (len(first.events), first.has_more) == (3, True)
-    events = first.events + rest
+    assert (len(of_type(first.events, "customerpayment.entered")), first.has_more) == (3, True)
+    events = of_type(first.events + rest, "customerpayment.entered")
     ids = [event.payload["record"]["id"] for event in events]
     assert ids == entered + late  # each once, in order
     assert len({event.source_event_id for event in events}) == 9
@@ -185,7 +222,8 @@ def test_a_payment_the_hub_wrote_is_not_news(account: Account) -> None:
 
     events, _ = account.poll(None)
 
-    assert sorted(event.type for event in events) == ["customer.changed", "invoice.posted"]
+    assert "customerpayment.entered" not in [event.type for event in events]  # its balance is news, though
+    assert balances(account, events) == [money(0, "USD")]
 
 
 def test_a_terms_change_is_a_financial_change_of_the_customer(account: Account) -> None:

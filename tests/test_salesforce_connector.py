@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from crossledger.canonical.entities import (
     Address,
@@ -509,6 +510,23 @@ def test_contacts_invoices_and_payments_land_on_their_account(ctx: Context, refs
     payment = SALESFORCE.fetch(ctx, "payment", settled.external_id)
     assert (payment["Invoice__c"], payment["Amount__c"], payment["Method__c"]) == (posted.external_id,
                                                                                   Decimal("1.234"), "card")
+
+
+def test_billings_invoice_status_reaches_a_posted_invoice_only(ctx: Context, refs: MemoryRefs, key: str) -> None:
+    """Salesforce shows posted invoices only: a status change before the posting plans nothing (the
+    posting brings the status with it); after it, or once Salesforce has the invoice, it is written."""
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="KWD"))
+    unposted = msgspec.structs.replace(invoice(key), status="paid", posting_status="unposted")
+    assert plan(ctx, refs, "invoice.paid", unposted) == []
+
+    posted = msgspec.structs.replace(unposted, posting_status="posted")
+    [paid] = deliver(ctx, refs, "invoice.paid", posted)
+    [voided] = deliver(ctx, refs, "invoice.voided", msgspec.structs.replace(posted, status="void"))
+
+    assert voided.external_id == paid.external_id
+    record = SALESFORCE.fetch(ctx, "invoice", paid.external_id)
+    assert (record["Status__c"], record["Posting_Status__c"], record["Total__c"]) == ("void", "posted",
+                                                                                      Decimal("1.234"))
 
 
 # --- execution ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 from crossledger.canonical import Customer, new_envelope
 from crossledger.core.policy import OwnershipPolicy, PolicyViolation
@@ -104,6 +105,19 @@ def test_a_non_owner_may_seed_a_new_record() -> None:
     assert decision.envelope.data.name == "New"  # type: ignore[union-attr]
 
 
+def test_billing_owns_the_currency_and_not_knowing_it_yet_clears_nothing() -> None:
+    """Stripe fixes a customer's currency at its first bill: until then its changes leave it unset,
+    which keeps the currency the CRM gave; once it has one, it is the customer's, whatever the CRM says."""
+    policy = OwnershipPolicy(RULES, {"salesforce": "crm", "stripe": "billing", "netsuite": "erp"})
+    golden = customer(currency="EUR")
+    unbilled = policy.check_source(envelope("stripe", customer(currency=None)), golden)
+    assert (unbilled.envelope.data.currency, unbilled.stripped) == ("EUR", ())  # type: ignore[union-attr]
+    billed = policy.check_source(envelope("stripe", customer(currency="USD")), golden)
+    assert billed.envelope.data.currency == "USD"  # type: ignore[union-attr]
+    edited = policy.check_source(envelope("salesforce", customer(currency="GBP")), golden)
+    assert (edited.envelope.data.currency, edited.stripped) == ("EUR", ("currency (currency) owned by stripe",))  # type: ignore[union-attr]
+
+
 def test_reject_rules_raise_a_policy_violation() -> None:
     rules = [*RULES, OwnershipRule("customer", "profile", ("crm",), on_violation="reject")]
     policy = OwnershipPolicy(rules, {"salesforce": "crm", "stripe": "billing"})
@@ -116,6 +130,20 @@ def test_fields_owned_by_the_target_are_not_sent_to_it() -> None:
     event = envelope("stripe", customer(dimensions={"terms": "net15"}))
     assert policy.for_target(event, "netsuite").data.dimensions == {}  # type: ignore[union-attr]
     assert policy.for_target(event, "stripe").data.dimensions == {"terms": "net15"}  # type: ignore[union-attr]
+
+
+def test_a_target_without_the_record_is_seeded_with_what_its_birth_system_could_own() -> None:
+    """Salesforce owns the profile, but a customer born in Stripe (billing stands in for the CRM)
+    reaches it whole when Salesforce has nothing yet; terms typed into a CRM never reach the ERP."""
+    policy = OwnershipPolicy(RULES, {"salesforce": "crm", "stripe": "billing", "netsuite": "erp"})
+    born_in_stripe = envelope("stripe", customer(phone="+1 555 0100", dimensions={"terms": "net15"}))
+    assert policy.for_target(born_in_stripe, "salesforce").data.phone is None  # type: ignore[union-attr]
+    seeded = policy.for_target(born_in_stripe, "salesforce", held=False).data
+    assert seeded.phone == "+1 555 0100"  # type: ignore[union-attr]
+    assert policy.for_target(born_in_stripe, "netsuite", held=False).data.dimensions == {}  # type: ignore[union-attr]
+    born_in_salesforce = envelope("salesforce", msgspec.structs.replace(
+        customer(dimensions={"terms": "Net 30"}), id="customer/salesforce/001A"))
+    assert policy.for_target(born_in_salesforce, "netsuite", held=False).data.dimensions == {}  # type: ignore[union-attr]
 
 
 def test_routes_skip_the_source_and_undeliverable_targets() -> None:

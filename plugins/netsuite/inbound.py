@@ -14,7 +14,16 @@ stream              rows                                          event -> canon
                                                                   (partial: ``posting``)
 ``transaction``     customer payments the hub did not write        ``customerpayment.entered`` ->
                                                                   ``payment.settled``
+``transaction``     any of the above, and credit memos, refunds    ``customer.balance_moved`` ->
+                    and payments whoever wrote them: per customer  ``customer.upserted`` (partial: ``financial``)
 ==================  ============================================  ===========================================
+
+**Derived figures follow the events that move them.** A customer's open balance is computed from
+its transactions: an invoice posting, a payment, a credit memo or a refund changes it without
+touching the customer record (its ``lastmodifieddate`` stays), so the customer stream alone would
+not see it. So each poll reads again, once, every customer a transaction row names, and announces
+its balance as ``customer.balance_moved`` (keyed by the last such transaction and its timestamp,
+so a poll repeated reads it once); a balance that did not change is no news to the hub.
 
 **The cursor** is JSON holding, per stream, the last row read: its ``lastmodifieddate`` and ``id``.
 Rows are read in that order and a poll continues strictly after that pair, so rows sharing a
@@ -64,8 +73,8 @@ SQL_TIMESTAMP = 'YYYY-MM-DD"T"HH24:MI:SS"Z"'
 """The same format as an Oracle format model: SuiteQL shows datetimes as bare dates unless asked."""
 Timestamp = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")]
 
-OBSERVED_RECORDS = {"customer.changed": "customer", "invoice.posted": "invoice",
-                    "customerpayment.entered": "customerpayment"}
+OBSERVED_RECORDS = {"customer.changed": "customer", "customer.balance_moved": "customer",
+                    "invoice.posted": "invoice", "customerpayment.entered": "customerpayment"}
 """The inbound event types and the record type each carries."""
 
 
@@ -91,12 +100,14 @@ class Row(msgspec.Struct, frozen=True):
     modified: Timestamp
     type: str | None = None
     externalid: str | None = None
+    entity: int | None = None
 
 
 STREAMS = {
     "customer": "SELECT id, externalid, TO_CHAR(lastmodifieddate, '{format}') AS modified FROM customer",
-    "transaction": ("SELECT id, type, externalid, TO_CHAR(lastmodifieddate, '{format}') AS modified "
-                    "FROM transaction WHERE ((type = 'CustInvc' AND posting = 'T') OR type = 'CustPymt')"),
+    "transaction": ("SELECT id, type, externalid, entity, TO_CHAR(lastmodifieddate, '{format}') AS modified "
+                    "FROM transaction WHERE ((type = 'CustInvc' AND posting = 'T') "
+                    "OR type IN ('CustPymt', 'CustCred', 'CustRfnd'))"),
 }
 """Each stream's query, without the window :func:`_windowed` adds."""
 
@@ -160,11 +171,15 @@ class Poller:
         has_more = False
         for stream, query in STREAMS.items():
             page = self.suiteql(_windowed(query, positions[stream], self.horizon), self.settings.poll_page_size)
+            moved: dict[int, Row] = {}  # customer -> the last of its transactions on this page
             for row in _rows(page):
                 positions[stream] = Position(modified=row.modified, id=row.id)
                 event = self._event(stream, row)
                 if event is not None:
                     events.append(event)
+                if stream == "transaction" and row.entity is not None:
+                    moved[row.entity] = row
+            events += filter(None, (self._balance(customer, row) for customer, row in moved.items()))
             has_more = has_more or bool(page.get("hasMore"))
         return PollResult(events=events, cursor=msgspec.json.encode(Cursor(**positions)).decode(),
                           has_more=has_more)
@@ -173,16 +188,24 @@ class Poller:
         """The event a changed row means, with its record read; None when it is no news."""
         record_id, modified = str(row.id), row.modified
         if stream == "customer":
-            event_type, source_event_id = "customer.changed", f"customer:{record_id}:{modified}"
-        elif row.type == "CustInvc":
-            event_type, source_event_id = "invoice.posted", f"invoice.posted:{record_id}"
-        elif _hub_key(row.externalid, "payment") is None:
-            event_type, source_event_id = "customerpayment.entered", f"customerpayment:{record_id}:{modified}"
-        else:
-            return None  # a payment the hub wrote itself
+            return self._read("customer.changed", record_id, f"customer:{record_id}:{modified}", modified)
+        if row.type == "CustInvc":
+            return self._read("invoice.posted", record_id, f"invoice.posted:{record_id}", modified)
+        if row.type == "CustPymt" and _hub_key(row.externalid, "payment") is None:
+            return self._read("customerpayment.entered", record_id, f"customerpayment:{record_id}:{modified}",
+                              modified)
+        return None  # a payment the hub wrote itself, a credit memo, a refund: only the balance is news
+
+    def _balance(self, customer: int, last: Row) -> InboundEvent | None:
+        """The customer's balance after its transactions on this page, ``last`` the latest of them."""
+        source_event_id = f"customer.balance:{customer}:{last.id}:{last.modified}"
+        return self._read("customer.balance_moved", str(customer), source_event_id, last.modified)
+
+    def _read(self, event_type: str, record_id: str, source_event_id: str, modified: str) -> InboundEvent | None:
+        """The event carrying the record read now; None when it is gone (nothing left to tell)."""
         record = self.read(OBSERVED_RECORDS[event_type], record_id)
         if record is None:
-            return None  # deleted since the query ran: nothing left to tell
+            return None
         return InboundEvent(source_event_id=source_event_id, type=event_type, occurred_at=_moment(modified),
                             payload=carrying(record))
 
@@ -288,7 +311,7 @@ class Translator:
 
     def changes(self, event: InboundEvent) -> list[Change]:
         match event.type:
-            case "customer.changed":
+            case "customer.changed" | "customer.balance_moved":
                 return [Change(type="customer.upserted", entity=self.customer(_decode(event, _Customer)),
                                groups=("financial",))]
             case "invoice.posted":

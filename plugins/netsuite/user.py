@@ -2,6 +2,7 @@
 hub must hear of by polling. For tests and demos against the sandbox (or a NetSuite test account)::
 
     with NetSuiteUser(settings) as user:
+        invoice_id = user.enter_invoice(customer_id="4", item_id="1", amount=Decimal("120.00"))
         user.approve_invoice("17")
         payment_id = user.enter_payment(customer_id="4", amount=Decimal("50.00"), applied={"17": Decimal("50.00")})
         user.set_terms("4", terms_id="2")
@@ -41,6 +42,12 @@ class NetSuiteUser:
     def close(self) -> None:
         self._client.close()
 
+    def enter_invoice(self, customer_id: str, item_id: str, amount: Decimal, description: str = "Services") -> str:
+        """Bill the customer ``amount`` on one line of item ``item_id``, in its currency; the new id."""
+        line = {"item": {"id": item_id}, "description": description, "quantity": 1, "amount": amount}
+        body = {"entity": {"id": customer_id}, "item": {"items": [line]}}
+        return self._created(self._write("POST", "/invoice", body))
+
     def approve_invoice(self, invoice_id: str) -> None:
         """Approve an invoice waiting in Pending Approval: from now on it posts and can be paid."""
         self._write("PATCH", f"/invoice/{invoice_id}", {"approvalStatus": {"id": APPROVED}})
@@ -53,12 +60,16 @@ class NetSuiteUser:
         body: dict[str, Any] = {"customer": {"id": customer_id}, "payment": amount, "apply": {"items": lines}}
         if currency_id is not None:
             body["currency"] = {"id": currency_id}
-        response = self._write("POST", "/customerpayment", body)
-        return response.headers["location"].rstrip("/").rsplit("/", 1)[-1]
+        return self._created(self._write("POST", "/customerpayment", body))
 
     def set_terms(self, customer_id: str, terms_id: str) -> None:
         """Change a customer's payment terms (a financial dimension the ERP owns)."""
         self._write("PATCH", f"/customer/{customer_id}", {"terms": {"id": terms_id}})
+
+    @staticmethod
+    def _created(response: httpx.Response) -> str:
+        """The id of the record a POST made: NetSuite answers 204, naming it only in ``Location``."""
+        return response.headers["location"].rstrip("/").rsplit("/", 1)[-1]
 
     def _write(self, method: str, path: str, body: dict[str, Any]) -> httpx.Response:
         response = self._client.request(method, path, content=_JSON.encode(body),

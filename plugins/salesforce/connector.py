@@ -291,6 +291,8 @@ class SalesforceConnector(BaseConnector):
                 return [planner.contact(contact)]
             case "invoice.posted", Invoice() as invoice:
                 return [planner.invoice(invoice)]
+            case "invoice.issued" | "invoice.paid" | "invoice.voided", Invoice() as invoice:
+                return planner.invoice_status(invoice)
             case "payment.settled", Payment() as payment:
                 return [planner.payment(payment)]
         return []  # customer.deactivated among them: the account is the CRM's to close, not the hub's

@@ -33,7 +33,9 @@ Outbound, :class:`Planner` writes the same fields the other way, plus what the E
 (``dimensions["terms"]`` -> ``Payment_Terms__c``, ``open_balance`` -> ``Open_Balance__c``) and
 the other systems' ids (``Stripe_Customer_Id__c``, ``NetSuite_Id__c``,
 ``Zendesk_Organization_Id__c``), and two custom objects: ``invoice.posted`` -> ``Invoice__c``,
-``payment.settled`` -> ``Payment__c``. A field left unset canonically is left out of the body,
+``payment.settled`` -> ``Payment__c``; ``invoice.issued`` (an invoice issued again, as
+uncollectible), ``invoice.paid`` and ``invoice.voided`` carry billing's status to the
+``Invoice__c`` of a posted invoice. A field left unset canonically is left out of the body,
 never cleared: the hub resets fields Salesforce owns before planning, and those must not be wiped.
 ``Type`` is Salesforce's too: the hub sets it only on an account it creates (a customer onboarded
 from the API: "Customer - Direct" for a customer, "Prospect" for a prospect), never on an update.
@@ -347,6 +349,15 @@ class Planner:
             "Due_Date__c": _date(entity.due_at),
         }
         return self._write("invoice.upsert", "invoice", entity.id, body)
+
+    def invoice_status(self, entity: Invoice) -> list[Operation]:
+        """``invoice.issued``, ``invoice.paid``, ``invoice.voided``: billing's status on the invoice
+        Salesforce shows.
+        Salesforce shows posted invoices only; until the ERP posts it, the posting (which carries
+        the status then) is what brings the invoice, so a status change before it plans nothing."""
+        if entity.posting_status != "posted" and self.salesforce_id(entity.id) is None:
+            return []
+        return [self.invoice(entity)]
 
     def payment(self, entity: Payment) -> Operation:
         applied = entity.applications[0].invoice_id if entity.applications else None

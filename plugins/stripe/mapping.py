@@ -15,13 +15,16 @@
     invoice.voided                         -> invoice.voided           Invoice (status: see below)
     invoice.marked_uncollectible           -> invoice.issued           Invoice (status: see below, so
                                                                        uncollectible)
+    invoice.paid                           -> invoice.paid             Invoice (partial: status, so paid)
     invoice_payment.paid                   -> payment.settled          Payment, applied to its invoice
     credit_note.created                    -> credit_memo.issued       CreditMemo against its invoice
     refund.created, refund.updated         -> refund.issued            Refund of a charge, with its status
 
-Every other event type is acknowledged and ignored. ``invoice.paid`` in particular is left to
-``invoice_payment.paid``, which also says which payment settled the invoice, for how much, and
-when (an invoice marked uncollectible can still be paid, and that payment maps the same way);
+Every other event type is acknowledged and ignored. ``invoice.paid`` says only that the invoice's
+status is now paid (paid in full, or credited down to nothing): it speaks for the invoice's
+``status`` group alone, so the CRM's copy of the invoice follows. The payment itself is
+``invoice_payment.paid``'s, which says which payment settled the invoice, for how much, and when
+(an invoice marked uncollectible can still be paid, and that payment maps the same way);
 ``charge.refunded`` to ``refund.created``, which fires once per refund (``charge.refunded``
 restates the charge and all its refunds), so each refund is one ``refund.issued`` under the
 refund's own id, whatever the redeliveries. ``refund.updated`` maps the same way: a refund created
@@ -510,6 +513,9 @@ def changes(event_type: str, obj: dict[str, Any], refs: Refs, api: StripeApi) ->
             # Not a void: the invoice is still owed and still payable; only its status changed.
             found = decode(obj, _Invoice, "invoice")
             return [Change(type="invoice.issued", entity=invoice(found, refs, "uncollectible"))]
+        case "invoice.paid":
+            paid = invoice(decode(obj, _Invoice, "invoice"), refs, "paid")
+            return [Change(type="invoice.paid", entity=paid, groups=("status",))]
         case "invoice_payment.paid":
             return [Change(type="payment.settled", entity=payment(obj, refs, api))]
         case "credit_note.created":
