@@ -25,6 +25,10 @@ retried = Counter("crossledger_retried", "Retries scheduled, by category", ["cat
 poll_failures = Counter(
     "crossledger_poll_failures", "Polls of a pull system that could not reach it", ["source"], registry=registry
 )
+redriven = Counter(
+    "crossledger_redriven", "Messages the recovery sweep sent again (never settled after they were due)",
+    registry=registry,
+)
 parked = Counter("crossledger_parked", "Deliveries parked on an open circuit", ["target"], registry=registry)
 delivery_latency = Histogram(
     "crossledger_delivery_latency_seconds",

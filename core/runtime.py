@@ -5,6 +5,7 @@ the actors (:mod:`crossledger.actors` declares them on :attr:`Runtime.broker`), 
 both. Messages are sent by actor name, so the runtime does not import the actors.
 """
 
+import hashlib
 import logging
 import random
 import time
@@ -21,7 +22,7 @@ from crossledger.core import alerts, metrics
 from crossledger.core.alerts import init_sentry
 from crossledger.core.broker import DELIVER_QUEUE, INGEST_QUEUE, broker_dead_letters, build_broker
 from crossledger.core.journeys import Engine, JourneySettings, StepRetry
-from crossledger.core.middleware import Governance
+from crossledger.core.middleware import Governance, Recovery
 from crossledger.core.pipeline import Bound, JourneyReply, Pipeline
 from crossledger.core.policy import OwnershipPolicy
 from crossledger.core.router import Router
@@ -33,6 +34,7 @@ from crossledger.plugins.journey import Journey
 from crossledger.plugins.manager import CrossledgerPluginManager, load_plugins
 from crossledger.plugins.types import Capability, Context, Headers, InboundEvent, OwnershipRule, SystemKind
 from dramatiq.broker import MessageProxy
+from dramatiq.common import q_name
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ JOURNEY = "journey"
 QUEUES = {INGEST: INGEST_QUEUE, DELIVER: DELIVER_QUEUE, PROBE: DELIVER_QUEUE, DRAIN: DELIVER_QUEUE,
           REPLAY: INGEST_QUEUE, POLL: INGEST_QUEUE, JOURNEY: INGEST_QUEUE}
 DRAIN_BATCH = 200
+REDRIVE_BATCH = 1000
+BROKER_OPTIONS = ("redis_message_id", "eta")
+"""Message options a broker sets for itself on enqueue: not part of the message the hub sent."""
 AnyMessage = MessageProxy | dramatiq.Message[Any]
 
 
@@ -121,12 +126,13 @@ class Runtime:
         )
         if hub.sentry_dsn is not None:
             init_sentry(hub.sentry_dsn.get_secret_value())
-        governance = Governance(self.handle_failure)
+        middleware = [Governance(self.handle_failure, self.settle, patience_s=hub.redrive_after_s),
+                      Recovery(self.recover_messages, interval_s=min(hub.redrive_after_s / 2, 60.0))]
         try:
             self.broker = build_broker(
-                hub.broker, namespace=hub.namespace, governance=governance,
+                hub.broker, namespace=hub.namespace, middleware=middleware,
                 time_limit_ms=hub.time_limit_s * 1000, heartbeat_timeout_ms=hub.redis_heartbeat_timeout_ms,
-                maintenance_chance=hub.redis_maintenance_chance,
+                maintenance_chance=hub.redis_maintenance_chance, retry_s=hub.redis_retry_s,
             )
         except ValueError as error:
             raise ConfigError(f"[hub] broker: {error}") from None
@@ -150,7 +156,19 @@ class Runtime:
     def send(self, actor: str, *args: Any, delay_ms: int | None = None) -> None:
         """Enqueue a message for ``actor`` (declared by crossledger.actors) by name."""
         message = dramatiq.Message(queue_name=QUEUES[actor], actor_name=actor, args=args, kwargs={}, options={})
+        self.dispatch(message, delay_ms)
+
+    def dispatch(self, message: dramatiq.Message[Any], delay_ms: int | None = None) -> None:
+        """Record ``message`` in the ledger of messages in flight, due after ``delay_ms``, then
+        enqueue it. It stays there until it settles (:meth:`settle`), so one the broker loses is
+        found by :meth:`recover_messages`; one recorded and never enqueued (a failure in between)
+        is found the same way."""
+        self.store.inflight_put(message.message_id, _ledger_record(message), time.time() + (delay_ms or 0) / 1000)
         self.broker.enqueue(message, delay=delay_ms)
+
+    def settle(self, message: AnyMessage) -> None:
+        """``message`` has its outcome (handled, or dead-lettered, or reported to its journey)."""
+        self.store.inflight_settle(message.message_id)
 
     def schedule_probe(self, target: str) -> None:
         delay = int(self.settings.hub.circuit_cooldown_s * 1000)
@@ -282,7 +300,7 @@ class Runtime:
             delay = self.backoff_ms(attempts - 1, error.retry_after)
             options = {**message.options, "retries": retries + (0 if budget_free else 1),
                        "attempts": attempts + 1, "last_error": str(error)[:1000]}
-            broker.enqueue(message.copy(options=options), delay=delay)
+            self.dispatch(message.copy(options=options), delay)
             metrics.retried.labels(str(error.category)).inc()
             self._audit_message(message, "retry", f"{error} (again in {delay} ms)")
             return
@@ -295,9 +313,13 @@ class Runtime:
         elif reply is not None:
             self.journeys.write_failed(reply, str(message.args[0]), reason)
         else:
-            self.dead_letter(message, str(error.category), reason)
+            # One letter per message however often this runs (a write retried after Redis came back).
+            self.dead_letter(message, str(error.category), reason,
+                             letter_id=hashlib.sha256(message.message_id.encode()).hexdigest()[:16])
+            self.settle(message)
             return
         self._audit_message(message, "failed", f"{error.category}: {reason} (reported to journey)")
+        self.settle(message)
 
     def backoff_ms(self, earlier_attempts: int, retry_after: float | None) -> int:
         """The target's Retry-After (plus a little jitter), or exponential backoff with jitter: a delay
@@ -332,9 +354,41 @@ class Runtime:
         for message_id, message, discard in broker_dead_letters(self.broker):
             self.dead_letter(message, "broker", "the hub could neither retry nor dead-letter it at the time; "
                              "see the worker log", letter_id=f"broker-{message_id}")
+            self.settle(message)
             discard()
             moved += 1
         return moved
+
+    def recover_messages(self) -> int:
+        """The recovery sweep: send again every message in flight that is ``redrive_after_s`` past
+        due and has not settled, and move the broker's own dead letters into the hub's; how many
+        were sent again. One process sweeps at a time (a lease in the store).
+
+        Such a message was lost by the broker (a Redis restarted without its data), or is held for
+        good by a live worker (Dramatiq drops the delayed messages it holds in memory when Redis
+        goes away, though they stay claimed by that worker), or was recorded and never enqueued.
+        Sending one that is merely slow is harmless: deliveries are idempotent by key. It is due
+        again ``redrive_after_s`` later, so it is sent at most once per period."""
+        lease, owner = "recovery-sweep", uuid.uuid4().hex
+        hub = self.settings.hub
+        if not self.store.lock_acquire(lease, owner, hub.redrive_after_s / 2):
+            return 0
+        try:
+            now = time.time()
+            overdue = self.store.inflight_overdue(now - hub.redrive_after_s, REDRIVE_BATCH)
+            for message_id, record in overdue:
+                message: dramatiq.Message[Any] = dramatiq.Message(**{**record, "args": tuple(record["args"])})
+                self.store.inflight_put(message_id, record, now)
+                self.broker.enqueue(message)
+                self._audit_message(message, "redriven", f"not settled {hub.redrive_after_s:g} s after it was due; "
+                                                         "sent again")
+            if overdue:
+                log.warning("recovery sweep: sent again %d messages that never settled", len(overdue))
+                metrics.redriven.inc(len(overdue))
+            self.sweep_broker_dead_letters()
+            return len(overdue)
+        finally:
+            self.store.lock_release(lease, owner)
 
     def _audit_message(self, message: AnyMessage, status: str, detail: str) -> None:
         context = MessageContext.of(message)
@@ -446,6 +500,14 @@ class Runtime:
             bound.ctx.http.close()
         self.broker.close()
         self.store.close()
+
+
+def _ledger_record(message: dramatiq.Message[Any]) -> dict[str, Any]:
+    """``message`` as the ledger keeps it: its canonical queue, without the broker's own options."""
+    options = {key: value for key, value in message.options.items() if key not in BROKER_OPTIONS}
+    return {"queue_name": q_name(message.queue_name), "actor_name": message.actor_name, "args": list(message.args),
+            "kwargs": dict(message.kwargs), "options": options, "message_id": message.message_id,
+            "message_timestamp": message.message_timestamp}
 
 
 def _reply_of(message: AnyMessage) -> JourneyReply | None:

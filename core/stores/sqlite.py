@@ -106,6 +106,9 @@ CREATE INDEX IF NOT EXISTS journeys_by_start ON journeys (started_at, id);
 CREATE INDEX IF NOT EXISTS journeys_by_name ON journeys (name, started_at, id);
 CREATE INDEX IF NOT EXISTS journeys_by_state ON journeys (state, started_at, id);
 CREATE INDEX IF NOT EXISTS journeys_by_subject ON journeys (subject, started_at, id);
+
+CREATE TABLE IF NOT EXISTS inflight (message_id TEXT PRIMARY KEY, due_at REAL NOT NULL, message BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS inflight_by_due ON inflight (due_at);
 """
 
 
@@ -436,6 +439,23 @@ class SQLiteStore:
             self._opened.clear()
         for db in mine:
             db.close()
+
+    # -- messages in flight -------------------------------------------------------------------------
+    def inflight_put(self, message_id: str, message: dict[str, Any], due_at: float) -> None:
+        self._execute("INSERT INTO inflight (message_id, due_at, message) VALUES (?, ?, ?) ON CONFLICT (message_id) "
+                      "DO UPDATE SET due_at = excluded.due_at, message = excluded.message",
+                      (message_id, due_at, msgspec.json.encode(message)))
+
+    def inflight_settle(self, message_id: str) -> None:
+        self._execute("DELETE FROM inflight WHERE message_id = ?", (message_id,))
+
+    def inflight_overdue(self, before: float, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        rows = self._query("SELECT message_id, message FROM inflight WHERE due_at < ? ORDER BY due_at LIMIT ?",
+                           (before, limit))
+        return [(message_id, msgspec.json.decode(message)) for message_id, message in rows]
+
+    def inflight_count(self) -> int:
+        return self._count("inflight", "1", ())
 
 
 def _load(cls: type[R], row: Sequence[Any]) -> R:
