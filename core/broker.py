@@ -15,7 +15,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.encoder import Encoder
-from dramatiq.errors import DecodeError
+from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.middleware import CurrentMessage, Middleware, ShutdownNotifications, TimeLimit
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -65,6 +65,22 @@ def reconnecting_client(url: str, retry_s: float) -> redis.Redis:
                                 retry_on_error=[redis.ConnectionError, redis.TimeoutError])
 
 
+class HubRedisBroker(RedisBroker):
+    """Dramatiq's RedisBroker, with a lost connection while enqueueing raised as Dramatiq's own
+    :class:`~dramatiq.errors.ConnectionClosed`, as its consumers raise it for every other command.
+
+    A worker's consumer thread enqueues each delayed message once it is due; a redis-py error there
+    escapes the thread's clean-up too, and the thread dies: that process no longer reads the queue.
+    As ``ConnectionClosed`` it is the connection error the thread handles (it restarts).
+    """
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        try:
+            return super().enqueue(message, delay=delay)
+        except redis.ConnectionError as error:
+            raise ConnectionClosed(error) from error
+
+
 def build_broker(url: str, *, namespace: str, middleware: list[Middleware], time_limit_ms: int,
                  heartbeat_timeout_ms: int, maintenance_chance: int, retry_s: float) -> dramatiq.Broker:
     """A StubBroker (``memory``) or a RedisBroker (``redis://...``), set as Dramatiq's global broker.
@@ -80,7 +96,7 @@ def build_broker(url: str, *, namespace: str, middleware: list[Middleware], time
         broker = StubBroker(middleware=middleware)
         broker.emit_after("process_boot")
     elif url.startswith(("redis://", "rediss://", "unix://")):
-        broker = RedisBroker(
+        broker = HubRedisBroker(
             client=reconnecting_client(url, retry_s),
             namespace=f"{namespace}-dramatiq",
             middleware=middleware,

@@ -167,13 +167,20 @@ def test_every_accepted_event_lands_once_through_faults_and_a_redis_crash(
     hub.start_worker()
     assert wait_until(hub.in_step, 60), hub.problems()
 
-    # Redis SIGKILLed while the workers hold fetched messages, and while Stripe keeps sending
-    # webhooks to the web process; restarted on the same data 3 s later.
+    # Redis SIGKILLed while the workers hold fetched messages (deliveries NetSuite is answering
+    # slowly, and retries of rate-limited ones waiting in the workers' memory for their time), and
+    # while Stripe keeps sending webhooks to the web process; restarted on the same data 3 s later.
     hub.netsuite_fault(mode="latency", latency_ms=1_500)
     held = hub.netsuite_hits()
-    for n in range(5):
-        hub.bill(customers[n % 3], 7_000 + n, pay=True)
+    for n in range(3):
+        hub.bill(customers[n], 7_000 + n, pay=True)
     assert wait_until(lambda: hub.netsuite_hits() >= held + 3, 20), "no delivery reached NetSuite"
+    hub.netsuite_fault(mode="http_429", retry_after=3)
+    held = hub.netsuite_hits()
+    for n in range(2):
+        hub.bill(customers[n], 7_500 + n, pay=True)
+    assert wait_until(lambda: hub.netsuite_hits() >= held + 2, 20), "no delivery was rate-limited"
+    time.sleep(1.5)  # their retries reach the workers (due after Retry-After, 3 s), which hold them
     hub.redis.kill()
     for n in range(3):
         hub.bill(customers[n], 8_000 + n, pay=n != 1)
