@@ -64,6 +64,22 @@ def test_a_message_a_live_worker_holds_for_good_is_sent_again_once_overdue(tmp_p
         runtime.close()
 
 
+def test_what_an_embedded_hub_had_queued_when_it_crashed_is_sent_by_the_next_one(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/hub.db"
+    crashed = _runtime("memory", store, redrive_after_s=REDRIVE_AFTER_S)
+    crashed.send(INGEST, "stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
+    crashed.close()  # the memory broker's queue is gone with the process
+
+    runtime = _runtime("memory", store, redrive_after_s=REDRIVE_AFTER_S)
+    try:
+        time.sleep(REDRIVE_AFTER_S + 0.1)
+        assert runtime.recover_messages() == 1
+        message = _fetch(runtime, "crossledger-ingest")
+        assert list(message.args) == ["stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0]
+    finally:
+        runtime.close()
+
+
 @pytest.fixture
 def crashable_redis() -> RedisServer:
     try:
