@@ -47,8 +47,8 @@ RECONNECT_MAX_S = 1.0
 
 
 def reconnecting_client(url: str, retry_s: float) -> redis.Redis:
-    """A Redis client whose commands ride out a lost connection for about ``retry_s`` seconds,
-    reconnecting with exponential backoff (from 50 ms up to 1 s between tries) before they fail.
+    """A Redis client whose commands ride out a lost connection for up to ``retry_s`` seconds,
+    reconnecting with exponential backoff (from 0.1 s up to 1 s between tries) before they fail.
 
     Dramatiq's consumers handle a connection error by dropping what they held in memory (their
     delayed messages stay claimed by a live worker) and can even die of one; a Redis that restarts
@@ -58,7 +58,7 @@ def reconnecting_client(url: str, retry_s: float) -> redis.Redis:
     """
     retries, waited = 0, 0.0
     backoff = ExponentialBackoff(cap=RECONNECT_MAX_S, base=RECONNECT_FIRST_S)
-    while waited < retry_s:
+    while waited + backoff.compute(retries + 1) <= retry_s:
         retries += 1
         waited += backoff.compute(retries)
     return redis.Redis.from_url(url, retry=Retry(backoff, retries),

@@ -35,7 +35,7 @@ HUB = ("\n[hub]\nredis_heartbeat_timeout_ms = 3000\nredis_maintenance_chance = 2
        "redis_retry_s = 1.0\nredrive_after_s = 8.0\n")
 """A dead worker's messages come back after 3 s, leases lapse after 5 s, retries wait at most 1 s.
 Broker commands give up on Redis after 1 s, so the 3 s crash reaches Dramatiq and the hub (with the
-default, 10 s, the workers would not notice it), and what never settles is sent again after 8 s."""
+default, 3 s, the workers would not notice it), and what never settles is sent again after 8 s."""
 
 
 @pytest.fixture
