@@ -38,6 +38,10 @@ delivery_latency = Histogram(
     registry=registry,
 )
 dead_letters_open = Gauge("crossledger_dead_letters_open", "Dead letters awaiting replay", registry=registry)
+messages_in_flight = Gauge(
+    "crossledger_messages_in_flight", "Messages sent and not yet settled (the recovery sweep's ledger)",
+    registry=registry,
+)
 parked_now = Gauge("crossledger_parked_now", "Deliveries parked now, by target", ["target"], registry=registry)
 journeys_started = Counter("crossledger_journeys_started", "Journey runs started", ["journey"], registry=registry)
 journeys_completed = Counter("crossledger_journeys_completed", "Journey runs completed", ["journey"], registry=registry)

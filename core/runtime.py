@@ -313,9 +313,7 @@ class Runtime:
         elif reply is not None:
             self.journeys.write_failed(reply, str(message.args[0]), reason)
         else:
-            # One letter per message however often this runs (a write retried after Redis came back).
-            self.dead_letter(message, str(error.category), reason,
-                             letter_id=hashlib.sha256(message.message_id.encode()).hexdigest()[:16])
+            self.dead_letter(message, str(error.category), reason, letter_id=_letter_id(message))
             self.settle(message)
             return
         self._audit_message(message, "failed", f"{error.category}: {reason} (reported to journey)")
@@ -368,7 +366,9 @@ class Runtime:
         good by a live worker (Dramatiq drops the delayed messages it holds in memory when Redis
         goes away, though they stay claimed by that worker), or was recorded and never enqueued.
         Sending one that is merely slow is harmless: deliveries are idempotent by key. It is due
-        again ``redrive_after_s`` later, so it is sent at most once per period."""
+        again ``redrive_after_s`` later, so it is sent at most once per period. One older than
+        ``max_age_s`` that still never settled (it fails in a way nothing records) is dead-lettered
+        instead, as Governance dead-letters a message that keeps failing."""
         lease, owner = "recovery-sweep", uuid.uuid4().hex
         hub = self.settings.hub
         if not self.store.lock_acquire(lease, owner, hub.redrive_after_s / 2):
@@ -376,17 +376,25 @@ class Runtime:
         try:
             now = time.time()
             overdue = self.store.inflight_overdue(now - hub.redrive_after_s, REDRIVE_BATCH)
+            sent = 0
             for message_id, record in overdue:
                 message: dramatiq.Message[Any] = dramatiq.Message(**{**record, "args": tuple(record["args"])})
+                if now * 1000 - message.message_timestamp > hub.max_age_s * 1000:
+                    reason = (f"never settled in {hub.max_age_s} s, though sent again every "
+                              f"{hub.redrive_after_s:g} s; see the worker log")
+                    self.dead_letter(message, "broker", reason, letter_id=_letter_id(message))
+                    self.settle(message)
+                    continue
                 self.store.inflight_put(message_id, record, now)
                 self.broker.enqueue(message)
                 self._audit_message(message, "redriven", f"not settled {hub.redrive_after_s:g} s after it was due; "
                                                          "sent again")
-            if overdue:
-                log.warning("recovery sweep: sent again %d messages that never settled", len(overdue))
-                metrics.redriven.inc(len(overdue))
+                sent += 1
+            if sent:
+                log.warning("recovery sweep: sent again %d messages that never settled", sent)
+                metrics.redriven.inc(sent)
             self.sweep_broker_dead_letters()
-            return len(overdue)
+            return sent
         finally:
             self.store.lock_release(lease, owner)
 
@@ -490,6 +498,7 @@ class Runtime:
 
     def refresh_gauges(self) -> None:
         metrics.dead_letters_open.set(self.store.dlq_count("open"))
+        metrics.messages_in_flight.set(self.store.inflight_count())
         for target in self.connectors:
             metrics.parked_now.labels(target).set(self.store.parked_count(target))
         for name, count in self.journeys.overdue().items():
@@ -500,6 +509,12 @@ class Runtime:
             bound.ctx.http.close()
         self.broker.close()
         self.store.close()
+
+
+def _letter_id(message: AnyMessage) -> str:
+    """One dead letter per message, however often it is written (a write retried after Redis came
+    back, a copy the recovery sweep sent): its id derives from the message id."""
+    return hashlib.sha256(message.message_id.encode()).hexdigest()[:16]
 
 
 def _ledger_record(message: dramatiq.Message[Any]) -> dict[str, Any]:

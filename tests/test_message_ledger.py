@@ -64,6 +64,20 @@ def test_a_message_a_live_worker_holds_for_good_is_sent_again_once_overdue(tmp_p
         runtime.close()
 
 
+def test_a_message_that_never_settles_within_the_age_limit_is_dead_lettered_with_its_reason(tmp_path: Path) -> None:
+    runtime = _runtime("memory", f"sqlite:///{tmp_path}/hub.db", redrive_after_s=REDRIVE_AFTER_S, max_age_s=1)
+    try:
+        runtime.send(INGEST, "stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
+        time.sleep(REDRIVE_AFTER_S + 0.1)
+        assert runtime.recover_messages() == 0
+        [letter] = runtime.store.dlq_list()
+        assert (letter.category, letter.correlation_id) == ("broker", "corr-1")
+        assert letter.reason.startswith("never settled in 1 s")
+        assert runtime.store.inflight_count() == 0
+    finally:
+        runtime.close()
+
+
 def test_what_an_embedded_hub_had_queued_when_it_crashed_is_sent_by_the_next_one(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path}/hub.db"
     crashed = _runtime("memory", store, redrive_after_s=REDRIVE_AFTER_S)
