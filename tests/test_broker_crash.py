@@ -109,6 +109,15 @@ class Hub:
         if pay:
             self.stripe.post(f"/v1/invoices/{invoice['id']}/pay", paid_out_of_band="true")
 
+    def bill_under(self, fault: dict[str, Any], customers: list[str], first_amount: int, *, hits: int) -> None:
+        """With NetSuite under ``fault``, bill a paid invoice for each customer, and wait until
+        NetSuite has had ``hits`` requests since (deliveries are in flight)."""
+        self.netsuite_fault(**fault)
+        before = self.netsuite_hits()
+        for n, customer in enumerate(customers):
+            self.bill(customer, first_amount + n, pay=True)
+        assert wait_until(lambda: self.netsuite_hits() >= before + hits, 20), f"NetSuite saw no {fault['mode']}"
+
     def problems(self) -> list[str]:
         return reconcile(self.state("stripe"), self.state("netsuite"), self.store).problems
 
@@ -157,11 +166,7 @@ def test_every_accepted_event_lands_once_through_faults_and_a_redis_crash(
     assert wait_until(hub.in_step, 60), hub.problems()
 
     # The worker group SIGKILLed while NetSuite holds its requests, and restarted.
-    hub.netsuite_fault(mode="latency", latency_ms=1_500)
-    held = hub.netsuite_hits()
-    for n in range(3):
-        hub.bill(customers[n], 6_000 + n, pay=True)
-    assert wait_until(lambda: hub.netsuite_hits() >= held + 2, 20), "no delivery reached NetSuite"
+    hub.bill_under({"mode": "latency", "latency_ms": 1_500}, customers, 6_000, hits=2)
     hub.processes.kill(hub.worker)
     hub.netsuite_fine()
     hub.start_worker()
@@ -170,16 +175,8 @@ def test_every_accepted_event_lands_once_through_faults_and_a_redis_crash(
     # Redis SIGKILLed while the workers hold fetched messages (deliveries NetSuite is answering
     # slowly, and retries of rate-limited ones waiting in the workers' memory for their time), and
     # while Stripe keeps sending webhooks to the web process; restarted on the same data 3 s later.
-    hub.netsuite_fault(mode="latency", latency_ms=1_500)
-    held = hub.netsuite_hits()
-    for n in range(3):
-        hub.bill(customers[n], 7_000 + n, pay=True)
-    assert wait_until(lambda: hub.netsuite_hits() >= held + 3, 20), "no delivery reached NetSuite"
-    hub.netsuite_fault(mode="http_429", retry_after=3)
-    held = hub.netsuite_hits()
-    for n in range(2):
-        hub.bill(customers[n], 7_500 + n, pay=True)
-    assert wait_until(lambda: hub.netsuite_hits() >= held + 2, 20), "no delivery was rate-limited"
+    hub.bill_under({"mode": "latency", "latency_ms": 1_500}, customers, 7_000, hits=3)
+    hub.bill_under({"mode": "http_429", "retry_after": 3}, customers[:2], 7_500, hits=2)
     time.sleep(1.5)  # their retries reach the workers (due after Retry-After, 3 s), which hold them
     hub.redis.kill()
     for n in range(3):
