@@ -77,7 +77,7 @@ class HubRedisBroker(RedisBroker):
     def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
         try:
             return super().enqueue(message, delay=delay)
-        except redis.ConnectionError as error:
+        except (redis.ConnectionError, redis.TimeoutError) as error:  # a stalled socket too (Dramatiq #894)
             raise ConnectionClosed(error) from error
 
 

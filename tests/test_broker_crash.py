@@ -119,7 +119,8 @@ class Hub:
         assert wait_until(lambda: self.netsuite_hits() >= before + hits, 20), f"NetSuite saw no {fault['mode']}"
 
     def problems(self) -> list[str]:
-        return reconcile(self.state("stripe"), self.state("netsuite"), self.store).problems
+        problems: list[str] = reconcile(self.state("stripe"), self.state("netsuite"), self.store).problems
+        return problems
 
     def in_step(self) -> bool:
         return not self.problems()

@@ -32,7 +32,7 @@ def _fetch(runtime: Runtime, queue: str) -> MessageProxy:
     consumer = runtime.broker.consume(queue, timeout=1000)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        message = next(consumer)
+        message: MessageProxy | None = next(consumer)
         if message is not None:
             return message
     raise AssertionError(f"nothing arrived on {queue}")
