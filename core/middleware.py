@@ -7,19 +7,24 @@ the message in the hub's ledger of messages in flight. Dramatiq swallows excepti
 ``after_*`` hooks and then acks the message (reference dramatiq-pluggy.md §1.6, Dramatiq PR #545),
 so a retry or dead letter that cannot be written (Redis down) would end the message silently.
 Governance instead keeps trying, with backoff, until Redis answers again; should it not answer
-within ``patience_s``, the message is left in the ledger, where the recovery sweep finds it.
+within ``patience_s``, the message is left in the ledger, where the recovery sweep finds it. Any
+other error there is a bug: the message is failed at once, so the broker dead-letters it and the
+recovery sweep moves it into the hub's dead letters.
 
 Recovery runs in every worker process (and the embedded hub): every ``interval_s`` one of them
 sends again the messages the ledger says are overdue (:meth:`Runtime.recover_messages`).
 """
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 
 import dramatiq
+import redis
 from dramatiq.broker import MessageProxy
+from dramatiq.errors import BrokerConnectionError
 from dramatiq.middleware import Middleware
 
 log = logging.getLogger(__name__)
@@ -28,6 +33,8 @@ FailureHandler = Callable[[dramatiq.Broker, MessageProxy, BaseException], None]
 SuccessHandler = Callable[[MessageProxy], None]
 FIRST_WAIT_S = 0.1
 MAX_WAIT_S = 5.0
+OUTAGES = (redis.ConnectionError, redis.TimeoutError, BrokerConnectionError, sqlite3.OperationalError)
+"""Errors that say the broker or the store cannot be reached (or is busy) right now: waited out."""
 
 
 class Governance(Middleware):
@@ -46,21 +53,26 @@ class Governance(Middleware):
             self._persist(message, "retry or dead-letter", lambda: self.on_failure(broker, message, exception))
 
     def _persist(self, message: MessageProxy, what: str, write: Callable[[], None]) -> None:
-        """``write`` until it succeeds, waiting longer between tries (the broker or the store is
-        unreachable), for at most ``patience_s``; then leave the message to the recovery sweep."""
+        """``write`` until it succeeds, waiting longer between tries while the broker or the store
+        is unreachable, for at most ``patience_s``; then leave the message to the recovery sweep."""
         deadline = time.monotonic() + self.patience_s
         wait = FIRST_WAIT_S
         while True:
             try:
                 write()
                 return
-            except Exception as error:
+            except OUTAGES as error:
                 if time.monotonic() + wait > deadline:
                     log.critical("could not %s message %s for %.0f s (%s: %s); the recovery sweep will send it "
                                  "again", what, message.message_id, self.patience_s, type(error).__name__, error)
                     return
                 log.warning("could not %s message %s (%s: %s); trying again in %.1f s", what, message.message_id,
                             type(error).__name__, error, wait)
+            except Exception:
+                log.critical("could not %s message %s; failing it to the broker", what, message.message_id,
+                             exc_info=True)
+                message.fail()
+                return
             time.sleep(wait)
             wait = min(wait * 2, MAX_WAIT_S)
 

@@ -374,6 +374,7 @@ class Runtime:
         if not self.store.lock_acquire(lease, owner, hub.redrive_after_s / 2):
             return 0
         try:
+            self.sweep_broker_dead_letters()  # first: what is there has its outcome, not to be sent again
             now = time.time()
             overdue = self.store.inflight_overdue(now - hub.redrive_after_s, REDRIVE_BATCH)
             sent = 0
@@ -393,7 +394,6 @@ class Runtime:
             if sent:
                 log.warning("recovery sweep: sent again %d messages that never settled", sent)
                 metrics.redriven.inc(sent)
-            self.sweep_broker_dead_letters()
             return sent
         finally:
             self.store.lock_release(lease, owner)

@@ -5,6 +5,7 @@ import threading
 import time
 from pathlib import Path
 
+import dramatiq
 import pytest
 from conftest import redis_url
 from crossledger.actors import declare
@@ -127,6 +128,22 @@ def test_governance_waits_for_redis_and_retries_the_message_instead_of_failing_i
             assert [r.status for r in runtime.store.audit_trail("corr-1")] == ["retry"]
         finally:
             runtime.close()
+
+
+def test_a_bug_in_failure_handling_fails_the_message_at_once_instead_of_waiting(tmp_path: Path) -> None:
+    runtime = _runtime("memory", f"sqlite:///{tmp_path}/hub.db", redrive_after_s=30)
+    try:
+        corrupt = dramatiq.Message(queue_name="crossledger-ingest", actor_name=INGEST, args=("stripe", {}, "c", 1.0),
+                                   kwargs={}, options={"retries": "many"})
+        runtime.dispatch(corrupt)
+        message = _fetch(runtime, "crossledger-ingest")
+        [governance] = [m for m in runtime.broker.middleware if isinstance(m, Governance)]
+        started = time.monotonic()
+        governance.after_process_message(runtime.broker, message,
+                                         exception=ConnectorError(Category.TRANSIENT, "netsuite timed out"))
+        assert message.failed and time.monotonic() - started < 1  # to the broker's dead letters, then the hub's
+    finally:
+        runtime.close()
 
 
 @pytest.mark.redis
