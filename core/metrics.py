@@ -39,7 +39,7 @@ delivery_latency = Histogram(
 )
 dead_letters_open = Gauge("crossledger_dead_letters_open", "Dead letters awaiting replay", registry=registry)
 messages_in_flight = Gauge(
-    "crossledger_messages_in_flight", "Messages sent and not yet settled (the recovery sweep's ledger)",
+    "crossledger_messages_in_flight", "Messages sent and not yet settled (what the recovery sweep watches)",
     registry=registry,
 )
 parked_now = Gauge("crossledger_parked_now", "Deliveries parked now, by target", ["target"], registry=registry)

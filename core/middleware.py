@@ -3,16 +3,16 @@
 
 Governance replaces Dramatiq's Retries and AgeLimit: after a failed attempt the runtime either
 re-enqueues the message with a backoff or writes a dead letter; after a successful one it settles
-the message in the hub's ledger of messages in flight. Dramatiq swallows exceptions raised in
+the message in the hub's record of messages in flight. Dramatiq swallows exceptions raised in
 ``after_*`` hooks and then acks the message (reference dramatiq-pluggy.md §1.6, Dramatiq PR #545),
 so a retry or dead letter that cannot be written (Redis down) would end the message silently.
 Governance instead keeps trying, with backoff, until Redis answers again; should it not answer
-within ``patience_s``, the message is left in the ledger, where the recovery sweep finds it. Any
+within ``patience_s``, the message stays in that record, where the recovery sweep finds it. Any
 other error there is a bug: the message is failed at once, so the broker dead-letters it and the
 recovery sweep moves it into the hub's dead letters.
 
 Recovery runs in every worker process (and the embedded hub): every ``interval_s`` one of them
-sends again the messages the ledger says are overdue (:meth:`Runtime.recover_messages`).
+sends again the messages that record says are overdue (:meth:`Runtime.recover_messages`).
 """
 
 import logging

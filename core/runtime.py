@@ -159,11 +159,11 @@ class Runtime:
         self.dispatch(message, delay_ms)
 
     def dispatch(self, message: dramatiq.Message[Any], delay_ms: int | None = None) -> None:
-        """Record ``message`` in the ledger of messages in flight, due after ``delay_ms``, then
+        """Record ``message`` among the messages in flight, due after ``delay_ms``, then
         enqueue it. It stays there until it settles (:meth:`settle`), so one the broker loses is
         found by :meth:`recover_messages`; one recorded and never enqueued (a failure in between)
         is found the same way."""
-        self.store.inflight_put(message.message_id, _ledger_record(message), time.time() + (delay_ms or 0) / 1000)
+        self.store.inflight_put(message.message_id, _inflight_record(message), time.time() + (delay_ms or 0) / 1000)
         self.broker.enqueue(message, delay=delay_ms)
 
     def settle(self, message: AnyMessage) -> None:
@@ -517,8 +517,9 @@ def _letter_id(message: AnyMessage) -> str:
     return hashlib.sha256(message.message_id.encode()).hexdigest()[:16]
 
 
-def _ledger_record(message: dramatiq.Message[Any]) -> dict[str, Any]:
-    """``message`` as the ledger keeps it: its canonical queue, without the broker's own options."""
+def _inflight_record(message: dramatiq.Message[Any]) -> dict[str, Any]:
+    """``message`` as the record of messages in flight keeps it: its canonical queue, without the
+    broker's own options."""
     options = {key: value for key, value in message.options.items() if key not in BROKER_OPTIONS}
     return {"queue_name": q_name(message.queue_name), "actor_name": message.actor_name, "args": list(message.args),
             "kwargs": dict(message.kwargs), "options": options, "message_id": message.message_id,

@@ -7,7 +7,7 @@ long enough to open the circuit, NetSuite committing writes and losing the answe
 SIGKILLed while NetSuite holds its requests, and Redis SIGKILLed while the workers hold fetched
 messages and while the web process is accepting webhooks. At the end every accepted event has
 exactly one outcome: each Stripe invoice and payment is in NetSuite once, there are no dead letters,
-and no message is left unsettled (the hub's ledger of messages in flight is empty).
+and no message is left unsettled (the hub's record of messages in flight is empty).
 """
 
 import json

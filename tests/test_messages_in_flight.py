@@ -1,4 +1,4 @@
-"""The ledger of messages in flight, the recovery sweep that sends again what never settled, and
+"""The record of messages in flight, the recovery sweep that sends again what never settled, and
 Governance waiting for Redis instead of failing a message (see also test_broker_crash.py)."""
 
 import threading
