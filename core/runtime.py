@@ -350,8 +350,9 @@ class Runtime:
         sweep that is interrupted or runs twice records each message once); how many moved."""
         moved = 0
         for message_id, message, discard in broker_dead_letters(self.broker):
-            self.dead_letter(message, "broker", "the hub could neither retry nor dead-letter it at the time; "
-                             "see the worker log", letter_id=f"broker-{message_id}")
+            self.dead_letter(message, "broker", "the broker dead-lettered it (an actor this hub does not declare, "
+                             "or a failure the hub could not handle); see the worker log",
+                             letter_id=f"broker-{message_id}")
             self.settle(message)
             discard()
             moved += 1
