@@ -5,7 +5,8 @@ One run goes through the whole matrix, each fault while Stripe keeps billing: ev
 out of order and re-sent five times, NetSuite rate-limiting (429) and failing (500), NetSuite down
 long enough to open the circuit, NetSuite committing writes and losing the answers, the worker group
 SIGKILLed while NetSuite holds its requests, and Redis SIGKILLed while the workers hold fetched
-messages and while the web process is accepting webhooks. At the end every accepted event has
+messages (deliveries in flight, and rate-limited retries waiting in memory for their time) and while
+the web process is accepting webhooks. At the end every accepted event has
 exactly one outcome: each Stripe invoice and payment is in NetSuite once, there are no dead letters,
 and no message is left unsettled (the hub's record of messages in flight is empty).
 """
@@ -33,9 +34,9 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 HUB = ("\n[hub]\nredis_heartbeat_timeout_ms = 3000\nredis_maintenance_chance = 200000\nmin_backoff_ms = 100\n"
        "max_backoff_ms = 1000\ncircuit_cooldown_s = 1.0\nlease_ttl_s = 5.0\ntime_limit_s = 4\n"
        "redis_retry_s = 1.0\nredrive_after_s = 8.0\n")
-"""A dead worker's messages come back after 3 s, leases lapse after 5 s, retries wait at most 1 s.
-Broker commands give up on Redis after 1 s, so the 3 s crash reaches Dramatiq and the hub (with the
-default, 3 s, the workers would not notice it), and what never settles is sent again after 8 s."""
+"""A dead worker's messages come back after 3 s, leases lapse after 5 s, backoffs are at most 1 s.
+Broker commands give up on Redis after 1 s, so the 3 s crash reaches Dramatiq and the hub (the
+default, 3 s, would hide most of it from them), and what never settles is sent again after 8 s."""
 
 
 @pytest.fixture
