@@ -42,6 +42,15 @@ class Governance(Middleware):
         self.on_failure = on_failure
         self.on_success = on_success
         self.patience_s = patience_s
+        self._stopping = threading.Event()
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        self._stopping.clear()
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        """Stop waiting for Redis: a stopping worker must not hang on it (what was not written
+        stays recorded as in flight, and the recovery sweep sends it again)."""
+        self._stopping.set()
 
     def after_process_message(
         self, broker: dramatiq.Broker, message: MessageProxy, *, result: object = None,
@@ -54,7 +63,8 @@ class Governance(Middleware):
 
     def _persist(self, message: MessageProxy, what: str, write: Callable[[], None]) -> None:
         """``write`` until it succeeds, waiting longer between tries while the broker or the store
-        is unreachable, for at most ``patience_s``; then leave the message to the recovery sweep."""
+        is unreachable, for at most ``patience_s`` or until the worker stops; then leave the message
+        to the recovery sweep."""
         deadline = time.monotonic() + self.patience_s
         wait = FIRST_WAIT_S
         while True:
@@ -62,9 +72,10 @@ class Governance(Middleware):
                 write()
                 return
             except OUTAGES as error:
-                if time.monotonic() + wait > deadline:
-                    log.critical("could not %s message %s for %.0f s (%s: %s); the recovery sweep will send it "
-                                 "again", what, message.message_id, self.patience_s, type(error).__name__, error)
+                if self._stopping.is_set() or time.monotonic() + wait > deadline:
+                    why = "the worker is stopping" if self._stopping.is_set() else f"for {self.patience_s:.0f} s"
+                    log.critical("could not %s message %s (%s: %s; %s); the recovery sweep will send it again",
+                                 what, message.message_id, type(error).__name__, error, why)
                     return
                 log.warning("could not %s message %s (%s: %s); trying again in %.1f s", what, message.message_id,
                             type(error).__name__, error, wait)
@@ -73,7 +84,7 @@ class Governance(Middleware):
                              exc_info=True)
                 message.fail()
                 return
-            time.sleep(wait)
+            self._stopping.wait(wait)
             wait = min(wait * 2, MAX_WAIT_S)
 
 

@@ -4,6 +4,7 @@ Governance waiting for Redis instead of failing a message (see also test_broker_
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import pytest
@@ -130,11 +131,35 @@ def test_governance_waits_for_redis_and_retries_the_message_instead_of_failing_i
             runtime.close()
 
 
+@pytest.mark.redis
+def test_a_stopping_worker_stops_waiting_for_redis_and_leaves_the_message_to_the_sweep(
+        crashable_redis: RedisServer, tmp_path: Path) -> None:
+    with crashable_redis as server:
+        runtime = _runtime(server.url(1), f"sqlite:///{tmp_path}/hub.db", redis_retry_s=0, redrive_after_s=30)
+        try:
+            runtime.send(INGEST, "stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
+            message = _fetch(runtime, "crossledger-ingest")
+            [governance] = [m for m in runtime.broker.middleware if isinstance(m, Governance)]
+            server.kill()
+            waiting = threading.Thread(target=governance.after_process_message, args=(runtime.broker, message),
+                                       kwargs={"exception": ConnectorError(Category.TRANSIENT, "netsuite timed out")})
+            waiting.start()
+            time.sleep(0.5)
+            assert waiting.is_alive()  # waiting for Redis
+            governance.before_worker_shutdown(runtime.broker, dramatiq.Worker(runtime.broker))
+            waiting.join(2)
+            assert not waiting.is_alive() and not message.failed
+            assert runtime.store.inflight_count() == 1  # the sweep sends it again once a worker runs
+        finally:
+            runtime.close()
+
+
 def test_a_bug_in_failure_handling_fails_the_message_at_once_instead_of_waiting(tmp_path: Path) -> None:
     runtime = _runtime("memory", f"sqlite:///{tmp_path}/hub.db", redrive_after_s=30)
     try:
-        corrupt = dramatiq.Message(queue_name="crossledger-ingest", actor_name=INGEST, args=("stripe", {}, "c", 1.0),
-                                   kwargs={}, options={"retries": "many"})
+        corrupt: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name="crossledger-ingest", actor_name=INGEST, args=("stripe", {}, "c", 1.0), kwargs={},
+            options={"retries": "many"})
         runtime.dispatch(corrupt)
         message = _fetch(runtime, "crossledger-ingest")
         [governance] = [m for m in runtime.broker.middleware if isinstance(m, Governance)]
