@@ -46,7 +46,8 @@ class HubSettings(BaseModel):
     # Per million Redis commands: how often a worker sweeps dead workers' unacked messages back.
     redis_maintenance_chance: int = Field(1000, ge=1, le=1_000_000)
     # How long a broker command keeps retrying a lost Redis connection before the error surfaces:
-    # a Redis restarted within it is invisible to the workers (a webhook waits as long for its 503).
+    # a Redis restarted within it is invisible to the workers. While Redis is down every broker
+    # command waits this long, a webhook's enqueue included (then 503).
     redis_retry_s: float = Field(3.0, ge=0)
     # A message sent and not settled (handled, retried or dead-lettered) this long after it was
     # due is sent again by the recovery sweep: the broker lost it, or a worker holds it for good.
