@@ -11,11 +11,14 @@ from typing import Any
 
 import dramatiq
 import msgspec
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.encoder import Encoder
-from dramatiq.errors import DecodeError
+from dramatiq.errors import ConnectionClosed, DecodeError
 from dramatiq.middleware import CurrentMessage, Middleware, ShutdownNotifications, TimeLimit
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 INGEST_QUEUE = "crossledger-ingest"
 DELIVER_QUEUE = "crossledger-deliver"
@@ -39,23 +42,62 @@ class MsgspecEncoder(Encoder):
         return decoded
 
 
-def build_broker(url: str, *, namespace: str, governance: Middleware, time_limit_ms: int,
-                 heartbeat_timeout_ms: int, maintenance_chance: int) -> dramatiq.Broker:
-    """A StubBroker (``memory``) or a RedisBroker (``redis://...``), set as Dramatiq's global broker."""
-    middleware: list[Middleware] = [
-        TimeLimit(time_limit=time_limit_ms),
-        ShutdownNotifications(),
-        CurrentMessage(),
-        governance,
-    ]
+RECONNECT_FIRST_S = 0.05
+RECONNECT_MAX_S = 1.0
+
+
+def reconnecting_client(url: str, retry_s: float) -> redis.Redis:
+    """A Redis client whose commands ride out a lost connection for up to ``retry_s`` seconds,
+    reconnecting with exponential backoff (from 0.1 s up to 1 s between tries) before they fail.
+
+    Dramatiq's consumers handle a connection error by dropping what they held in memory (their
+    delayed messages stay claimed by a live worker) and can even die of one; a Redis that restarts
+    within ``retry_s`` is never noticed. A retried command may run twice (its first answer lost):
+    an enqueue twice is a duplicate message, harmless since deliveries are idempotent; a fetch
+    twice leaves the first batch claimed, which the hub's recovery sweep sends again.
+    """
+    retries, waited = 0, 0.0
+    backoff = ExponentialBackoff(cap=RECONNECT_MAX_S, base=RECONNECT_FIRST_S)
+    while waited + backoff.compute(retries + 1) <= retry_s:
+        retries += 1
+        waited += backoff.compute(retries)
+    return redis.Redis.from_url(url, retry=Retry(backoff, retries),
+                                retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+
+
+class HubRedisBroker(RedisBroker):
+    """Dramatiq's RedisBroker, with a lost connection while enqueueing raised as Dramatiq's own
+    :class:`~dramatiq.errors.ConnectionClosed`, as its consumers raise it for every other command.
+
+    A worker's consumer thread enqueues each delayed message once it is due; a redis-py error there
+    escapes the thread's clean-up too, and the thread dies: that process no longer reads the queue.
+    As ``ConnectionClosed`` it is the connection error the thread handles (it restarts).
+    """
+
+    def enqueue(self, message: dramatiq.Message[Any], *, delay: int | None = None) -> dramatiq.Message[Any]:
+        try:
+            return super().enqueue(message, delay=delay)
+        except (redis.ConnectionError, redis.TimeoutError) as error:  # a stalled socket too (Dramatiq #894)
+            raise ConnectionClosed(error) from error
+
+
+def build_broker(url: str, *, namespace: str, middleware: list[Middleware], time_limit_ms: int,
+                 heartbeat_timeout_ms: int, maintenance_chance: int, retry_s: float) -> dramatiq.Broker:
+    """A StubBroker (``memory``) or a RedisBroker (``redis://...``), set as Dramatiq's global broker.
+
+    The hub's own ``middleware`` (Governance, Recovery) comes first: Dramatiq calls ``after_*``
+    hooks in reverse order, so Governance decides a message's fate only once TimeLimit and
+    ShutdownNotifications are done with the thread. While it waits for Redis to come back, no
+    time limit or shutdown interrupt may land in it (it would kill the worker thread)."""
+    middleware = [*middleware, TimeLimit(time_limit=time_limit_ms), ShutdownNotifications(), CurrentMessage()]
     dramatiq.set_encoder(MsgspecEncoder())
     broker: dramatiq.Broker
     if url == "memory":
         broker = StubBroker(middleware=middleware)
         broker.emit_after("process_boot")
     elif url.startswith(("redis://", "rediss://", "unix://")):
-        broker = RedisBroker(
-            url=url,
+        broker = HubRedisBroker(
+            client=reconnecting_client(url, retry_s),
             namespace=f"{namespace}-dramatiq",
             middleware=middleware,
             heartbeat_timeout=heartbeat_timeout_ms,
@@ -74,8 +116,8 @@ BrokerDeadLetter = tuple[str, dramatiq.Message[Any], Callable[[], None]]
 def broker_dead_letters(broker: dramatiq.Broker) -> Iterator[BrokerDeadLetter]:
     """Messages the broker itself dead-lettered: (stable id, message, discard).
 
-    Only the Governance fallback puts messages there (a retry or dead letter that could not be
-    written), so the hub sweeps them into its own dead letters. Call ``discard`` once the message is
+    Only Dramatiq puts messages there (one for an actor this hub does not declare), so the hub
+    sweeps them into its own dead letters. Call ``discard`` once the message is
     safely recorded elsewhere.
     """
     queues = (INGEST_QUEUE, DELIVER_QUEUE)

@@ -44,6 +44,10 @@ retried = Counter("crossledger_retried", "Retries scheduled, by category", ["cat
 poll_failures = Counter(
     "crossledger_poll_failures", "Polls of a pull system that could not reach it", ["source"], registry=registry
 )
+redriven = Counter(
+    "crossledger_redriven", "Messages the recovery sweep sent again (never settled after they were due)",
+    registry=registry,
+)
 parked = Counter("crossledger_parked", "Deliveries parked on an open circuit", ["target"], registry=registry)
 delivery_latency = Histogram(
     "crossledger_delivery_latency_seconds",
@@ -53,6 +57,10 @@ delivery_latency = Histogram(
     registry=registry,
 )
 dead_letters_open = Gauge("crossledger_dead_letters_open", "Dead letters awaiting replay", registry=registry)
+messages_in_flight = Gauge(
+    "crossledger_messages_in_flight", "Messages sent and not yet settled (what the recovery sweep watches)",
+    registry=registry,
+)
 parked_now = Gauge("crossledger_parked_now", "Deliveries parked now, by target", ["target"], registry=registry)
 journeys_started = Counter("crossledger_journeys_started", "Journey runs started", ["journey"], registry=registry)
 journeys_completed = Counter("crossledger_journeys_completed", "Journey runs completed", ["journey"], registry=registry)

@@ -5,6 +5,7 @@ the actors (:mod:`crossledger.actors` declares them on :attr:`Runtime.broker`), 
 both. Messages are sent by actor name, so the runtime does not import the actors.
 """
 
+import hashlib
 import logging
 import random
 import time
@@ -23,7 +24,7 @@ from crossledger.core.broker import DELIVER_QUEUE, INGEST_QUEUE, broker_dead_let
 from crossledger.core.edge import Refused, check_portable
 from crossledger.core.journeys import Engine, JourneySettings, StepRetry
 from crossledger.core.ledger import Ledger, discarded
-from crossledger.core.middleware import Governance
+from crossledger.core.middleware import Governance, Recovery
 from crossledger.core.pipeline import Bound, JourneyReply, Pipeline, effect, noop
 from crossledger.core.policy import OwnershipPolicy
 from crossledger.core.router import Router
@@ -35,6 +36,7 @@ from crossledger.plugins.journey import Journey
 from crossledger.plugins.manager import CrossledgerPluginManager, load_plugins
 from crossledger.plugins.types import Capability, Context, Headers, InboundEvent, OwnershipRule, SystemKind
 from dramatiq.broker import MessageProxy
+from dramatiq.common import q_name
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ JOURNEY = "journey"
 QUEUES = {INGEST: INGEST_QUEUE, DELIVER: DELIVER_QUEUE, PROBE: DELIVER_QUEUE, DRAIN: DELIVER_QUEUE,
           REPLAY: INGEST_QUEUE, POLL: INGEST_QUEUE, JOURNEY: INGEST_QUEUE}
 DRAIN_BATCH = 200
+REDRIVE_BATCH = 1000
+BROKER_OPTIONS = ("redis_message_id", "eta")
+"""Message options a broker sets for itself on enqueue: not part of the message the hub sent."""
 AnyMessage = MessageProxy | dramatiq.Message[Any]
 
 
@@ -125,12 +130,13 @@ class Runtime:
         )
         if hub.sentry_dsn is not None:
             init_sentry(hub.sentry_dsn.get_secret_value())
-        governance = Governance(self.handle_failure)
+        middleware = [Governance(self.handle_failure, self.settle, patience_s=hub.redrive_after_s),
+                      Recovery(self.recover_messages, interval_s=min(hub.redrive_after_s / 2, 60.0))]
         try:
             self.broker = build_broker(
-                hub.broker, namespace=hub.namespace, governance=governance,
+                hub.broker, namespace=hub.namespace, middleware=middleware,
                 time_limit_ms=hub.time_limit_s * 1000, heartbeat_timeout_ms=hub.redis_heartbeat_timeout_ms,
-                maintenance_chance=hub.redis_maintenance_chance,
+                maintenance_chance=hub.redis_maintenance_chance, retry_s=hub.redis_retry_s,
             )
         except ValueError as error:
             raise ConfigError(f"[hub] broker: {error}") from None
@@ -154,7 +160,19 @@ class Runtime:
     def send(self, actor: str, *args: Any, delay_ms: int | None = None) -> None:
         """Enqueue a message for ``actor`` (declared by crossledger.actors) by name."""
         message = dramatiq.Message(queue_name=QUEUES[actor], actor_name=actor, args=args, kwargs={}, options={})
+        self.dispatch(message, delay_ms)
+
+    def dispatch(self, message: dramatiq.Message[Any], delay_ms: int | None = None) -> None:
+        """Record ``message`` among the messages in flight, due after ``delay_ms``, then
+        enqueue it. It stays there until it settles (:meth:`settle`), so one the broker loses is
+        found by :meth:`recover_messages`; one recorded and never enqueued (a failure in between)
+        is found the same way."""
+        self.store.inflight_put(message.message_id, _inflight_record(message), time.time() + (delay_ms or 0) / 1000)
         self.broker.enqueue(message, delay=delay_ms)
+
+    def settle(self, message: AnyMessage) -> None:
+        """``message`` has its outcome (handled, or dead-lettered, or reported to its journey)."""
+        self.store.inflight_settle(message.message_id)
 
     def schedule_probe(self, target: str) -> None:
         delay = int(self.settings.hub.circuit_cooldown_s * 1000)
@@ -305,7 +323,7 @@ class Runtime:
             delay = self.backoff_ms(attempts - 1, error.retry_after)
             options = {**message.options, "retries": retries + (0 if budget_free else 1),
                        "attempts": attempts + 1, "last_error": str(error)[:1000]}
-            broker.enqueue(message.copy(options=options), delay=delay)
+            self.dispatch(message.copy(options=options), delay)
             # One line for a planned retry; a defect's traceback was written when it was raised.
             log.warning("retrying message %s for %s in %d ms: attempt %d failed (%s)", safelog.message_ref(message),
                         MessageContext.of(message).system or "-", delay, attempts, _reason_class(exception))
@@ -321,9 +339,11 @@ class Runtime:
         elif reply is not None:
             self.journeys.write_failed(reply, str(message.args[0]), reason)
         else:
-            self.dead_letter(message, str(error.category), reason)
+            self.dead_letter(message, str(error.category), reason, letter_id=_letter_id(message))
+            self.settle(message)
             return
         self._audit_message(message, "failed", f"{error.category}: {reason} (reported to journey)")
+        self.settle(message)
 
     def backoff_ms(self, earlier_attempts: int, retry_after: float | None) -> int:
         """The target's Retry-After (plus a little jitter), or exponential backoff with jitter: a delay
@@ -359,11 +379,54 @@ class Runtime:
         sweep that is interrupted or runs twice records each message once); how many moved."""
         moved = 0
         for message_id, message, discard in broker_dead_letters(self.broker):
-            self.dead_letter(message, "broker", "the hub could neither retry nor dead-letter it at the time; "
-                             "see the worker log", letter_id=f"broker-{message_id}")
+            self.dead_letter(message, "broker", "the broker dead-lettered it (an actor this hub does not declare, "
+                             "or a failure the hub could not handle); see the worker log",
+                             letter_id=f"broker-{message_id}")
+            self.settle(message)
             discard()
             moved += 1
         return moved
+
+    def recover_messages(self) -> int:
+        """The recovery sweep: send again every message in flight that is ``redrive_after_s`` past
+        due and has not settled, and move the broker's own dead letters into the hub's; how many
+        were sent again. One process sweeps at a time (a lease in the store).
+
+        Such a message was lost by the broker (a Redis restarted without its data), or is held for
+        good by a live worker (Dramatiq drops the delayed messages it holds in memory when Redis
+        goes away, though they stay claimed by that worker), or was recorded and never enqueued.
+        Sending one that is merely slow is harmless: deliveries are idempotent by key. It is due
+        again ``redrive_after_s`` later, so it is sent at most once per period. One older than
+        ``max_age_s`` that still never settled (it fails in a way nothing records) is dead-lettered
+        instead, as Governance dead-letters a message that keeps failing."""
+        lease, owner = "recovery-sweep", uuid.uuid4().hex
+        hub = self.settings.hub
+        if not self.store.lock_acquire(lease, owner, hub.redrive_after_s / 2):
+            return 0
+        try:
+            self.sweep_broker_dead_letters()  # first: what is there has its outcome, not to be sent again
+            now = time.time()
+            overdue = self.store.inflight_overdue(now - hub.redrive_after_s, REDRIVE_BATCH)
+            sent = 0
+            for message_id, record in overdue:
+                message: dramatiq.Message[Any] = dramatiq.Message(**{**record, "args": tuple(record["args"])})
+                if now * 1000 - message.message_timestamp > hub.max_age_s * 1000:
+                    reason = (f"never settled in {hub.max_age_s} s, though sent again every "
+                              f"{hub.redrive_after_s:g} s; see the worker log")
+                    self.dead_letter(message, "broker", reason, letter_id=_letter_id(message))
+                    self.settle(message)
+                    continue
+                self.store.inflight_put(message_id, record, now)
+                self.broker.enqueue(message)
+                self._audit_message(message, "redriven", f"not settled {hub.redrive_after_s:g} s after it was due; "
+                                                         "sent again")
+                sent += 1
+            if sent:
+                log.warning("recovery sweep: sent again %d messages that never settled", sent)
+                metrics.redriven.inc(sent)
+            return sent
+        finally:
+            self.store.lock_release(lease, owner)
 
     def _audit_message(self, message: AnyMessage, status: str, detail: str) -> None:
         context = MessageContext.of(message)
@@ -486,6 +549,7 @@ class Runtime:
 
     def refresh_gauges(self) -> None:
         metrics.dead_letters_open.set(self.store.dlq_count("open"))
+        metrics.messages_in_flight.set(self.store.inflight_count())
         for target in self.connectors:
             metrics.parked_now.labels(target).set(self.store.parked_count(target))
         for name, count in self.journeys.overdue().items():
@@ -508,6 +572,21 @@ def _sentence(error: BaseException) -> str:
 def _reason_class(exception: BaseException) -> str:
     """A failure's class for the log: a classified error's category, or a defect's type."""
     return str(exception.category) if isinstance(exception, ConnectorError) else type(exception).__name__
+
+
+def _letter_id(message: AnyMessage) -> str:
+    """One dead letter per message, however often it is written (a write retried after Redis came
+    back, a copy the recovery sweep sent): its id derives from the message id."""
+    return hashlib.sha256(message.message_id.encode()).hexdigest()[:16]
+
+
+def _inflight_record(message: dramatiq.Message[Any]) -> dict[str, Any]:
+    """``message`` as the record of messages in flight keeps it: its canonical queue, without the
+    broker's own options."""
+    options = {key: value for key, value in message.options.items() if key not in BROKER_OPTIONS}
+    return {"queue_name": q_name(message.queue_name), "actor_name": message.actor_name, "args": list(message.args),
+            "kwargs": dict(message.kwargs), "options": options, "message_id": message.message_id,
+            "message_timestamp": message.message_timestamp}
 
 
 def _reply_of(message: AnyMessage) -> JourneyReply | None:

@@ -56,6 +56,13 @@ class HubSettings(BaseModel):
     redis_heartbeat_timeout_ms: int = Field(60_000, ge=1000)
     # Per million Redis commands: how often a worker sweeps dead workers' unacked messages back.
     redis_maintenance_chance: int = Field(1000, ge=1, le=1_000_000)
+    # How long a broker command keeps retrying a lost Redis connection before the error surfaces:
+    # a Redis restarted within it is invisible to the workers. While Redis is down every broker
+    # command waits this long, a webhook's enqueue included (then 503).
+    redis_retry_s: float = Field(3.0, ge=0)
+    # A message sent and not settled (handled, retried or dead-lettered) this long after it was
+    # due is sent again by the recovery sweep: the broker lost it, or a worker holds it for good.
+    redrive_after_s: float = Field(300.0, gt=0)
     worker_threads: int = Field(8, ge=1)
     # How often the scheduler asks each pull system (NetSuite) for its changes.
     poll_interval_s: float = Field(30.0, gt=0)
@@ -82,6 +89,9 @@ class HubSettings(BaseModel):
         if self.lease_ttl_s <= self.time_limit_s:
             raise ValueError(f"lease_ttl_s ({self.lease_ttl_s}) must exceed time_limit_s ({self.time_limit_s}): "
                              "a delivery must not outlive the lease that serializes it")
+        if self.redrive_after_s <= self.time_limit_s:
+            raise ValueError(f"redrive_after_s ({self.redrive_after_s}) must exceed time_limit_s "
+                             f"({self.time_limit_s}): a message still being worked on must not be sent again")
         return self
 
 

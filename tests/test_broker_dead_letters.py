@@ -1,4 +1,5 @@
-"""Messages the broker dead-lettered (the Governance fallback) reach the hub's dead letters."""
+"""Messages the broker dead-lettered (one for an actor the hub does not declare, say) reach the hub's
+dead letters, and settle there."""
 
 from pathlib import Path
 
@@ -19,13 +20,15 @@ def test_broker_dead_letters_are_swept_into_the_hub(tmp_path: Path, broker: str)
         runtime.send(INGEST, "stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
         consumer = runtime.broker.consume("crossledger-ingest", timeout=1000)
         message = next(message for message in consumer if message is not None)
-        consumer.nack(message)  # what the worker does when Governance fails a message
+        consumer.nack(message)  # what a worker does with a message it cannot run
+        assert runtime.store.inflight_count() == 1
         consumer.close()
 
         assert runtime.sweep_broker_dead_letters() == 1
         assert runtime.sweep_broker_dead_letters() == 0
         [letter] = runtime.store.dlq_list()
         assert letter.category == "broker"
+        assert runtime.store.inflight_count() == 0
         assert letter.id.startswith("broker-")
         assert letter.correlation_id == "corr-1"
         assert letter.message["args"][0] == "stripe"

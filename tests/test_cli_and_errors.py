@@ -79,7 +79,9 @@ def test_missing_dead_letter_and_bad_store_url(tmp_path: Path) -> None:
 
 def test_webhook_is_503_when_the_broker_is_unreachable(tmp_path: Path) -> None:
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
-    settings = Settings(hub=HubSettings(broker=dead_redis, store=f"sqlite:///{tmp_path}/hub.db"),
+    # No reconnect window (redis_retry_s): with one, the answer would wait for it, once per command
+    # (and, in this embedded hub, behind its consumers' own first commands).
+    settings = Settings(hub=HubSettings(broker=dead_redis, store=f"sqlite:///{tmp_path}/hub.db", redis_retry_s=0),
                         connectors={"stripe": {"api_key": "sk_test", "webhook_secret": "whsec_x"}})
     with EmbeddedHub(settings, threads=1) as hub:
         body = json.dumps({"id": "evt_1", "object": "event", "type": "customer.created", "created": 1,

@@ -674,3 +674,25 @@ def test_sqlite_file_from_before_discards_gains_the_columns(tmp_path: Path) -> N
     assert store.dlq_discard("d1", "obsolete", 2.0) is True
     assert store.dlq_get("d1").discard_reason == "obsolete"  # type: ignore[union-attr]
     store.close()
+
+
+def test_messages_in_flight_are_recorded_until_settled_and_listed_most_overdue_first(store: Store) -> None:
+    store.inflight_put("m1", {"actor_name": "deliver", "args": ["netsuite", {"id": "e1"}]}, 100.0)
+    store.inflight_put("m2", {"actor_name": "ingest", "args": []}, 50.0)
+    store.inflight_put("m3", {"actor_name": "journey", "args": []}, 300.0)
+    assert store.inflight_count() == 3
+    assert store.inflight_overdue(200.0, 10) == [("m2", {"actor_name": "ingest", "args": []}),
+                                                ("m1", {"actor_name": "deliver", "args": ["netsuite", {"id": "e1"}]})]
+    assert store.inflight_overdue(100.0, 10) == [("m2", {"actor_name": "ingest", "args": []})]  # due before, not at
+    assert [message_id for message_id, _ in store.inflight_overdue(1000.0, 2)] == ["m2", "m1"]
+
+    store.inflight_put("m2", {"actor_name": "ingest", "args": ["again"]}, 400.0)  # recorded again: due later
+    assert store.inflight_count() == 3
+    assert store.inflight_overdue(350.0, 10)[0][0] == "m1"
+    assert store.inflight_overdue(1000.0, 10)[-1] == ("m2", {"actor_name": "ingest", "args": ["again"]})
+
+    store.inflight_settle("m1")
+    store.inflight_settle("m1")  # settling twice is harmless
+    store.inflight_settle("never-sent")
+    assert store.inflight_count() == 2
+    assert [message_id for message_id, _ in store.inflight_overdue(1000.0, 10)] == ["m3", "m2"]

@@ -382,3 +382,16 @@ class Store(Protocol):
     def dlq_discard(self, letter_id: str, reason: str, at: float) -> bool:
         """*Atomic.* Close an open letter as ``discarded``, recording ``reason`` and ``at`` in it;
         False if it was not open (already replayed or discarded, or no such letter)."""
+
+    # -- messages in flight: every message sent to the broker and not yet settled ----------------
+    def inflight_put(self, message_id: str, message: dict[str, Any], due_at: float) -> None:
+        """Record ``message`` (again: a retry, or sent again by the recovery sweep) as due to be
+        worked on at ``due_at`` (Unix seconds)."""
+
+    def inflight_settle(self, message_id: str) -> None:
+        """The message has its outcome: forget it (nothing happens if it is not recorded)."""
+
+    def inflight_overdue(self, before: float, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``limit`` recorded messages due before ``before``, with their ids, longest overdue first."""
+
+    def inflight_count(self) -> int: ...

@@ -502,6 +502,31 @@ class RedisStore:
         keys = [self._key("dlq"), self._key("dlq", "state"), self._key("dlq", "open"), self._key("dlq", "discarded")]
         return bool(self._dlq_discard(keys=keys, args=[letter_id, msgspec.json.encode(closed)]))
 
+    # -- messages in flight -------------------------------------------------------------------------
+    def inflight_put(self, message_id: str, message: dict[str, Any], due_at: float) -> None:
+        pipe = self._redis.pipeline()
+        pipe.hset(self._key("inflight", "msgs"), message_id, msgspec.json.encode(message))
+        pipe.zadd(self._key("inflight"), {message_id: due_at})
+        pipe.execute()
+
+    def inflight_settle(self, message_id: str) -> None:
+        pipe = self._redis.pipeline()
+        pipe.zrem(self._key("inflight"), message_id)
+        pipe.hdel(self._key("inflight", "msgs"), message_id)
+        pipe.execute()
+
+    def inflight_overdue(self, before: float, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        ids = cast(list[bytes], self._redis.zrange(self._key("inflight"), "-inf", f"({before}", byscore=True,
+                                                   offset=0, num=limit))
+        if not ids:
+            return []
+        raws = cast(list[bytes | None], self._redis.hmget(self._key("inflight", "msgs"), ids))
+        return [(_text(message_id), msgspec.json.decode(raw)) for message_id, raw in zip(ids, raws, strict=True)
+                if raw is not None]
+
+    def inflight_count(self) -> int:
+        return int(self._redis.zcard(self._key("inflight")))
+
 
 def _field(*parts: str) -> bytes:
     """An unambiguous hash field for a compound key: the JSON array of its parts."""

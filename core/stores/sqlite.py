@@ -119,6 +119,8 @@ CREATE TABLE IF NOT EXISTS outcomes (
     record BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS outcomes_by_state ON outcomes (outcome, source);
 CREATE INDEX IF NOT EXISTS outcomes_by_time ON outcomes (received_at, correlation_id);
+CREATE TABLE IF NOT EXISTS inflight (message_id TEXT PRIMARY KEY, due_at REAL NOT NULL, message BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS inflight_by_due ON inflight (due_at);
 """
 
 #: Columns added since a table was first released: (table, column, declaration), added to older files.
@@ -512,6 +514,23 @@ def _add_columns(db: sqlite3.Connection) -> None:
         present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
         if column not in present:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+    # -- messages in flight -------------------------------------------------------------------------
+    def inflight_put(self, message_id: str, message: dict[str, Any], due_at: float) -> None:
+        self._execute("INSERT INTO inflight (message_id, due_at, message) VALUES (?, ?, ?) ON CONFLICT (message_id) "
+                      "DO UPDATE SET due_at = excluded.due_at, message = excluded.message",
+                      (message_id, due_at, msgspec.json.encode(message)))
+
+    def inflight_settle(self, message_id: str) -> None:
+        self._execute("DELETE FROM inflight WHERE message_id = ?", (message_id,))
+
+    def inflight_overdue(self, before: float, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        rows = self._query("SELECT message_id, message FROM inflight WHERE due_at < ? ORDER BY due_at LIMIT ?",
+                           (before, limit))
+        return [(message_id, msgspec.json.decode(message)) for message_id, message in rows]
+
+    def inflight_count(self) -> int:
+        return self._count("inflight", "1", ())
 
 
 def _load(cls: type[R], row: Sequence[Any]) -> R:
