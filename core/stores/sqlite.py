@@ -501,19 +501,10 @@ class SQLiteStore:
         rows = self._query("SELECT outcome, source, count(*) FROM outcomes GROUP BY outcome, source")
         return {(outcome, source): count for outcome, source, count in rows}
 
-
     # -- discarding dead letters --------------------------------------------------------------------
     def dlq_discard(self, letter_id: str, reason: str, at: float) -> bool:
         return bool(self._execute("UPDATE dead_letters SET state = 'discarded', discarded_at = ?, discard_reason = ? "
                                   "WHERE id = ? AND state = 'open'", (at, reason, letter_id)))
-
-
-def _add_columns(db: sqlite3.Connection) -> None:
-    """Bring a file made by an older release up to :data:`_ADDED_COLUMNS`."""
-    for table, column, declaration in _ADDED_COLUMNS:
-        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-        if column not in present:
-            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     # -- messages in flight -------------------------------------------------------------------------
     def inflight_put(self, message_id: str, message: dict[str, Any], due_at: float) -> None:
@@ -531,6 +522,14 @@ def _add_columns(db: sqlite3.Connection) -> None:
 
     def inflight_count(self) -> int:
         return self._count("inflight", "1", ())
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Bring a file made by an older release up to :data:`_ADDED_COLUMNS`."""
+    for table, column, declaration in _ADDED_COLUMNS:
+        present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
 
 def _load(cls: type[R], row: Sequence[Any]) -> R:
