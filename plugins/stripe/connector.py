@@ -14,10 +14,10 @@ The calls themselves, their settings and the classification of their failures ar
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import msgspec
+from crossledger.canonical.bounds import OutOfRange, from_epoch
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.connector import BaseConnector
 from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SignatureError
@@ -111,14 +111,11 @@ class StripeConnector(BaseConnector):
             envelope = msgspec.convert(payload, _Envelope)
         except msgspec.ValidationError as error:
             raise PayloadError(f"body is not a Stripe event: {error}") from error
-        return [
-            InboundEvent(
-                source_event_id=envelope.id,
-                type=envelope.type,
-                occurred_at=datetime.fromtimestamp(envelope.created, UTC),
-                payload=payload,
-            )
-        ]
+        try:
+            occurred_at = from_epoch(envelope.created, "created")
+        except OutOfRange as error:
+            raise PayloadError(f"body is not a Stripe event: {error}") from error
+        return [InboundEvent(source_event_id=envelope.id, type=envelope.type, occurred_at=occurred_at, payload=payload)]
 
     def to_canonical(self, ctx: Context, event: InboundEvent, refs: Refs) -> list[Change]:
         """The canonical changes an event means (:func:`.mapping.changes`); ``[]`` for the rest."""
