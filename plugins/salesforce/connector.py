@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import httpx
 import msgspec
+from crossledger.canonical.bounds import from_epoch
 from crossledger.canonical.entities import Contact, Customer, Invoice, Payment
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.connector import BaseConnector
@@ -172,7 +173,7 @@ class SalesforceConnector(BaseConnector):
     def parse_webhook(self, ctx: Context, headers: Headers, body: bytes) -> list[InboundEvent]:
         try:
             return self._notifications(ctx, body) if _is_soap(body) else self._relayed(ctx, body)
-        except (ValueError, msgspec.ValidationError) as error:  # SoapError is a ValueError, as are bad dates
+        except (ValueError, msgspec.ValidationError) as error:  # SoapError is a ValueError, as are bad times
             kind = "outbound message" if _is_soap(body) else "relayed CometD event"
             raise PayloadError(f"not a well-formed {kind}: {error}") from error
 
@@ -251,7 +252,7 @@ class SalesforceConnector(BaseConnector):
             InboundEvent(
                 source_event_id=f"{header.transactionKey}:{header.sequenceNumber}:{record_id}",
                 type=f"{header.entityName}.{header.changeType}",
-                occurred_at=datetime.fromtimestamp(header.commitTimestamp / 1000, UTC),
+                occurred_at=from_epoch(header.commitTimestamp / 1000, "ChangeEventHeader.commitTimestamp"),
                 payload={"attributes": {"type": header.entityName}, **fields, "Id": record_id,
                          "ChangeEventHeader": raw_header},
             )
