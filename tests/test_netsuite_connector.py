@@ -380,6 +380,20 @@ def test_a_document_in_a_currency_its_customer_lacks_adds_the_currency_to_the_cu
     assert [line["currency"]["refName"] for line in held["currencyList"]["items"]] == ["EUR"]
 
 
+def test_a_customers_currency_is_its_primary_one_when_created_and_joins_its_list_after(
+    ctx: Context, refs: DictRefs, key: str
+) -> None:
+    [created] = deliver(ctx, refs, "customer.upserted", customer(key, currency="GBP"))
+    deliver(ctx, refs, "invoice.issued", invoice(key, currency="GBP"))
+
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="EUR"))
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="EUR"))  # listed once, however often sent
+
+    held = NETSUITE.fetch(ctx, "customer", created.external_id)
+    assert held["currency"]["refName"] == "GBP"  # NetSuite refuses to change it once it has transactions
+    assert [line["currency"]["refName"] for line in held["currencyList"]["items"]] == ["EUR"]
+
+
 def test_without_adding_currencies_a_document_in_one_its_customer_lacks_is_a_data_error(
     sandbox: NetSuiteSandbox, server: ServerThread, http: httpx.Client, refs: DictRefs, key: str
 ) -> None:

@@ -365,6 +365,17 @@ def test_a_customer_transacts_in_its_primary_currency_and_those_on_its_currency_
     assert [api.get(f"/invoice/{doc}").json()["currency"]["refName"] for doc in (euro, pound)] == ["EUR", "GBP"]
 
 
+def test_a_customers_primary_currency_is_fixed_once_it_has_transactions(api: httpx.Client) -> None:
+    customer = new_customer(api)
+    assert api.patch(f"/customer/{customer}", json={"currency": {"id": "2"}}).status_code == 204
+    new_invoice(api, customer, 10)
+
+    detail = error_of(api.patch(f"/customer/{customer}", json={"currency": {"id": "4"}}), 400)
+
+    assert (detail["o:errorCode"], detail["o:errorPath"]) == ("USER_ERROR", "currency")
+    assert api.get(f"/customer/{customer}").json()["currency"]["refName"] == "GBP"
+
+
 def test_decimal_places_follow_the_currency(api: httpx.Client) -> None:
     customer = new_customer(api, currencyList={"items": [{"currency": {"id": "5"}}, {"currency": {"id": "6"}}]})
 

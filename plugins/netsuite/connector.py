@@ -56,6 +56,7 @@ from crossledger.plugins.http import classify_http, retry_after_seconds, status_
 from crossledger.plugins.netsuite.inbound import OBSERVED_RECORDS, Poller, Translator, carrying
 from crossledger.plugins.netsuite.outbound import (
     CAP_APPLICATIONS,
+    CURRENCY_LIST,
     RECORD_TYPES,
     SYSTEM,
     Planner,
@@ -79,9 +80,6 @@ from pydantic import BaseModel
 API_PREFIX = "/services/rest"
 SUBSCRIPTION_EVENTS = frozenset({"subscription.created", "subscription.amended", "subscription.renewed",
                                  "subscription.cancelled"})
-
-CURRENCY_LIST = "currencyList"
-"""The customer's sublist of the currencies it may transact in besides its primary one."""
 
 RATE_LIMIT_CODES = frozenset({"CONCURRENCY_LIMIT_EXCEEDED", "SSS_REQUEST_LIMIT_EXCEEDED"})
 """Error codes that mean "too many requests" whatever the status (RESTlets answer 400)."""

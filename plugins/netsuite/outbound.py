@@ -64,6 +64,13 @@ type: a company name takes 83 characters, custom free-form text fields 300."""
 ADDRESS_LIMITS: Limits = {"addr1": 150, "addr2": 150, "city": 50}
 """A customer's address book address: its street lines and city."""
 
+CURRENCY_LIST = "currencyList"
+"""The customer's sublist of the currencies it may transact in besides its primary one."""
+
+GROWING_SUBLISTS = frozenset({CURRENCY_LIST})
+"""Sublists the hub adds lines to rather than sends whole: NetSuite keys their lines (a currency
+listed again stays one line), and lines others added must stay."""
+
 CAP_APPLICATIONS = "cap_applications"
 """Payload flag: before sending, shrink each ``apply`` line to what its invoice still has open
 (see :meth:`~crossledger.plugins.netsuite.connector.NetSuiteConnector.execute`)."""
@@ -117,7 +124,8 @@ def _upsert(name: str, entity_type: str, canonical_id: str, body: dict[str, Any]
     check_lengths(SYSTEM, f"{entity_type} {canonical_id}", body, TEXT_LIMITS.get(entity_type, {}))
     # An update merges sublists unless told to replace them (lines would pile up on every repeat):
     # the hub always sends whole documents, so every sublist it sends replaces the one there.
-    sublists = sorted(name for name, value in body.items() if isinstance(value, dict) and "items" in value)
+    sublists = sorted(name for name, value in body.items()
+                      if isinstance(value, dict) and "items" in value and name not in GROWING_SUBLISTS)
     params = {"replace": ",".join(sublists)} if sublists else None
     path = eid_path(RECORD_TYPES[entity_type], canonical_id)
     return _operation(name, entity_type, canonical_id, "PUT", path, body, params)
@@ -152,13 +160,17 @@ class Planner:
         # from another system must not reset it to the default. A subsidiary the customer itself
         # carries (among its dimensions, spread last) wins over the default either way.
         creating = self.refs.external_id(customer.id, SYSTEM) is None
+        currency = self.settings.currency(customer.currency) if customer.currency else None
         body = {
             "companyName": customer.name,
             "email": customer.email,
             "phone": customer.phone,
             "vatRegNumber": customer.tax_id,
             "subsidiary": _ref(self.settings.subsidiary_id) if creating else None,
-            "currency": self.settings.currency(customer.currency) if customer.currency else None,
+            # The primary currency is set once: NetSuite refuses to change it after the customer's
+            # first transaction. A currency learnt later joins its currency list instead.
+            "currency": currency if creating else None,
+            CURRENCY_LIST: {"items": [{"currency": currency}]} if currency and not creating else None,
             "addressBook": self._address_book(customer),
             **dimensions,
         }

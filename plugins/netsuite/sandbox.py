@@ -36,7 +36,8 @@ What a connector meets in the real service, and so meets here:
   its subsidiary's base currency unless given, and may transact in it and in the currencies on its
   ``currencyList`` sublist (lines ``{"currency": {"id": ...}}``, keyed by currency, so adding one
   twice keeps one line). A transaction in any other currency is refused with 400 ``USER_ERROR`` at
-  ``currency``: "Invalid currency reference key 4 for entity 12.", as NetSuite refuses it.
+  ``currency``: "Invalid currency reference key 4 for entity 12.", as NetSuite refuses it. The
+  primary currency cannot be changed once the customer has transactions (400 ``USER_ERROR``).
 - **Customers' standard fields the hub writes**: ``vatRegNumber`` (the tax registration) and the
   credit hold ``creditHoldOverride``, a select field written and shown like a reference (``{"id":
   "ON"}``; ``AUTO``, ``ON`` or ``OFF``, anything else a 400) and ``AUTO`` on a new customer.
@@ -604,10 +605,18 @@ class Books:
         sublist (``apply``, keyed by its document) update their match, other lines are added."""
         merged = {**record.fields, **{name: _merge_sublist(name, record.fields.get(name), value, replace)
                                       for name, value in changes.items()}}
+        if (record.type.name == "customer" and _ref(merged, "currency") != _ref(record.fields, "currency")
+                and self._transacted(record)):
+            raise _user_error("currency", "This currency cannot be changed after transactions involving this "
+                                          "customer have been saved.")
         self._validate(record.type, merged, record.id)
         record.fields = merged
         record.modified = self._now()
         return record
+
+    def _transacted(self, customer: Record) -> bool:
+        """Whether any transaction is the customer's."""
+        return any(other.customer == customer.id for name in _TRANSACTIONS for other in self._records[name].values())
 
     def delete(self, record: Record) -> None:
         if any(self._depends_on(other, record) for records in self._records.values()
