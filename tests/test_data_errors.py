@@ -174,3 +174,25 @@ def test_translation_failures_on_odd_values_are_data_errors(error: Exception, da
         assert refused.category is Category.DATA
         assert refused.message.startswith(f"stripe invoice.finalized evt_1: {type(error).__name__}")
         assert "Jane" not in refused.message
+
+
+def test_a_record_read_back_to_break_a_tie_is_judged_too(system: System) -> None:
+    """Two events of one second: the hub re-reads the record, and judges what it read, not the event."""
+    created = system.customer("Tied Ltd")
+    stored = system.hub.runtime.store
+    subject = f"customer/stripe/{created['id']}"
+    system.settle(lambda: stored.golden_get(subject) is not None)
+    first = stored.golden_get(subject)
+    assert first is not None
+    system.stripe.post(f"/v1/customers/{created['id']}", name="Secretive Ltd " * 10_000)  # too long for any system
+    system.settle()
+    same_second = {**created, "name": "Tied Ltd", "object": "customer"}
+    event_id, answer = post(system, "customer.updated", same_second, created=first.version // 1_000_000)
+    assert answer.status_code == 200, answer.text
+    system.settle(lambda: bool(letters_for(system, event_id)))
+
+    [letter] = letters_for(system, event_id)
+    assert (letter.category, letter.target, letter.attempts) == ("data", None, 1)
+    assert "name is 140000 characters long; no target takes more than 131072" in letter.reason
+    golden = stored.golden_get(subject)
+    assert golden is not None and golden.data["name"] == "Tied Ltd"
