@@ -173,7 +173,7 @@ class SalesforceConnector(BaseConnector):
     def parse_webhook(self, ctx: Context, headers: Headers, body: bytes) -> list[InboundEvent]:
         try:
             return self._notifications(ctx, body) if _is_soap(body) else self._relayed(ctx, body)
-        except (ValueError, msgspec.ValidationError) as error:  # SoapError is a ValueError, as are bad times
+        except (ValueError, msgspec.ValidationError) as error:  # SoapError is a ValueError, as are bad dates
             kind = "outbound message" if _is_soap(body) else "relayed CometD event"
             raise PayloadError(f"not a well-formed {kind}: {error}") from error
 
