@@ -14,6 +14,7 @@ The calls themselves, their settings and the classification of their failures ar
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import msgspec
@@ -111,11 +112,14 @@ class StripeConnector(BaseConnector):
             envelope = msgspec.convert(payload, _Envelope)
         except msgspec.ValidationError as error:
             raise PayloadError(f"body is not a Stripe event: {error}") from error
-        try:
-            occurred_at = from_epoch(envelope.created, "created")
-        except OutOfRange as error:
-            raise PayloadError(f"body is not a Stripe event: {error}") from error
-        return [InboundEvent(source_event_id=envelope.id, type=envelope.type, occurred_at=occurred_at, payload=payload)]
+        return [
+            InboundEvent(
+                source_event_id=envelope.id,
+                type=envelope.type,
+                occurred_at=_created(envelope.created),
+                payload=payload,
+            )
+        ]
 
     def to_canonical(self, ctx: Context, event: InboundEvent, refs: Refs) -> list[Change]:
         """The canonical changes an event means (:func:`.mapping.changes`); ``[]`` for the rest."""
@@ -185,6 +189,14 @@ class StripeConnector(BaseConnector):
         from crossledger.plugins.stripe.sandbox import StripeSandbox
 
         return StripeSandbox()
+
+
+def _created(epoch: int) -> datetime:
+    """When the event happened; a time no system can hold is a malformed body, refused naming the field."""
+    try:
+        return from_epoch(epoch, "created")
+    except OutOfRange as error:
+        raise PayloadError(f"body is not a Stripe event: {error}") from error
 
 
 def _settings(ctx: Context) -> StripeSettings:
