@@ -158,22 +158,23 @@ class Planner:
                       for name in CUSTOMER_REFERENCE_DIMENSIONS if name in customer.dimensions}
         # NetSuite needs a subsidiary to create a customer; afterwards the ERP owns it, so an update
         # from another system must not reset it to the default. A subsidiary the customer itself
-        # carries (among its dimensions, spread last) wins over the default either way.
+        # carries (among its dimensions, spread last) wins over the default either way. The currency
+        # is the customer's primary currency, which its transactions are booked in: set when it is
+        # created, never from another system's later copy (a CRM account's default currency would
+        # make NetSuite refuse the customer's payments in its billing currency).
         creating = self.refs.external_id(customer.id, SYSTEM) is None
-        currency = self.settings.currency(customer.currency) if customer.currency else None
         body = {
             "companyName": customer.name,
             "email": customer.email,
             "phone": customer.phone,
             "vatRegNumber": customer.tax_id,
             "subsidiary": _ref(self.settings.subsidiary_id) if creating else None,
-            # The primary currency is set once: NetSuite refuses to change it after the customer's
-            # first transaction. A currency learnt later joins its currency list instead.
-            "currency": currency if creating else None,
-            CURRENCY_LIST: {"items": [{"currency": currency}]} if currency and not creating else None,
+            "currency": self.settings.currency(customer.currency) if customer.currency and creating else None,
             "addressBook": self._address_book(customer),
             **dimensions,
         }
+        if customer.currency and not creating:  # a currency learnt later joins the customer's list
+            body[CURRENCY_LIST] = {"items": [{"currency": self.settings.currency(customer.currency)}]}
         return _upsert("customer.upsert", "customer", customer.id, body)
 
     @staticmethod
