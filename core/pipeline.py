@@ -312,11 +312,13 @@ class Pipeline:
         kind = envelope.data.kind()
         golden = self.store.golden_get(envelope.subject)
         previous = msgspec.convert(golden.data, ENTITY_TYPES[kind]) if golden else None
+        if groups is None:  # a whole record is judged as the source sent it
+            _check_invariants(envelope)
         if golden is not None and golden.version == version_of(envelope) and \
                 golden.source_event_id not in (None, envelope.source_event_id):
             envelope = self._break_tie(envelope, event)
-        if groups is None:  # a whole record is judged as the source has it (read again after a tie)
-            _check_invariants(envelope)
+            if groups is None:  # and as the source has it now, when it was read again
+                _check_invariants(envelope)
         if groups is not None:  # merged after the tie-break (a re-read is partial too), then judged
             if self._older_than_last_from(envelope):
                 return None
