@@ -2,14 +2,22 @@
 
 A violation is data, not an exception: :func:`violations` returns readable reasons, and the
 runtime dead-letters the event with category ``data`` so an operator can fix the source and replay.
+
+Every reason names the field at fault and what is wrong with it, never the field's text (it may be
+personal data). A value out of :mod:`~crossledger.canonical.bounds` is reported alone: sums over an
+amount no system can hold mean nothing.
 """
 
+from crossledger.canonical.bounds import out_of_range
 from crossledger.canonical.entities import CreditMemo, Entity, Invoice, JournalEntry, Payment, Refund, Subscription
 from crossledger.canonical.money import Money
 
 
 def violations(entity: Entity) -> list[str]:
     """Every invariant the entity breaks, as one sentence each; empty when it is sound."""
+    unbounded = out_of_range(entity)
+    if unbounded:
+        return [f"{entity.kind()} {entity.id} {problem}" for problem in unbounded]
     if isinstance(entity, Invoice):
         return _invoice(entity)
     if isinstance(entity, Payment):
@@ -25,83 +33,104 @@ def violations(entity: Entity) -> list[str]:
     return []
 
 
-def _currencies(amounts: list[Money]) -> set[str]:
-    return {amount.currency for amount in amounts}
+def _foreign(document: str, currency: str, amounts: list[tuple[str, Money]]) -> list[str]:
+    """One sentence for each amount (by field path) not in the document's ``currency``."""
+    return [f"{document} {path} is in {amount.currency} but the document is in {currency}; one currency per "
+            "document" for path, amount in amounts if amount.currency != currency]
 
 
 def _invoice(invoice: Invoice) -> list[str]:
-    amounts = [line.amount for line in invoice.lines] + [invoice.tax, invoice.discount, invoice.total]
-    found = _currencies(amounts) | {invoice.currency}
-    if len(found) > 1:
-        return [f"invoice {invoice.id} mixes currencies {sorted(found)}; one currency per document"]
+    named = f"invoice {invoice.id}"
+    amounts = [(f"lines[{n}].amount", line.amount) for n, line in enumerate(invoice.lines)]
+    mixed = _foreign(named, invoice.currency,
+                     [*amounts, ("tax", invoice.tax), ("discount", invoice.discount), ("total", invoice.total)])
+    if mixed:
+        return mixed
     lines = sum(line.amount.amount for line in invoice.lines)
     expected = lines + invoice.tax.amount - invoice.discount.amount
-    problems = []
+    problems = [f"{named} lines[{n}].quantity is negative ({line.quantity})"
+                for n, line in enumerate(invoice.lines) if line.quantity < 0]
+    problems += [f"{named} {name} is negative ({amount.amount})"
+                 for name, amount in (("tax", invoice.tax), ("discount", invoice.discount)) if amount.amount < 0]
     if expected != invoice.total.amount:
         problems.append(
-            f"invoice {invoice.id} total {invoice.total.amount} != lines {lines} + tax {invoice.tax.amount}"
+            f"{named} total {invoice.total.amount} != lines {lines} + tax {invoice.tax.amount}"
             f" - discounts {invoice.discount.amount} = {expected} (minor units of {invoice.currency})"
         )
     if invoice.total.amount < 0:
-        problems.append(f"invoice {invoice.id} has a negative total {invoice.total.amount}")
+        problems.append(f"{named} has a negative total {invoice.total.amount}")
     return problems
 
 
 def _payment(payment: Payment) -> list[str]:
-    amounts = [payment.amount] + [app.amount for app in payment.applications]
-    if len(_currencies(amounts)) > 1:
-        return [f"payment {payment.id} mixes currencies {sorted(_currencies(amounts))}"]
+    named = f"payment {payment.id}"
+    mixed = _foreign(named, payment.amount.currency,
+                     [(f"applications[{n}].amount", app.amount) for n, app in enumerate(payment.applications)])
+    if mixed:
+        return mixed
+    problems = [f"{named} applications[{n}].amount is negative ({app.amount.amount})"
+                for n, app in enumerate(payment.applications) if app.amount.amount < 0]
+    if payment.amount.amount < 0:
+        problems.append(f"{named} amount is negative ({payment.amount.amount})")
     applied = sum(app.amount.amount for app in payment.applications)
     if applied > payment.amount.amount:
-        return [f"payment {payment.id} applies {applied} but only {payment.amount.amount} was received"]
-    return []
+        problems.append(f"{named} applications apply {applied} but only {payment.amount.amount} was received "
+                        f"(amount)")
+    return problems
 
 
 def _credit_memo(memo: CreditMemo) -> list[str]:
+    named = f"credit memo {memo.id}"
     if memo.amount.currency != memo.credited_total.currency:
-        return [f"credit memo {memo.id} is in {memo.amount.currency} but credits a "
-                f"{memo.credited_total.currency} document"]
-    if memo.amount.amount > memo.credited_total.amount:
-        return [f"credit memo {memo.id} credits {memo.amount.amount}, more than the "
-                f"{memo.credited_total.amount} of invoice {memo.invoice_id}"]
+        return [f"{named} amount is in {memo.amount.currency} but credits a {memo.credited_total.currency} "
+                "document (credited_total)"]
     if memo.amount.amount <= 0:
-        return [f"credit memo {memo.id} has a non-positive amount {memo.amount.amount}"]
+        return [f"{named} amount is not positive ({memo.amount.amount})"]
+    if memo.amount.amount > memo.credited_total.amount:
+        return [f"{named} amount {memo.amount.amount} is more than the {memo.credited_total.amount} of "
+                f"invoice {memo.invoice_id} (credited_total)"]
     return []
 
 
 def _refund(refund: Refund) -> list[str]:
+    named = f"refund {refund.id}"
     if refund.amount.currency != refund.paid_total.currency:
-        return [f"refund {refund.id} is in {refund.amount.currency} but refunds a {refund.paid_total.currency} payment"]
+        return [f"{named} amount is in {refund.amount.currency} but refunds a {refund.paid_total.currency} "
+                "payment (paid_total)"]
     if refund.amount.amount <= 0:
-        return [f"refund {refund.id} has a non-positive amount {refund.amount.amount}"]
+        return [f"{named} amount is not positive ({refund.amount.amount})"]
     if refund.amount.amount > refund.paid_total.amount:
-        return [f"refund {refund.id} returns {refund.amount.amount}, more than the {refund.paid_total.amount} paid"]
+        return [f"{named} amount {refund.amount.amount} is more than the {refund.paid_total.amount} paid "
+                "(paid_total)"]
     return []
 
 
 def _journal_entry(entry: JournalEntry) -> list[str]:
-    amounts = [m for line in entry.lines for m in (line.debit, line.credit) if m is not None]
-    found = _currencies(amounts) | {entry.currency}
-    if len(found) > 1:
-        return [f"journal entry {entry.id} mixes currencies {sorted(found)}"]
-    problems = [f"journal entry {entry.id} line {n} ({line.account}) needs exactly one positive debit or credit"
-                for n, line in enumerate(entry.lines, 1)
+    named = f"journal entry {entry.id}"
+    mixed = _foreign(named, entry.currency, [(f"lines[{n}].{side}", amount) for n, line in enumerate(entry.lines)
+                                             for side, amount in (("debit", line.debit), ("credit", line.credit))
+                                             if amount is not None])
+    if mixed:
+        return mixed
+    problems = [f"{named} lines[{n}] ({line.account}) needs exactly one positive debit or credit"
+                for n, line in enumerate(entry.lines)
                 if (line.debit is None) == (line.credit is None)
                 or any(m is not None and m.amount <= 0 for m in (line.debit, line.credit))]
     debits = sum(line.debit.amount for line in entry.lines if line.debit is not None)
     credits = sum(line.credit.amount for line in entry.lines if line.credit is not None)
     if debits != credits:
-        problems.append(f"journal entry {entry.id} does not balance: debits {debits} != credits {credits} "
+        problems.append(f"{named} lines do not balance: debits {debits} != credits {credits} "
                         f"(minor units of {entry.currency})")
     if len(entry.lines) < 2:
-        problems.append(f"journal entry {entry.id} needs at least two lines")
+        problems.append(f"{named} lines: needs at least two")
     return problems
 
 
 def _subscription(subscription: Subscription) -> list[str]:
-    found = _currencies([item.unit_amount for item in subscription.items]) | {subscription.currency}
-    if len(found) > 1:
-        return [f"subscription {subscription.id} mixes currencies {sorted(found)}"]
-    if any(item.quantity < 0 or item.unit_amount.amount < 0 for item in subscription.items):
-        return [f"subscription {subscription.id} has a negative quantity or price"]
-    return []
+    named = f"subscription {subscription.id}"
+    mixed = _foreign(named, subscription.currency,
+                     [(f"items[{n}].unit_amount", item.unit_amount) for n, item in enumerate(subscription.items)])
+    if mixed:
+        return mixed
+    return [f"{named} items[{n}].{name} is negative ({value})" for n, item in enumerate(subscription.items)
+            for name, value in (("quantity", item.quantity), ("unit_amount", item.unit_amount.amount)) if value < 0]

@@ -32,7 +32,7 @@ from crossledger.core.refs import LinkedRefs, StoreRefs
 from crossledger.core.router import Router
 from crossledger.core.stores.base import INGEST_PART, AuditRecord, Circuit, Golden, LoggedEvent, OutcomePart, Store
 from crossledger.plugins.connector import Connector, NotSupported
-from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
+from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, translation_error
 from crossledger.plugins.manager import CrossledgerPluginManager
 from crossledger.plugins.types import Capability, Context, InboundEvent, Operation, Outcome, Refs
 
@@ -266,10 +266,14 @@ class Pipeline:
             self.store.lock_release(key, owner)
 
     @staticmethod
-    def classified(bound: Bound, error: Exception) -> ConnectorError:
-        """``error`` as the taxonomy has it: already classified, or as its connector classifies it."""
+    def classified(bound: Bound, error: Exception, translating: str | None = None) -> ConnectorError:
+        """``error`` as the taxonomy has it: already classified, or as its connector classifies it.
+        While ``translating`` (a payload to canonical, or canonical to a plan), a failure on a value
+        the code did not expect is a ``data`` error (:func:`~crossledger.plugins.errors.translation_error`)."""
         if isinstance(error, ConnectorError):
             return error
+        if translating is not None and (refused := translation_error(error, translating)) is not None:
+            return refused
         return bound.connector.classify(error)
 
     # -- ingest -------------------------------------------------------------------------------------
@@ -283,7 +287,7 @@ class Pipeline:
         try:
             changes = bound.connector.to_canonical(bound.ctx, event, self.refs)
         except Exception as error:
-            raise self.classified(bound, error) from error
+            raise self.classified(bound, error, f"{source} {event.type} {event.source_event_id}") from error
         deliveries: Deliveries = []
         accepted: list[Envelope] = []
         settled: dict[str, OutcomePart] = {}
@@ -331,6 +335,8 @@ class Pipeline:
         if golden is not None and golden.version == version_of(envelope) and \
                 golden.source_event_id not in (None, envelope.source_event_id):
             envelope = self._break_tie(envelope, event)
+            if groups is None:  # and as the source has it now, when it was read again
+                _check_invariants(envelope)
         if groups is not None:  # merged after the tie-break (a re-read is partial too), then judged
             if self._older_than_last_from(envelope):
                 return f"a newer change from {envelope.source} was already received"
@@ -412,7 +418,7 @@ class Pipeline:
                        detail="two versions in one instant; the later arrival wins")
             return envelope
         except Exception as error:
-            raise self.classified(bound, error) from error
+            raise self.classified(bound, error, f"{envelope.source} {event.type} {event.source_event_id}") from error
         for change in current:
             if change.entity.id == envelope.subject:
                 self.audit(envelope, "ingest", "tie", system=envelope.source,
@@ -559,6 +565,8 @@ class Pipeline:
                     raise DataError(f"{target} still lacks {missing.canonical_id} after delivering it") from None
                 self._deliver_dependency(bound, target, envelope, missing, refs, depth)
                 delivered.add(missing.canonical_id)
+            except Exception as error:
+                raise self.classified(bound, error, f"{target} plan of {envelope.type} {envelope.subject}") from error
         outcomes = [self._perform(bound, target, envelope, op) for op in operations]
         if not operations:
             self.audit(envelope, "deliver", "nothing to do", system=target)

@@ -13,7 +13,13 @@ auth              dead-letter at once: credentials are wrong; replay after fixin
 ================  =====================================================================
 """
 
+import errno
+import json
+import traceback
 from enum import StrEnum
+
+import msgspec
+from crossledger.canonical.bounds import OutOfRange
 
 
 class Category(StrEnum):
@@ -49,6 +55,42 @@ class ConnectorError(Exception):
 
     def __str__(self) -> str:
         return f"{self.category}: {self.message}"
+
+
+UNREADABLE = json.JSONDecodeError | UnicodeError
+"""Failures of reading a system's *response* (garbled in transit): not the data's fault, so they are
+classified like any failure of the call."""
+
+VALUE_ERRNOS = frozenset({errno.EOVERFLOW, errno.ERANGE})
+"""``OSError`` numbers that say a value does not fit (``datetime.fromtimestamp(10**18)``), never an outage."""
+
+
+def translation_error(error: Exception, what: str) -> ConnectorError | None:
+    """A failure of translation code (a connector's ``to_canonical`` or ``plan``) on input it did not
+    expect, as a ``data`` error: retrying cannot change the input. None when ``error`` is not such a
+    failure (a call to the system failed, or the response was garbled), for the connector to classify.
+
+    The reason names ``what`` was translated and the failure. A value out of range names its field;
+    otherwise the exception's message is left out (it may quote the input, which may be personal
+    data) for where it was raised, and the key a ``KeyError`` missed or the path msgspec reports.
+    """
+    if isinstance(error, ConnectorError | UNREADABLE):
+        return None
+    if isinstance(error, msgspec.DecodeError) and not isinstance(error, msgspec.ValidationError):
+        return None
+    if isinstance(error, OSError) and error.errno not in VALUE_ERRNOS:
+        return None
+    if not isinstance(error, ValueError | ArithmeticError | LookupError | TypeError | OSError):
+        return None
+    if isinstance(error, OutOfRange):
+        return ConnectorError(Category.DATA, f"{what}: {error}")
+    if isinstance(error, msgspec.ValidationError | KeyError):
+        detail = f"{type(error).__name__} {error}"
+    else:
+        detail = type(error).__name__
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" in {frames[-1].name} ({frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
+    return ConnectorError(Category.DATA, f"{what}: {detail}{where}, on a value it cannot translate")
 
 
 class SignatureError(Exception):

@@ -9,14 +9,20 @@ from crossledger.canonical import (
     Customer,
     Invoice,
     InvoiceLine,
+    JournalEntry,
+    JournalLine,
     Payment,
     PaymentApplication,
+    Refund,
+    Subscription,
+    SubscriptionItem,
     decode_envelope,
     encode_envelope,
     new_envelope,
     versions,
     violations,
 )
+from crossledger.canonical.bounds import EARLIEST, MAX_TEXT, OutOfRange, from_epoch
 from crossledger.canonical.money import CurrencyError, exponent, from_decimal, money, to_decimal
 
 
@@ -75,13 +81,14 @@ def test_one_currency_per_document() -> None:
         lines=[InvoiceLine(description="a", amount=money(100, "EUR"))],
         tax=money(0, "USD"), discount=money(0, "USD"), total=money(100, "USD"), status="issued",
     )
-    assert "mixes currencies" in violations(mixed)[0]
+    assert violations(mixed) == [
+        "invoice invoice/x/1 lines[0].amount is in EUR but the document is in USD; one currency per document"]
 
 
 def test_payment_cannot_apply_more_than_received() -> None:
     payment = Payment(id="p", customer_id="c", amount=money(100, "JPY"),
                       applications=[PaymentApplication(invoice_id="i", amount=money(101, "JPY"))])
-    assert "applies 101 but only 100" in violations(payment)[0]
+    assert "apply 101 but only 100" in violations(payment)[0]
 
 
 def test_credit_memo_never_exceeds_what_it_credits() -> None:
@@ -91,6 +98,76 @@ def test_credit_memo_never_exceeds_what_it_credits() -> None:
     fine = CreditMemo(id="m", customer_id="c", invoice_id="i", amount=money(1000, "KWD"),
                       credited_total=money(1000, "KWD"))
     assert violations(fine) == []
+
+
+def test_every_document_names_the_amount_in_another_currency() -> None:
+    usd, eur = money(100, "USD"), money(100, "EUR")
+    payment = Payment(id="p", customer_id="c", amount=usd,
+                      applications=[PaymentApplication(invoice_id="i", amount=eur)])
+    memo = CreditMemo(id="m", customer_id="c", invoice_id="i", amount=usd, credited_total=eur)
+    refund = Refund(id="r", customer_id="c", amount=usd, paid_total=eur)
+    entry = JournalEntry(id="j", currency="USD", lines=[JournalLine(account="ar", debit=usd),
+                                                         JournalLine(account="sales", credit=eur)])
+    plan = Subscription(id="s", customer_id="c", currency="USD", status="active",
+                        items=[SubscriptionItem(plan="pro", unit_amount=eur)])
+
+    assert violations(payment) == [
+        "payment p applications[0].amount is in EUR but the document is in USD; one currency per document"]
+    assert violations(memo) == ["credit memo m amount is in USD but credits a EUR document (credited_total)"]
+    assert violations(refund) == ["refund r amount is in USD but refunds a EUR payment (paid_total)"]
+    assert violations(entry) == [
+        "journal entry j lines[1].credit is in EUR but the document is in USD; one currency per document"]
+    assert violations(plan) == [
+        "subscription s items[0].unit_amount is in EUR but the document is in USD; one currency per document"]
+
+
+def test_amounts_that_do_not_add_up_name_their_field() -> None:
+    usd = money(100, "USD")
+    unbalanced = JournalEntry(id="j", currency="USD", lines=[JournalLine(account="ar", debit=usd),
+                                                              JournalLine(account="sales", credit=money(90, "USD"))])
+    negative = Invoice(id="i", customer_id="c", currency="USD", lines=[InvoiceLine(description="a", amount=usd)],
+                       tax=money(-5, "USD"), discount=money(0, "USD"), total=money(95, "USD"), status="issued")
+    refund = Refund(id="r", customer_id="c", amount=money(101, "USD"), paid_total=usd)
+
+    assert violations(unbalanced) == ["journal entry j lines do not balance: debits 100 != credits 90 "
+                                      "(minor units of USD)"]
+    assert violations(negative) == ["invoice i tax is negative (-5)"]
+    assert violations(refund) == ["refund r amount 101 is more than the 100 paid (paid_total)"]
+
+
+@pytest.mark.parametrize("seconds", [10**18, -(10**15), 2**63, float("nan"), float("inf"), True, "1700000000"])
+def test_epoch_seconds_no_target_can_hold_are_refused_naming_the_field(seconds: object) -> None:
+    with pytest.raises(OutOfRange) as refused:
+        from_epoch(seconds, "due_date")  # type: ignore[arg-type]
+    assert refused.value.field == "due_date" and str(refused.value).startswith("due_date: ")
+
+
+def test_epoch_seconds_within_range_are_times() -> None:
+    assert from_epoch(0, "created") == datetime(1970, 1, 1, tzinfo=UTC)
+    assert from_epoch(1_700_000_000, "created") == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    assert from_epoch(EARLIEST.timestamp(), "created") == EARLIEST
+
+
+def test_values_no_target_can_hold_are_violations_naming_the_field_and_not_the_text() -> None:
+    huge = money(2**63, "USD")
+    bill = Invoice(id="i", customer_id="c", currency="USD", lines=[InvoiceLine(description="a", amount=huge)],
+                   tax=money(0, "USD"), discount=money(0, "USD"), total=huge, status="issued",
+                   due_at=datetime(4500, 1, 1, tzinfo=UTC))
+    secret = "Secretive Ltd " * 10_000
+    customer = Customer(id="customer/x/1", name=secret, dimensions={"terms": "x" * (MAX_TEXT + 1)})
+
+    assert violations(bill) == [
+        "invoice i lines[0].amount 9223372036854775808 is outside signed 64-bit minor units",
+        "invoice i total 9223372036854775808 is outside signed 64-bit minor units",
+        "invoice i due_at 4500-01-01T00:00:00+00:00 is outside 1700-01-01..4000-12-31",
+    ]
+    problems = violations(customer)
+    assert problems == [f"customer customer/x/1 name is {len(secret)} characters long; no target takes more "
+                        f"than {MAX_TEXT}",
+                        f"customer customer/x/1 dimensions['terms'] is {MAX_TEXT + 1} characters long; no target "
+                        f"takes more than {MAX_TEXT}"]
+    assert "Secretive" not in "".join(problems)
+    assert violations(Customer(id="customer/x/2", name="a" * MAX_TEXT)) == []
 
 
 def test_envelope_round_trips_through_builtins() -> None:

@@ -367,6 +367,47 @@ def test_order_to_cash(ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, k
     assert (received["payment"], received["apply"]["items"][0]["doc"]["id"]) == (Decimal("35.00"), paid["id"])
 
 
+def test_a_document_in_a_currency_its_customer_lacks_adds_the_currency_to_the_customer(
+    ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str
+) -> None:
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="USD"))
+
+    [outcome] = deliver(ctx, refs, "invoice.issued", invoice(key, currency="EUR"))
+
+    assert NETSUITE.fetch(ctx, "invoice", outcome.external_id)["currency"]["refName"] == "EUR"
+    held = NETSUITE.fetch(ctx, "customer", refs.ids[f"customer/stripe/cus_{key}"])
+    assert held["currency"]["refName"] == "USD"
+    assert [line["currency"]["refName"] for line in held["currencyList"]["items"]] == ["EUR"]
+
+
+def test_a_customers_currency_is_its_primary_one_when_created_and_joins_its_list_after(
+    ctx: Context, refs: DictRefs, key: str
+) -> None:
+    [created] = deliver(ctx, refs, "customer.upserted", customer(key, currency="GBP"))
+    deliver(ctx, refs, "invoice.issued", invoice(key, currency="GBP"))
+
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="EUR"))
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="EUR"))  # listed once, however often sent
+
+    held = NETSUITE.fetch(ctx, "customer", created.external_id)
+    assert held["currency"]["refName"] == "GBP"  # NetSuite refuses to change it once it has transactions
+    assert [line["currency"]["refName"] for line in held["currencyList"]["items"]] == ["EUR"]
+
+
+def test_without_adding_currencies_a_document_in_one_its_customer_lacks_is_a_data_error(
+    sandbox: NetSuiteSandbox, server: ServerThread, http: httpx.Client, refs: DictRefs, key: str
+) -> None:
+    ctx = context_for(sandbox, server, http, add_customer_currencies=False)
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="USD"))
+
+    with pytest.raises(ConnectorError) as refused:
+        deliver(ctx, refs, "invoice.issued", invoice(key, currency="EUR"))
+
+    assert refused.value.category is Category.DATA
+    assert "currency EUR is not among customer" in refused.value.message
+    assert with_external_id(sandbox, "invoice", f"invoice/stripe/in_{key}") == []
+
+
 def test_a_void_credits_the_whole_invoice(ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str) -> None:
     bill = invoice(key, currency="KWD", lines=(1234,))
     deliver(ctx, refs, "customer.upserted", customer(key))

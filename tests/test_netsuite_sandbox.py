@@ -330,7 +330,7 @@ def _line(amount: Any) -> dict[str, Any]:
     [
         ({"entity": {"id": "999"}, **_line(10)}, "INVALID_CONTENT", "entity"),
         ({"currency": {"id": "99"}, **_line(10)}, "INVALID_CONTENT", "currency"),
-        ({"currency": {"id": "2"}, **_line(10)}, "INVALID_CONTENT", "currency"),  # the customer's is USD
+        ({"currency": {"id": "2"}, **_line(10)}, "USER_ERROR", "currency"),  # the customer's is USD
         (_line("10.00"), "INVALID_CONTENT", "item.items[0].amount"),
         (_line(10.005), "INVALID_CONTENT", "item.items[0].amount"),
         ({"tranDate": "01/31/2024", **_line(10)}, "INVALID_CONTENT", "tranDate"),
@@ -348,8 +348,36 @@ def test_invalid_invoices_are_refused(api: httpx.Client, body: dict[str, Any], c
     assert (detail["o:errorCode"], detail["o:errorPath"]) == (code, path)
 
 
-def test_decimal_places_follow_the_currency(api: httpx.Client) -> None:
+def test_a_customer_transacts_in_its_primary_currency_and_those_on_its_currency_list(api: httpx.Client) -> None:
+    uk = new_customer(api, subsidiary={"id": "2"})  # no currency given: the subsidiary's base, GBP
+    assert api.get(f"/customer/{uk}").json()["currency"] == {"id": "2", "refName": "GBP"}
+    detail = error_of(api.post("/invoice", json={"entity": {"id": uk}, "currency": {"id": "4"}, **_line(10)}), 400)
+    assert detail == {"o:errorCode": "USER_ERROR", "o:errorPath": "currency",
+                      "detail": f"Invalid currency reference key 4 for entity {uk}."}
+
+    for _ in range(2):  # adding a currency twice keeps one line
+        listed = api.patch(f"/customer/{uk}", json={"currencyList": {"items": [{"currency": {"id": "4"}}]}})
+        assert listed.status_code == 204, listed.text
+    lines = api.get(f"/customer/{uk}", params={"expandSubResources": "true"}).json()["currencyList"]["items"]
+    assert lines == [{"currency": {"id": "4", "refName": "EUR"}}]
+    euro = new_invoice(api, uk, 10, currency={"id": "4"})
+    pound = new_invoice(api, uk, 10)  # none named: the primary currency
+    assert [api.get(f"/invoice/{doc}").json()["currency"]["refName"] for doc in (euro, pound)] == ["EUR", "GBP"]
+
+
+def test_a_customers_primary_currency_is_fixed_once_it_has_transactions(api: httpx.Client) -> None:
     customer = new_customer(api)
+    assert api.patch(f"/customer/{customer}", json={"currency": {"id": "2"}}).status_code == 204
+    new_invoice(api, customer, 10)
+
+    detail = error_of(api.patch(f"/customer/{customer}", json={"currency": {"id": "4"}}), 400)
+
+    assert (detail["o:errorCode"], detail["o:errorPath"]) == ("USER_ERROR", "currency")
+    assert api.get(f"/customer/{customer}").json()["currency"]["refName"] == "GBP"
+
+
+def test_decimal_places_follow_the_currency(api: httpx.Client) -> None:
+    customer = new_customer(api, currencyList={"items": [{"currency": {"id": "5"}}, {"currency": {"id": "6"}}]})
 
     jpy_fraction = api.post("/invoice", json={"entity": {"id": customer}, "currency": {"id": "5"}, **_line(10.5)})
     kwd_mills = api.post("/invoice", json={"entity": {"id": customer}, "currency": {"id": "6"}, **_line(1.234)})

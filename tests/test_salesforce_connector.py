@@ -345,6 +345,13 @@ def cdc_change(change_type: str, record_ids: list[str], entity: str = "Account",
     return json.dumps(envelope).encode()
 
 
+def test_a_relayed_event_committed_at_no_time_is_a_payload_error_naming_the_field() -> None:
+    body = json.loads(cdc_change("UPDATE", ["001000000000001AAA"]))
+    body["data"]["payload"]["ChangeEventHeader"]["commitTimestamp"] = 10**21
+    with pytest.raises(PayloadError, match=r"ChangeEventHeader\.commitTimestamp: "):
+        SALESFORCE.parse_webhook(offline(), {}, json.dumps(body).encode())
+
+
 def test_a_relayed_update_reads_the_whole_record(ctx: Context, rest: httpx.Client, refs: MemoryRefs,
                                                  key: str) -> None:
     [outcome] = deliver(ctx, refs, "customer.upserted", customer(key, phone="+1 555 0100", currency="USD"))

@@ -56,6 +56,7 @@ from crossledger.plugins.http import classify_http, retry_after_seconds, status_
 from crossledger.plugins.netsuite.inbound import OBSERVED_RECORDS, Poller, Translator, carrying
 from crossledger.plugins.netsuite.outbound import (
     CAP_APPLICATIONS,
+    CURRENCY_LIST,
     RECORD_TYPES,
     SYSTEM,
     Planner,
@@ -112,6 +113,19 @@ def _describe(detail: dict[str, Any]) -> str:
     """``INVALID_CONTENT at item.items[0].item: Error while accessing resource: ...``"""
     where = f" at {detail['o:errorPath']}" if detail.get("o:errorPath") else ""
     return f"{detail.get('o:errorCode')}{where}: {detail.get('detail')}"
+
+
+def _customer_lacking_currency(refused: ConnectorError, body: dict[str, Any]) -> str | None:
+    """The customer whose currencies a refused document's currency is not among (NetSuite's 400
+    ``USER_ERROR`` at ``currency``), or None when that is not why it was refused."""
+    cause = refused.__cause__
+    if not isinstance(cause, httpx.HTTPStatusError) or cause.response.status_code != 400:
+        return None
+    if not any(detail.get("o:errorCode") == "USER_ERROR" and detail.get("o:errorPath") == "currency"
+               for detail in _error_details(cause.response)):
+        return None
+    customer = body.get("entity") or body.get("customer")
+    return str(customer["id"]) if isinstance(customer, dict) and "id" in customer else None
 
 
 def _settings(ctx: Context) -> NetSuiteSettings:
@@ -174,11 +188,34 @@ class NetSuiteConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
         body = payload["body"]
         if payload.get(CAP_APPLICATIONS):
             body = self._capped(ctx, payload["path"], body)
-        response = self._request(ctx, payload["method"], payload["path"], body=body, params=payload.get("params"))
+
+        def send() -> httpx.Response:
+            return self._request(ctx, payload["method"], payload["path"], body=body, params=payload.get("params"))
+
+        try:
+            response = send()
+        except ConnectorError as refused:
+            customer = _customer_lacking_currency(refused, body)
+            if customer is None:
+                raise
+            self._add_currency(ctx, op, customer, body["currency"])
+            response = send()
         location = response.headers.get("location")
         if location:
             return Outcome(external_id=location.rstrip("/").rsplit("/", 1)[-1], created=True)
         return Outcome(external_id=str(self._read(ctx, payload["path"])["id"]))
+
+    def _add_currency(self, ctx: Context, op: Operation, customer: str, currency: dict[str, str]) -> None:
+        """Put ``currency`` on the customer's currency list (a keyed sublist: adding it again is
+        harmless), or say, naming the field, that the document is in a currency its customer lacks."""
+        settings = _settings(ctx)
+        if not settings.add_customer_currencies:
+            raise ConnectorError(
+                Category.DATA, f"{SYSTEM} refused {op.name} {op.canonical_id}: currency "
+                f"{settings.currency_code(currency['id'])} is not among customer {customer}'s currencies; add it "
+                "to the customer's currency list in NetSuite (or set add_customer_currencies), then replay")
+        self._request(ctx, "PATCH", record_path("customer", customer),
+                      body={CURRENCY_LIST: {"items": [{"currency": currency}]}})
 
     def _capped(self, ctx: Context, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` with each ``apply`` line cut to what its invoice has open now, plus what this very

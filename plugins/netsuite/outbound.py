@@ -5,7 +5,8 @@ document, except the customer's status changes (``customer.deleted``, ``customer
 ``customer.suspended``, ``customer.reinstated``) and ``customer.linked``, which ``PATCH`` a customer
 the hub already knows the internal id of. Bodies keep amounts as :class:`~decimal.Decimal` in the
 document's currency (converted by :func:`~crossledger.canonical.money.to_decimal` only) and leave
-out what the canonical record does not say (``None``), so an upsert never clears a field.
+out what the canonical record does not say (``None``), so an upsert never clears a field. Text
+longer than NetSuite takes (:data:`TEXT_LIMITS`) is a ``data`` error naming the field.
 """
 
 from datetime import datetime
@@ -26,6 +27,7 @@ from crossledger.canonical.entities import (
 )
 from crossledger.canonical.money import Money, to_decimal
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
+from crossledger.plugins.limits import Limits, check_lengths
 from crossledger.plugins.netsuite.settings import NetSuiteSettings
 from crossledger.plugins.types import Operation, Refs
 
@@ -47,6 +49,27 @@ default) holds it once it is over its credit limit. A select field, written as `
 CROSS_REFERENCE_FIELDS = {"salesforce": "custentity_cl_salesforce_id", "stripe": "custentity_cl_stripe_id",
                           "zendesk": "custentity_cl_zendesk_id"}
 """The custom entity fields on a NetSuite customer that hold the other systems' ids for it."""
+
+FREE_FORM_TEXT = 300
+"""What a custom free-form text field takes (NetSuite's custom field types)."""
+
+TEXT_LIMITS: dict[str, Limits] = {
+    "customer": {"companyName": 83, **dict.fromkeys(CROSS_REFERENCE_FIELDS.values(), FREE_FORM_TEXT)},
+    "subscription": dict.fromkeys(("custrecord_cl_plan_tier", "custrecord_cl_status", "custrecord_cl_contract_owner",
+                                   "custrecord_cl_legal_entity"), FREE_FORM_TEXT),
+}
+"""The text fields of the records the hub writes whose limits NetSuite documents, by canonical entity
+type: a company name takes 83 characters, custom free-form text fields 300."""
+
+ADDRESS_LIMITS: Limits = {"addr1": 150, "addr2": 150, "city": 50}
+"""A customer's address book address: its street lines and city."""
+
+CURRENCY_LIST = "currencyList"
+"""The customer's sublist of the currencies it may transact in besides its primary one."""
+
+GROWING_SUBLISTS = frozenset({CURRENCY_LIST})
+"""Sublists the hub adds lines to rather than sends whole: NetSuite keys their lines (a currency
+listed again stays one line), and lines others added must stay."""
 
 CAP_APPLICATIONS = "cap_applications"
 """Payload flag: before sending, shrink each ``apply`` line to what its invoice still has open
@@ -98,9 +121,11 @@ def _operation(name: str, entity_type: str, canonical_id: str, method: str, path
 def _upsert(name: str, entity_type: str, canonical_id: str, body: dict[str, Any]) -> Operation:
     """A ``PUT .../eid:{eid}`` of ``body`` to the entity type's record, keyed by the canonical id."""
     body = {"externalId": external_id_for(canonical_id), **_present(body)}
+    check_lengths(SYSTEM, f"{entity_type} {canonical_id}", body, TEXT_LIMITS.get(entity_type, {}))
     # An update merges sublists unless told to replace them (lines would pile up on every repeat):
     # the hub always sends whole documents, so every sublist it sends replaces the one there.
-    sublists = sorted(name for name, value in body.items() if isinstance(value, dict) and "items" in value)
+    sublists = sorted(name for name, value in body.items()
+                      if isinstance(value, dict) and "items" in value and name not in GROWING_SUBLISTS)
     params = {"replace": ",".join(sublists)} if sublists else None
     path = eid_path(RECORD_TYPES[entity_type], canonical_id)
     return _operation(name, entity_type, canonical_id, "PUT", path, body, params)
@@ -148,6 +173,8 @@ class Planner:
             "addressBook": self._address_book(customer),
             **dimensions,
         }
+        if customer.currency and not creating:  # a currency learnt later joins the customer's list
+            body[CURRENCY_LIST] = {"items": [{"currency": self.settings.currency(customer.currency)}]}
         return _upsert("customer.upsert", "customer", customer.id, body)
 
     @staticmethod
@@ -157,6 +184,7 @@ class Planner:
             return None
         fields = {"addr1": address.line1, "addr2": address.line2, "city": address.city, "state": address.state,
                   "zip": address.postal_code, "country": address.country}
+        check_lengths(SYSTEM, f"customer {customer.id} address", fields, ADDRESS_LIMITS)
         line = {"defaultBilling": True, "defaultShipping": True, "addressBookAddress": _present(fields)}
         return {"items": [line]}
 
@@ -182,6 +210,7 @@ class Planner:
                 if (external_id := self.refs.external_id(customer.id, system)) is not None}
         if not body:
             return []
+        check_lengths(SYSTEM, f"customer {customer.id}", body, TEXT_LIMITS["customer"])
         path = record_path("customer", self.require("customer", customer.id))
         return [_operation("customer.link", "customer", customer.id, "PATCH", path, body)]
 

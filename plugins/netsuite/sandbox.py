@@ -19,7 +19,7 @@ What a connector meets in the real service, and so meets here:
   ``o:errorDetails`` with ``detail``, ``o:errorCode`` and ``o:errorPath``.
 - **Bookkeeping rules** a careless connector trips over: references must exist (customers; the
   seeded items, currencies, subsidiaries, terms and accounts in :data:`SEEDED`); a transaction is in
-  its customer's currency; amounts are JSON numbers with no more decimals than the currency has
+  one of its customer's currencies (see below); amounts are JSON numbers with no more decimals than the currency has
   (JPY none, KWD three); an invoice's total is the sum of its lines; payments and credit memos apply
   to open invoices of the same customer for at most their amount remaining; journal entries
   balance. Unknown body fields are dropped, or rejected with ``X-NetSuite-PropertyNameValidation:
@@ -32,6 +32,12 @@ What a connector meets in the real service, and so meets here:
 - **SuiteQL** (``POST /services/rest/query/v1/suiteql?limit=&offset=`` with ``Prefer: transient`` and
   ``{"q": "SELECT ..."}``) over the ``transaction`` and ``customer`` tables, paged like collections;
   see :mod:`crossledger.plugins.netsuite.suiteql` for the dialect.
+- **Customers' currencies** (the Multiple Currencies feature): a customer has a primary ``currency``,
+  its subsidiary's base currency unless given, and may transact in it and in the currencies on its
+  ``currencyList`` sublist (lines ``{"currency": {"id": ...}}``, keyed by currency, so adding one
+  twice keeps one line). A transaction in any other currency is refused with 400 ``USER_ERROR`` at
+  ``currency``: "Invalid currency reference key 4 for entity 12.", as NetSuite refuses it. The
+  primary currency cannot be changed once the customer has transactions (400 ``USER_ERROR``).
 - **Customers' standard fields the hub writes**: ``vatRegNumber`` (the tax registration) and the
   credit hold ``creditHoldOverride``, a select field written and shown like a reference (``{"id":
   "ON"}``; ``AUTO``, ``ON`` or ``OFF``, anything else a 400) and ``AUTO`` on a new customer.
@@ -73,6 +79,8 @@ RECORD_ROOT = "/services/rest/record/v1"
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
 MAX_LIMIT = 1000
 BASE_CURRENCY_ID = "1"
+SUBSIDIARY_CURRENCIES = {"1": "1", "2": "2", "3": "3"}
+"""Each seeded subsidiary's base currency (USD, GBP, CAD): a new customer's primary currency by default."""
 STRICT_NAMES_HEADER = "x-netsuite-propertynamevalidation"
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -205,7 +213,7 @@ def _lines(fields: Fields, sublist: str) -> list[Fields]:
     return list(value["items"]) if _is_sublist(value) else []
 
 
-KEYED_SUBLISTS = {"apply": "doc"}
+KEYED_SUBLISTS = {"apply": "doc", "currencyList": "currency"}
 """Sublists whose lines are identified by a reference field; the rest only ever grow on update."""
 
 
@@ -328,6 +336,12 @@ def _check_values(fields: Fields, currency_code: str) -> None:
                                  f"({places})")
 
 
+def customer_currencies(fields: Fields) -> set[str]:
+    """The ids of the currencies a customer may transact in: its primary one and its currency list."""
+    listed = {_ref(line, "currency") for line in _lines(fields, "currencyList")}
+    return {currency for currency in (_ref(fields, "currency"), *listed) if currency is not None}
+
+
 def _is_iso_date(value: object) -> bool:
     """``2024-01-31`` and nothing else (no time, no compact ``20240131``)."""
     if not isinstance(value, str) or len(value) != 10:
@@ -406,7 +420,7 @@ RECORD_TYPES: tuple[RecordType, ...] = (
         "customer",
         ("externalId", "entityId", "companyName", "firstName", "lastName", "isPerson", "email", "phone",
          "subsidiary", "currency", "terms", "parent", "isInactive", "comments", "addressBook", "vatRegNumber",
-         "creditHoldOverride", *CROSS_REFERENCE_FIELDS),
+         "creditHoldOverride", "currencyList", *CROSS_REFERENCE_FIELDS),
         family="entity",
         checks=(_named,),
         defaults={"creditHoldOverride": {"id": "AUTO"}},  # the credit limit decides
@@ -566,6 +580,8 @@ class Books:
         fields = {**copy.deepcopy(rt.defaults), **fields}
         if rt.family == "transaction":
             fields.setdefault("tranDate", datetime.fromtimestamp(self._clock(), UTC).date().isoformat())
+        if rt.name == "customer" and _ref(fields, "currency") is None:
+            fields["currency"] = {"id": SUBSIDIARY_CURRENCIES.get(_ref(fields, "subsidiary") or "", BASE_CURRENCY_ID)}
         if self._needs_approval(rt):
             fields.setdefault("approvalStatus", {"id": PENDING_APPROVAL})
         self._validate(rt, fields, None)
@@ -589,10 +605,18 @@ class Books:
         sublist (``apply``, keyed by its document) update their match, other lines are added."""
         merged = {**record.fields, **{name: _merge_sublist(name, record.fields.get(name), value, replace)
                                       for name, value in changes.items()}}
+        if (record.type.name == "customer" and _ref(merged, "currency") != _ref(record.fields, "currency")
+                and self._transacted(record)):
+            raise _user_error("currency", "This currency cannot be changed after transactions involving this "
+                                          "customer have been saved.")
         self._validate(record.type, merged, record.id)
         record.fields = merged
         record.modified = self._now()
         return record
+
+    def _transacted(self, customer: Record) -> bool:
+        """Whether any transaction is the customer's."""
+        return any(other.customer == customer.id for name in _TRANSACTIONS for other in self._records[name].values())
 
     def delete(self, record: Record) -> None:
         if any(self._depends_on(other, record) for records in self._records.values()
@@ -640,18 +664,17 @@ class Books:
                 raise _invalid_value(path, value["id"])
 
     def _settle_currency(self, rt: RecordType, fields: Fields) -> str:
-        """The document's currency id: a transaction without one takes its customer's (or the base
-        currency), and one that names a currency must use its customer's, if the customer has one."""
+        """The document's currency id: a transaction without one takes its customer's primary one (or
+        the base currency), and one that names a currency must name one of its customer's."""
         customer = self._find(("customer",), _ref(fields, rt.entity_field))
-        customer_currency = _ref(customer.fields, "currency") if customer else None
         currency = _ref(fields, rt.currency_field)
         if currency is None:
-            currency = customer_currency or BASE_CURRENCY_ID
+            currency = (_ref(customer.fields, "currency") if customer else None) or BASE_CURRENCY_ID
             if rt.family == "transaction":
                 fields["currency"] = {"id": currency}
-        elif customer_currency and customer_currency != currency:
-            raise _invalid(rt.currency_field, f"the currency {SEEDED['currency'][currency]} differs from "
-                                              f"the customer's currency {SEEDED['currency'][customer_currency]}")
+        elif customer is not None and currency not in customer_currencies(customer.fields):
+            raise _user_error(rt.currency_field, f"Invalid currency reference key {currency} for entity "
+                                                 f"{customer.id}.")
         return currency
 
     def _check_total(self, rt: RecordType, fields: Fields) -> None:

@@ -20,6 +20,11 @@ class NetSuiteSettings(BaseModel):
     default subsidiary. ``currencies`` maps ISO codes to the account's currency records, and
     ``accounts`` the ledger accounts journal entries name to the account's account records.
 
+    A NetSuite customer transacts only in its primary currency and those on its currency list. With
+    ``add_customer_currencies`` (the default), a document NetSuite refuses for its currency gets the
+    currency added to its customer's list and is sent again; without it, the refusal is a ``data``
+    error naming the customer's ``currency``, for a person to decide.
+
     Polling: ``poll_since`` is where the first poll starts (older changes are history, not news);
     ``poll_page_size`` rows are read per SuiteQL request; and a change is only read once the second
     it happened in is ``poll_settle_s`` seconds over, so a write later in that same second (NetSuite
@@ -43,6 +48,7 @@ class NetSuiteSettings(BaseModel):
     refund_account_id: str = "10"
     currencies: dict[str, str] = {"USD": "1", "GBP": "2", "CAD": "3", "EUR": "4", "JPY": "5", "KWD": "6"}
     accounts: dict[str, str] = {}
+    add_customer_currencies: bool = True
     poll_since: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     poll_page_size: int = Field(default=MAX_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     poll_settle_s: float = Field(default=5.0, ge=0)

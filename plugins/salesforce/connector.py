@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import httpx
 import msgspec
+from crossledger.canonical.bounds import from_epoch
 from crossledger.canonical.entities import Contact, Customer, Invoice, Payment
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.connector import BaseConnector
@@ -269,7 +270,7 @@ class SalesforceConnector(BaseConnector):
             InboundEvent(
                 source_event_id=f"{header.transactionKey}:{header.sequenceNumber}:{record_id}",
                 type=f"{header.entityName}.{header.changeType}",
-                occurred_at=datetime.fromtimestamp(header.commitTimestamp / 1000, UTC),
+                occurred_at=from_epoch(header.commitTimestamp / 1000, "ChangeEventHeader.commitTimestamp"),
                 payload={"attributes": {"type": header.entityName}, **fields, "Id": record_id,
                          "ChangeEventHeader": raw_header},
             )

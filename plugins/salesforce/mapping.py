@@ -37,6 +37,7 @@ the other systems' ids (``Stripe_Customer_Id__c``, ``NetSuite_Id__c``,
 uncollectible), ``invoice.paid`` and ``invoice.voided`` carry billing's status to the
 ``Invoice__c`` of a posted invoice. A field left unset canonically is left out of the body,
 never cleared: the hub resets fields Salesforce owns before planning, and those must not be wiped.
+Text longer than its field takes (:data:`TEXT_LIMITS`) is a ``data`` error naming the field.
 ``Type`` is Salesforce's too: the hub sets it only on an account it creates (a customer onboarded
 from the API: "Customer - Direct" for a customer, "Prospect" for a prospect), never on an update.
 
@@ -66,6 +67,7 @@ from crossledger.canonical.entities import (
 )
 from crossledger.canonical.money import Money, to_decimal
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
+from crossledger.plugins.limits import Limits, check_lengths
 from crossledger.plugins.salesforce import ids
 from crossledger.plugins.salesforce.settings import SalesforceSettings
 from crossledger.plugins.types import Operation, Refs
@@ -82,6 +84,17 @@ LINK_FIELDS = {"stripe": "Stripe_Customer_Id__c", "netsuite": "NetSuite_Id__c", 
 Lifecycle = Literal["prospect", "customer"]
 ACCOUNT_TYPES: dict[Lifecycle, str] = {"prospect": "Prospect", "customer": "Customer - Direct"}
 """The Account ``Type`` the hub gives an account it creates, by the customer's lifecycle."""
+TEXT_LIMITS: dict[str, Limits] = {
+    "Account": {"Name": 255, "Phone": 40, "Website": 255, "Email__c": 80, "BillingStreet": 255, "BillingCity": 40,
+                "BillingState": 80, "BillingPostalCode": 20, "BillingCountry": 80, "Tax_Id__c": 40,
+                "Payment_Terms__c": 40},
+    "Contact": {"FirstName": 40, "LastName": 80, "Email": 80, "Phone": 40, "Title": 128},
+    "Invoice__c": {"Name": 80},
+    "Payment__c": {"Name": 80, "Method__c": 40},
+}
+"""The lengths the objects' describe gives for the text fields the hub writes (a custom object's
+Name takes 80; the custom fields are the integration's, as docs/connectors/salesforce.md sets them up)."""
+
 STATUS_FIELD = "Account_Status__c"
 SUSPENDED = "Suspended"
 CONTRACT_FIELDS = ("Contract_Term_Months__c", "OwnerId", "Legal_Entity__c")
@@ -378,6 +391,7 @@ class Planner:
         upsert by External ID, which may create the record: only then go the ``created_with`` fields
         (an upsert that finds the record, after a lost answer, sets them to the same values)."""
         sobject = SOBJECTS[entity_type]
+        check_lengths(SYSTEM, f"{sobject} for {canonical}", body, TEXT_LIMITS[sobject])
         key = external_key(canonical)
         known = self.salesforce_id(canonical)
         if known is not None:

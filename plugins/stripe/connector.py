@@ -14,10 +14,11 @@ The calls themselves, their settings and the classification of their failures ar
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import msgspec
+from crossledger.canonical.bounds import OutOfRange, from_epoch
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.connector import BaseConnector
 from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SchemaError, SignatureError
@@ -116,7 +117,7 @@ class StripeConnector(BaseConnector):
             InboundEvent(
                 source_event_id=envelope.id,
                 type=envelope.type,
-                occurred_at=datetime.fromtimestamp(envelope.created, UTC),
+                occurred_at=_created(envelope.created),
                 payload=payload,
             )
         ]
@@ -189,6 +190,14 @@ class StripeConnector(BaseConnector):
         from crossledger.plugins.stripe.sandbox import StripeSandbox
 
         return StripeSandbox()
+
+
+def _created(epoch: int) -> datetime:
+    """When the event happened; a time no system can hold is a malformed body, refused naming the field."""
+    try:
+        return from_epoch(epoch, "created")
+    except OutOfRange as error:
+        raise PayloadError(f"body is not a Stripe event: {error}") from error
 
 
 def _settings(ctx: Context) -> StripeSettings:

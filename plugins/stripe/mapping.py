@@ -48,18 +48,21 @@ subscription an invoice renews, and a subscription's product when its price does
 
 Amounts stay in Stripe's integer minor units all the way through: Stripe already speaks the
 canonical unit, so :func:`~crossledger.canonical.money.money` only normalizes the currency and JPY
-or KWD amounts cannot drift. Inconsistent documents are mapped as they are: the hub's invariant
-check, not the connector, decides what a total that does not add up means.
+or KWD amounts cannot drift. Inconsistent documents are mapped as they are (a line in another
+currency than its invoice keeps its own): the hub's invariant check, not the connector, decides
+what a total that does not add up, or a document in two currencies, means. A time no system can
+hold (``due_date: 10**18``) is refused naming its field (:func:`~crossledger.canonical.bounds.from_epoch`).
 
 Payloads are decoded with msgspec into the few fields the mapping reads, so a malformed object
 fails with a precise path (``Expected `int`, got `str` - at `$.total```) and a ``data`` error
 rather than a ``KeyError`` deep inside the mapping.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
+from crossledger.canonical.bounds import from_epoch
 from crossledger.canonical.entities import (
     Address,
     CreditMemo,
@@ -108,6 +111,7 @@ class _Amount(_Wire, frozen=True):
 
 class _Line(_Wire, frozen=True):
     amount: int
+    currency: Currency | None = None  # every line says its own; a line in another currency is data at fault
     description: str | None = None
     quantity: int | None = None
 
@@ -286,8 +290,10 @@ def decode(obj: dict[str, Any], shape: type[_Shape], kind: str) -> _Shape:
         raise ConnectorError(Category.DATA, message) from error
 
 
-def _time(epoch: int | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+def _time(epoch: int | None, field: str) -> datetime | None:
+    """Stripe's epoch seconds as a datetime; a time no system can hold is refused naming ``field``
+    (:func:`~crossledger.canonical.bounds.from_epoch`), a ``data`` error."""
+    return None if epoch is None else from_epoch(epoch, field)
 
 
 def _address(address: Address | None) -> Address | None:
@@ -341,7 +347,7 @@ def invoice(found: _Invoice, refs: Refs, event_status: InvoiceStatus) -> Invoice
             InvoiceLine(
                 description=line.description or "",
                 quantity=1 if line.quantity is None else line.quantity,
-                amount=money(line.amount, currency),
+                amount=money(line.amount, line.currency or currency),
             )
             for line in found.lines.data
         ],
@@ -349,8 +355,8 @@ def invoice(found: _Invoice, refs: Refs, event_status: InvoiceStatus) -> Invoice
         discount=money(sum(discount.amount for discount in found.total_discount_amounts or []), currency),
         total=money(found.total, currency),
         status=INVOICE_STATUSES.get(found.status or "", event_status),
-        issued_at=_time(found.status_transitions.finalized_at),
-        due_at=_time(found.due_date),
+        issued_at=_time(found.status_transitions.finalized_at, "status_transitions.finalized_at"),
+        due_at=_time(found.due_date, "due_date"),
         subscription_id=refs.canonical_id("subscription", SYSTEM, subscription) if subscription else None,
     )
 
@@ -367,7 +373,7 @@ def payment(obj: dict[str, Any], refs: Refs, api: StripeApi) -> Payment:
         id=refs.canonical_id("payment", SYSTEM, paid.id),
         customer_id=refs.canonical_id("customer", SYSTEM, customer_id),
         amount=amount,
-        received_at=_time(paid.status_transitions.paid_at),
+        received_at=_time(paid.status_transitions.paid_at, "status_transitions.paid_at"),
         method=paid.payment.type,
         applications=[
             PaymentApplication(invoice_id=refs.canonical_id("invoice", SYSTEM, paid.invoice), amount=amount)
@@ -404,10 +410,10 @@ def subscription(obj: dict[str, Any], refs: Refs, api: StripeApi) -> Subscriptio
         items=items,
         status=found.status,
         plan_tier=_tier([item.price for item in found.items.data], api),
-        current_period_start=_time(start),
-        current_period_end=_time(end),
+        current_period_start=_time(start, "current_period_start"),
+        current_period_end=_time(end, "current_period_end"),
         cancel_at_period_end=found.cancel_at_period_end,
-        canceled_at=_time(found.canceled_at),
+        canceled_at=_time(found.canceled_at, "canceled_at"),
     )
 
 
@@ -440,7 +446,7 @@ def credit_memo(obj: dict[str, Any], refs: Refs, api: StripeApi) -> CreditMemo:
         amount=money(note.total, note.currency),
         credited_total=money(credited.total, credited.currency),
         reason=note.reason or note.memo,
-        issued_at=_time(note.effective_at or note.created),
+        issued_at=_time(note.effective_at or note.created, "effective_at" if note.effective_at else "created"),
     )
 
 
@@ -469,7 +475,7 @@ def refund(obj: dict[str, Any], refs: Refs, api: StripeApi) -> Refund:
         credit_memo_id=_credit_memo_of(found.id, paid.invoice, refs, api) if paid else None,
         reason=found.reason,
         status="pending" if found.status == "requires_action" else found.status,
-        issued_at=_time(found.created),
+        issued_at=_time(found.created, "created"),
     )
 
 

@@ -47,11 +47,22 @@ from typing import Any
 from crossledger.canonical.entities import Customer
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.errors import MissingDependency
+from crossledger.plugins.limits import Limits, check_lengths
 from crossledger.plugins.stripe.client import SYSTEM
 from crossledger.plugins.stripe.mapping import HUB_ID
 from crossledger.plugins.types import Operation, Refs
 
 LINKED_SYSTEMS = ("salesforce", "netsuite", "zendesk")
+METADATA_VALUE = 500
+"""The most characters a metadata value takes."""
+
+TEXT_LIMITS: Limits = {
+    "name": 256, "email": 512, "phone": 20,
+    **{f"address[{name}]": 5000 for name in ("line1", "line2", "city", "state", "postal_code", "country")},
+    **{f"metadata[{key}]": METADATA_VALUE for key in (HUB_ID, *(f"{system}_id" for system in LINKED_SYSTEMS))},
+}
+"""What Stripe's API takes in the customer fields the hub writes (``maxLength`` in Stripe's OpenAPI
+description; metadata values per its metadata documentation)."""
 """The other systems whose ids for a customer Stripe keeps in its metadata, as ``<system>_id``."""
 
 CREATE = "customer.create"
@@ -90,6 +101,7 @@ def _stripe_id(canonical_id: str, refs: Refs, made_for: MadeFor) -> str | None:
 def _upsert(customer: Customer, refs: Refs, made_for: MadeFor) -> Operation:
     stripe_id = _stripe_id(customer.id, refs, made_for)
     form = {**_profile(customer), **_linked_ids(customer.id, refs)}
+    check_lengths(SYSTEM, f"customer {customer.id}", {**form, f"metadata[{HUB_ID}]": customer.id}, TEXT_LIMITS)
     if stripe_id is None:
         return _operation(CREATE, customer.id, "/v1/customers", {**form, f"metadata[{HUB_ID}]": customer.id})
     return _operation(UPDATE, customer.id, _customer_path(stripe_id), form)

@@ -70,6 +70,7 @@ from crossledger.canonical.events import Envelope
 from crossledger.plugins.connector import BaseConnector
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, PayloadError, SchemaError
 from crossledger.plugins.http import classify_http, retry_after_seconds, status_category
+from crossledger.plugins.limits import Limits, check_lengths
 from crossledger.plugins.types import (
     Capability,
     Change,
@@ -95,6 +96,10 @@ COLLECTIONS = {"customer": "organizations", "contact": "users", "supportcase": "
 
 ROOTS = {"organizations": "organization", "users": "user", "tickets": "ticket"}
 """Collection -> the root key that wraps one of its resources (``{"ticket": {...}}``)."""
+
+TEXT_LIMITS: Limits = {"name": 255, "external_id": 255, "email": 254, "subject": 255, "comment": 65_536}
+"""What Zendesk takes in the text fields the hub writes: names, external ids and subjects are
+255-character strings, an e-mail address 254 (RFC 5321), a comment's body 64 KB."""
 
 ACCOUNT_STATUS_FIELD = "account_status"
 ENTITLEMENT_FIELDS = ("plan_tier", "sla", "subscription_status")
@@ -414,6 +419,7 @@ class _Planner:
         make a second record)."""
         collection = COLLECTIONS[entity_type]
         key = external_key(canonical_id)
+        check_lengths(SYSTEM, f"{entity_type} {canonical_id}", {**fields, "external_id": key}, TEXT_LIMITS)
         zendesk_id = self.known(canonical_id)
         record = _present({"id": zendesk_id, "external_id": key, **fields})
         read = (f"/{collection}/{zendesk_id}.json", {}) if zendesk_id else \
@@ -474,6 +480,8 @@ class _Planner:
         # "new" is Zendesk's to give (a ticket leaves it when first worked on, and never returns to it).
         fields = {"subject": case.subject, "status": None if case.status == "new" else case.status,
                   "priority": case.priority}
+        body = case.description or case.subject
+        check_lengths(SYSTEM, f"supportcase {case.id}", {**fields, "comment": body}, TEXT_LIMITS)
         if ticket_id is not None:
             path = f"/tickets/{ticket_id}.json"
             return _operation("ticket.update", "supportcase", case.id, "PUT", path, {"ticket": _present(fields)},
@@ -481,7 +489,7 @@ class _Planner:
         key = external_key(case.id)
         ticket = _present({
             **fields,
-            "comment": {"body": case.description or case.subject, "public": False},
+            "comment": {"body": body, "public": False},
             "external_id": key,
             "organization_id": self.require("customer", case.customer_id) if case.customer_id else None,
             "requester_id": self.require("contact", case.contact_id) if case.contact_id else None,
