@@ -17,7 +17,7 @@ from crossledger.core.settings import HubSettings, Settings
 from crossledger.plugins import load_plugins
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.testing.redis_server import RedisServer, RedisUnavailable
-from crossledger.testing.zsf_specs import CheckedApp
+from crossledger.testing.specs.answers import Recorder
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
@@ -55,7 +55,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="module")
 def served_app(sandbox: Any) -> Any:
     """What ``server`` serves: the module's sandbox; a module may override it to serve the sandbox
-    wrapped, e.g. in a :class:`~crossledger.testing.zsf_specs.CheckedApp`."""
+    wrapped, e.g. in a :class:`~crossledger.testing.specs.answers.Recorder`."""
     return sandbox.app
 
 
@@ -71,7 +71,7 @@ def as_the_vendor_answers(served_app: Any) -> Iterator[None]:
     """Fails a test in which the served sandbox, checked against its vendor's published description,
     answered anything the vendor would not (opted into with ``usefixtures``)."""
     yield
-    if isinstance(served_app, CheckedApp):
+    if isinstance(served_app, Recorder):
         departures = served_app.take_departures()
         assert departures == [], "\n".join(departures)
 
@@ -93,8 +93,8 @@ def no_faults_left(server: ServerThread) -> Iterator[None]:
 
 
 
-SPEC_CHECKED: dict[str, Callable[[Any], CheckedApp]] = {"zendesk": zendesk_kit.checked,
-                                                         "salesforce": salesforce_kit.checked}
+SPEC_CHECKED: dict[str, Callable[[Any], Recorder]] = {"zendesk": zendesk_kit.checked,
+                                                      "salesforce": salesforce_kit.checked}
 """The sandboxes whose every answer a system checks against their vendors' published descriptions."""
 
 
@@ -104,7 +104,7 @@ class System:
     sandboxes: SandboxSet
     server: ServerThread
     stripe: StripeDriver
-    checked: dict[str, CheckedApp] = field(default_factory=dict)
+    checked: dict[str, Recorder] = field(default_factory=dict)
 
     def departures(self) -> list[str]:
         """What the checked sandboxes answered that their vendors would not, since the last call."""

@@ -42,7 +42,7 @@ from crossledger.plugins.salesforce.settings import SalesforceSettings
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.plugins.types import Capability, Context, InboundEvent, Operation, Outcome, SystemKind
 from crossledger.testing import ConnectorContract, MemoryRefs
-from crossledger.testing.zsf_specs import CheckedApp
+from crossledger.testing.specs.answers import Recorder
 from pydantic import ValidationError
 
 from tests.kits.salesforce import (
@@ -79,7 +79,7 @@ def sandbox() -> SalesforceSandbox:
 
 
 @pytest.fixture(scope="module")
-def served_app(sandbox: SalesforceSandbox) -> CheckedApp:
+def served_app(sandbox: SalesforceSandbox) -> Recorder:
     """The org, every REST answer of which is checked against Salesforce's describes and error shape."""
     return checked(sandbox.app)
 

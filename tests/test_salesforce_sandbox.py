@@ -16,7 +16,7 @@ import requests
 from crossledger.plugins.salesforce import ids, soap
 from crossledger.plugins.salesforce.sandbox import INTEGRATION_USER_ID, ORGANIZATION_ID, SalesforceSandbox
 from crossledger.plugins.sandbox import ServerThread
-from crossledger.testing.zsf_specs import CheckedApp
+from crossledger.testing.specs.answers import Recorder
 from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 from starlette.applications import Starlette
@@ -35,7 +35,7 @@ def sandbox() -> SalesforceSandbox:
 
 
 @pytest.fixture(scope="module")
-def served_app(sandbox: SalesforceSandbox) -> CheckedApp:
+def served_app(sandbox: SalesforceSandbox) -> Recorder:
     """The org, every REST answer of which is checked against Salesforce's describes and error shape."""
     return checked(sandbox.app)
 

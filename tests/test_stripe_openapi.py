@@ -1,24 +1,23 @@
 """Every answer of the Stripe sandbox checked against Stripe's published OpenAPI description.
 
 The test drives the sandbox the way the hub and Stripe's users do (Stripe's official SDK for
-most of it, raw HTTP for errors the SDK would not send), records every response on the way, and
-validates each JSON body against the schema its operation answers with in the spec, ``$ref``s
-resolved and ``nullable`` understood (:mod:`crossledger.testing.openapi_check`). Objects inside
-events (``data.object``, untyped in the spec) are checked against their own component schema.
+most of it, raw HTTP for errors the SDK would not send), and every answer on the way is checked
+against the schema its operation answers with in the spec (:mod:`crossledger.testing.specs.stripe`
+on :mod:`crossledger.testing.specs.openapi`). Objects inside events (``data.object``, untyped in the
+spec) are checked against their own component schema.
 
 The spec (``tests/fixtures/specs/stripe-openapi-spec3.json.gz``, Stripe's ``openapi/spec3.yaml``
 of 2023-09-12 as JSON) describes API version **2023-08-16**, while the sandbox, the hub's client
 and stripe-python 16 speak ``2026-10-28.endive``. The differences that are API-version drift, and
-only those, are accepted by :data:`DRIFT` (and :data:`ADDED` for operations newer than the spec);
-each entry says which version changed what, :func:`test_drift_entries_are_real_drift` checks each
-one against the SDK's generated models (which follow the pinned version), and an entry no answer
-needs fails the run, so the allow-list can neither hide a departure of the sandbox's own nor go
-stale.
+only those, are accepted by :data:`~crossledger.testing.specs.stripe.DRIFT` (and ``ADDED`` for
+operations newer than the spec); :func:`test_drift_entries_are_real_drift` checks each entry against
+the SDK's generated models (which follow the pinned version), and an entry no answer needs fails the
+run, so the allow-list can neither hide a departure of the sandbox's own nor go stale.
 """
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from importlib import import_module
 from pathlib import Path
@@ -26,7 +25,10 @@ from typing import Any
 
 import pytest
 import stripe
-from crossledger.testing.openapi_check import Exchange, OpenAPISpec, Problem, Recorder
+from crossledger.testing.specs import stripe as stripe_spec
+from crossledger.testing.specs.answers import Recorder
+from crossledger.testing.specs.openapi import OpenAPISpec
+from crossledger.testing.specs.stripe import ADDED, DRIFT, NEWER_OBJECTS, DriftFilter, events_in
 from stripe._object_classes import OBJECT_CLASSES
 
 from tests.kits.stripe import RunningStripe
@@ -42,19 +44,28 @@ def spec() -> OpenAPISpec:
     return OpenAPISpec.load(SPEC)
 
 
+@dataclass
+class Recorded:
+    """A sandbox on loopback, every answer of which is recorded and checked against the spec."""
+
+    api: RunningStripe
+    recorder: Recorder
+    drift: DriftFilter
+
+
 @pytest.fixture
-def recorded() -> Iterator[tuple[RunningStripe, Recorder]]:
-    """A sandbox on loopback whose every answer is recorded."""
+def recorded(spec: OpenAPISpec) -> Iterator[Recorded]:
+    drift = DriftFilter()
     recorder: Recorder | None = None
 
     def wrap(app: Any) -> Recorder:
         nonlocal recorder
-        recorder = Recorder(app)
+        recorder = Recorder(app, stripe_spec.checker(spec, drift))
         return recorder
 
     running = RunningStripe(wrap=wrap)
     assert recorder is not None
-    yield running, recorder
+    yield Recorded(running, recorder, drift)
     running.close()
 
 
@@ -233,149 +244,15 @@ def _errors(api: RunningStripe) -> None:
     assert answered == [(status, code) for status, code, _ in asked]
 
 
-# -- What the spec is allowed to disagree on -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Drift:
-    """A difference between API version 2023-08-16 (the spec) and the pinned one, documented by Stripe."""
-
-    owner: str
-    """The ``object`` the field belongs to."""
-    field: str
-    """The field, dotted from the object (``automatic_tax.status``)."""
-    keyword: str
-    """How the spec sees it: ``required`` for a field the spec requires and later versions removed."""
-    why: str
-
-
-BASIL = "2025-03-31.basil"
-DRIFT = (
-    Drift("invoice", "paid", "required", f"{BASIL} removed it: `status` says whether an invoice is paid"),
-    Drift("invoice", "paid_out_of_band", "required", f"{BASIL} removed it: invoice payments say how it was paid"),
-    Drift("invoice", "total_tax_amounts", "required", f"{BASIL} replaced it with `total_taxes`"),
-    Drift("line_item", "proration", "required",
-          f"{BASIL} moved it to `parent.invoice_item_details` / `parent.subscription_item_details`"),
-    Drift("line_item", "type", "required", f"{BASIL} replaced it with `parent.type`"),
-    Drift("credit_note", "tax_amounts", "required", f"{BASIL} replaced it with `total_taxes`"),
-    Drift("credit_note_line_item", "tax_amounts", "required", f"{BASIL} replaced it with `taxes`"),
-    Drift("product", "features", "required", "2024-04-10 renamed it `marketing_features`"),
-    Drift("subscription", "current_period_start", "required", f"{BASIL} moved it to each subscription item"),
-    Drift("subscription", "current_period_end", "required", f"{BASIL} moved it to each subscription item"),
-)
-"""Every accepted difference, each checked against the SDK by :func:`test_drift_entries_are_real_drift`."""
-
-
-@dataclass(frozen=True)
-class Added:
-    """An operation newer than the spec, and the component schema its answer is checked against
-    (None: the spec has no schema for what it answers)."""
-
-    method: str
-    path: str
-    component: str | None
-    sdk: tuple[str, str]
-    """The SDK's service and method for it (``client.v1.<service>.<method>``), which the pinned version has."""
-    why: str
-
-
-ADDED = (
-    Added("POST", "/v1/invoices/create_preview", "invoice", ("invoices", "create_preview"),
-          "2024-04-10 added it (in place of GET /v1/invoices/upcoming, which basil removed); it answers an invoice"),
-    Added("GET", "/v1/invoice_payments", None, ("invoice_payments", "list"),
-          f"{BASIL} added invoice payments; the 2023 spec has no invoice_payment schema"),
-    Added("GET", "/v1/invoice_payments/{id}", None, ("invoice_payments", "retrieve"),
-          f"{BASIL} added invoice payments; the 2023 spec has no invoice_payment schema"),
-)
-NEWER_OBJECTS = {"invoice_payment": f"{BASIL} added it (events such as invoice_payment.paid carry one)"}
-
-
-def stripe_object_at(document: Any, location: tuple[str | int, ...]) -> tuple[str | None, str]:
-    """The Stripe object a location is in (the ``object`` of the nearest enclosing object that has
-    one) and the field path within it, list indexes left out: ``("invoice", "lines")``."""
-    owner: str | None = None
-    path: list[str] = []
-    node: Any = document
-    for part in (None, *location):
-        if part is not None:
-            node = node[part]
-            if isinstance(part, str):
-                path.append(part)
-        if isinstance(node, dict) and isinstance(node.get("object"), str):
-            owner, path = node["object"], []
-    return owner, ".".join(path)
-
-
-@dataclass
-class DriftFilter:
-    """Accepts the problems :data:`DRIFT` lists, and remembers which entries it needed."""
-
-    used: set[Drift] = field(default_factory=set)
-
-    def __call__(self, document: Any, problem: Problem) -> bool:
-        owner, path = stripe_object_at(document, problem.location)
-        if problem.keyword == "required":
-            path = ".".join(filter(None, [path, problem.name]))
-        found = next((d for d in DRIFT if (d.owner, d.field, d.keyword) == (owner, path, problem.keyword)), None)
-        if found is not None:
-            self.used.add(found)
-        return found is not None
-
-
-def _added(exchange: Exchange) -> Added | None:
-    for added in ADDED:
-        pattern = added.path.replace("{id}", "[^/]+")
-        if exchange.method == added.method and re.fullmatch(pattern, exchange.path):
-            return added
-    return None
-
-
-# -- Checking what was answered ------------------------------------------------------------------------------
-
-
-def departures(spec: OpenAPISpec, exchange: Exchange, is_drift: DriftFilter) -> list[str]:
-    """How one answer departs from the spec (drift aside), each as ``METHOD path status: problem``."""
-    body = exchange.json()
-    added = _added(exchange)
-    if exchange.status >= 400 and (added or spec.operation(exchange.method, exchange.path) is None):
-        problems = spec.check_component("error", body, is_drift)  # errors of any route have one shape
-    elif added is not None:
-        problems = [] if added.component is None else spec.check_component(added.component, body, is_drift)
-    else:
-        problems = spec.check(exchange.method, exchange.path, exchange.status, body, is_drift)
-    for event in _events_in(body):
-        problems += _object_problems(spec, event["data"]["object"], ("data", "object"), is_drift)
-    return [f"{exchange.method} {exchange.path} {exchange.status}: {problem}" for problem in problems]
-
-
-def _events_in(body: Any) -> list[dict[str, Any]]:
-    items = body["data"] if isinstance(body, dict) and body.get("object") == "list" else [body]
-    return [item for item in items if isinstance(item, dict) and item.get("object") == "event"]
-
-
-def _object_problems(spec: OpenAPISpec, obj: dict[str, Any], at: tuple[str, ...],
-                     is_drift: DriftFilter) -> list[Problem]:
-    """An event's object (untyped in the spec) checked against the component schema of its type."""
-    kind = obj["object"]
-    if kind in NEWER_OBJECTS:
-        return []
-    if kind not in spec.document["components"]["schemas"]:
-        return [Problem(at, "object", f"the spec has no schema for a {kind!r}")]
-    return [Problem(at + problem.location, problem.keyword, problem.message, problem.name)
-            for problem in spec.check_component(kind, obj, is_drift)]
-
-
-def test_every_answer_of_the_sandbox_conforms_to_stripes_spec(
-        spec: OpenAPISpec, recorded: tuple[RunningStripe, Recorder]) -> None:
-    api, recorder = recorded
-    exercise(api)
-    answers = [exchange for exchange in recorder.exchanges if exchange.path.startswith("/v1/")]
-    drift = DriftFilter()
-    assert [departure for exchange in answers for departure in departures(spec, exchange, drift)] == []
-    assert drift.used == set(DRIFT), "entries of DRIFT that no answer needed: remove them"
+def test_every_answer_of_the_sandbox_conforms_to_stripes_spec(recorded: Recorded) -> None:
+    exercise(recorded.api)
+    departures = recorded.recorder.take_departures()
+    assert departures == [], "\n".join(departures)
+    assert recorded.drift.used == set(DRIFT), "entries of DRIFT that no answer needed: remove them"
     # what was checked: every kind of object the sandbox serves, a list, a search result and errors
+    answers = [exchange for exchange in recorded.recorder.exchanges if exchange.path.startswith("/v1/")]
     served = {exchange.json().get("object") for exchange in answers} | {
-        obj["data"]["object"]["object"] for exchange in answers for obj in _events_in(exchange.json())}
+        obj["data"]["object"]["object"] for exchange in answers for obj in events_in(exchange.json())}
     assert served >= {"customer", "product", "price", "tax_rate", "invoiceitem", "invoice", "invoice_payment",
                       "payment_intent", "charge", "refund", "credit_note", "subscription", "test_helpers.test_clock",
                       "webhook_endpoint", "event", "list", "search_result"}

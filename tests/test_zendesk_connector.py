@@ -38,7 +38,7 @@ from crossledger.plugins.zendesk.sandbox import ZendeskSandbox
 from crossledger.plugins.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
 from crossledger.testing import ConnectorContract
 from crossledger.testing.refs import MemoryRefs
-from crossledger.testing.zsf_specs import CheckedApp
+from crossledger.testing.specs.answers import Recorder
 
 from tests.kits.zendesk import (
     DOCUMENTED_VECTOR,
@@ -437,7 +437,7 @@ def sandbox() -> ZendeskSandbox:
 
 
 @pytest.fixture(scope="module")
-def served_app(sandbox: ZendeskSandbox) -> CheckedApp:
+def served_app(sandbox: ZendeskSandbox) -> Recorder:
     """The sandbox, every answer of which is checked against Zendesk's published description."""
     return checked(sandbox.app)
 

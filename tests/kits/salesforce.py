@@ -20,7 +20,9 @@ from crossledger.plugins.salesforce.connector import SalesforceConnector
 from crossledger.plugins.salesforce.sandbox import INTEGRATION_USER_ID, ORGANIZATION_ID
 from crossledger.plugins.sandbox import ServerThread
 from crossledger.testing.kit import ContractKit, Headers, SignatureVector
-from crossledger.testing.zsf_specs import ASGIApp, CheckedApp, SObjectDescribe, salesforce_checker
+from crossledger.testing.specs import salesforce as salesforce_spec
+from crossledger.testing.specs.answers import ASGIApp, Recorder
+from crossledger.testing.specs.salesforce import SObjectDescribe
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,10 +40,10 @@ def published_describes() -> dict[str, SObjectDescribe]:
             for name in DESCRIBED}
 
 
-def checked(app: ASGIApp) -> CheckedApp:
+def checked(app: ASGIApp) -> Recorder:
     """``app`` (a Salesforce sandbox) with every REST answer checked against Salesforce's describes
     and its error shape."""
-    return CheckedApp(app, salesforce_checker(published_describes()))
+    return Recorder(app, salesforce_spec.checker(published_describes()))
 
 ACCOUNT_ID = "0015g00000KpQrSAAV"
 """Stands in for the ``<record_ID>`` placeholder of the documentation's CDC example."""

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from crossledger.plugins.sandbox import ServerThread
-from crossledger.plugins.zendesk.connector import API_ROOT, ZendeskConnector
+from crossledger.plugins.zendesk.connector import ZendeskConnector
 from crossledger.plugins.zendesk.sandbox import new_signing_secret
 from crossledger.plugins.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
 from crossledger.testing.kit import ContractKit, Headers, SignatureVector
-from crossledger.testing.zsf_specs import ZENDESK_ERRATA, ZENDESK_ERROR_SCHEMA, ASGIApp, CheckedApp, OpenAPIDescription
+from crossledger.testing.specs import zendesk as zendesk_spec
+from crossledger.testing.specs.answers import ASGIApp, Recorder
+from crossledger.testing.specs.openapi import OpenAPISpec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,28 +23,19 @@ from starlette.routing import Route
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "payloads" / "zendesk"
 SUPPORT_API_SPEC = Path(__file__).parent.parent / "fixtures" / "specs" / "zendesk" / "zendesk-support-oas.yaml"
-WEBHOOKS = f"{API_ROOT}/webhooks"
-"""Documented apart from the Support API (Zendesk publishes no description of its webhooks API)."""
 
 
 @cache
-def support_api() -> OpenAPIDescription:
-    """Zendesk's published description of its Support API (see tests/fixtures/specs/README.md)."""
-    return OpenAPIDescription.from_file(SUPPORT_API_SPEC, strip_suffix=".json", error_schema=ZENDESK_ERROR_SCHEMA,
-                                        errata=ZENDESK_ERRATA)
+def support_api() -> OpenAPISpec:
+    """Zendesk's published description of its Support API (see tests/fixtures/specs/README.md), with
+    its errata."""
+    return OpenAPISpec.load(SUPPORT_API_SPEC, errata=zendesk_spec.ERRATA)
 
 
-def checked(app: ASGIApp) -> CheckedApp:
+def checked(app: ASGIApp) -> Recorder:
     """``app`` (a Zendesk sandbox) with every JSON answer it gives under ``/api/v2`` checked against
     :func:`support_api`; the webhooks API and the sandbox's control routes are not described there."""
-    description = support_api()
-
-    def check(method: str, path: str, status: int, body: Any) -> list[str]:
-        if path.startswith(WEBHOOKS) or not path.startswith(API_ROOT):
-            return []
-        return description.violations(method, path, status, body)
-
-    return CheckedApp(app, check)
+    return Recorder(app, zendesk_spec.checker(support_api()))
 
 VECTOR_BODY = b'{"say": "hello"}'
 VECTOR_TIMESTAMP = "2021-07-25T10:00:00Z"
