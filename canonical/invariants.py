@@ -66,6 +66,10 @@ def _credit_memo(memo: CreditMemo) -> list[str]:
                 f"{memo.credited_total.amount} of invoice {memo.invoice_id}"]
     if memo.amount.amount <= 0:
         return [f"credit memo {memo.id} has a non-positive amount {memo.amount.amount}"]
+    if memo.applied is not None and (memo.applied.currency != memo.amount.currency
+                                     or not 0 <= memo.applied.amount <= memo.amount.amount):
+        return [f"credit memo {memo.id} applies {memo.applied.amount} {memo.applied.currency} to invoice "
+                f"{memo.invoice_id}; it must be between 0 and its own {memo.amount.amount} {memo.amount.currency}"]
     return []
 
 

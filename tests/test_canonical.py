@@ -17,7 +17,7 @@ from crossledger.canonical import (
     versions,
     violations,
 )
-from crossledger.canonical.money import CurrencyError, exponent, from_decimal, money, to_decimal
+from crossledger.canonical.money import CurrencyError, Money, exponent, from_decimal, money, to_decimal
 
 
 @pytest.mark.parametrize(("currency", "places"), [("JPY", 0), ("usd", 2), ("KWD", 3), ("EUR", 2), ("bhd", 3)])
@@ -91,6 +91,16 @@ def test_credit_memo_never_exceeds_what_it_credits() -> None:
     fine = CreditMemo(id="m", customer_id="c", invoice_id="i", amount=money(1000, "KWD"),
                       credited_total=money(1000, "KWD"))
     assert violations(fine) == []
+
+
+@pytest.mark.parametrize(("applied", "sound"), [
+    (money(0, "KWD"), True), (money(400, "KWD"), True), (money(401, "KWD"), False), (money(-1, "KWD"), False),
+    (money(400, "USD"), False),
+])
+def test_a_credit_memo_applies_no_more_than_itself_to_its_invoice(applied: Money, sound: bool) -> None:
+    memo = CreditMemo(id="m", customer_id="c", invoice_id="i", amount=money(400, "KWD"),
+                      credited_total=money(1000, "KWD"), applied=applied)
+    assert (violations(memo) == []) is sound
 
 
 def test_envelope_round_trips_through_builtins() -> None:
