@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import System, start_system
 from crossledger.canonical import external_key
@@ -169,3 +170,37 @@ def test_a_partial_refund_is_booked_once_to_the_exact_minor_unit_with_a_balanced
     credits = [(line["account"]["id"], Decimal(str(line["credit"]))) for line in lines if line.get("credit")]
     assert debits == [(SALES_RETURNS, in_netsuite)] and credits == [(REFUND_CLEARING, in_netsuite)]
     assert dead_letters(topology) == []
+
+
+def test_a_refund_whose_events_arrive_before_the_payment_books_the_payment_in_full(topology: System) -> None:
+    """Stripe does not promise the order of its events: here the refund, then the credit note, reach
+    the hub before the invoice's payment. The credit note refunds a paid invoice, so its credit memo
+    must not take the invoice's open balance (which only the undelivered payment settles): the
+    payment is applied in full, and the customer refund pays out the credit memo, in any order."""
+    control = f"{topology.server.url}/stripe/_sandbox/webhooks"
+    customer = stripe_customer_with_card(topology, "Reordered JPY Co")
+    invoice = str(topology.invoice(str(customer["id"]), [5_000], "jpy")["id"])
+    settle(topology)
+
+    httpx.post(control, json={"hold": True}).raise_for_status()
+    assert topology.stripe.post(f"/v1/invoices/{invoice}/pay")["status"] == "paid"
+    note = topology.stripe.post("/v1/credit_notes", invoice=invoice, amount=1_234, refund_amount=1_234)
+    [refund_id] = [entry["refund"] for entry in note["refunds"]]
+    httpx.post(control, json={"release": "reverse"}).raise_for_status()
+
+    memo_id, refund_canonical = f"creditmemo/stripe/{note['id']}", f"refund/stripe/{refund_id}"
+    settle(topology, lambda: all(finished(topology, "refund", subject, 1) for subject in (memo_id, refund_canonical))
+           and bool(records(topology, "netsuite", "customerpayment")))
+    assert dead_letters(topology) == []
+    assert_one_completed(topology, "refund", memo_id)
+    assert_one_completed(topology, "refund", refund_canonical)
+    [netsuite_invoice] = records(topology, "netsuite", "invoice")
+    [payment] = records(topology, "netsuite", "customerpayment")
+    [memo] = records(topology, "netsuite", "creditmemo")
+    [refund] = records(topology, "netsuite", "customerRefund")
+    assert [(line["doc"]["id"], Decimal(str(line["amount"]))) for line in payment["apply"]["items"]] == [
+        (str(netsuite_invoice["id"]), Decimal(5_000))]  # not refused: "amount remaining is 3766"
+    assert Decimal(str(netsuite_invoice["amountRemaining"])) == 0
+    assert memo["apply"]["items"] == [] and Decimal(str(memo["total"])) == Decimal(1_234)
+    assert [(line["doc"]["id"], Decimal(str(line["amount"]))) for line in refund["apply"]["items"]] == [
+        (str(memo["id"]), Decimal(1_234))]
