@@ -200,17 +200,24 @@ class Payment(_Entity, frozen=True, kw_only=True):
 
 
 class CreditMemo(_Entity, frozen=True, kw_only=True):
-    """A credit against one invoice; it never exceeds what it credits (``credited_total``)."""
+    """A credit against one invoice; it never exceeds what it credits (``credited_total``).
+
+    ``applied`` is the part of the credit that lowered what the invoice still asked for (settled
+    against its open balance); the rest was credited after the invoice was paid and goes back to the
+    customer (a refund, their balance, or outside billing). It is the source's statement, fixed when
+    the credit was issued, so the ERP books the same whatever order the invoice's payments and
+    credits reach it in. None when the source does not say: the whole credit is applied."""
 
     customer_id: str
     invoice_id: str
     amount: Money
     credited_total: Money
+    applied: Money | None = None
     reason: str | None = None
     issued_at: datetime | None = None
 
     field_groups: ClassVar[dict[str, tuple[str, ...]]] = {
-        "document": ("customer_id", "invoice_id", "amount", "credited_total", "reason", "issued_at"),
+        "document": ("customer_id", "invoice_id", "amount", "credited_total", "applied", "reason", "issued_at"),
     }
 
 

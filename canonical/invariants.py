@@ -89,6 +89,10 @@ def _credit_memo(memo: CreditMemo) -> list[str]:
     if memo.amount.amount > memo.credited_total.amount:
         return [f"{named} amount {memo.amount.amount} is more than the {memo.credited_total.amount} of "
                 f"invoice {memo.invoice_id} (credited_total)"]
+    if memo.applied is not None and (memo.applied.currency != memo.amount.currency
+                                     or not 0 <= memo.applied.amount <= memo.amount.amount):
+        return [f"{named} applied {memo.applied.amount} {memo.applied.currency} must be between 0 and its "
+                f"amount {memo.amount.amount} {memo.amount.currency} (applied)"]
     return []
 
 

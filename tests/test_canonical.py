@@ -23,7 +23,7 @@ from crossledger.canonical import (
     violations,
 )
 from crossledger.canonical.bounds import EARLIEST, MAX_TEXT, OutOfRange, from_epoch
-from crossledger.canonical.money import CurrencyError, exponent, from_decimal, money, to_decimal
+from crossledger.canonical.money import CurrencyError, Money, exponent, from_decimal, money, to_decimal
 
 
 @pytest.mark.parametrize(("currency", "places"), [("JPY", 0), ("usd", 2), ("KWD", 3), ("EUR", 2), ("bhd", 3)])
@@ -168,6 +168,16 @@ def test_values_no_target_can_hold_are_violations_naming_the_field_and_not_the_t
                         f"takes more than {MAX_TEXT}"]
     assert "Secretive" not in "".join(problems)
     assert violations(Customer(id="customer/x/2", name="a" * MAX_TEXT)) == []
+
+
+@pytest.mark.parametrize(("applied", "sound"), [
+    (money(0, "KWD"), True), (money(400, "KWD"), True), (money(401, "KWD"), False), (money(-1, "KWD"), False),
+    (money(400, "USD"), False),
+])
+def test_a_credit_memo_applies_no_more_than_itself_to_its_invoice(applied: Money, sound: bool) -> None:
+    memo = CreditMemo(id="m", customer_id="c", invoice_id="i", amount=money(400, "KWD"),
+                      credited_total=money(1000, "KWD"), applied=applied)
+    assert (violations(memo) == []) is sound
 
 
 def test_envelope_round_trips_through_builtins() -> None:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import System, start_system
 from crossledger.canonical import external_key
@@ -31,16 +32,27 @@ SALES_RETURNS, REFUND_CLEARING = "14", "10"
 """NetSuite sandbox accounts (SEEDED: Sales, Checking) the refund policy's ledger accounts map to."""
 
 
-@pytest.fixture
-def topology(tmp_path: Path) -> Iterator[System]:
+def billing_topology(tmp_path: Path, **hub: Any) -> Iterator[System]:
     running = start_system(
         tmp_path, systems=ALL,
         journeys={"refund": {"journal_entry": True, "debit_account": "sales-returns",
                              "credit_account": "refund-clearing"}},
-        netsuite={"accounts": {"sales-returns": SALES_RETURNS, "refund-clearing": REFUND_CLEARING}})
+        netsuite={"accounts": {"sales-returns": SALES_RETURNS, "refund-clearing": REFUND_CLEARING}}, **hub)
     yield running
     running.hub.stop()
     running.server.stop()
+
+
+@pytest.fixture
+def topology(tmp_path: Path) -> Iterator[System]:
+    yield from billing_topology(tmp_path)
+
+
+@pytest.fixture
+def patient(tmp_path: Path) -> Iterator[System]:
+    """Retrying for a few seconds before giving up, so a step that waits for a record on its way
+    (a refund's payment) is not given up on because the machine is loaded."""
+    yield from billing_topology(tmp_path, max_retries=8)
 
 
 def runs(system: System, name: str, subject: str | None = None) -> list[JourneyRecord]:
@@ -169,3 +181,37 @@ def test_a_partial_refund_is_booked_once_to_the_exact_minor_unit_with_a_balanced
     credits = [(line["account"]["id"], Decimal(str(line["credit"]))) for line in lines if line.get("credit")]
     assert debits == [(SALES_RETURNS, in_netsuite)] and credits == [(REFUND_CLEARING, in_netsuite)]
     assert dead_letters(topology) == []
+
+
+def test_a_refund_whose_events_arrive_before_the_payment_books_the_payment_in_full(patient: System) -> None:
+    """Stripe does not promise the order of its events: here the refund, then the credit note, reach
+    the hub before the invoice's payment. The credit note refunds a paid invoice, so its credit memo
+    must not take the invoice's open balance (which only the undelivered payment settles): the
+    payment is applied in full, and the customer refund pays out the credit memo, in any order."""
+    control = f"{patient.server.url}/stripe/_sandbox/webhooks"
+    customer = stripe_customer_with_card(patient, "Reordered JPY Co")
+    invoice = str(patient.invoice(str(customer["id"]), [5_000], "jpy")["id"])
+    settle(patient)
+
+    httpx.post(control, json={"hold": True}).raise_for_status()
+    assert patient.stripe.post(f"/v1/invoices/{invoice}/pay")["status"] == "paid"
+    note = patient.stripe.post("/v1/credit_notes", invoice=invoice, amount=1_234, refund_amount=1_234)
+    [refund_id] = [entry["refund"] for entry in note["refunds"]]
+    httpx.post(control, json={"release": "reverse"}).raise_for_status()
+
+    memo_id, refund_canonical = f"creditmemo/stripe/{note['id']}", f"refund/stripe/{refund_id}"
+    settle(patient, lambda: all(finished(patient, "refund", subject, 1) for subject in (memo_id, refund_canonical))
+           and bool(records(patient, "netsuite", "customerpayment")))
+    assert dead_letters(patient) == []
+    assert_one_completed(patient, "refund", memo_id)
+    assert_one_completed(patient, "refund", refund_canonical)
+    [netsuite_invoice] = records(patient, "netsuite", "invoice")
+    [payment] = records(patient, "netsuite", "customerpayment")
+    [memo] = records(patient, "netsuite", "creditmemo")
+    [refund] = records(patient, "netsuite", "customerRefund")
+    assert [(line["doc"]["id"], Decimal(str(line["amount"]))) for line in payment["apply"]["items"]] == [
+        (str(netsuite_invoice["id"]), Decimal(5_000))]  # not refused: "amount remaining is 3766"
+    assert Decimal(str(netsuite_invoice["amountRemaining"])) == 0
+    assert memo["apply"]["items"] == [] and Decimal(str(memo["total"])) == Decimal(1_234)
+    assert [(line["doc"]["id"], Decimal(str(line["amount"]))) for line in refund["apply"]["items"]] == [
+        (str(memo["id"]), Decimal(1_234))]

@@ -94,9 +94,11 @@ def payment(key: str, amount: int, bill: Invoice) -> Payment:
     )
 
 
-def credit_memo(key: str, amount: int, bill: Invoice) -> CreditMemo:
+def credit_memo(key: str, amount: int, bill: Invoice, applied: int | None = None) -> CreditMemo:
+    """A credit of ``amount`` on ``bill``, ``applied`` of it to the bill (None: the source does not say)."""
     return CreditMemo(id=f"creditmemo/stripe/cn_{key}", customer_id=bill.customer_id, invoice_id=bill.id,
-                      amount=money(amount, bill.currency), credited_total=bill.total, reason="Goodwill",
+                      amount=money(amount, bill.currency), credited_total=bill.total,
+                      applied=None if applied is None else money(applied, bill.currency), reason="Goodwill",
                       issued_at=DUE)
 
 
@@ -465,7 +467,7 @@ def test_a_suspension_puts_the_customer_on_credit_hold_and_reinstating_releases_
     assert NETSUITE.fetch(ctx, "customer", released.external_id)["creditHoldOverride"]["id"] == "AUTO"
 
 
-def test_a_credit_memo_applies_to_its_own_invoice_for_what_is_still_open(
+def test_a_credit_memo_applies_to_its_own_invoice_exactly_what_the_source_says(
     ctx: Context, refs: DictRefs, key: str
 ) -> None:
     bill = invoice(key, lines=(10000,))
@@ -473,8 +475,7 @@ def test_a_credit_memo_applies_to_its_own_invoice_for_what_is_still_open(
     deliver(ctx, refs, "customer.upserted", customer(key, currency="USD"))
     deliver(ctx, refs, "invoice.issued", bill)
     deliver(ctx, refs, "invoice.issued", other)
-    deliver(ctx, refs, "payment.settled", payment(key, 7000, other))  # 30.00 left open
-    [op] = plan(ctx, refs, "credit_memo.issued", credit_memo(key, 5000, other))
+    [op] = plan(ctx, refs, "credit_memo.issued", credit_memo(key, 5000, other, applied=3000))
 
     first = NETSUITE.execute(ctx, op, "k")
     again = NETSUITE.execute(ctx, op, "k")  # a repeat must land the same, not see its own application as taken
@@ -484,8 +485,42 @@ def test_a_credit_memo_applies_to_its_own_invoice_for_what_is_still_open(
     assert [(line["doc"]["id"], line["amount"]) for line in memo["apply"]["items"]] == [
         (refs.ids[other.id], Decimal("30.00"))]
     assert (memo["total"], memo["unapplied"]) == (Decimal("50.00"), Decimal("20.00"))
-    assert NETSUITE.fetch(ctx, "invoice", refs.ids[other.id])["amountRemaining"] == 0
+    assert NETSUITE.fetch(ctx, "invoice", refs.ids[other.id])["amountRemaining"] == Decimal("70.00")
     assert NETSUITE.fetch(ctx, "invoice", refs.ids[bill.id])["amountRemaining"] == Decimal("100.00")
+
+
+def test_a_credit_memo_delivered_before_the_payment_leaves_the_payment_room_to_apply_in_full(
+    ctx: Context, refs: DictRefs, key: str
+) -> None:
+    """A credit note issued after the invoice was paid reaches NetSuite first (deliveries of two
+    events are not ordered): its memo must not take the open balance the payment settles."""
+    bill = invoice(key, "JPY", (5000,))
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="JPY"))
+    deliver(ctx, refs, "invoice.issued", bill)
+
+    [credited] = deliver(ctx, refs, "credit_memo.issued", credit_memo(key, 1234, bill, applied=0))
+    [paid] = deliver(ctx, refs, "payment.settled", payment(key, 5000, bill))
+
+    memo = NETSUITE.fetch(ctx, "creditmemo", credited.external_id)
+    assert (memo["apply"]["items"], memo["unapplied"]) == ([], Decimal(1234))
+    assert NETSUITE.fetch(ctx, "payment", paid.external_id)["apply"]["items"][0]["amount"] == Decimal(5000)
+    assert NETSUITE.fetch(ctx, "invoice", refs.ids[bill.id])["amountRemaining"] == 0
+
+
+def test_a_credit_memo_the_invoice_has_no_room_for_is_refused_not_cut_down(
+    ctx: Context, refs: DictRefs, key: str
+) -> None:
+    bill = invoice(key, "JPY", (5000,))
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="JPY"))
+    deliver(ctx, refs, "invoice.issued", bill)
+    deliver(ctx, refs, "payment.settled", payment(key, 4000, bill))
+
+    no_room = r"You cannot apply 1234 to invoice \d+: its amount remaining is 1000\."
+    with pytest.raises(ConnectorError, match=no_room) as refused:
+        deliver(ctx, refs, "credit_memo.issued", credit_memo(key, 1234, bill))  # the source does not say: all
+
+    assert refused.value.category is Category.DATA
+    assert NETSUITE.fetch(ctx, "invoice", refs.ids[bill.id])["amountRemaining"] == Decimal(1000)
 
 
 def test_linking_writes_only_the_other_systems_ids(ctx: Context, refs: DictRefs, key: str) -> None:
@@ -540,7 +575,7 @@ def test_a_refund_pays_out_a_credit_memo(
     deliver(ctx, refs, "customer.upserted", customer(key, currency=currency))
     deliver(ctx, refs, "invoice.issued", bill)
     deliver(ctx, refs, "payment.settled", payment(key, total, bill))
-    note = credit_memo(key, refunded, bill)
+    note = credit_memo(key, refunded, bill, applied=0)
     deliver(ctx, refs, "credit_memo.issued", note)
     given_back = refund(key, refunded, bill, memo=note, reason="requested_by_customer")
 

@@ -5,7 +5,8 @@ where the policy asks for one.
 step           what it does                                                                 if it fails
 =============  ===========================================================================  =========
 validate       the document names an invoice (or payment) the hub knows, of the same        park
-               customer and currency, for no more than was invoiced or paid
+               customer and currency, for no more than was invoiced or paid (one the
+               hub has not received yet is waited for, under the hub's retry policy)
 erp            a credit memo applied to its invoice, or a customer refund paying out the    park
                payment or credit it returns
 ledger         a journal entry for a refund, when ``journal_entry = true``: debit           park
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 from crossledger.canonical.entities import CreditMemo, Invoice, JournalEntry, JournalLine, Payment, Refund
 from crossledger.canonical.events import Envelope
+from crossledger.plugins.errors import Category, ConnectorError
 from crossledger.plugins.journey import HubView, Journey, JourneyRun, OnFailure, Step, StepFailed, Trigger, Write
 
 NAME = "refund"
@@ -65,9 +67,14 @@ def validate(run: JourneyRun) -> list[Write]:
 
 
 def _known(run: JourneyRun, kind: type[Known], canonical_id: str, customer_id: str) -> Known:
+    """The invoice or payment the document names, of its customer. One the hub has not received may
+    be on its way (billing does not promise to report a payment before its refund): the lookup is
+    retried under the hub's retry policy, and the run parks only once retries run out."""
     found = run.golden(canonical_id)
+    if found is None:
+        raise ConnectorError(Category.TRANSIENT, f"{canonical_id} is not known to the hub (yet)")
     if not isinstance(found, kind):
-        raise StepFailed(f"{canonical_id} is not known to the hub")
+        raise StepFailed(f"{canonical_id} is not a {kind.kind()}")
     if found.customer_id != customer_id:
         raise StepFailed(f"{canonical_id} belongs to {found.customer_id}, not to {customer_id}")
     return found

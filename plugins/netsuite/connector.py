@@ -16,7 +16,7 @@ canonical event             NetSuite write
 ``invoice.issued``          ``PUT invoice/eid:{eid}``: one line per canonical line, then tax, discount
 ``invoice.voided``          ``PUT creditmemo/eid:{invoice eid}.void`` crediting the whole invoice
 ``payment.settled``         ``PUT customerpayment/eid:{eid}`` applied to the paid invoices
-``credit_memo.issued``      ``PUT creditmemo/eid:{eid}`` applied to the credited invoice (what it has open)
+``credit_memo.issued``      ``PUT creditmemo/eid:{eid}`` applied to the credited invoice for its ``applied`` part
 ``refund.issued``           ``PUT customerrefund/eid:{eid}`` paying out a credit memo or a payment (succeeded ones only)
 ``journal_entry.posted``    ``PUT journalentry/eid:{eid}`` with its debit and credit lines
 ``subscription.*``          ``PUT customrecord_cl_subscription/eid:{eid}`` (a custom record)

@@ -72,8 +72,8 @@ GROWING_SUBLISTS = frozenset({CURRENCY_LIST})
 listed again stays one line), and lines others added must stay."""
 
 CAP_APPLICATIONS = "cap_applications"
-"""Payload flag: before sending, shrink each ``apply`` line to what its invoice still has open
-(see :meth:`~crossledger.plugins.netsuite.connector.NetSuiteConnector.execute`)."""
+"""Payload flag of a void: before sending, shrink each ``apply`` line to what its invoice still has
+open (see :meth:`~crossledger.plugins.netsuite.connector.NetSuiteConnector.execute`)."""
 
 
 def external_id_for(canonical_id: str) -> str:
@@ -239,23 +239,31 @@ class Planner:
                 "amount": sign * to_decimal(amount)}
 
     def void(self, invoice: Invoice) -> Operation:
-        """A credit memo for the whole invoice, applied to it: NetSuite's way to cancel a
-        receivable while keeping the audit trail. Keyed ``{invoice}.void``, so it is made once."""
+        """A credit memo for the whole invoice, applied to it for as much as it still has open when
+        it is sent: NetSuite's way to cancel a receivable while keeping the audit trail. Keyed
+        ``{invoice}.void``, so it is made once."""
         invoice_id = self.require("invoice", invoice.id)
-        return self._credit("invoice.void", f"{invoice.id}.void", invoice.customer_id, invoice_id, invoice.total,
-                            f"Void of invoice {invoice.number or invoice.id}", None)
+        operation = self._credit("invoice.void", f"{invoice.id}.void", invoice.customer_id, invoice_id,
+                                 invoice.total, invoice.total, f"Void of invoice {invoice.number or invoice.id}", None)
+        return msgspec.structs.replace(operation, payload={**operation.payload, CAP_APPLICATIONS: True})
 
     def credit_memo(self, memo: CreditMemo) -> Operation:
+        """A credit memo applied to its invoice for exactly the part the source says lowered what the
+        invoice asked for (all of it when the source does not say). The rest, credited after the
+        invoice was paid (a Stripe credit note that refunds), stays on the customer's account, where
+        a customer refund pays it out. So the memo books the same whether the invoice's payment
+        reaches NetSuite before it or after; an application the invoice has no room for is refused
+        by NetSuite (a data error naming the amount remaining), never cut down to fit."""
         invoice_id = self.require("invoice", memo.invoice_id)
         return self._credit("credit_memo.upsert", memo.id, memo.customer_id, invoice_id, memo.amount,
-                            memo.reason or "Credit", memo.issued_at)
+                            memo.amount if memo.applied is None else memo.applied, memo.reason or "Credit",
+                            memo.issued_at)
 
     def _credit(self, name: str, canonical_id: str, customer_id: str, invoice_id: str, amount: Money,
-                memo: str, issued_at: datetime | None) -> Operation:
-        """A credit memo applied to its invoice for as much as the invoice still has open when it is
-        sent: a credit on a paid invoice (a Stripe credit note that refunds) stays on the customer's
-        account, where a customer refund pays it out. ``createdFrom`` names the invoice either way,
-        as a memo NetSuite makes from an invoice does."""
+                applied: Money, memo: str, issued_at: datetime | None) -> Operation:
+        """A credit memo of ``amount`` applying ``applied`` of it to its invoice (nothing, when that is
+        zero). ``createdFrom`` names the invoice either way, as a memo NetSuite makes from an invoice
+        does."""
         body = {
             "entity": _ref(self.require("customer", customer_id)),
             "createdFrom": _ref(invoice_id),
@@ -263,10 +271,9 @@ class Planner:
             "currency": self.settings.currency(amount.currency),
             "memo": memo,
             "item": {"items": [self._line(self.settings.item_id, amount, memo)]},
-            "apply": _apply([(invoice_id, amount)]),
+            "apply": _apply([(invoice_id, applied)]),
         }
-        operation = _upsert(name, "creditmemo", canonical_id, body)
-        return msgspec.structs.replace(operation, payload={**operation.payload, CAP_APPLICATIONS: True})
+        return _upsert(name, "creditmemo", canonical_id, body)
 
     def payment(self, payment: Payment) -> Operation:
         applied = [(self.require("invoice", application.invoice_id), application.amount)

@@ -17,7 +17,8 @@
                                                                        uncollectible)
     invoice.paid                           -> invoice.paid             Invoice (partial: status, so paid)
     invoice_payment.paid                   -> payment.settled          Payment, applied to its invoice
-    credit_note.created                    -> credit_memo.issued       CreditMemo against its invoice
+    credit_note.created                    -> credit_memo.issued       CreditMemo against its invoice (applied
+                                                                       for its pre-payment part)
     refund.created, refund.updated         -> refund.issued            Refund of a charge, with its status
 
 Every other event type is acknowledged and ignored. ``invoice.paid`` says only that the invoice's
@@ -246,6 +247,17 @@ class _CreditNote(_Wire, frozen=True):
     effective_at: int | None = None
     reason: str | None = None
     memo: str | None = None
+    type: str | None = None
+    pre_payment_amount: int | None = None
+
+    def applied(self) -> int | None:
+        """How much of the credit lowered the invoice's amount due: ``pre_payment_amount``; where an
+        older API version does not say it, all of a ``pre_payment`` note and none of a
+        ``post_payment`` one. The rest (``post_payment_amount``) was refunded, credited to the
+        customer's balance or credited outside Stripe."""
+        if self.pre_payment_amount is not None:
+            return self.pre_payment_amount
+        return {"pre_payment": self.total, "post_payment": 0}.get(self.type or "")
 
 
 class _NoteRefund(_Wire, frozen=True):
@@ -436,15 +448,18 @@ def _tier(prices: list[_Price], api: StripeApi) -> str | None:
 
 
 def credit_memo(obj: dict[str, Any], refs: Refs, api: StripeApi) -> CreditMemo:
-    """A credit note as a canonical CreditMemo: its total, against the total of the invoice it credits."""
+    """A credit note as a canonical CreditMemo: its total, against the total of the invoice it
+    credits, applied to that invoice for the part that lowered its amount due."""
     note = decode(obj, _CreditNote, "credit_note")
     credited = decode(api.fetch("invoice", note.invoice), _InvoiceTotal, "invoice")
+    applied = note.applied()
     return CreditMemo(
         id=refs.canonical_id("creditmemo", SYSTEM, note.id),
         customer_id=refs.canonical_id("customer", SYSTEM, note.customer),
         invoice_id=refs.canonical_id("invoice", SYSTEM, note.invoice),
         amount=money(note.total, note.currency),
         credited_total=money(credited.total, credited.currency),
+        applied=None if applied is None else money(applied, note.currency),
         reason=note.reason or note.memo,
         issued_at=_time(note.effective_at or note.created, "effective_at" if note.effective_at else "created"),
     )
