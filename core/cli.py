@@ -30,6 +30,7 @@ from crossledger.core.journey_views import (
 from crossledger.core.settings import ConfigError, HubSettings, Settings, load_settings, masked, write_private
 from crossledger.core.stores.base import JourneyRecord
 from crossledger.core.timeline import timeline, timeline_table, when
+from crossledger.plugins.errors import ConnectorError
 from crossledger.plugins.journey import JourneyInputError
 from rich.console import Console
 from rich.markup import escape
@@ -369,12 +370,20 @@ def dlq_replay(letter_ids: Annotated[list[str] | None, typer.Argument()] = None,
                  "`crossledger run`", 2)
         ids = list(letter_ids or []) or [
             letter.id for letter in runtime.store.dlq_list(category=category, target=target, limit=1000)]
+        # One letter that cannot be replayed (gone, replayed meanwhile, its source unreachable for a
+        # refresh) must not keep the others from their replay: each is tried, the failures named.
+        failed = 0
         for letter_id in ids:
             try:
                 runtime.replay_dead_letter(letter_id, refresh=refresh)
-            except (KeyError, ValueError) as error:
-                fail(str(error.args[0]))
+            except (KeyError, ValueError, ConnectorError) as error:  # ConnectorError: a refresh's source
+                failed += 1
+                err.print(f"[red]error:[/red] {escape(str(error.args[0] if error.args else error))}",
+                          highlight=False, soft_wrap=True)
+                continue
             console.print(f"replayed {letter_id}")
+        if failed:
+            fail(f"{failed} of {len(ids)} dead letters not replayed")
 
 
 @dlq.command("discard")

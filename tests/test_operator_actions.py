@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 import httpx
-from conftest import start_system
+import msgspec
+from conftest import redis_url, start_system
 from crossledger.core import metrics
 from crossledger.core.embedded import EmbeddedHub
 from crossledger.core.settings import HubSettings, Settings
@@ -122,3 +123,23 @@ def test_discard_over_http_records_the_reason(tmp_path: Path) -> None:
     assert [dead["id"] for dead in listed] == ["d1"] and listed[0]["discarded_at"] is not None
     assert [(step["step"], step["status"]) for step in trail] == [("discard", "discarded")]
     assert counted is not None and counted >= 1
+
+
+def test_dlq_replay_goes_on_past_a_letter_it_cannot_replay_and_names_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/hub.db"
+    store = SQLiteStore(f"{tmp_path}/hub.db")
+    for letter_id in ("d1", "d2"):
+        store.dlq_add(msgspec.structs.replace(letter(letter_id, time.time()),
+                                              message={"args": ["netsuite", {"id": f"e-{letter_id}"}]}))
+    assert store.dlq_set_state("d1", "replayed")  # replayed by someone else already
+
+    replayed = subprocess.run([CROSSLEDGER, "dlq", "replay", "d1", "gone", "d2"], capture_output=True, text=True,
+                              timeout=60, env={"CROSSLEDGER_STORE": url, "PATH": "",
+                                               "CROSSLEDGER_BROKER": redis_url(5)})
+
+    assert replayed.returncode == 1
+    assert "replayed d2" in replayed.stdout
+    assert "dead letter d1 is replayed, not open" in replayed.stderr and "no dead letter 'gone'" in replayed.stderr
+    assert "2 of 3 dead letters not replayed" in replayed.stderr
+    assert store.dlq_get("d2").state == "replayed"  # type: ignore[union-attr]
+    store.close()
