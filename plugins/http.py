@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 from time import time
 
 import httpx
-from crossledger.plugins.errors import Category, ConnectorError
+from crossledger.plugins.errors import Category, ConnectorError, described, exception_reason
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -41,7 +41,9 @@ def classify_http(error: Exception, describe: str = "") -> ConnectorError:
     """Map an httpx exception (or an error already classified) onto the taxonomy.
 
     A timeout after the request was written is *ambiguous*: the target may have committed. A
-    failure to connect means the target is down.
+    failure to connect means the target is down. The message names the request and the status,
+    never the URL's query or the body (both may hold customer data): connectors that read their
+    vendor's error codes from the body add them in their own ``classify``.
     """
     if isinstance(error, ConnectorError):
         return error
@@ -50,14 +52,14 @@ def classify_http(error: Exception, describe: str = "") -> ConnectorError:
         response = error.response
         return ConnectorError(
             status_category(response.status_code),
-            f"{prefix}HTTP {response.status_code}: {response.text[:500]}",
+            f"{prefix}{exception_reason(error)}",
             retry_after=retry_after_seconds(response),
             status=response.status_code,
         )
     if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return ConnectorError(Category.TARGET_DOWN, f"{prefix}cannot connect: {error}")
+        return ConnectorError(Category.TARGET_DOWN, f"{prefix}cannot connect: {described(error)}")
     if isinstance(error, httpx.TimeoutException | httpx.RemoteProtocolError | httpx.ReadError):
-        return ConnectorError(Category.AMBIGUOUS, f"{prefix}no answer after sending: {error!r}")
+        return ConnectorError(Category.AMBIGUOUS, f"{prefix}no answer after sending: {described(error)}")
     if isinstance(error, httpx.TransportError):
-        return ConnectorError(Category.TARGET_DOWN, f"{prefix}transport failure: {error!r}")
-    return ConnectorError(Category.TRANSIENT, f"{prefix}{type(error).__name__}: {error}")
+        return ConnectorError(Category.TARGET_DOWN, f"{prefix}transport failure: {described(error)}")
+    return ConnectorError(Category.TRANSIENT, f"{prefix}{described(error)}")

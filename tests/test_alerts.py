@@ -12,7 +12,7 @@ from conftest import start_system
 from crossledger.core.alerts import init_sentry
 from crossledger.core.bench import signed
 from crossledger.core.embedded import wait_until
-from crossledger.core.safelog import WITHHELD
+from crossledger.plugins.errors import WITHHELD
 from crossledger.plugins.sandbox import ServerThread
 from starlette.applications import Starlette
 from starlette.requests import Request

@@ -20,6 +20,7 @@ from crossledger.core import metrics, safelog
 from crossledger.core.bench import signed
 from crossledger.core.embedded import wait_until
 from crossledger.core.runtime import INGEST
+from crossledger.plugins.errors import WITHHELD
 
 NAMES = ["Zephyrine Quillfeather", "Octavian Marchbanks-Oyelaran"]
 EMAILS = ["zephyrine.quillfeather@privacy-probe.example", "octavian.mo@privacy-probe.example"]
@@ -110,8 +111,8 @@ def test_a_traceback_keeps_where_and_what_failed_but_not_the_values(caplog: pyte
 
     assert EMAILS[0] not in caplog.text
     [record] = caplog.records
-    assert record.getMessage() == f"parsing <dict> failed: KeyError: {safelog.WITHHELD}"
+    assert record.getMessage() == f"parsing <dict> failed: KeyError: {WITHHELD}"
     assert "msgspec.ValidationError: Invalid enum value '…' - at `$.status`" in caplog.text
     assert "The above exception was the direct cause of the following exception:" in caplog.text
     assert "pydantic_core._pydantic_core.ValidationError" not in caplog.text  # a context a cause hides
-    assert f"KeyError: {safelog.WITHHELD}" in caplog.text and 'raise KeyError(raw["status"])' in caplog.text
+    assert f"KeyError: {WITHHELD}" in caplog.text and 'raise KeyError(raw["status"])' in caplog.text
