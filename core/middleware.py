@@ -8,8 +8,9 @@ the broker nacks it into its own dead-letter queue (or, if even that fails, leav
 be redelivered) instead of acking it.
 
 Actors declare the classified errors (``ConnectorError``) in their ``throws`` option: Dramatiq then
-writes one INFO line for them instead of an ERROR with a traceback, and the runtime writes the
-retry or the dead letter. Only a defect (any other exception) gets a traceback.
+writes an INFO line for them instead of an ERROR with a traceback (which :mod:`crossledger.core.safelog`
+leaves out), and the runtime writes the retry or the dead letter as one line. Only a defect (any
+other exception) gets a traceback.
 """
 
 import logging

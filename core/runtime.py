@@ -323,6 +323,8 @@ class Runtime:
         else:
             self.dead_letter(message, str(error.category), reason)
             return
+        log.warning("message %s for %s failed for good (%s): reported to its journey", safelog.message_ref(message),
+                    MessageContext.of(message).system or "-", error.category)
         self._audit_message(message, "failed", f"{error.category}: {reason} (reported to journey)")
 
     def backoff_ms(self, earlier_attempts: int, retry_after: float | None) -> int:

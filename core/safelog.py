@@ -17,6 +17,10 @@ safe when it is created, before any handler (stderr, a file, pytest's capture, S
   rule for the text; locals are never rendered;
 - an URL loses its query string; any other object becomes ``<TypeName>``.
 
+It also leaves out Dramatiq's INFO line for an exception an actor declares it throws ("Failed to
+process message ... with expected exception ConnectorError."): the runtime writes what it does with
+that failure, a retry or a dead letter, as one line of its own.
+
 Strings and numbers pass as they are: the hub's own log calls give ids, names of systems and counts.
 """
 
@@ -41,6 +45,9 @@ REASON_TYPES: Final[tuple[type[BaseException], ...]] = (
 _CAUSED: Final = "The above exception was the direct cause of the following exception:"
 _DURING: Final = "During handling of the above exception, another exception occurred:"
 _SCALARS: Final = (str, int, float, bool, Enum, type(None))
+# Dramatiq's worker threads log through this logger; its line for an exception an actor ``throws``:
+_DRAMATIQ_WORKER: Final = "dramatiq.worker.WorkerThread"
+_EXPECTED_FAILURE: Final = "Failed to process message %s with expected exception %s."
 # What uvicorn's access log passes: client address, method, path with query, HTTP version, status.
 _ACCESS_LOG: Final = "uvicorn.access"
 _ACCESS_PATH: Final = 2
@@ -119,6 +126,14 @@ def install() -> None:
     factory = _safe_factory(current)
     factory.crossledger_safe = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+    logging.getLogger(_DRAMATIQ_WORKER).addFilter(without_expected_failures)
+
+
+def without_expected_failures(record: logging.LogRecord) -> bool:
+    """A logging filter: False for Dramatiq's line about a failure the actor declared it throws.
+    The runtime's own line says what happens next (``retrying message ...``, ``dead-lettered
+    message ...``); Dramatiq's would only say the same attempt failed, a second time."""
+    return record.msg != _EXPECTED_FAILURE
 
 
 def log_to_stderr() -> None:

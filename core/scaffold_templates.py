@@ -156,6 +156,7 @@ from crossledger.plugins import (
     Sandbox,
     SignatureError,
     SystemKind,
+    exception_reason,
 )
 from crossledger.plugins.http import classify_http
 from crossledger.plugins.types import Headers
@@ -269,7 +270,8 @@ class ${Class}Connector(BaseConnector):
             try:
                 customer = msgspec.convert(event.payload["data"], _Customer)
             except msgspec.ValidationError as error:
-                raise ConnectorError(Category.DATA, f"${name} customer is malformed: {error}") from error
+                raise ConnectorError(Category.DATA,
+                                     f"${name} customer is malformed: {exception_reason(error)}") from error
             return [Change(type="customer.upserted", entity=customer_from(customer, refs))]
         return []
 

@@ -68,7 +68,14 @@ from crossledger.canonical.entities import (
 )
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.connector import BaseConnector
-from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, PayloadError, SchemaError
+from crossledger.plugins.errors import (
+    Category,
+    ConnectorError,
+    MissingDependency,
+    PayloadError,
+    SchemaError,
+    exception_reason,
+)
 from crossledger.plugins.http import classify_http, retry_after_seconds, status_category
 from crossledger.plugins.types import (
     Capability,
@@ -252,7 +259,8 @@ def _decode(obj: dict[str, Any], shape: type[_Shape], kind: str) -> _Shape:
     try:
         return msgspec.convert(_filled(obj), shape)
     except msgspec.ValidationError as error:
-        raise ConnectorError(Category.DATA, f"zendesk {kind} {obj.get('id')!r} is malformed: {error}") from error
+        raise ConnectorError(Category.DATA,
+                             f"zendesk {kind} {obj.get('id')!r} is malformed: {exception_reason(error)}") from error
 
 
 def _reference(value: Id | None) -> str | None:

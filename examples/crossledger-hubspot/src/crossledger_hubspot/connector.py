@@ -49,6 +49,7 @@ from crossledger.plugins import (
     Sandbox,
     SignatureError,
     SystemKind,
+    exception_reason,
 )
 from crossledger.plugins.http import classify_http
 from crossledger.plugins.types import Headers
@@ -277,7 +278,8 @@ class HubSpotConnector(BaseConnector):
         try:
             return msgspec.convert(record, _Company)
         except msgspec.ValidationError as error:
-            raise ConnectorError(Category.DATA, f"hubspot company {object_id} is malformed: {error}") from error
+            raise ConnectorError(Category.DATA,
+                                 f"hubspot company {object_id} is malformed: {exception_reason(error)}") from error
 
     @staticmethod
     def _read_params(ctx: Context) -> dict[str, str]:
