@@ -2,13 +2,22 @@
 
 Connectors call :func:`classify_http` from their ``classify`` and add what is special about their
 system (Salesforce's 403 REQUEST_LIMIT_EXCEEDED, for instance) before falling back to it.
+
+What a vendor's error body adds to a reason is its error codes and the fields they name, never its
+messages: those quote the values refused ("Invalid email address: ...", "Name: Acme has already
+been taken"), and a reason reaches logs, dead letters and Sentry. A body without codes adds
+nothing; :func:`status_line` says what the status says, :func:`error_code` checks a code is one.
 """
 
+import re
 from email.utils import parsedate_to_datetime
 from time import time
+from typing import Final
 
 import httpx
 from crossledger.plugins.errors import Category, ConnectorError, described, exception_reason
+
+_CODE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -23,6 +32,18 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
             return max(0.0, parsedate_to_datetime(value).timestamp() - time())
         except (TypeError, ValueError):
             return None
+
+
+def status_line(response: httpx.Response) -> str:
+    """``HTTP 422 Unprocessable Entity``: what a response says without its body."""
+    return f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+
+
+def error_code(value: object) -> str:
+    """A vendor's error code as its error body gives it (``REQUIRED_FIELD_MISSING``, ``RecordInvalid``,
+    ``card_declined``); ``?`` when that slot holds anything else, such as a sentence that may quote
+    a value."""
+    return value if isinstance(value, str) and _CODE.fullmatch(value) else "?"
 
 
 def status_category(status: int) -> Category:
