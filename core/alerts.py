@@ -25,7 +25,8 @@ import logging
 from typing import Any, Final, cast
 
 import sentry_sdk
-from crossledger.core.safelog import WITHHELD, exception_chain, exception_reason, safe_arg
+from crossledger.core.safelog import exception_chain, exception_reason, safe_arg
+from crossledger.plugins.errors import WITHHELD
 from sentry_sdk.integrations.logging import LoggingIntegration
 
 # What an event may carry out of the hub; anything else an SDK adds is dropped.

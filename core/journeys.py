@@ -37,7 +37,7 @@ from typing import Any, Literal, TypedDict
 import msgspec
 from crossledger.canonical.entities import ENTITY_TYPES, Entity
 from crossledger.canonical.events import Envelope, encode_envelope, new_envelope
-from crossledger.core import alerts, metrics
+from crossledger.core import alerts, metrics, safelog
 from crossledger.core.ledger import Ledger
 from crossledger.core.pipeline import INGEST_LEASE, Deliveries, JourneyReply, Pipeline, effect, merged
 from crossledger.core.stores.base import (
@@ -50,7 +50,7 @@ from crossledger.core.stores.base import (
     StepRecord,
     Store,
 )
-from crossledger.plugins.errors import ConnectorError
+from crossledger.plugins.errors import ConnectorError, described
 from crossledger.plugins.journey import (
     Journey,
     JourneyInputError,
@@ -615,7 +615,7 @@ class Run(View):
             return
         except Exception as error:  # a defect in the step's code: no retry fixes it
             log.exception("journey %s step %s (%s) raised", self.id, step.name, phase)
-            self._step_failed(step.name, phase, f"{type(error).__name__}: {error}")
+            self._step_failed(step.name, phase, described(error, safelog.REASON_TYPES))
             return
         tokens = {f"{index}:{write.target}": write for index, write in enumerate(writes)}
         if only is not None:

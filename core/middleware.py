@@ -15,8 +15,9 @@ Recovery runs in every worker process (and the embedded hub): every ``interval_s
 sends again the messages that record says are overdue (:meth:`Runtime.recover_messages`).
 
 Actors declare the classified errors (``ConnectorError``) in their ``throws`` option: Dramatiq then
-writes one INFO line for them instead of an ERROR with a traceback, and the runtime writes the
-retry or the dead letter. Only a defect (any other exception) gets a traceback.
+writes an INFO line for them instead of an ERROR with a traceback (which :mod:`crossledger.core.safelog`
+leaves out), and the runtime writes the retry or the dead letter as one line. Only a defect (any
+other exception) gets a traceback.
 """
 
 import logging

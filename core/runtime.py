@@ -31,7 +31,7 @@ from crossledger.core.router import Router
 from crossledger.core.settings import ConfigError, Settings, connector_settings
 from crossledger.core.stores import open_store
 from crossledger.core.stores.base import AuditRecord, DeadLetter, OutcomePart, Store
-from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SchemaError, SignatureError
+from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SchemaError, SignatureError, described
 from crossledger.plugins.journey import Journey
 from crossledger.plugins.manager import CrossledgerPluginManager, load_plugins
 from crossledger.plugins.types import Capability, Context, Headers, InboundEvent, OwnershipRule, SystemKind
@@ -311,7 +311,7 @@ class Runtime:
     def handle_failure(self, broker: dramatiq.Broker, message: MessageProxy, exception: BaseException) -> None:
         """Retry with backoff, or dead-letter. Raising here makes Governance fail the message."""
         error = exception if isinstance(exception, ConnectorError) else ConnectorError(
-            Category.TRANSIENT, f"{type(exception).__name__}: {safelog.exception_reason(exception)}")
+            Category.TRANSIENT, described(exception, safelog.REASON_TYPES))
         hub = self.settings.hub
         retries = int(message.options.get("retries", 0))
         budget_free = error.category in (Category.RATE_LIMITED, Category.TARGET_DOWN)
@@ -342,6 +342,8 @@ class Runtime:
             self.dead_letter(message, str(error.category), reason, letter_id=_letter_id(message))
             self.settle(message)
             return
+        log.warning("message %s for %s failed for good (%s): reported to its journey", safelog.message_ref(message),
+                    MessageContext.of(message).system or "-", error.category)
         self._audit_message(message, "failed", f"{error.category}: {reason} (reported to journey)")
         self.settle(message)
 

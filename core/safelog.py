@@ -10,17 +10,21 @@ safe when it is created, before any handler (stderr, a file, pytest's capture, S
 - a Dramatiq message becomes its id and actor: ``3f9c... (deliver)``;
 - an exception argument keeps its text only if its type carries reasons by contract
   (:data:`REASON_TYPES`: the connectors' classified errors, which name ids and what went wrong);
-  pydantic's and msgspec's validation errors keep where and what, without the values they quote;
+  pydantic's and msgspec's validation errors keep where and what, without the values they quote,
+  by the rule of :func:`crossledger.plugins.errors.exception_reason`, which connectors use too;
   any other shows its type alone;
 - a traceback keeps its frames (files, lines, code) and each exception's type, with the same
   rule for the text; locals are never rendered;
 - an URL loses its query string; any other object becomes ``<TypeName>``.
 
+It also leaves out Dramatiq's INFO line for an exception an actor declares it throws ("Failed to
+process message ... with expected exception ConnectorError."): the runtime writes what it does with
+that failure, a retry or a dead letter, as one line of its own.
+
 Strings and numbers pass as they are: the hub's own log calls give ids, names of systems and counts.
 """
 
 import logging
-import re
 import traceback
 from collections.abc import Callable, Mapping
 from enum import Enum
@@ -28,25 +32,22 @@ from typing import Any, Final
 
 import dramatiq
 import httpx
-import msgspec
-import pydantic
 import redis.exceptions
-from crossledger.plugins.errors import ConnectorError
+from crossledger.plugins import errors
 from dramatiq.broker import MessageProxy
 from dramatiq.errors import DramatiqError
 
-#: Exceptions whose text is a reason, not an echo of input: kept in logs and in Sentry events.
-#: The hub's classified errors (their messages name ids and what went wrong), and errors whose
-#: text describes code or a connection rather than data.
+#: :data:`crossledger.plugins.errors.REASON_TYPES`, and the errors of the broker and the store
+#: (their texts describe a connection, not data).
 REASON_TYPES: Final[tuple[type[BaseException], ...]] = (
-    ConnectorError, DramatiqError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-    AttributeError, NameError, ImportError, NotImplementedError, RecursionError, TimeoutError, ConnectionError,
+    *errors.REASON_TYPES, DramatiqError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 )
-WITHHELD: Final = "[text withheld: it may echo input]"
 _CAUSED: Final = "The above exception was the direct cause of the following exception:"
 _DURING: Final = "During handling of the above exception, another exception occurred:"
 _SCALARS: Final = (str, int, float, bool, Enum, type(None))
-_QUOTED: Final = re.compile(r"'[^']*'")
+# Dramatiq's worker threads log through this logger; its line for an exception an actor ``throws``:
+_DRAMATIQ_WORKER: Final = "dramatiq.worker.WorkerThread"
+_EXPECTED_FAILURE: Final = "Failed to process message %s with expected exception %s."
 # What uvicorn's access log passes: client address, method, path with query, HTTP version, status.
 _ACCESS_LOG: Final = "uvicorn.access"
 _ACCESS_PATH: Final = 2
@@ -58,26 +59,17 @@ def message_ref(message: dramatiq.Message[Any] | MessageProxy) -> str:
 
 
 def exception_reason(error: BaseException) -> str:
-    """What of an exception's text may be written: all of it when its type carries reasons
-    (:data:`REASON_TYPES`); a validation error's locations and messages without the values it
-    quotes; :data:`WITHHELD` for anything else that has a text (it may echo input)."""
-    text = _text(error)
-    if not text or isinstance(error, REASON_TYPES):
-        return text
-    if isinstance(error, pydantic.ValidationError):
-        problems = error.errors(include_input=False, include_url=False)
-        return "; ".join(f"{'.'.join(map(str, problem['loc'])) or '$'}: {problem['msg']}" for problem in problems)
-    if isinstance(error, msgspec.MsgspecError):  # "Invalid enum value 'x' - at `$.status`": paths in backticks
-        return _QUOTED.sub("'…'", text)
-    return WITHHELD
+    """What of an exception's text may be written: :func:`crossledger.plugins.errors.exception_reason`
+    with the broker's and the store's errors among those that carry reasons."""
+    return errors.exception_reason(error, REASON_TYPES)
 
 
 def exception_text(error: BaseException) -> str:
-    """An exception given as a log argument: ``str(error)`` when its type carries reasons, else its
-    type and that its text is withheld."""
-    if isinstance(error, REASON_TYPES):
-        return _text(error)
+    """An exception given as a log argument: its text when its type carries reasons, else its
+    type and what :func:`exception_reason` keeps of its text."""
     reason = exception_reason(error)
+    if isinstance(error, REASON_TYPES):
+        return reason
     return f"{qualified_name(type(error))}: {reason}" if reason else qualified_name(type(error))
 
 
@@ -134,6 +126,14 @@ def install() -> None:
     factory = _safe_factory(current)
     factory.crossledger_safe = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
+    logging.getLogger(_DRAMATIQ_WORKER).addFilter(without_expected_failures)
+
+
+def without_expected_failures(record: logging.LogRecord) -> bool:
+    """A logging filter: False for Dramatiq's line about a failure the actor declared it throws.
+    The runtime's own line says what happens next (``retrying message ...``, ``dead-lettered
+    message ...``); Dramatiq's would only say the same attempt failed, a second time."""
+    return record.msg != _EXPECTED_FAILURE
 
 
 def log_to_stderr() -> None:
@@ -171,8 +171,3 @@ def _without_query(logger: str, index: int, value: object) -> object:
     return value
 
 
-def _text(error: BaseException) -> str:
-    try:
-        return str(error)
-    except Exception:
-        return "<str() failed>"

@@ -156,8 +156,9 @@ from crossledger.plugins import (
     Sandbox,
     SignatureError,
     SystemKind,
+    exception_reason,
 )
-from crossledger.plugins.http import classify_http
+from crossledger.plugins.http import classify_http, error_code, status_line
 from crossledger.plugins.types import Headers
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -269,7 +270,8 @@ class ${Class}Connector(BaseConnector):
             try:
                 customer = msgspec.convert(event.payload["data"], _Customer)
             except msgspec.ValidationError as error:
-                raise ConnectorError(Category.DATA, f"${name} customer is malformed: {error}") from error
+                raise ConnectorError(Category.DATA,
+                                     f"${name} customer is malformed: {exception_reason(error)}") from error
             return [Change(type="customer.upserted", entity=customer_from(customer, refs))]
         return []
 
@@ -317,17 +319,17 @@ class ${Class}Connector(BaseConnector):
     # -- errors and plumbing -------------------------------------------------------------------------
 
     def classify(self, error: Exception) -> ConnectorError:
-        """The shared HTTP taxonomy, with the system's own error code and message.
+        """The shared HTTP taxonomy, with the system's own error code (not its message: an error
+        message may quote the values refused, and a reason reaches logs, dead letters and Sentry).
         TODO: ${Class}'s error shape, and any status it uses in its own way."""
         classified = classify_http(error, SYSTEM)
         if not isinstance(error, httpx.HTTPStatusError):
             return classified
         response = error.response
         try:
-            detail = response.json()["error"]
-            message = f"{SYSTEM}: HTTP {response.status_code} {detail['code']}: {detail['message']}"
+            message = f"{SYSTEM}: {status_line(response)}: {error_code(response.json()['error']['code'])}"
         except (ValueError, KeyError, TypeError):
-            message = f"{SYSTEM}: HTTP {response.status_code}: {response.text[:500]}"
+            message = f"{SYSTEM}: {status_line(response)}"
         return ConnectorError(classified.category, message, retry_after=classified.retry_after,
                               status=response.status_code)
 

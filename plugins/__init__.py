@@ -21,6 +21,7 @@ from crossledger.plugins.errors import (
     PayloadError,
     PluginError,
     SignatureError,
+    exception_reason,
 )
 from crossledger.plugins.hookspecs import hookimpl, hookspec
 from crossledger.plugins.manager import CrossledgerPluginManager, load_plugins
@@ -62,6 +63,7 @@ __all__ = [
     "Sandbox",
     "SignatureError",
     "SystemKind",
+    "exception_reason",
     "hookimpl",
     "hookspec",
     "load_plugins",

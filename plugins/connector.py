@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from crossledger.canonical import Envelope
-from crossledger.plugins.errors import Category, ConnectorError
+from crossledger.plugins.errors import Category, ConnectorError, described
 from crossledger.plugins.types import (
     Capability,
     Change,
@@ -149,7 +149,7 @@ class BaseConnector:
     def classify(self, error: Exception) -> ConnectorError:
         if isinstance(error, ConnectorError):
             return error
-        return ConnectorError(Category.TRANSIENT, f"{type(error).__name__}: {error}")
+        return ConnectorError(Category.TRANSIENT, described(error))
 
     def sandbox(self) -> Sandbox:
         raise NotSupported(self.name, "a sandbox")

@@ -11,14 +11,22 @@ data              dead-letter at once: the payload is wrong and retrying cannot 
 policy            dead-letter at once: ownership rules forbid the change
 auth              dead-letter at once: credentials are wrong; replay after fixing them
 ================  =====================================================================
+
+A :class:`ConnectorError`'s message is a reason, kept whole in logs, dead letters and Sentry: ids
+and what went wrong, never field values. When it wraps another exception, the wrapped text goes
+through :func:`exception_reason`, the one rule for what of an exception's text may be written.
 """
 
 import errno
 import json
+import re
 import traceback
 from enum import StrEnum
+from typing import Final
 
+import httpx
 import msgspec
+import pydantic
 from crossledger.canonical.bounds import OutOfRange
 
 
@@ -84,13 +92,67 @@ def translation_error(error: Exception, what: str) -> ConnectorError | None:
         return None
     if isinstance(error, OutOfRange):
         return ConnectorError(Category.DATA, f"{what}: {error}")
-    if isinstance(error, msgspec.ValidationError | KeyError):
-        detail = f"{type(error).__name__} {error}"
-    else:
-        detail = type(error).__name__
+    detail = described(error) if isinstance(error, msgspec.ValidationError | KeyError) else type(error).__name__
     frames = traceback.extract_tb(error.__traceback__)
     where = f" in {frames[-1].name} ({frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
     return ConnectorError(Category.DATA, f"{what}: {detail}{where}, on a value it cannot translate")
+
+
+#: Exceptions whose text is a reason, not an echo of input: the classified errors (their messages
+#: name ids and what went wrong), and errors whose text describes code or a connection, not data.
+REASON_TYPES: Final[tuple[type[BaseException], ...]] = (
+    ConnectorError, AttributeError, NameError, ImportError, NotImplementedError, RecursionError, TimeoutError,
+    ConnectionError, httpx.TimeoutException, httpx.NetworkError,
+)
+WITHHELD: Final = "[text withheld: it may echo input]"
+_QUOTED: Final = re.compile(r"'[^']*'")
+
+
+def exception_reason(error: BaseException, reason_types: tuple[type[BaseException], ...] = REASON_TYPES) -> str:
+    """What of an exception's text may be written, specific but without the values it may echo:
+
+    - all of it when its type carries reasons (``reason_types``);
+    - a pydantic validation error: each problem's location and message (``customer.email: value
+      is not a valid email address``), without the input;
+    - a msgspec error: its message and path with the quoted values blanked
+      (``Invalid enum value '…' - at `$.status```);
+    - an HTTP status error: the method, the URL's path and the status (no query string, no body);
+    - a ``KeyError`` naming a key spelt like a field name (``'warehouse'``); a key that is not one
+      (an e-mail, a name) may be a value looked up, and is withheld;
+    - :data:`WITHHELD` for anything else that has a text.
+    """
+    text = _text(error)
+    if not text or isinstance(error, reason_types):
+        return text
+    if isinstance(error, pydantic.ValidationError):
+        problems = error.errors(include_input=False, include_url=False)
+        return "; ".join(f"{'.'.join(map(str, problem['loc'])) or '$'}: {problem['msg']}" for problem in problems)
+    if isinstance(error, msgspec.MsgspecError):  # "Invalid enum value 'x' - at `$.status`": paths in backticks
+        return _QUOTED.sub("'…'", text)
+    if isinstance(error, httpx.HTTPStatusError):
+        request, response = error.request, error.response
+        return f"{request.method} {request.url.path}: HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    if isinstance(error, KeyError) and len(error.args) == 1 and _field_name(error.args[0]):
+        return text
+    return WITHHELD
+
+
+def described(error: BaseException, reason_types: tuple[type[BaseException], ...] = REASON_TYPES) -> str:
+    """An exception as a reason names it: its type, then :func:`exception_reason`
+    (``KeyError: 'warehouse'``, ``ValueError: [text withheld: it may echo input]``)."""
+    reason = exception_reason(error, reason_types)
+    return f"{type(error).__name__}: {reason}" if reason else type(error).__name__
+
+
+def _field_name(key: object) -> bool:
+    return isinstance(key, str) and key.isascii() and key.isidentifier()
+
+
+def _text(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:
+        return "<str() failed>"
 
 
 class SignatureError(Exception):

@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import sentry_sdk
 from conftest import start_system
 from crossledger.core.alerts import init_sentry
 from crossledger.core.bench import signed
 from crossledger.core.embedded import wait_until
-from crossledger.core.safelog import WITHHELD
+from crossledger.plugins.errors import WITHHELD
 from crossledger.plugins.sandbox import ServerThread
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -62,6 +63,41 @@ def test_a_dead_letter_raises_one_sentry_event_without_customer_data(tmp_path: P
     assert event["message"].startswith("dead letter (data): invoice invoice/stripe/")
     assert event["tags"]["category"] == "data" and event["tags"]["target"] == "-"
     assert "ceo@secretive.example" not in json.dumps(items)
+
+
+def test_a_dead_letter_names_the_field_that_broke_but_not_its_value(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A Stripe invoice whose status holds an e-mail: msgspec's error quotes it, the connector's
+    ConnectorError wraps that error, and the reason reaches the dead letter, the log and Sentry."""
+    caplog.set_level(logging.DEBUG)
+    email = "billing.lead@quoted-value.example"
+    receiver, items = sentry_receiver()
+    system = start_system(tmp_path, sentry_dsn=f"http://publickey@127.0.0.1:{receiver.port}/42")
+    try:
+        customer = system.stripe.post("/v1/customers", name="Quoted Ltd")
+        invoice = system.invoice(customer["id"], [5_000])
+        system.settle(lambda: len(system.state("netsuite")["invoice"]) == 1)
+        broken = {**invoice, "id": "in_quoted", "status": email}
+        body = json.dumps({"id": "evt_quoted", "object": "event", "type": "invoice.finalized",
+                           "created": int(time.time()), "data": {"object": broken}}).encode()
+        secret = system.hub.runtime.settings.connectors["stripe"]["webhook_secret"]
+        httpx.post(f"{system.hub.url}/webhooks/stripe", content=body, headers=signed(secret, body))
+        system.settle(lambda: system.hub.runtime.store.dlq_count() == 1)
+        [letter] = system.hub.runtime.store.dlq_list()
+        sentry_sdk.flush(5)
+    finally:
+        system.hub.stop()
+        system.server.stop()
+        sentry_sdk.init()
+        receiver.stop()
+
+    assert letter.category == "data"
+    assert letter.reason == "stripe invoice 'in_quoted' is malformed: Invalid enum value '…' - at `$.status`"
+    [event] = [item for item in items if "message" in item]
+    assert event["message"] == f"dead letter (data): {letter.reason}"
+    logged = caplog.text + "\n".join(record.getMessage() for record in caplog.records)
+    for where, text in (("the log", logged), ("Sentry", json.dumps(items)), ("the reason", letter.reason)):
+        assert email not in text, f"the e-mail reached {where}"
 
 
 def test_a_journey_step_held_while_its_system_is_down_raises_one_sentry_event(tmp_path: Path) -> None:

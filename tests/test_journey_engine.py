@@ -22,7 +22,7 @@ from crossledger.core.runtime import Runtime
 from crossledger.core.settings import ConfigError, HubSettings, Settings
 from crossledger.core.stores.base import JourneyRecord
 from crossledger.plugins import CrossledgerPluginManager, hookimpl
-from crossledger.plugins.errors import Category, ConnectorError
+from crossledger.plugins.errors import WITHHELD, Category, ConnectorError
 from crossledger.plugins.journey import (
     HubView,
     Journey,
@@ -286,14 +286,19 @@ def test_a_retryable_lookup_is_retried_then_fails_the_step_not_a_dead_letter(sta
     assert dead_letters(system) == []
 
 
-def test_a_defect_in_a_step_fails_the_step_with_its_reason_not_a_dead_letter(start: Starter) -> None:
+@pytest.mark.parametrize(("key", "says"), [
+    ("warehouse", "KeyError: 'warehouse'"),  # a field's name: where the step's code went wrong
+    ("ops@warehouse.example", f"KeyError: {WITHHELD}"),  # a value looked up: it stays in the hub
+])
+def test_a_defect_in_a_step_fails_the_step_with_its_reason_not_a_dead_letter(start: Starter, key: str,
+                                                                             says: str) -> None:
     system = start()
     subject = customer(system)
-    DRILL.broken["ship"] = lambda: KeyError("warehouse")
+    DRILL.broken["ship"] = lambda: KeyError(key)
 
     run = settled_run(system, drill(system, subject))
 
-    assert (run.state, run.reason) == ("compensated", "step ship failed: KeyError: 'warehouse'")
+    assert (run.state, run.reason) == ("compensated", f"step ship failed: {says}")
     assert DRILL.count("ship") == 1  # no retry: a defect is not transient
     assert dead_letters(system) == []
 

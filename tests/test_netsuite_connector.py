@@ -696,7 +696,7 @@ def test_an_unbalanced_journal_entry_is_refused_as_data(
     entry = journal(key, "USD", 1000, 999)  # the hub's invariants catch this first; NetSuite is the backstop
     [op] = plan(ledger_ctx, refs, "journal_entry.posted", entry)
 
-    with pytest.raises(ConnectorError, match=r"USER_ERROR at line: .*out of balance") as error:
+    with pytest.raises(ConnectorError, match=r"HTTP 400 Bad Request: USER_ERROR at line$") as error:
         NETSUITE.execute(ledger_ctx, op, "k")
 
     assert (error.value.category, error.value.status) == (Category.DATA, 400)

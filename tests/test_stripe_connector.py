@@ -473,7 +473,7 @@ def test_classify_a_declined_card(ctx: Context, client: stripe.StripeClient, ser
         response.raise_for_status()
     classified = connector.classify(caught.value)
     assert (classified.category, classified.status) == (Category.DATA, 402)
-    assert classified.message == "stripe: HTTP 402 card_error/card_declined: Your card was declined."
+    assert classified.message == "stripe: HTTP 402 Payment Required: card_error/card_declined"
 
 
 def test_classify_a_connection_refused() -> None:

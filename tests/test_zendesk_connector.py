@@ -601,7 +601,7 @@ def test_reading_what_zendesk_does_not_have_is_a_data_error(live: Context) -> No
     with pytest.raises(ConnectorError) as raised:
         ZENDESK.fetch(live, "customer", "999")
     assert (raised.value.category, raised.value.status) == (Category.DATA, 404)
-    assert "RecordNotFound: Not found" in raised.value.message
+    assert raised.value.message.endswith("HTTP 404 Not Found: RecordNotFound")
 
 
 # -- failures -------------------------------------------------------------------------------------------------
@@ -639,14 +639,14 @@ def test_injected_faults_are_classified(live: Context, server: ServerThread, mod
 
 
 def test_validation_errors_are_data_errors_with_zendesks_reason(live: Context) -> None:
-    """An agent made an organization with the very name the hub gives a customer: Zendesk's reason
-    is in the message, and (as Zendesk words it) no name or other personal data is."""
+    """An agent made an organization with the very name the hub gives a customer: Zendesk's error
+    and the field's error code are in the message, its descriptions (which may quote values) are not."""
     agent = httpx.Client(base_url=live.settings.base_url, auth=(f"{live.settings.email}/token",
                                                                  live.settings.api_token.get_secret_value()))
     agent.post("/api/v2/organizations.json", json={"organization": {"name": "Same Name (D2)"}}).raise_for_status()
     error = failure(live, event("customer.upserted", Customer(id="customer/salesforce/D2", name="Same Name")))
     assert (error.category, error.status) == (Category.DATA, 422)
-    assert "RecordInvalid: Record validation errors (name: Name: has already been taken)" in error.message
+    assert error.message.endswith("HTTP 422 Unprocessable Entity: RecordInvalid (name: DuplicateValue)")
     assert "Same Name" not in error.message
 
 

@@ -52,7 +52,7 @@ from crossledger.canonical.entities import CreditMemo, Customer, Invoice, Journa
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.connector import BaseConnector
 from crossledger.plugins.errors import Category, ConnectorError
-from crossledger.plugins.http import classify_http, retry_after_seconds, status_category
+from crossledger.plugins.http import classify_http, error_code, retry_after_seconds, status_category, status_line
 from crossledger.plugins.netsuite.inbound import OBSERVED_RECORDS, Poller, Translator, carrying
 from crossledger.plugins.netsuite.outbound import (
     CAP_APPLICATIONS,
@@ -110,9 +110,9 @@ def _error_details(response: httpx.Response) -> list[dict[str, Any]]:
 
 
 def _describe(detail: dict[str, Any]) -> str:
-    """``INVALID_CONTENT at item.items[0].item: Error while accessing resource: ...``"""
+    """``INVALID_CONTENT at item.items[0].item``: the code and the path, not the detail (it quotes values)."""
     where = f" at {detail['o:errorPath']}" if detail.get("o:errorPath") else ""
-    return f"{detail.get('o:errorCode')}{where}: {detail.get('detail')}"
+    return f"{error_code(detail.get('o:errorCode'))}{where}"
 
 
 def _customer_lacking_currency(refused: ConnectorError, body: dict[str, Any]) -> str | None:
@@ -312,8 +312,8 @@ class NetSuiteConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
         request = error.request
         return ConnectorError(
             Category.RATE_LIMITED if codes & RATE_LIMIT_CODES else status_category(response.status_code),
-            f"{SYSTEM} {request.method} {request.url.path}: HTTP {response.status_code} "
-            f"{'; '.join(map(_describe, details)) or response.text[:500]}",
+            f"{SYSTEM} {request.method} {request.url.path}: {status_line(response)}"
+            f"{': ' if details else ''}{'; '.join(map(_describe, details))}",
             retry_after=retry_after_seconds(response),
             status=response.status_code,
         )

@@ -58,7 +58,7 @@ from crossledger.canonical.entities import (
     from_external_key,
 )
 from crossledger.canonical.money import Money, from_decimal, zero
-from crossledger.plugins.errors import Category, ConnectorError
+from crossledger.plugins.errors import Category, ConnectorError, exception_reason
 from crossledger.plugins.netsuite.outbound import SYSTEM
 from crossledger.plugins.netsuite.settings import NetSuiteSettings
 from crossledger.plugins.types import Change, InboundEvent, PollResult, Refs
@@ -145,14 +145,16 @@ def decode_cursor(cursor: str | None, since: datetime) -> Cursor:
     try:
         return msgspec.json.decode(cursor, type=Cursor)
     except msgspec.DecodeError as error:
-        raise ConnectorError(Category.DATA, f"netsuite poll cursor {cursor!r} is not one: {error}") from error
+        raise ConnectorError(Category.DATA,
+                             f"netsuite poll cursor {cursor!r} is not one: {exception_reason(error)}") from error
 
 
 def _rows(page: dict[str, Any]) -> list[Row]:
     try:
         return msgspec.convert(page.get("items", []), list[Row], strict=False)
     except msgspec.ValidationError as error:
-        raise ConnectorError(Category.DATA, f"netsuite SuiteQL answered rows the poll cannot read: {error}") from error
+        raise ConnectorError(Category.DATA, "netsuite SuiteQL answered rows the poll cannot read: "
+                                            f"{exception_reason(error)}") from error
 
 
 class Poller:
@@ -295,7 +297,8 @@ def _decode(event: InboundEvent, shape: type[_Shape]) -> _Shape:
         return msgspec.convert(record, shape, strict=False)
     except msgspec.ValidationError as error:
         raise ConnectorError(Category.DATA, f"netsuite {OBSERVED_RECORDS[event.type]} in event "
-                                            f"{event.source_event_id} is malformed: {error}") from error
+                                            f"{event.source_event_id} is malformed: {exception_reason(error)}"
+                             ) from error
 
 
 def _midnight(day: date | None) -> datetime | None:

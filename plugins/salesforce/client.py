@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import msgspec
 from crossledger.plugins.errors import Category, ConnectorError
-from crossledger.plugins.http import classify_http, retry_after_seconds, status_category
+from crossledger.plugins.http import classify_http, error_code, retry_after_seconds, status_category, status_line
 from crossledger.plugins.salesforce.settings import SalesforceSettings
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def _fetch_token(settings: SalesforceSettings, http: httpx.Client) -> str:
     except httpx.HTTPStatusError as error:
         raise classify(error) from error
     except (ValueError, KeyError, TypeError) as error:
-        raise ConnectorError(Category.TRANSIENT, f"{SYSTEM} token: no access_token in {response.text[:200]!r}"
+        raise ConnectorError(Category.TRANSIENT, f"{SYSTEM} token: {status_line(response)} without an access_token"
                              ) from error
     if not isinstance(token, str):
         raise ConnectorError(Category.TRANSIENT, f"{SYSTEM} token: access_token is not a string")
@@ -148,14 +148,11 @@ def error_items(response: httpx.Response) -> list[dict[str, Any]]:
 
 
 def describe(response: httpx.Response) -> str:
-    """``HTTP 400 REQUIRED_FIELD_MISSING [Name]: Required fields are missing: [Name]; ...``"""
-    items = error_items(response)
-    if not items:
-        return f"HTTP {response.status_code}: {response.text[:300]}"
-    details = "; ".join(
-        f"{item.get('errorCode')}{' ' + str(item['fields']) if item.get('fields') else ''}: {item.get('message')}"
-        for item in items)
-    return f"HTTP {response.status_code} {details}"
+    """``HTTP 400 Bad Request: REQUIRED_FIELD_MISSING [Name]; ...``: each error's code and fields,
+    not its message (Salesforce's quote the values refused: ``invalid email address: ...``)."""
+    details = "; ".join(f"{error_code(item.get('errorCode'))}{' ' + str(item['fields']) if item.get('fields') else ''}"
+                        for item in error_items(response))
+    return f"{status_line(response)}: {details}" if details else status_line(response)
 
 
 def classify(error: Exception) -> ConnectorError:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 from crossledger.plugins.errors import Category, ConnectorError
-from crossledger.plugins.http import classify_http
+from crossledger.plugins.http import classify_http, error_code, status_line
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 SYSTEM = "stripe"
@@ -58,13 +58,15 @@ class StripeSettings(BaseModel):
 
 
 def _describe(response: httpx.Response) -> str:
-    """``HTTP 402 card_error/card_declined: Your card was declined.`` from Stripe's error body."""
+    """``stripe: HTTP 400 Bad Request: invalid_request_error/email_invalid (email)`` from Stripe's
+    error body: its type, code and parameter, not its message (``Invalid email address: ...``)."""
     try:
         error = response.json()["error"]
-        kind = "/".join(part for part in (error.get("type"), error.get("code")) if part)
-        return f"stripe: HTTP {response.status_code} {kind}: {error.get('message')}"
+        kind = "/".join(error_code(part) for part in (error.get("type"), error.get("code")) if part)
+        param = f" ({error['param']})" if error.get("param") else ""
     except (ValueError, KeyError, TypeError, AttributeError):
-        return f"stripe: HTTP {response.status_code}: {response.text[:500]}"
+        return f"stripe: {status_line(response)}"
+    return f"stripe: {status_line(response)}: {kind}{param}" if kind or param else f"stripe: {status_line(response)}"
 
 
 def _classify_response(classified: ConnectorError, response: httpx.Response) -> ConnectorError:

@@ -77,7 +77,7 @@ from crossledger.canonical.entities import (
     SubscriptionItem,
 )
 from crossledger.canonical.money import money, normalize_currency
-from crossledger.plugins.errors import Category, ConnectorError
+from crossledger.plugins.errors import Category, ConnectorError, exception_reason
 from crossledger.plugins.stripe.client import SYSTEM, StripeApi
 from crossledger.plugins.types import Change, Refs
 
@@ -298,7 +298,7 @@ def decode(obj: dict[str, Any], shape: type[_Shape], kind: str) -> _Shape:
     try:
         return msgspec.convert(obj, shape)
     except msgspec.ValidationError as error:
-        message = f"stripe {kind} {obj.get('id')!r} is malformed: {error}"
+        message = f"stripe {kind} {obj.get('id')!r} is malformed: {exception_reason(error)}"
         raise ConnectorError(Category.DATA, message) from error
 
 

@@ -68,8 +68,15 @@ from crossledger.canonical.entities import (
 )
 from crossledger.canonical.events import Envelope
 from crossledger.plugins.connector import BaseConnector
-from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, PayloadError, SchemaError
-from crossledger.plugins.http import classify_http, retry_after_seconds, status_category
+from crossledger.plugins.errors import (
+    Category,
+    ConnectorError,
+    MissingDependency,
+    PayloadError,
+    SchemaError,
+    exception_reason,
+)
+from crossledger.plugins.http import classify_http, error_code, retry_after_seconds, status_category, status_line
 from crossledger.plugins.limits import Limits, check_lengths
 from crossledger.plugins.types import (
     Capability,
@@ -257,7 +264,8 @@ def _decode(obj: dict[str, Any], shape: type[_Shape], kind: str) -> _Shape:
     try:
         return msgspec.convert(_filled(obj), shape)
     except msgspec.ValidationError as error:
-        raise ConnectorError(Category.DATA, f"zendesk {kind} {obj.get('id')!r} is malformed: {error}") from error
+        raise ConnectorError(Category.DATA,
+                             f"zendesk {kind} {obj.get('id')!r} is malformed: {exception_reason(error)}") from error
 
 
 def _reference(value: Id | None) -> str | None:
@@ -548,23 +556,25 @@ def _reflects(record: dict[str, Any], wanted: dict[str, Any]) -> bool:
 
 
 def _describe(response: httpx.Response) -> str:
-    """``RecordInvalid: Record validation errors (name: Name: Acme has already been taken)``."""
+    """``HTTP 422 Unprocessable Entity: RecordInvalid (name: DuplicateValue)``: Zendesk's error and
+    each field's error code, not the descriptions (``Name: Acme has already been taken``)."""
     try:
         body = json.loads(response.content)
     except ValueError:
-        return response.text[:500]
+        body = None
     if not isinstance(body, dict):
-        return response.text[:500]
+        return status_line(response)
     error = body.get("error")
     if isinstance(error, dict):  # some endpoints nest it: {"error": {"title", "message"}}
-        return f"{error.get('title')}: {error.get('message')}"
+        error = error.get("title")
     details = body.get("details")
     if not isinstance(details, dict):
         details = {}
-    problems = [f"{field}: {problem.get('description')}" for field, listed in details.items()
+    problems = [f"{field}: {error_code(problem.get('error'))}" for field, listed in details.items()
                 if isinstance(listed, list) for problem in listed if isinstance(problem, dict)]
-    text = f"{error}: {body.get('description')}" if body.get("description") else str(error)
+    text = f"{status_line(response)}: {error_code(error)}"
     return f"{text} ({'; '.join(problems)})" if problems else text
+
 
 
 def _settings(ctx: Context) -> ZendeskSettings:
@@ -736,7 +746,7 @@ class ZendeskConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
         response, request = error.response, error.request
         return ConnectorError(
             status_category(response.status_code),
-            f"{SYSTEM} {request.method} {request.url.path}: HTTP {response.status_code} {_describe(response)}",
+            f"{SYSTEM} {request.method} {request.url.path}: {_describe(response)}",
             retry_after=retry_after_seconds(response),
             status=response.status_code,
         )

@@ -49,8 +49,9 @@ from crossledger.plugins import (
     Sandbox,
     SignatureError,
     SystemKind,
+    exception_reason,
 )
-from crossledger.plugins.http import classify_http
+from crossledger.plugins.http import classify_http, error_code, status_line
 from crossledger.plugins.types import Headers
 from pydantic import BaseModel, ConfigDict, SecretStr
 
@@ -277,7 +278,8 @@ class HubSpotConnector(BaseConnector):
         try:
             return msgspec.convert(record, _Company)
         except msgspec.ValidationError as error:
-            raise ConnectorError(Category.DATA, f"hubspot company {object_id} is malformed: {error}") from error
+            raise ConnectorError(Category.DATA,
+                                 f"hubspot company {object_id} is malformed: {exception_reason(error)}") from error
 
     @staticmethod
     def _read_params(ctx: Context) -> dict[str, str]:
@@ -314,14 +316,15 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 
 
 def _describe(response: httpx.Response) -> str:
-    """``hubspot: HTTP 400 VALIDATION_ERROR: Property values were not valid ... (correlationId ...)``"""
+    """``hubspot: HTTP 400 Bad Request: VALIDATION_ERROR (correlationId ...)``: HubSpot's error
+    category and correlation id, not its message (it quotes the values refused)."""
     try:
         error = response.json()
-        kind = error.get("category") or error.get("errorType") or "error"
+        kind = error_code(error.get("category") or error.get("errorType") or "error")
         where = f" (correlationId {error['correlationId']})" if error.get("correlationId") else ""
-        return f"{SYSTEM}: HTTP {response.status_code} {kind}: {error['message']}{where}"
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return f"{SYSTEM}: HTTP {response.status_code}: {response.text[:500]}"
+    except (ValueError, TypeError, AttributeError):
+        return f"{SYSTEM}: {status_line(response)}"
+    return f"{SYSTEM}: {status_line(response)}: {kind}{where}"
 
 
 def _rate_window_s(response: httpx.Response) -> float | None:
