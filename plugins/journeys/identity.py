@@ -22,7 +22,6 @@ letters and digits; separators (spaces, dots, dashes) are dropped before matchin
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 FREE_MAIL = frozenset({"gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "yahoo.com",
                        "icloud.com", "me.com", "aol.com", "proton.me", "protonmail.com", "gmx.de", "web.de"})
-IDENTITY_KEYS = ("tax-id", "domain", "email")
 
 
 def normalized_tax_id(tax_id: str) -> str:

@@ -47,7 +47,7 @@ about two hours); tickets also carry the case's external key, so :meth:`ZendeskC
 finds a ticket whose creation timed out without creating anything.
 
 Entitlement data lives in *organization fields* (custom fields the Zendesk admin creates, keyed
-as in :data:`ENTITLEMENT_FIELDS` and :data:`XREF_FIELDS`); Zendesk's SLA policies key off them.
+``plan_tier``, ``sla``, ``subscription_status`` and those of :data:`XREF_FIELDS`); Zendesk's SLA policies key off them.
 """
 
 import json
@@ -109,7 +109,6 @@ TEXT_LIMITS: Limits = {"name": 255, "external_id": 255, "email": 254, "subject":
 255-character strings, an e-mail address 254 (RFC 5321), a comment's body 64 KB."""
 
 ACCOUNT_STATUS_FIELD = "account_status"
-ENTITLEMENT_FIELDS = ("plan_tier", "sla", "subscription_status")
 XREF_FIELDS = {"salesforce": "salesforce_id", "stripe": "stripe_customer_id", "netsuite": "netsuite_id"}
 """Organization field keys the hub writes: the customer's status, its support entitlement, and the
 ids the other systems have for it (``customer.linked``)."""
