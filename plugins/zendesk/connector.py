@@ -47,7 +47,8 @@ about two hours); tickets also carry the case's external key, so :meth:`ZendeskC
 finds a ticket whose creation timed out without creating anything.
 
 Entitlement data lives in *organization fields* (custom fields the Zendesk admin creates, keyed
-``plan_tier``, ``sla``, ``subscription_status`` and those of :data:`XREF_FIELDS`); Zendesk's SLA policies key off them.
+``plan_tier``, ``sla``, ``subscription_status`` and those of :data:`XREF_FIELDS`); Zendesk's SLA
+policies key off them.
 """
 
 import json
