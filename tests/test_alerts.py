@@ -4,12 +4,14 @@ import gzip
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import sentry_sdk
-from conftest import start_system
+from conftest import System, start_system
 from crossledger.core.alerts import init_sentry
 from crossledger.core.bench import signed
 from crossledger.core.embedded import wait_until
@@ -37,10 +39,24 @@ def sentry_receiver() -> tuple[ServerThread, list[dict]]:  # type: ignore[type-a
     return ServerThread(app).start(), items
 
 
-def test_a_dead_letter_raises_one_sentry_event_without_customer_data(tmp_path: Path) -> None:
+@contextmanager
+def reporting_to_sentry(tmp_path: Path) -> Iterator[tuple[System, list[dict]]]:  # type: ignore[type-arg]
+    """A hub on the sandboxes whose Sentry DSN points at a local receiver: the hub and the items
+    received. Afterwards the SDK is flushed, then switched off for the rest of the suite."""
     receiver, items = sentry_receiver()
     system = start_system(tmp_path, sentry_dsn=f"http://publickey@127.0.0.1:{receiver.port}/42")
     try:
+        yield system, items
+        sentry_sdk.flush(5)
+    finally:
+        system.hub.stop()
+        system.server.stop()
+        sentry_sdk.init()  # no DSN
+        receiver.stop()
+
+
+def test_a_dead_letter_raises_one_sentry_event_without_customer_data(tmp_path: Path) -> None:
+    with reporting_to_sentry(tmp_path) as (system, items):
         customer = system.stripe.post("/v1/customers", name="Secretive Ltd", email="ceo@secretive.example")
         invoice = system.invoice(customer["id"], [5_000])
         system.settle(lambda: len(system.state("netsuite")["invoice"]) == 1)
@@ -50,12 +66,6 @@ def test_a_dead_letter_raises_one_sentry_event_without_customer_data(tmp_path: P
         secret = system.hub.runtime.settings.connectors["stripe"]["webhook_secret"]
         httpx.post(f"{system.hub.url}/webhooks/stripe", content=body, headers=signed(secret, body))
         system.settle(lambda: system.hub.runtime.store.dlq_count() == 1)
-        sentry_sdk.flush(5)
-    finally:
-        system.hub.stop()
-        system.server.stop()
-        sentry_sdk.init()  # no DSN: switch the SDK off for the rest of the suite
-        receiver.stop()
 
     events = [item for item in items if "message" in item]
     assert len(events) == 1
@@ -71,9 +81,7 @@ def test_a_dead_letter_names_the_field_that_broke_but_not_its_value(
     ConnectorError wraps that error, and the reason reaches the dead letter, the log and Sentry."""
     caplog.set_level(logging.DEBUG)
     email = "billing.lead@quoted-value.example"
-    receiver, items = sentry_receiver()
-    system = start_system(tmp_path, sentry_dsn=f"http://publickey@127.0.0.1:{receiver.port}/42")
-    try:
+    with reporting_to_sentry(tmp_path) as (system, items):
         customer = system.stripe.post("/v1/customers", name="Quoted Ltd")
         invoice = system.invoice(customer["id"], [5_000])
         system.settle(lambda: len(system.state("netsuite")["invoice"]) == 1)
@@ -84,12 +92,6 @@ def test_a_dead_letter_names_the_field_that_broke_but_not_its_value(
         httpx.post(f"{system.hub.url}/webhooks/stripe", content=body, headers=signed(secret, body))
         system.settle(lambda: system.hub.runtime.store.dlq_count() == 1)
         [letter] = system.hub.runtime.store.dlq_list()
-        sentry_sdk.flush(5)
-    finally:
-        system.hub.stop()
-        system.server.stop()
-        sentry_sdk.init()
-        receiver.stop()
 
     assert letter.category == "data"
     assert letter.reason == "stripe invoice 'in_quoted' is malformed: Invalid enum value '…' - at `$.status`"
@@ -101,9 +103,7 @@ def test_a_dead_letter_names_the_field_that_broke_but_not_its_value(
 
 
 def test_a_journey_step_held_while_its_system_is_down_raises_one_sentry_event(tmp_path: Path) -> None:
-    receiver, items = sentry_receiver()
-    system = start_system(tmp_path, sentry_dsn=f"http://publickey@127.0.0.1:{receiver.port}/42")
-    try:
+    with reporting_to_sentry(tmp_path) as (system, items):
         system.fault("netsuite", mode="down")
         customer = system.stripe.post("/v1/customers", name="Queued Ltd", email="ap@queued.example",
                                       **{"invoice_settings[default_payment_method]": "pm_card_visa"})
@@ -114,12 +114,6 @@ def test_a_journey_step_held_while_its_system_is_down_raises_one_sentry_event(tm
         store = system.hub.runtime.store
         assert wait_until(lambda: any(run.state == "waiting" for run in store.journeys(name="subscription-change")),
                           30)
-        sentry_sdk.flush(5)
-    finally:
-        system.hub.stop()
-        system.server.stop()
-        sentry_sdk.init()
-        receiver.stop()
 
     events = [item for item in items if "message" in item and item["message"].startswith("journey ")]
     assert len(events) == 1, events
