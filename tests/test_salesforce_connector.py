@@ -440,6 +440,17 @@ def test_customer_upsert_body(ctx: Context, refs: MemoryRefs) -> None:
     }
 
 
+def test_a_balance_in_another_currency_than_the_accounts_is_cleared_and_withheld(ctx: Context,
+                                                                                refs: MemoryRefs) -> None:
+    billed_in_euros = customer("1", currency="EUR", open_balance=money(5000, "USD"))
+
+    [op] = plan(ctx, refs, "customer.upserted", billed_in_euros)
+
+    assert (op.payload["body"]["CurrencyIsoCode"], op.payload["body"]["Open_Balance__c"]) == ("EUR", None)
+    assert op.withheld == (f"open balance not synced to {billed_in_euros.id}: the ERP keeps it in USD, the account "
+                           "is in EUR; Open_Balance__c is cleared rather than show it in the wrong currency")
+
+
 def test_an_erp_update_of_a_crm_born_account_writes_only_what_it_carries(ctx: Context, refs: MemoryRefs) -> None:
     # what the hub hands over after resetting the fields Salesforce owns
     crm_id = sf_id("0015g00000CrMbO")
