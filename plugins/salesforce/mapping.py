@@ -277,13 +277,16 @@ def open_balance(entity: Customer) -> tuple[Decimal | None, str | None]:
     """``Open_Balance__c`` for the account, and what is withheld from it, if anything. The ERP
     computes a customer's balance in its own primary currency; an account shows it in its currency
     (``CurrencyIsoCode``, billing's). When the two differ (a customer that had transactions in the
-    ERP before billing fixed another currency, which the ERP then keeps as primary) the balance is
-    not synced: the field is cleared (None), never shown as a number in the wrong currency."""
+    ERP before billing fixed another currency, which the ERP then keeps as primary), or billing has
+    not fixed one yet (the account is in whatever currency the org gave it), the balance is not
+    synced: the field is cleared (None), never shown as a number in another currency. The hub keeps
+    the balance, so it shows once the currencies agree."""
     balance = entity.open_balance
-    if balance is None or entity.currency is None or balance.currency == entity.currency:
+    if balance is None or balance.currency == entity.currency:
         return _amount(balance), None
-    return None, (f"open balance not synced to {entity.id}: the ERP keeps it in {balance.currency}, the account "
-                  f"is in {entity.currency}; Open_Balance__c is cleared rather than show it in the wrong currency")
+    account = f"the account is in {entity.currency}" if entity.currency else "billing has not fixed a currency yet"
+    return None, (f"open balance not synced to {entity.id}: the ERP keeps it in {balance.currency}, {account}; "
+                  "Open_Balance__c is cleared rather than show it in another currency")
 
 
 def _born_here(canonical: str) -> str | None:
