@@ -8,7 +8,9 @@ the tokens of the link deliveries it sends in the same atomic write; when nothin
 entry concludes (:func:`~crossledger.core.stores.base.concluded`):
 
 ============  ========================================================================================
-delivered     every effect landed (or was handed to a journey run, which accounts for it from there)
+delivered     every effect landed (or was handed to a journey run, which accounts for it from there);
+              the reason says what a delivery deliberately withheld, if anything (a balance its
+              target could only show in another currency than the account's)
 noop          nothing to do, with the reasons: no news (an echo, unchanged, stale), an ignored type,
               routed nowhere, a delivery superseded by a newer version
 conflict      held for a person: an ownership rule that rejects the change, a parked or undone journey

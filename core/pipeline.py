@@ -72,6 +72,7 @@ class FollowOns:
     status: Literal["delivered", "parked", "stale"]
     deliveries: Deliveries = field(default_factory=list)
     marks: list[str] = field(default_factory=list)
+    withheld: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -435,12 +436,14 @@ class Pipeline:
         others' ids itself, in its own order."""
         linked: list[str] = []
         self._local.linked = None if reply is not None else linked
+        withheld: list[str] = []
+        self._local.withheld = withheld
         with self.audit_batch():
             status, envelope = self._deliver(target, raw_envelope, bypass_circuit=bypass_circuit, reply=reply)
         if status != "delivered" or not linked or reply is not None:
-            return FollowOns(status)
+            return FollowOns(status, withheld=withheld)
         return FollowOns(status, self._links(target, envelope, linked),
-                         [link_mark(target, canonical_id) for canonical_id in dict.fromkeys(linked)])
+                         [link_mark(target, canonical_id) for canonical_id in dict.fromkeys(linked)], withheld)
 
     def followed(self, follow_ons: "FollowOns") -> None:
         """The follow-ons are enqueued: clear their link marks."""
@@ -622,7 +625,11 @@ class Pipeline:
                 self.audit(envelope, op.name, "failed", system=target, detail=str(failure))
                 raise failure from error
             self.audit(envelope, op.name, "delivered", system=target,
-                       detail=f"{target} id {outcome.external_id}" + (" (created)" if outcome.created else ""))
+                       detail=f"{target} id {outcome.external_id}" + (" (created)" if outcome.created else "")
+                       + (f"; withheld: {op.withheld}" if op.withheld else ""))
+        withheld: list[str] | None = getattr(self._local, "withheld", None)
+        if op.withheld and withheld is not None:  # recorded with the delivery's outcome (see deliver)
+            withheld.append(op.withheld)
         self.store.delivery_set(key, "acknowledged", outcome.external_id)
         self._note_link(target, op, outcome)
         self.store.xref_put(op.canonical_id, op.entity_type, target, outcome.external_id)

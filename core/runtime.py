@@ -287,7 +287,8 @@ class Runtime:
         pending); a journey's write is accounted for by its run, a parked one stays pending."""
         follow_ons = self.pipeline.deliver(target, envelope, bypass_circuit=bypass_circuit, reply=reply)
         if reply is None and follow_ons.status != "parked":
-            part = OutcomePart(outcome="delivered", target=target) if follow_ons.status == "delivered" else \
+            part = OutcomePart(outcome="delivered", target=target, reason="; ".join(follow_ons.withheld) or None) \
+                if follow_ons.status == "delivered" else \
                 noop(f"superseded: a newer version was already delivered to {target}")
             links = [effect(other, link["id"]) for other, link in follow_ons.deliveries]
             self.ledger.settle(envelope, target, part, links)

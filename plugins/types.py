@@ -73,12 +73,15 @@ class Operation(msgspec.Struct, frozen=True, kw_only=True):
 
     ``name`` (``customer.upsert``, ``invoice.create``...) is part of the idempotency key, so it must
     be stable for the same effect. ``payload`` is the connector's own; the hub never reads it.
+    ``withheld`` says what of the event the write deliberately leaves out, and why (a figure the
+    target could only show in the wrong currency): the hub records it with the delivery's outcome.
     """
 
     name: str
     entity_type: str
     canonical_id: str
     payload: dict[str, Any]
+    withheld: str | None = None
 
 
 class Outcome(msgspec.Struct, frozen=True, kw_only=True):

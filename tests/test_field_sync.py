@@ -83,3 +83,36 @@ def test_an_invoice_and_a_payment_entered_in_netsuite_move_the_balance_salesforc
         finance.enter_payment(netsuite_id, Decimal("50.00"), {invoice_id: Decimal("50.00")})
         settle(topology, lambda: account(topology, account_id).get("Open_Balance__c") == 70)
     assert topology.hub.runtime.store.dlq_count() == 0
+
+
+def test_a_balance_netsuite_keeps_in_another_currency_than_the_account_is_cleared_with_its_reason(
+        topology: System) -> None:
+    """A customer that had transactions in NetSuite before billing fixed another currency keeps its
+    primary currency there (NetSuite refuses to change it), so NetSuite's balance is in a currency
+    the account is not: Salesforce shows no balance rather than a figure in the wrong currency, and
+    the outcome says why; no dead letter."""
+    sales = SalesforceUser(topology.hub.runtime.settings.connectors["salesforce"])
+    account_id = sales.create_account(dict(Name="Wayne Enterprises", Type=WON, Website="https://wayne.example",
+                                          CurrencyIsoCode="USD"))
+    settle(topology, lambda: bool(account(topology, account_id).get("Stripe_Customer_Id__c"))
+           and bool(account(topology, account_id).get("NetSuite_Id__c")))
+    linked = account(topology, account_id)
+    settings = NetSuiteSettings(**topology.hub.runtime.settings.connectors["netsuite"])
+    with NetSuiteUser(settings) as finance:
+        finance.enter_invoice(linked["NetSuite_Id__c"], settings.item_id, Decimal("120.00"))
+    settle(topology, lambda: account(topology, account_id).get("Open_Balance__c") == 120)
+
+    topology.invoice(linked["Stripe_Customer_Id__c"], [10_000], currency="eur")
+    settle(topology, lambda: len(records(topology, "netsuite", "invoice")) == 2
+           and account(topology, account_id).get("CurrencyIsoCode") == "EUR")
+
+    billed = account(topology, account_id)
+    assert billed.get("Open_Balance__c") is None
+    [netsuite] = netsuite_customers(topology, f"customer/salesforce/{account_id}")
+    assert netsuite["currency"]["refName"] == "USD"
+    assert [line["currency"]["refName"] for line in netsuite["currencyList"]["items"]] == ["EUR"]
+    store = topology.hub.runtime.store
+    reasons = [entry.reason or "" for entry in store.outcomes(limit=1000)]
+    assert any("open balance not synced" in reason and "the ERP keeps it in USD, the account is in EUR" in reason
+               for reason in reasons), reasons
+    assert store.dlq_count() == 0

@@ -373,19 +373,37 @@ def test_a_document_in_a_currency_its_customer_lacks_adds_the_currency_to_the_cu
     ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str
 ) -> None:
     deliver(ctx, refs, "customer.upserted", customer(key, currency="USD"))
+    deliver(ctx, refs, "invoice.issued", invoice(key, currency="USD"))
+    in_euros = msgspec.structs.replace(invoice(key, currency="EUR"), id=f"invoice/stripe/in_{key}b", number=f"{key}b")
 
-    [outcome] = deliver(ctx, refs, "invoice.issued", invoice(key, currency="EUR"))
+    [outcome] = deliver(ctx, refs, "invoice.issued", in_euros)
 
     assert NETSUITE.fetch(ctx, "invoice", outcome.external_id)["currency"]["refName"] == "EUR"
     held = NETSUITE.fetch(ctx, "customer", refs.ids[f"customer/stripe/cus_{key}"])
-    assert held["currency"]["refName"] == "USD"
+    assert held["currency"]["refName"] == "USD"  # NetSuite refuses to change it once it has transactions
     assert [line["currency"]["refName"] for line in held["currencyList"]["items"]] == ["EUR"]
 
 
-def test_a_customers_currency_is_its_primary_one_when_created_and_joins_its_list_after(
+def test_a_customers_first_document_fixes_its_primary_currency_as_billing_does(
     ctx: Context, refs: DictRefs, key: str
 ) -> None:
-    [created] = deliver(ctx, refs, "customer.upserted", customer(key, currency="GBP"))
+    """Billing's update of the customer's currency may arrive after its first bill: the bill's
+    currency becomes the primary one, so NetSuite computes the customer's balance in it."""
+    [created] = deliver(ctx, refs, "customer.upserted", customer(key))  # the subsidiary's USD, by default
+
+    deliver(ctx, refs, "invoice.issued", invoice(key, currency="EUR"))
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="EUR"))
+
+    held = NETSUITE.fetch(ctx, "customer", created.external_id)
+    assert (held["currency"]["refName"], held["balance"]) == ("EUR", Decimal("100.00"))
+    assert "currencyList" not in held
+
+
+def test_a_customers_primary_currency_follows_billing_until_its_first_transaction_and_is_listed_after(
+    ctx: Context, refs: DictRefs, key: str
+) -> None:
+    [created] = deliver(ctx, refs, "customer.upserted", customer(key))
+    deliver(ctx, refs, "customer.upserted", customer(key, currency="GBP"))
     deliver(ctx, refs, "invoice.issued", invoice(key, currency="GBP"))
 
     deliver(ctx, refs, "customer.upserted", customer(key, currency="EUR"))

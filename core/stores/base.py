@@ -177,7 +177,8 @@ class OutcomeRecord(msgspec.Struct, frozen=True, kw_only=True):
 def concluded(record: OutcomeRecord, now: float) -> OutcomeRecord:
     """``record`` with its outcome decided, if nothing is pending: a dead letter in any part makes
     the message a dead letter with that part's class and reason; else a conflict; else delivered
-    (to the targets whose parts were); else a no-op with the reasons of its parts."""
+    (to the targets whose parts were, with what those deliveries deliberately withheld, if anything);
+    else a no-op with the reasons of its parts."""
     if record.pending:
         return msgspec.structs.replace(record, outcome="pending", reason=None, category=None, targets=[],
                                        updated_at=now)
@@ -188,7 +189,7 @@ def concluded(record: OutcomeRecord, now: float) -> OutcomeRecord:
     targets = sorted({part.target for part in deciding if part.target}) if kind == "delivered" else []
     return msgspec.structs.replace(
         record, outcome=kind, targets=targets, updated_at=now,
-        reason="; ".join(reasons) if kind != "delivered" else None,
+        reason="; ".join(reasons) or None,
         category=deciding[0].category if kind in ("dead_letter", "conflict") and deciding else None)
 
 

@@ -57,6 +57,7 @@ from crossledger.plugins.netsuite.inbound import OBSERVED_RECORDS, Poller, Trans
 from crossledger.plugins.netsuite.outbound import (
     CAP_APPLICATIONS,
     CURRENCY_LIST,
+    CUSTOMER_UPSERT,
     RECORD_TYPES,
     SYSTEM,
     Planner,
@@ -115,14 +116,20 @@ def _describe(detail: dict[str, Any]) -> str:
     return f"{error_code(detail.get('o:errorCode'))}{where}"
 
 
-def _customer_lacking_currency(refused: ConnectorError, body: dict[str, Any]) -> str | None:
-    """The customer whose currencies a refused document's currency is not among (NetSuite's 400
-    ``USER_ERROR`` at ``currency``), or None when that is not why it was refused."""
+def _refused_for_currency(refused: ConnectorError) -> bool:
+    """Whether NetSuite refused the write for its ``currency`` (400 ``USER_ERROR`` at ``currency``):
+    a document in a currency its customer does not take, or a customer's primary currency changed
+    after its first transaction."""
     cause = refused.__cause__
-    if not isinstance(cause, httpx.HTTPStatusError) or cause.response.status_code != 400:
-        return None
-    if not any(detail.get("o:errorCode") == "USER_ERROR" and detail.get("o:errorPath") == "currency"
-               for detail in _error_details(cause.response)):
+    return (isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 400
+            and any(detail.get("o:errorCode") == "USER_ERROR" and detail.get("o:errorPath") == "currency"
+                    for detail in _error_details(cause.response)))
+
+
+def _customer_lacking_currency(refused: ConnectorError, body: dict[str, Any]) -> str | None:
+    """The customer whose currencies a refused document's currency is not among, or None when
+    that is not why it was refused."""
+    if not _refused_for_currency(refused):
         return None
     customer = body.get("entity") or body.get("customer")
     return str(customer["id"]) if isinstance(customer, dict) and "id" in customer else None
@@ -195,27 +202,40 @@ class NetSuiteConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
         try:
             response = send()
         except ConnectorError as refused:
-            customer = _customer_lacking_currency(refused, body)
-            if customer is None:
+            if op.name == CUSTOMER_UPSERT and "currency" in body and _refused_for_currency(refused):
+                # The customer has transactions, so its primary currency stays: billing's currency
+                # joins its currency list instead (a keyed sublist: listing it again is harmless).
+                body = {**{name: value for name, value in body.items() if name != "currency"},
+                        CURRENCY_LIST: {"items": [{"currency": body["currency"]}]}}
+            elif (customer := _customer_lacking_currency(refused, body)) is not None:
+                self._take_currency(ctx, op, customer, body["currency"])
+            else:
                 raise
-            self._add_currency(ctx, op, customer, body["currency"])
             response = send()
         location = response.headers.get("location")
         if location:
             return Outcome(external_id=location.rstrip("/").rsplit("/", 1)[-1], created=True)
         return Outcome(external_id=str(self._read(ctx, payload["path"])["id"]))
 
-    def _add_currency(self, ctx: Context, op: Operation, customer: str, currency: dict[str, str]) -> None:
-        """Put ``currency`` on the customer's currency list (a keyed sublist: adding it again is
-        harmless), or say, naming the field, that the document is in a currency its customer lacks."""
+    def _take_currency(self, ctx: Context, op: Operation, customer: str, currency: dict[str, str]) -> None:
+        """Let the customer transact in ``currency``, or say, naming the field, that the document is
+        in a currency its customer lacks. A customer without transactions takes it as its primary
+        currency, as billing fixes a customer's currency at its first bill (the customer's own update
+        may still be on its way); one with transactions gets it on its currency list (a keyed
+        sublist: adding it again is harmless)."""
         settings = _settings(ctx)
         if not settings.add_customer_currencies:
             raise ConnectorError(
                 Category.DATA, f"{SYSTEM} refused {op.name} {op.canonical_id}: currency "
                 f"{settings.currency_code(currency['id'])} is not among customer {customer}'s currencies; add it "
                 "to the customer's currency list in NetSuite (or set add_customer_currencies), then replay")
-        self._request(ctx, "PATCH", record_path("customer", customer),
-                      body={CURRENCY_LIST: {"items": [{"currency": currency}]}})
+        path = record_path("customer", customer)
+        try:
+            self._request(ctx, "PATCH", path, body={"currency": currency})
+        except ConnectorError as refused:
+            if not _refused_for_currency(refused):
+                raise
+            self._request(ctx, "PATCH", path, body={CURRENCY_LIST: {"items": [{"currency": currency}]}})
 
     def _capped(self, ctx: Context, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` with each ``apply`` line cut to what its invoice has open now, plus what this very

@@ -67,6 +67,9 @@ ADDRESS_LIMITS: Limits = {"addr1": 150, "addr2": 150, "city": 50}
 CURRENCY_LIST = "currencyList"
 """The customer's sublist of the currencies it may transact in besides its primary one."""
 
+CUSTOMER_UPSERT = "customer.upsert"
+"""The operation writing a customer; its primary currency may be refused (see the connector)."""
+
 GROWING_SUBLISTS = frozenset({CURRENCY_LIST})
 """Sublists the hub adds lines to rather than sends whole: NetSuite keys their lines (a currency
 listed again stays one line), and lines others added must stay."""
@@ -159,9 +162,10 @@ class Planner:
         # NetSuite needs a subsidiary to create a customer; afterwards the ERP owns it, so an update
         # from another system must not reset it to the default. A subsidiary the customer itself
         # carries (among its dimensions, spread last) wins over the default either way. The currency
-        # is the customer's primary currency, which its transactions are booked in: set when it is
-        # created, never from another system's later copy (a CRM account's default currency would
-        # make NetSuite refuse the customer's payments in its billing currency).
+        # is billing's (the only system that owns it): it is the customer's primary currency, which
+        # NetSuite computes the customer's balance in, so it follows billing on every write. NetSuite
+        # allows that until the customer's first transaction; after it the connector lists the
+        # currency instead (see NetSuiteConnector.execute).
         creating = self.refs.external_id(customer.id, SYSTEM) is None
         body = {
             "companyName": customer.name,
@@ -169,13 +173,11 @@ class Planner:
             "phone": customer.phone,
             "vatRegNumber": customer.tax_id,
             "subsidiary": _ref(self.settings.subsidiary_id) if creating else None,
-            "currency": self.settings.currency(customer.currency) if customer.currency and creating else None,
+            "currency": self.settings.currency(customer.currency) if customer.currency else None,
             "addressBook": self._address_book(customer),
             **dimensions,
         }
-        if customer.currency and not creating:  # a currency learnt later joins the customer's list
-            body[CURRENCY_LIST] = {"items": [{"currency": self.settings.currency(customer.currency)}]}
-        return _upsert("customer.upsert", "customer", customer.id, body)
+        return _upsert(CUSTOMER_UPSERT, "customer", customer.id, body)
 
     @staticmethod
     def _address_book(customer: Customer) -> dict[str, Any] | None:

@@ -21,9 +21,10 @@ class NetSuiteSettings(BaseModel):
     ``accounts`` the ledger accounts journal entries name to the account's account records.
 
     A NetSuite customer transacts only in its primary currency and those on its currency list. With
-    ``add_customer_currencies`` (the default), a document NetSuite refuses for its currency gets the
-    currency added to its customer's list and is sent again; without it, the refusal is a ``data``
-    error naming the customer's ``currency``, for a person to decide.
+    ``add_customer_currencies`` (the default), a document NetSuite refuses for its currency makes it
+    its customer's primary currency (a customer without transactions yet) or adds it to the
+    customer's list, and is sent again; without it, the refusal is a ``data`` error naming the
+    customer's ``currency``, for a person to decide.
 
     Polling: ``poll_since`` is where the first poll starts (older changes are history, not news);
     ``poll_page_size`` rows are read per SuiteQL request; and a change is only read once the second

@@ -37,6 +37,8 @@ the other systems' ids (``Stripe_Customer_Id__c``, ``NetSuite_Id__c``,
 uncollectible), ``invoice.paid`` and ``invoice.voided`` carry billing's status to the
 ``Invoice__c`` of a posted invoice. A field left unset canonically is left out of the body,
 never cleared: the hub resets fields Salesforce owns before planning, and those must not be wiped.
+One field is cleared on purpose: ``Open_Balance__c``, when the ERP's balance is in another currency
+than the account's (:func:`open_balance`), rather than show the figure in the wrong currency.
 Text longer than its field takes (:data:`TEXT_LIMITS`) is a ``data`` error naming the field.
 ``Type`` is Salesforce's too: the hub sets it only on an account it creates (a customer onboarded
 from the API: "Customer - Direct" for a customer, "Prospect" for a prospect), never on an update.
@@ -56,6 +58,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, TypedDict
 from urllib.parse import quote
 
+import msgspec
 from crossledger.canonical.entities import (
     Address,
     Contact,
@@ -270,6 +273,22 @@ def _amount(value: Money | None) -> Decimal | None:
     return None if value is None else to_decimal(value)
 
 
+def open_balance(entity: Customer) -> tuple[Decimal | None, str | None]:
+    """``Open_Balance__c`` for the account, and what is withheld from it, if anything. The ERP
+    computes a customer's balance in its own primary currency; an account shows it in its currency
+    (``CurrencyIsoCode``, billing's). When the two differ (a customer that had transactions in the
+    ERP before billing fixed another currency, which the ERP then keeps as primary), or billing has
+    not fixed one yet (the account is in whatever currency the org gave it), the balance is not
+    synced: the field is cleared (None), never shown as a number in another currency. The hub keeps
+    the balance, so it shows once the currencies agree."""
+    balance = entity.open_balance
+    if balance is None or balance.currency == entity.currency:
+        return _amount(balance), None
+    account = f"the account is in {entity.currency}" if entity.currency else "billing has not fixed a currency yet"
+    return None, (f"open balance not synced to {entity.id}: the ERP keeps it in {balance.currency}, {account}; "
+                  "Open_Balance__c is cleared rather than show it in another currency")
+
+
 def _born_here(canonical: str) -> str | None:
     """The Salesforce id inside a ``<entity>/salesforce/<id>`` canonical id."""
     _, system, external = canonical.split("/", 2) if canonical.count("/") >= 2 else ("", "", "")
@@ -300,9 +319,7 @@ class Planner:
     def customer(self, entity: Customer) -> Operation:
         address = entity.address or Address()
         street = "\n".join(line for line in (address.line1, address.line2) if line)
-        if entity.open_balance and entity.currency and entity.open_balance.currency != entity.currency:
-            raise ConnectorError(Category.DATA, f"{entity.id}: open balance in {entity.open_balance.currency}, "
-                                                f"but the account is in {entity.currency}")
+        balance, withheld = open_balance(entity)
         body = {
             "Name": entity.name,
             "Phone": entity.phone,
@@ -317,11 +334,15 @@ class Planner:
             "Tax_Id__c": entity.tax_id,
             "CurrencyIsoCode": entity.currency,
             "Payment_Terms__c": entity.dimensions.get("terms"),
-            "Open_Balance__c": _amount(entity.open_balance),
+            "Open_Balance__c": balance,
             **self.links(entity.id),
         }
         created_with = {"Type": ACCOUNT_TYPES[entity.lifecycle]} if entity.lifecycle else {}
-        return self._write("customer.upsert", "customer", entity.id, body, created_with)
+        written = self._write("customer.upsert", "customer", entity.id, body, created_with)
+        if withheld is None:
+            return written
+        cleared = {**written.payload, "body": {**written.payload["body"], "Open_Balance__c": None}}
+        return msgspec.structs.replace(written, payload=cleared, withheld=withheld)
 
     def suspension(self, entity: Customer, *, suspended: bool) -> Operation:
         """``customer.suspended`` / ``customer.reinstated``: set or clear the Account's flag, by id."""
