@@ -40,35 +40,37 @@ class ConfigError(Exception):
 class HubSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    # Defaults go in ``Field(default=...)`` by keyword: a type checker reads only that one as the
+    # field's default (PEP 681), so ``HubSettings()`` type-checks.
     broker: str = "memory"
     store: str = "sqlite:///crossledger.db"
     namespace: str = "crossledger"
     api_token: SecretStr | None = None
-    max_retries: int = Field(8, ge=0)
-    min_backoff_ms: int = Field(500, ge=1)
-    max_backoff_ms: int = Field(300_000, ge=1)
-    max_age_s: int = Field(7 * 86400, ge=1)
-    time_limit_s: int = Field(60, ge=1)
-    circuit_threshold: int = Field(3, ge=1)
-    circuit_cooldown_s: float = Field(2.0, gt=0)
+    max_retries: int = Field(default=8, ge=0)
+    min_backoff_ms: int = Field(default=500, ge=1)
+    max_backoff_ms: int = Field(default=300_000, ge=1)
+    max_age_s: int = Field(default=7 * 86400, ge=1)
+    time_limit_s: int = Field(default=60, ge=1)
+    circuit_threshold: int = Field(default=3, ge=1)
+    circuit_cooldown_s: float = Field(default=2.0, gt=0)
     # How long a delivery may hold its entity's lease; a crashed worker's leases free after this.
-    lease_ttl_s: float = Field(90.0, gt=0)
-    redis_heartbeat_timeout_ms: int = Field(60_000, ge=1000)
+    lease_ttl_s: float = Field(default=90.0, gt=0)
+    redis_heartbeat_timeout_ms: int = Field(default=60_000, ge=1000)
     # Per million Redis commands: how often a worker sweeps dead workers' unacked messages back.
-    redis_maintenance_chance: int = Field(1000, ge=1, le=1_000_000)
+    redis_maintenance_chance: int = Field(default=1000, ge=1, le=1_000_000)
     # How long a broker command keeps retrying a lost Redis connection before the error surfaces:
     # a Redis restarted within it is invisible to the workers. While Redis is down every broker
     # command waits this long, a webhook's enqueue included (then 503).
-    redis_retry_s: float = Field(3.0, ge=0)
+    redis_retry_s: float = Field(default=3.0, ge=0)
     # A message sent and not settled (handled, retried or dead-lettered) this long after it was
     # due is sent again by the recovery sweep: the broker lost it, or a worker holds it for good.
-    redrive_after_s: float = Field(300.0, gt=0)
-    worker_threads: int = Field(8, ge=1)
+    redrive_after_s: float = Field(default=300.0, gt=0)
+    worker_threads: int = Field(default=8, ge=1)
     # How often the scheduler asks each pull system (NetSuite) for its changes.
-    poll_interval_s: float = Field(30.0, gt=0)
+    poll_interval_s: float = Field(default=30.0, gt=0)
     sentry_dsn: SecretStr | None = None
     # How long the HTTP edge waits for a request's body; a client that stalls mid-body gets a 408.
-    body_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(default=10.0, gt=0)
     # `serve` on a non-loopback address without an api_token exposes /v1 to the network: refused
     # unless this says it is meant (or `--allow-open` is given).
     allow_open: bool = False
@@ -99,7 +101,7 @@ class OwnershipEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     owners: list[str]
-    on_violation: str = Field("strip", pattern="^(strip|reject)$")
+    on_violation: str = Field(default="strip", pattern="^(strip|reject)$")
 
 
 OwnershipKey = Annotated[str, StringConstraints(pattern=r"^[a-z_]+\.[a-z_]+$")]
