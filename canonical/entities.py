@@ -304,7 +304,7 @@ class SupportCase(_Entity, frozen=True, kw_only=True):
 Entity = (Customer | Contact | Subscription | Invoice | Payment | CreditMemo | Refund | JournalEntry
           | Entitlement | SupportCase)
 
-ENTITY_TYPES: dict[str, type[_Entity]] = {
+ENTITY_TYPES: dict[str, type[Entity]] = {
     cls.kind(): cls
     for cls in (Customer, Contact, Subscription, Invoice, Payment, CreditMemo, Refund, JournalEntry, Entitlement,
                 SupportCase)

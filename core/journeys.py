@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
 import msgspec
-from crossledger.canonical.entities import ENTITY_TYPES, Entity
+from crossledger.canonical.entities import Entity
 from crossledger.canonical.events import Envelope, encode_envelope, new_envelope
 from crossledger.core import alerts, metrics, safelog
 from crossledger.core.ledger import Ledger
@@ -452,7 +452,7 @@ class View:
         golden = self.engine.store.golden_get(canonical_id)
         if golden is None:
             return None
-        return msgspec.convert(golden.data, ENTITY_TYPES[golden.entity_type])
+        return golden.entity()
 
     def external_id(self, canonical_id: str, system: str) -> str | None:
         return self.engine.store.xref_get(canonical_id, system)
@@ -736,7 +736,7 @@ class Run(View):
         with self.engine.pipeline.entity_lease(INGEST_LEASE, entity.id):
             current = store.golden_get(entity.id)
             if current is not None and groups is not None:
-                entity = merged(msgspec.convert(current.data, ENTITY_TYPES[current.entity_type]), entity, groups)
+                entity = merged(current.entity(), entity, groups)
             store.golden_put(Golden(
                 canonical_id=entity.id, entity_type=entity.kind(),
                 version=current.version if current else version_of_now(), data=msgspec.to_builtins(entity),

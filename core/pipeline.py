@@ -198,7 +198,8 @@ class Pipeline:
         if getattr(self._local, "batch", None) is not None:
             yield
             return
-        self._local.batch = batch = []
+        batch: list[AuditRecord] = []
+        self._local.batch = batch
         try:
             yield
         finally:
@@ -520,7 +521,7 @@ class Pipeline:
                 type=f"{golden.entity_type}{LINKED}",
                 source=target,
                 source_event_id=f"linked:{target}:{external_id}",
-                data=msgspec.convert(golden.data, ENTITY_TYPES[golden.entity_type]),
+                data=golden.entity(),
                 occurred_at=cause.occurred_at,
                 correlation_id=cause.correlation_id,
                 causation_id=cause.id,
@@ -535,7 +536,7 @@ class Pipeline:
         golden = self.store.golden_get(envelope.subject)
         if golden is None or golden.version != version_of(envelope):
             return envelope
-        return msgspec.structs.replace(envelope, data=msgspec.convert(golden.data, ENTITY_TYPES[golden.entity_type]))
+        return msgspec.structs.replace(envelope, data=golden.entity())
 
     def park(self, target: str, raw_envelope: dict[str, Any], envelope: Envelope, why: str,
              reply: JourneyReply | None = None) -> None:
@@ -581,7 +582,7 @@ class Pipeline:
         if golden is None:
             raise ConnectorError(Category.TRANSIENT,
                                  f"{missing}, and the hub has not received {missing.canonical_id} yet")
-        entity = msgspec.convert(golden.data, ENTITY_TYPES[golden.entity_type])
+        entity = golden.entity()
         dependency = new_envelope(
             id=uuid.uuid5(uuid.NAMESPACE_URL, f"golden/{golden.canonical_id}/{golden.version}").hex,
             type=DEPENDENCY_EVENTS.get(golden.entity_type, f"{golden.entity_type}.upserted"),

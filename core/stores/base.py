@@ -11,6 +11,7 @@ Records are msgspec Structs; ``dict`` fields hold JSON-ready builtins.
 from typing import Any, Literal, Protocol
 
 import msgspec
+from crossledger.canonical.entities import ENTITY_TYPES, Entity
 
 InboxStatus = Literal["new", "pending", "duplicate"]
 # sent: the call is under way (or its worker died); ambiguous: no answer after sending, it may have
@@ -47,6 +48,10 @@ class Golden(msgspec.Struct, frozen=True, kw_only=True):
     version: int
     data: dict[str, Any]
     source_event_id: str | None = None  # which inbound event wrote it (to tell ties apart)
+
+    def entity(self) -> Entity:
+        """The record as the canonical entity it holds."""
+        return msgspec.convert(self.data, ENTITY_TYPES[self.entity_type])
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
