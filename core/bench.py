@@ -41,7 +41,7 @@ from crossledger.core.demo import free_port
 from crossledger.core.embedded import wait_until
 from crossledger.core.settings import write_private
 from crossledger.core.stores import open_store
-from crossledger.core.stores.base import Store
+from crossledger.core.stores.base import AuditRecord, Store
 from crossledger.plugins.stripe.signature import signature_header
 from crossledger.testing.redis_server import RedisServer
 from rich.console import Console
@@ -117,9 +117,9 @@ def signed(secret: str, body: bytes) -> dict[str, str]:
 
 def customer_event(n: int) -> bytes:
     created = int(time.time())
-    customer = {"id": f"cus_bench{n:06d}", "object": "customer", "name": f"Bench {n}", "email": f"b{n}@example.com",
-                "address": None, "phone": None, "currency": "usd", "metadata": {}, "created": created,
-                "livemode": False}
+    customer: dict[str, object] = {
+        "id": f"cus_bench{n:06d}", "object": "customer", "name": f"Bench {n}", "email": f"b{n}@example.com",
+        "address": None, "phone": None, "currency": "usd", "metadata": {}, "created": created, "livemode": False}
     event = {"id": f"evt_bench{n:06d}_{uuid.uuid4().hex[:6]}", "object": "event", "api_version": "2025-10-29",
              "created": created, "data": {"object": customer}, "livemode": False, "pending_webhooks": 1,
              "request": {"id": None, "idempotency_key": None}, "type": "customer.created"}
@@ -146,7 +146,7 @@ class PipelineFigures:
     cpu_ms_per_event: dict[str, float]  # by role (web, workers, sandboxes), over the burst
 
 
-def _phase(store: Store, numbers: range) -> Iterator[list[Any]]:
+def _phase(store: Store, numbers: range) -> Iterator[list[AuditRecord]]:
     """The audit trail of each bench event whose sequence number is in ``numbers``."""
     for event in store.events(source="stripe", type="customer.upserted", limit=1_000_000):
         number = int(event.envelope["source_event_id"].split("_")[1].removeprefix("bench"))
@@ -249,7 +249,7 @@ def ms(values: list[float], percentile: int) -> str:
     return f"{statistics.quantiles(values, n=100)[percentile - 1] * 1000:,.0f} ms"
 
 
-def forget(client: "redis.Redis[bytes]", namespace: str) -> None:
+def forget(client: redis.Redis, namespace: str) -> None:
     """Delete the keys one bench phase wrote (its own namespace), and nothing else of the server's."""
     keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
     for start in range(0, len(keys), 500):

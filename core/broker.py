@@ -7,7 +7,8 @@ replaces both with the hub's error taxonomy.
 """
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import dramatiq
 import msgspec
@@ -127,7 +128,8 @@ def broker_dead_letters(broker: dramatiq.Broker) -> Iterator[BrokerDeadLetter]:
             key = f"{broker.namespace}:{queue}.XQ"
             for raw_id in client.zrange(key, 0, -1):
                 message_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                data = client.hget(f"{key}.msgs", message_id)
+                # bytes: the hub's client (reconnecting_client) does not decode replies
+                data = cast(bytes | None, client.hget(f"{key}.msgs", message_id))
                 if data is None:
                     continue
 
@@ -140,4 +142,4 @@ def broker_dead_letters(broker: dramatiq.Broker) -> Iterator[BrokerDeadLetter]:
         for queue in queues:
             letters = broker.dead_letters_by_queue[queue]
             for proxy in list(letters):
-                yield proxy.message_id, proxy._message, lambda proxy=proxy, letters=letters: letters.remove(proxy)
+                yield proxy.message_id, proxy._message, partial(letters.remove, proxy)

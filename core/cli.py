@@ -31,7 +31,7 @@ from crossledger.core.settings import ConfigError, HubSettings, Settings, load_s
 from crossledger.core.stores.base import JourneyRecord
 from crossledger.core.timeline import timeline, timeline_table, when
 from crossledger.plugins.errors import ConnectorError
-from crossledger.plugins.journey import JourneyInputError
+from crossledger.plugins.journey import Journey, JourneyInputError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -279,7 +279,7 @@ def plugins() -> None:
         err.print(f"[yellow]problem:[/yellow] {escape(problem)}", highlight=False)
 
 
-def _step_order(journey: Any) -> str:
+def _step_order(journey: Journey) -> str:
     """``a → b`` when b waits for a, ``a | b`` when they go side by side."""
     order = journey.steps[0].name
     for before, step in zip(journey.steps, journey.steps[1:], strict=False):

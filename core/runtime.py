@@ -110,10 +110,10 @@ class Runtime:
         self.connectors = self._bind_connectors()
         check_references(settings, self.connectors)
         kinds = {name: str(bound.connector.kind) for name, bound in self.connectors.items()}
-        rules = self.plugins.ownership_rules() + [
-            OwnershipRule(*key.split(".", 1), owners=tuple(entry.owners), on_violation=entry.on_violation)
-            for key, entry in settings.ownership.items()
-        ]
+        rules = list(self.plugins.ownership_rules())
+        for key, entry in settings.ownership.items():
+            entity, group = key.split(".", 1)  # the key's pattern has exactly one dot
+            rules.append(OwnershipRule(entity, group, owners=tuple(entry.owners), on_violation=entry.on_violation))
         self.policy = OwnershipPolicy(rules, kinds)
         deliverable = {n for n, b in self.connectors.items() if Capability.DELIVER in b.connector.capabilities}
         self.router = Router(self.plugins.routes(), settings.routes, deliverable)
@@ -159,7 +159,8 @@ class Runtime:
     # -- sending ------------------------------------------------------------------------------------
     def send(self, actor: str, *args: Any, delay_ms: int | None = None) -> None:
         """Enqueue a message for ``actor`` (declared by crossledger.actors) by name."""
-        message = dramatiq.Message(queue_name=QUEUES[actor], actor_name=actor, args=args, kwargs={}, options={})
+        message: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=QUEUES[actor], actor_name=actor, args=args, kwargs={}, options={})
         self.dispatch(message, delay_ms)
 
     def dispatch(self, message: dramatiq.Message[Any], delay_ms: int | None = None) -> None:

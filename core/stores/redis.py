@@ -251,7 +251,7 @@ class RedisStore:
 
     def golden_put(self, record: Golden) -> bool:
         keys = [self._key("golden", "version"), self._key("golden")]
-        args = [record.canonical_id, record.version, msgspec.json.encode(record)]
+        args: list[str | int | bytes] = [record.canonical_id, record.version, msgspec.json.encode(record)]
         return bool(self._put_unless_stale(keys=keys, args=args))
 
     # -- cross-references ---------------------------------------------------------------------------
@@ -367,7 +367,7 @@ class RedisStore:
         pipe.execute()
 
     def parked(self, target: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        ids = [_text(raw) for raw in self._redis.zrange(self._key("parked", target), 0, limit - 1)]
+        ids = [raw.decode() for raw in cast(list[bytes], self._redis.zrange(self._key("parked", target), 0, limit - 1))]
         if not ids:
             return []
         raws = self._redis.hmget(self._key("parked", target, "msgs"), ids)
