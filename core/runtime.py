@@ -7,6 +7,7 @@ both. Messages are sent by actor name, so the runtime does not import the actors
 
 import hashlib
 import logging
+import math
 import random
 import time
 import uuid
@@ -426,14 +427,14 @@ class Runtime:
         That record is written before a webhook is answered 2xx and before any message is
         enqueued, so it is the write-ahead log of the in-process queue: what it still holds died
         with the previous process (a crash, or a stop that left work queued), and nothing else
-        can be running it. A retry waiting for its backoff is sent at once. Call it before the
+        can be running it. A retry waiting for its backoff is sent at once. They are read in one
+        go: the in-process queue is about to hold them all in memory anyway. Call it before the
         worker and the web app start: what they record later is not resent."""
         self.sweep_broker_dead_letters()
-        started, sent = time.time(), 0
-        while batch := self.store.inflight_overdue(started, REDRIVE_BATCH):
-            now = max(time.time(), started)  # recorded again as due now: not in the next batch
-            sent += sum(self._send_again(message_id, record, now, "resumed on start: the hub stopped before it "
-                                                                  "settled") for message_id, record in batch)
+        now = time.time()
+        recorded = self.store.inflight_overdue(math.inf, self.store.inflight_count())
+        why = "resumed on start: the hub stopped before it settled"
+        sent = sum(self._send_again(message_id, record, now, why) for message_id, record in recorded)
         if sent:
             log.warning("resumed %d messages in flight when the hub last stopped", sent)
             metrics.redriven.inc(sent)

@@ -126,6 +126,22 @@ def test_what_an_embedded_hub_had_queued_when_it_crashed_is_sent_by_the_next_one
     assert list(message.args) == ["stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0]
 
 
+def test_an_embedded_hub_resumes_at_once_what_the_last_one_left_in_flight(hub: Hub) -> None:
+    crashed = hub("memory")  # the default redrive_after_s: the recovery sweep would wait 300 s
+    crashed.send(INGEST, "stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
+    crashed.send(INGEST, "stripe", {"source_event_id": "evt_2"}, "corr-2", 1.0, delay_ms=60_000)  # a retry waiting
+    crashed.close()  # the memory broker's queue is gone with the process
+
+    runtime = hub("memory")
+    assert runtime.recover_messages() == 0
+    assert runtime.resume_in_flight() == 2
+    resumed = {_fetch(runtime, "crossledger-ingest").args[2] for _ in range(2)}
+    assert resumed == {"corr-1", "corr-2"}
+    assert [r.detail for r in runtime.store.audit_trail("corr-1")] == \
+        ["resumed on start: the hub stopped before it settled"]
+    assert runtime.store.inflight_count() == 2  # until they settle
+
+
 @pytest.mark.redis
 def test_governance_waits_for_redis_and_retries_the_message_instead_of_failing_it(
         hub: Hub, crashable_redis: RedisServer) -> None:
