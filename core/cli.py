@@ -174,6 +174,9 @@ def serve(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000
         runtime.close()
 
 
+WORKER_STOP_OVERHEAD_S = 2.0
+
+
 @app.command()
 def worker(config: ConfigOption = None,
            processes: Annotated[int, typer.Option("--processes", "-p", min=1)] = 2,
@@ -189,8 +192,10 @@ def worker(config: ConfigOption = None,
         if config is not None:
             env["CROSSLEDGER_CONFIG"] = str(config.resolve())
         # Dramatiq stops gracefully on SIGTERM and SIGINT: its workers finish their messages within
-        # the grace period and hand the rest back to Redis.
-        grace_ms = int(runtime.settings.hub.shutdown_grace_s * 1000)
+        # the grace period and hand the rest back to Redis. Stopping its consumers and its main
+        # process takes up to WORKER_STOP_OVERHEAD_S more, kept out of the workers' share.
+        grace_s = max(1.0, runtime.settings.hub.shutdown_grace_s - WORKER_STOP_OVERHEAD_S)
+        grace_ms = int(grace_s * 1000)
         command = [sys.executable, "-m", "dramatiq", "crossledger.actors.worker",
                    "--processes", str(processes), "--threads", str(threads),
                    "--worker-shutdown-timeout", str(grace_ms)]

@@ -10,6 +10,7 @@ recovery sweep).
 
 import signal
 import threading
+import time
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -33,3 +34,26 @@ def wait_for(stopping: threading.Event) -> None:
     always gets its turn)."""
     while not stopping.wait(1.0):
         pass
+
+
+def absorb_echoed_sigterm(window_s: float = 1.0) -> None:
+    """In a Dramatiq worker process: ignore a SIGTERM arriving within ``window_s`` of the first.
+
+    A supervisor stops a process group (foreman, honcho) or a whole control group (systemd) with
+    one SIGTERM to every process in it, so a worker process gets it twice: directly, and forwarded
+    by Dramatiq's main process. Dramatiq takes a second SIGTERM as "kill now" and exits 1 at once,
+    dropping the grace period. The echo is ignored; a second stop asked for later still kills.
+    Call it from the main thread, after Dramatiq installed its handler (at the worker's import)."""
+    dramatiq_handler = signal.getsignal(signal.SIGTERM)
+    if not callable(dramatiq_handler):
+        return
+    first: list[float] = []
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if first and now - first[0] < window_s:
+            return
+        first.append(now)
+        dramatiq_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, handle)
