@@ -9,6 +9,7 @@ import logging
 from crossledger.actors import declare
 from crossledger.core.runtime import Runtime
 from crossledger.core.settings import load_settings
+from crossledger.core.shutdown import absorb_echoed_sigterm
 
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the worker log
 runtime = Runtime(load_settings())
@@ -16,3 +17,4 @@ broker = runtime.broker
 actors = declare(runtime)
 runtime.recover_circuits()
 runtime.journeys.recover()
+absorb_echoed_sigterm()

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
@@ -131,6 +131,7 @@ def run(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000,
     """Run web and workers in one process (the embedded default: memory broker, SQLite store)."""
     from crossledger.core.embedded import EmbeddedHub
     from crossledger.core.safelog import log_to_stderr
+    from crossledger.core.shutdown import stop_requested, wait_for
 
     log_to_stderr()
     with operator_errors():
@@ -138,13 +139,14 @@ def run(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000,
         guard_exposure(settings.hub, host, allow_open)
         hub = EmbeddedHub(settings, host=host, port=port, threads=threads)
         require_reachable(hub.runtime)
+        stopping = stop_requested()
         hub.start()
         console.print(f"crossledger listening on {hub.url} (broker {hub.runtime.settings.hub.broker})")
         try:
-            while True:
-                time.sleep(3600)
+            wait_for(stopping)
+            console.print(f"stopping (up to {settings.hub.shutdown_grace_s:g} s)")
         finally:
-            hub.stop()
+            hub.stop(settings.hub.shutdown_grace_s)
 
 
 @app.command()
@@ -154,6 +156,7 @@ def serve(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000
     import uvicorn
     from crossledger.core.http import create_app
     from crossledger.core.safelog import log_to_stderr
+    from crossledger.core.shutdown import stop_requested
 
     log_to_stderr()
     with operator_errors():
@@ -163,7 +166,15 @@ def serve(config: ConfigOption = None, host: str = "127.0.0.1", port: int = 8000
                  "or set CROSSLEDGER_BROKER to a redis:// URL", 2)
         guard_exposure(runtime.settings.hub, host, allow_open)
         require_reachable(runtime)
-        uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning")
+        # uvicorn stops gracefully on SIGTERM and SIGINT, then raises the signal again under the
+        # handlers it found: these, so the process exits 0 rather than dying of the signal.
+        stop_requested()
+        uvicorn.run(create_app(runtime), host=host, port=port, log_level="warning",
+                    timeout_graceful_shutdown=max(1, round(runtime.settings.hub.shutdown_grace_s)))
+        runtime.close()
+
+
+WORKER_STOP_OVERHEAD_S = 2.0
 
 
 @app.command()
@@ -180,8 +191,14 @@ def worker(config: ConfigOption = None,
         env = dict(os.environ)
         if config is not None:
             env["CROSSLEDGER_CONFIG"] = str(config.resolve())
+        # Dramatiq stops gracefully on SIGTERM and SIGINT: its workers finish their messages within
+        # the grace period and hand the rest back to Redis. Stopping its consumers and its main
+        # process takes up to WORKER_STOP_OVERHEAD_S more, kept out of the workers' share.
+        grace_s = max(1.0, runtime.settings.hub.shutdown_grace_s - WORKER_STOP_OVERHEAD_S)
+        grace_ms = int(grace_s * 1000)
         command = [sys.executable, "-m", "dramatiq", "crossledger.actors.worker",
-                   "--processes", str(processes), "--threads", str(threads)]
+                   "--processes", str(processes), "--threads", str(threads),
+                   "--worker-shutdown-timeout", str(grace_ms)]
         # Become Dramatiq (exec, not a child): a supervisor's SIGTERM or SIGINT must reach the workers
         # themselves, or stopping `crossledger worker` would leave them running.
         sys.stdout.flush()
@@ -193,6 +210,7 @@ def scheduler(config: ConfigOption = None) -> None:
     """Enqueue a poll of every pull system (NetSuite) every [hub] poll_interval_s; workers poll."""
     from crossledger.core.safelog import log_to_stderr
     from crossledger.core.scheduler import Scheduler
+    from crossledger.core.shutdown import stop_requested, wait_for
 
     log_to_stderr()
     with operator_errors():
@@ -203,9 +221,12 @@ def scheduler(config: ConfigOption = None) -> None:
         pollable = runtime.pollable()
         if not pollable:
             fail("no configured connector polls; nothing to schedule", 2)
+        stopping = stop_requested()
         console.print(f"polling {', '.join(pollable)} every {runtime.settings.hub.poll_interval_s:g} s")
-        with suppress(KeyboardInterrupt):
-            Scheduler(runtime).run()
+        ticking = Scheduler(runtime).start()
+        wait_for(stopping)
+        ticking.stop()
+        runtime.close()
 
 
 @app.command()

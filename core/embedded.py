@@ -2,7 +2,10 @@
 scheduler beside it.
 
 This is ``crossledger run`` and the demo's hub. With the ``memory`` broker it needs no service at
-all; with Redis it is one node among other workers.
+all; with Redis it is one node among other workers. On the memory broker the queue dies with the
+process, but every message is recorded in flight in the store before it is enqueued (and before a
+webhook is answered 2xx): that record is the queue's write-ahead log, and :meth:`EmbeddedHub.start`
+sends again whatever it still holds.
 """
 
 import importlib
@@ -35,6 +38,9 @@ class EmbeddedHub:
         return self.server.url
 
     def start(self) -> "EmbeddedHub":
+        """Resume what the last run left in flight (memory broker), then take work."""
+        if self.runtime.settings.hub.broker == "memory":
+            self.runtime.resume_in_flight()  # before the worker and the web app record anything new
         self.runtime.recover_circuits()
         self.worker.start()
         self.server.start()
@@ -49,10 +55,14 @@ class EmbeddedHub:
         waiting = sum(q.qsize() + q.unfinished_tasks for q in queues.values())
         return waiting == 0 and not self.worker.work_queue.unfinished_tasks
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop taking work (polls, then webhooks), give the worker threads what is left of
+        ``grace_s`` to finish their messages, and close. Messages not finished by then stay
+        recorded in flight: the next start on the same store sends them again."""
+        deadline = time.monotonic() + grace_s
         self.scheduler.stop()
         self.server.stop()
-        self.worker.stop(timeout=5000)
+        self.worker.stop(timeout=int(max(0.0, deadline - time.monotonic()) * 1000))
         self.runtime.close()
 
     def __enter__(self) -> "EmbeddedHub":

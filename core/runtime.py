@@ -7,6 +7,7 @@ both. Messages are sent by actor name, so the runtime does not import the actors
 
 import hashlib
 import logging
+import math
 import random
 import time
 import uuid
@@ -411,26 +412,50 @@ class Runtime:
             self.sweep_broker_dead_letters()  # first: what is there has its outcome, not to be sent again
             now = time.time()
             overdue = self.store.inflight_overdue(now - hub.redrive_after_s, REDRIVE_BATCH)
-            sent = 0
-            for message_id, record in overdue:
-                message: dramatiq.Message[Any] = dramatiq.Message(**{**record, "args": tuple(record["args"])})
-                if now * 1000 - message.message_timestamp > hub.max_age_s * 1000:
-                    reason = (f"never settled in {hub.max_age_s} s, though sent again every "
-                              f"{hub.redrive_after_s:g} s; see the worker log")
-                    self.dead_letter(message, "broker", reason, letter_id=_letter_id(message))
-                    self.settle(message)
-                    continue
-                self.store.inflight_put(message_id, record, now)
-                self.broker.enqueue(message)
-                self._audit_message(message, "redriven", f"not settled {hub.redrive_after_s:g} s after it was due; "
-                                                         "sent again")
-                sent += 1
+            why = f"not settled {hub.redrive_after_s:g} s after it was due; sent again"
+            sent = sum(self._send_again(message_id, record, now, why) for message_id, record in overdue)
             if sent:
                 log.warning("recovery sweep: sent again %d messages that never settled", sent)
                 metrics.redriven.inc(sent)
             return sent
         finally:
             self.store.lock_release(lease, owner)
+
+    def resume_in_flight(self) -> int:
+        """At the start of a hub whose broker lives in its process (``memory``): send again every
+        message recorded in flight; how many.
+
+        That record is written before a webhook is answered 2xx and before any message is
+        enqueued, so it is the write-ahead log of the in-process queue: what it still holds died
+        with the previous process (a crash, or a stop that left work queued), and nothing else
+        can be running it. A retry waiting for its backoff is sent at once. They are read in one
+        go: the in-process queue is about to hold them all in memory anyway. Call it before the
+        worker and the web app start: what they record later is not resent."""
+        self.sweep_broker_dead_letters()
+        now = time.time()
+        recorded = self.store.inflight_overdue(math.inf, self.store.inflight_count())
+        why = "resumed on start: the hub stopped before it settled"
+        sent = sum(self._send_again(message_id, record, now, why) for message_id, record in recorded)
+        if sent:
+            log.warning("resumed %d messages in flight when the hub last stopped", sent)
+            metrics.redriven.inc(sent)
+        return sent
+
+    def _send_again(self, message_id: str, record: dict[str, Any], now: float, why: str) -> bool:
+        """Enqueue a recorded message again, recorded as due ``now``; or dead-letter it (False)
+        when it is older than ``max_age_s``: it keeps failing in a way nothing records."""
+        hub = self.settings.hub
+        message: dramatiq.Message[Any] = dramatiq.Message(**{**record, "args": tuple(record["args"])})
+        if now * 1000 - message.message_timestamp > hub.max_age_s * 1000:
+            reason = (f"never settled in {hub.max_age_s} s, though sent again every "
+                      f"{hub.redrive_after_s:g} s; see the worker log")
+            self.dead_letter(message, "broker", reason, letter_id=_letter_id(message))
+            self.settle(message)
+            return False
+        self.store.inflight_put(message_id, record, now)
+        self.broker.enqueue(message)
+        self._audit_message(message, "redriven", why)
+        return True
 
     def _audit_message(self, message: AnyMessage, status: str, detail: str) -> None:
         context = MessageContext.of(message)

@@ -66,6 +66,9 @@ class HubSettings(BaseModel):
     # due is sent again by the recovery sweep: the broker lost it, or a worker holds it for good.
     redrive_after_s: float = Field(default=300.0, gt=0)
     worker_threads: int = Field(default=8, ge=1)
+    # On SIGTERM or SIGINT a process stops taking work and has this long to finish what it holds;
+    # what is unfinished then stays recorded in flight and is sent again (see Durability).
+    shutdown_grace_s: float = Field(default=30.0, gt=0)
     # How often the scheduler asks each pull system (NetSuite) for its changes.
     poll_interval_s: float = Field(default=30.0, gt=0)
     sentry_dsn: SecretStr | None = None

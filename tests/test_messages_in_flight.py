@@ -3,6 +3,7 @@ Governance waiting for Redis instead of failing a message (see also test_broker_
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,25 @@ def test_what_an_embedded_hub_had_queued_when_it_crashed_is_sent_by_the_next_one
     assert runtime.recover_messages() == 1
     message = _fetch(runtime, "crossledger-ingest")
     assert list(message.args) == ["stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0]
+
+
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_an_embedded_hub_resumes_at_once_what_the_last_one_left_in_flight(
+        hub: Hub, tmp_path: Path, store: str) -> None:
+    url = f"{redis_url(10)}?namespace=resume-{uuid.uuid4().hex}" if store == "redis" else f"sqlite:///{tmp_path}/hub.db"
+    crashed = hub("memory", url)  # the default redrive_after_s: the recovery sweep would wait 300 s
+    crashed.send(INGEST, "stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
+    crashed.send(INGEST, "stripe", {"source_event_id": "evt_2"}, "corr-2", 1.0, delay_ms=60_000)  # a retry waiting
+    crashed.close()  # the memory broker's queue is gone with the process
+
+    runtime = hub("memory", url)
+    assert runtime.recover_messages() == 0
+    assert runtime.resume_in_flight() == 2
+    resumed = {_fetch(runtime, "crossledger-ingest").args[2] for _ in range(2)}
+    assert resumed == {"corr-1", "corr-2"}
+    assert [r.detail for r in runtime.store.audit_trail("corr-1")] == \
+        ["resumed on start: the hub stopped before it settled"]
+    assert runtime.store.inflight_count() == 2  # until they settle
 
 
 @pytest.mark.redis
