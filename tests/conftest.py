@@ -1,6 +1,9 @@
 """Fixtures shared by the whole suite. Each area's own fixtures live in its test module."""
 
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,3 +179,60 @@ def system(tmp_path: Path) -> Iterator[System]:
     yield running
     running.hub.stop()
     running.server.stop()
+
+
+# -- crossledger commands as processes --------------------------------------------------------------
+CROSSLEDGER = str(Path(sys.executable).with_name("crossledger"))
+
+
+class Processes:
+    """``crossledger`` commands run as processes of their own, each in its own session and with its
+    log in ``tmp_path``; whatever still runs is stopped after the test (the ``processes`` fixture)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None, name: str) -> subprocess.Popen[bytes]:
+        log = (self.tmp_path / f"{name}.log").open("wb")
+        process = subprocess.Popen([CROSSLEDGER, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        self.running.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+    def logs(self) -> str:
+        """The end of every process's log, for a failed assertion to show."""
+        return "\n".join(f"--- {path.name}\n{path.read_text()[-4000:]}" for path in sorted(self.tmp_path.glob("*.log")))
+
+    def stop_all(self) -> None:
+        for process in self.running:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.running:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    running = Processes(tmp_path)
+    yield running
+    running.stop_all()
+
+
+def sandbox_config(tmp_path: Path, processes: Processes, sandbox_port: int, hub_port: int, hub: str) -> Path:
+    """Serve every sandbox (``crossledger sandbox``) and return the configuration it writes for a hub
+    on ``hub_port``, with the ``[hub]`` table ``hub`` added."""
+    config = tmp_path / "hub.toml"
+    processes.start("sandbox", "--port", str(sandbox_port), "--hub-url", f"http://127.0.0.1:{hub_port}",
+                    "--write-config", str(config), name="sandbox")
+    assert wait_until(config.exists, 30), "crossledger sandbox wrote no config"
+    with config.open("a") as extra:
+        extra.write(hub)
+    return config

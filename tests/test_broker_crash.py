@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import Processes, sandbox_config
 from crossledger.core.demo import StripeDriver, free_port
 from crossledger.core.embedded import wait_until
 from crossledger.core.reconcile import reconcile
@@ -28,7 +29,6 @@ from crossledger.core.settings import load_settings
 from crossledger.core.stores import open_store
 from crossledger.core.stores.base import Store
 from crossledger.testing.redis_server import RedisServer, RedisUnavailable
-from test_redis_processes import Processes, sandbox_config
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 HUB = ("\n[hub]\nredis_heartbeat_timeout_ms = 3000\nredis_maintenance_chance = 200000\nmin_backoff_ms = 100\n"
@@ -127,14 +127,8 @@ class Hub:
         return not self.problems()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {path.name}\n{path.read_text()[-4000:]}" for path in sorted(self.tmp_path.glob("*.log")))
+        return self.processes.logs()
 
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    running = Processes(tmp_path)
-    yield running
-    running.stop_all()
 
 
 def test_every_accepted_event_lands_once_through_faults_and_a_redis_crash(

@@ -12,18 +12,17 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from conftest import Processes, sandbox_config
 from crossledger.core.bench import signed
 from crossledger.core.demo import StripeDriver, free_port
 from crossledger.core.embedded import wait_until
 from crossledger.core.settings import load_settings
 from crossledger.core.stores import open_store
-from test_redis_processes import Processes, sandbox_config
 
 pytestmark = pytest.mark.slow
 INVOICES = 50
@@ -93,14 +92,8 @@ class EmbeddedRun:
         return httpx.post(f"{self.url}/webhooks/stripe", content=body, headers=signed(self.secret, body)).status_code
 
     def logs(self) -> str:
-        return "\n".join(f"--- {path.name}\n{path.read_text()[-4000:]}" for path in sorted(self.tmp_path.glob("*.log")))
+        return self.processes.logs()
 
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    running = Processes(tmp_path)
-    yield running
-    running.stop_all()
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["sigkill", "sigterm", "ctrl-c"])

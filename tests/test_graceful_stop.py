@@ -7,26 +7,18 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import redis_url
+from conftest import Processes, redis_url, sandbox_config
 from crossledger.core.demo import StripeDriver, free_port
 from crossledger.core.embedded import wait_until
 from crossledger.core.settings import load_settings
-from test_redis_processes import Processes, sandbox_config
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 GRACE_S = 4
 
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    running = Processes(tmp_path)
-    yield running
-    running.stop_all()
 
 
 def _stopped_in_grace(name: str, process: subprocess.Popen[bytes], stop: signal.Signals) -> int:

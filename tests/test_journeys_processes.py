@@ -11,7 +11,6 @@ customer made in NetSuite and the write not yet acknowledged, the sharpest point
 """
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import httpx
 import msgspec
 import pytest
 import redis
-from conftest import redis_url
+from conftest import Processes, redis_url, sandbox_config
 from crossledger.canonical import external_key
 from crossledger.core.demo import free_port
 from crossledger.core.demo_drivers import SalesforceUser
@@ -28,7 +27,6 @@ from crossledger.core.journeys import RESUME_AFTER_S
 from crossledger.core.settings import load_settings
 from crossledger.core.stores import open_store
 from crossledger.core.stores.base import JourneyRecord, Store
-from test_redis_processes import Processes, sandbox_config
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 BROKER_DB, STORE_DB = 14, 15
@@ -98,12 +96,6 @@ class Hub:
         assert run is not None
         return run
 
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    running = Processes(tmp_path)
-    yield running
-    running.stop_all()
 
 
 @pytest.fixture

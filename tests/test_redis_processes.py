@@ -7,18 +7,15 @@ restarted, and every event still lands exactly once; a dead letter is replayed f
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import redis_url
+from conftest import CROSSLEDGER, Processes, redis_url, sandbox_config
 from crossledger.core.bench import signed
 from crossledger.core.demo import StripeDriver, free_port
 from crossledger.core.embedded import wait_until
@@ -27,53 +24,6 @@ from crossledger.core.settings import load_settings
 from crossledger.core.stores import open_store
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-CROSSLEDGER = str(Path(sys.executable).with_name("crossledger"))
-
-
-class Processes:
-    def __init__(self, tmp_path: Path) -> None:
-        self.tmp_path = tmp_path
-        self.running: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str, env: dict[str, str] | None = None, name: str) -> subprocess.Popen[bytes]:
-        log = (self.tmp_path / f"{name}.log").open("wb")
-        process = subprocess.Popen([CROSSLEDGER, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        self.running.append(process)
-        return process
-
-    def kill(self, process: subprocess.Popen[bytes]) -> None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-
-    def stop_all(self) -> None:
-        for process in self.running:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.running:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    running = Processes(tmp_path)
-    yield running
-    running.stop_all()
-
-
-def sandbox_config(tmp_path: Path, processes: Processes, sandbox_port: int, hub_port: int, hub: str) -> Path:
-    """Serve every sandbox (``crossledger sandbox``) and return the configuration it writes for a hub
-    on ``hub_port``, with the ``[hub]`` table ``hub`` added."""
-    config = tmp_path / "hub.toml"
-    processes.start("sandbox", "--port", str(sandbox_port), "--hub-url", f"http://127.0.0.1:{hub_port}",
-                    "--write-config", str(config), name="sandbox")
-    assert wait_until(config.exists, 30), "crossledger sandbox wrote no config"
-    with config.open("a") as extra:
-        extra.write(hub)
-    return config
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
