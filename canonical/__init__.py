@@ -7,6 +7,7 @@ crossledger, so the model can be shared by connectors, the runtime and third-par
 from crossledger.canonical.entities import (
     Address,
     Contact,
+    ContractTerms,
     CreditMemo,
     Customer,
     Entitlement,
@@ -32,6 +33,7 @@ from crossledger.canonical.money import Money, exponent, from_decimal, to_decima
 __all__ = [
     "Address",
     "Contact",
+    "ContractTerms",
     "CreditMemo",
     "Customer",
     "Entitlement",

@@ -9,7 +9,7 @@ CRM owns a customer's ``profile``, the ERP its ``financial`` dimensions, and so 
 """
 
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypedDict
 
 import msgspec
 from crossledger.canonical.money import Money
@@ -148,6 +148,15 @@ class Subscription(_Entity, frozen=True, kw_only=True):
         """What one period costs: the sum of unit amount times quantity over the items."""
         return Money(amount=sum(item.unit_amount.amount * item.quantity for item in self.items),
                      currency=self.currency)
+
+
+class ContractTerms(TypedDict):
+    """The contract behind a customer's subscriptions as a CRM holds it on the customer's account:
+    the :class:`Subscription`'s ``contract`` field group, None where unset."""
+
+    contract_term_months: int | None
+    contract_owner: str | None
+    legal_entity: str | None
 
 
 class InvoiceLine(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,7 +10,7 @@ amount no system can hold mean nothing.
 
 from crossledger.canonical.bounds import out_of_range
 from crossledger.canonical.entities import CreditMemo, Entity, Invoice, JournalEntry, Payment, Refund, Subscription
-from crossledger.canonical.money import Money
+from crossledger.canonical.money import Money, format_money, money
 
 
 def violations(entity: Entity) -> list[str]:
@@ -39,6 +39,11 @@ def _foreign(document: str, currency: str, amounts: list[tuple[str, Money]]) -> 
             "document" for path, amount in amounts if amount.currency != currency]
 
 
+def _shown(minor_units: int, currency: str) -> str:
+    """A sum of minor units as people read it (``2,807.00 USD``)."""
+    return format_money(money(minor_units, currency))
+
+
 def _invoice(invoice: Invoice) -> list[str]:
     named = f"invoice {invoice.id}"
     amounts = [(f"lines[{n}].amount", line.amount) for n, line in enumerate(invoice.lines)]
@@ -50,15 +55,16 @@ def _invoice(invoice: Invoice) -> list[str]:
     expected = lines + invoice.tax.amount - invoice.discount.amount
     problems = [f"{named} lines[{n}].quantity is negative ({line.quantity})"
                 for n, line in enumerate(invoice.lines) if line.quantity < 0]
-    problems += [f"{named} {name} is negative ({amount.amount})"
+    problems += [f"{named} {name} is negative ({format_money(amount)})"
                  for name, amount in (("tax", invoice.tax), ("discount", invoice.discount)) if amount.amount < 0]
     if expected != invoice.total.amount:
         problems.append(
-            f"{named} total {invoice.total.amount} != lines {lines} + tax {invoice.tax.amount}"
-            f" - discounts {invoice.discount.amount} = {expected} (minor units of {invoice.currency})"
+            f"{named} total {format_money(invoice.total)} != lines {_shown(lines, invoice.currency)} + tax "
+            f"{format_money(invoice.tax)} - discounts {format_money(invoice.discount)} = "
+            f"{_shown(expected, invoice.currency)}"
         )
     if invoice.total.amount < 0:
-        problems.append(f"{named} has a negative total {invoice.total.amount}")
+        problems.append(f"{named} has a negative total {format_money(invoice.total)}")
     return problems
 
 
@@ -68,14 +74,14 @@ def _payment(payment: Payment) -> list[str]:
                      [(f"applications[{n}].amount", app.amount) for n, app in enumerate(payment.applications)])
     if mixed:
         return mixed
-    problems = [f"{named} applications[{n}].amount is negative ({app.amount.amount})"
+    problems = [f"{named} applications[{n}].amount is negative ({format_money(app.amount)})"
                 for n, app in enumerate(payment.applications) if app.amount.amount < 0]
     if payment.amount.amount < 0:
-        problems.append(f"{named} amount is negative ({payment.amount.amount})")
+        problems.append(f"{named} amount is negative ({format_money(payment.amount)})")
     applied = sum(app.amount.amount for app in payment.applications)
     if applied > payment.amount.amount:
-        problems.append(f"{named} applications apply {applied} but only {payment.amount.amount} was received "
-                        f"(amount)")
+        problems.append(f"{named} applications apply {_shown(applied, payment.amount.currency)} but only "
+                        f"{format_money(payment.amount)} was received (amount)")
     return problems
 
 
@@ -85,14 +91,14 @@ def _credit_memo(memo: CreditMemo) -> list[str]:
         return [f"{named} amount is in {memo.amount.currency} but credits a {memo.credited_total.currency} "
                 "document (credited_total)"]
     if memo.amount.amount <= 0:
-        return [f"{named} amount is not positive ({memo.amount.amount})"]
+        return [f"{named} amount is not positive ({format_money(memo.amount)})"]
     if memo.amount.amount > memo.credited_total.amount:
-        return [f"{named} amount {memo.amount.amount} is more than the {memo.credited_total.amount} of "
-                f"invoice {memo.invoice_id} (credited_total)"]
+        return [f"{named} amount {format_money(memo.amount)} is more than the {format_money(memo.credited_total)} "
+                f"of invoice {memo.invoice_id} (credited_total)"]
     if memo.applied is not None and (memo.applied.currency != memo.amount.currency
                                      or not 0 <= memo.applied.amount <= memo.amount.amount):
-        return [f"{named} applied {memo.applied.amount} {memo.applied.currency} must be between 0 and its "
-                f"amount {memo.amount.amount} {memo.amount.currency} (applied)"]
+        return [f"{named} applied {format_money(memo.applied)} must be between 0 and its "
+                f"amount {format_money(memo.amount)} (applied)"]
     return []
 
 
@@ -102,10 +108,10 @@ def _refund(refund: Refund) -> list[str]:
         return [f"{named} amount is in {refund.amount.currency} but refunds a {refund.paid_total.currency} "
                 "payment (paid_total)"]
     if refund.amount.amount <= 0:
-        return [f"{named} amount is not positive ({refund.amount.amount})"]
+        return [f"{named} amount is not positive ({format_money(refund.amount)})"]
     if refund.amount.amount > refund.paid_total.amount:
-        return [f"{named} amount {refund.amount.amount} is more than the {refund.paid_total.amount} paid "
-                "(paid_total)"]
+        return [f"{named} amount {format_money(refund.amount)} is more than the {format_money(refund.paid_total)} "
+                "paid (paid_total)"]
     return []
 
 
@@ -123,8 +129,8 @@ def _journal_entry(entry: JournalEntry) -> list[str]:
     debits = sum(line.debit.amount for line in entry.lines if line.debit is not None)
     credits = sum(line.credit.amount for line in entry.lines if line.credit is not None)
     if debits != credits:
-        problems.append(f"{named} lines do not balance: debits {debits} != credits {credits} "
-                        f"(minor units of {entry.currency})")
+        problems.append(f"{named} lines do not balance: debits {_shown(debits, entry.currency)} != credits "
+                        f"{_shown(credits, entry.currency)}")
     if len(entry.lines) < 2:
         problems.append(f"{named} lines: needs at least two")
     return problems

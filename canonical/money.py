@@ -73,6 +73,11 @@ def to_decimal(value: Money) -> Decimal:
     return Decimal(value.amount).scaleb(-places).quantize(Decimal(1).scaleb(-places))
 
 
+def format_money(value: Money) -> str:
+    """Money as people read it: ``2,807.00 USD``, ``1,200 JPY``, ``-3.500 KWD``."""
+    return f"{to_decimal(value):,} {value.currency}"
+
+
 def from_decimal(value: Decimal | str | int | float, currency: str) -> Money:
     """A decimal amount in major units to Money. Floats go through ``str`` so 0.1 stays 0.1.
 

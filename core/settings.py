@@ -1,12 +1,14 @@
 """Configuration: a TOML file plus environment overrides, validated with pydantic.
 
-File sections: ``[hub]``, ``[connectors.<name>]``, ``[routes]``, ``[ownership]`` and
-``[journeys.<name>]`` (each journey's ``enabled``, ``sla_s`` and its own options). Any string
-value may reference an environment variable as ``${NAME}``. ``CROSSLEDGER_CONFIG`` names the
-file when ``--config`` is not given; ``CROSSLEDGER_BROKER``, ``CROSSLEDGER_STORE`` and
-``CROSSLEDGER_API_TOKEN`` override ``[hub] broker``, ``store`` and ``api_token``. A relative
-``sqlite:///`` path in the file is taken from the file's folder. A connector is enabled by having
-a ``[connectors.<name>]`` section; its keys are validated by that connector's own settings model.
+File sections: ``[hub]``, ``[connectors.<name>]``, ``[routes]``, ``[ownership]``,
+``[journeys.<name>]`` (each journey's ``enabled``, ``sla_s`` and its own options), ``[kpis]``
+(the business SLAs the console counts breaches of) and ``[topology]`` (which connector plays billing,
+the ERP, ... when several of a kind are configured). Any string value may reference an environment
+variable as ``${NAME}``. ``CROSSLEDGER_CONFIG`` names the file when ``--config`` is not given;
+``CROSSLEDGER_BROKER``, ``CROSSLEDGER_STORE`` and ``CROSSLEDGER_API_TOKEN`` override ``[hub] broker``,
+``store`` and ``api_token``. A relative ``sqlite:///`` path in the file is taken from the file's
+folder. A connector is enabled by having a ``[connectors.<name>]`` section; its keys are validated
+by that connector's own settings model.
 
 Errors are :class:`ConfigError` with one readable line; secrets are never echoed.
 """
@@ -71,6 +73,8 @@ class HubSettings(BaseModel):
     shutdown_grace_s: float = Field(default=30.0, gt=0)
     # How often the scheduler asks each pull system (NetSuite) for its changes.
     poll_interval_s: float = Field(default=30.0, gt=0)
+    # How often the scheduler runs a reconciliation (docs/reconciliation.md); None: only on demand.
+    reconcile_interval_s: float | None = Field(default=None, gt=0)
     sentry_dsn: SecretStr | None = None
     # How long the HTTP edge waits for a request's body; a client that stalls mid-body gets a 408.
     body_timeout_s: float = Field(default=10.0, gt=0)
@@ -100,6 +104,18 @@ class HubSettings(BaseModel):
         return self
 
 
+class KpiSettings(BaseModel):
+    """``[kpis]``: the business SLAs whose breaches the console's KPIs page counts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # An invoice not in the ERP this long after it reached the hub is a breach (delivered late, or not yet).
+    invoice_posted_within_s: float = Field(default=15 * 60.0, gt=0)
+    # A payment not reflected in the support desk's entitlements this long after its journey started
+    # (a suspended customer's reinstatement) is a breach.
+    payment_entitled_within_s: float = Field(default=5 * 60.0, gt=0)
+
+
 class OwnershipEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -118,6 +134,10 @@ class Settings(BaseModel):
     routes: dict[str, list[str]] = {}
     ownership: dict[OwnershipKey, OwnershipEntry] = {}
     journeys: dict[str, dict[str, Any]] = {}
+    kpis: KpiSettings = KpiSettings()
+    # Which configured connector plays a system kind when several of it are configured
+    # (``billing = "zuora"``): see core/hub/roles.py.
+    topology: dict[str, str] = {}
 
 
 def masked(url: str) -> str:

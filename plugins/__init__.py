@@ -13,7 +13,15 @@ Write a plugin::
         return [AcmeConnector()]
 """
 
-from crossledger.plugins.connector import BaseConnector, Connector, NotSupported
+from crossledger.plugins.connector import (
+    AnswersHandshakes,
+    BaseConnector,
+    Connector,
+    NotSupported,
+    ReadsJsonWebhooks,
+    TakesSomeEvents,
+    json_body,
+)
 from crossledger.plugins.errors import (
     Category,
     ConnectorError,
@@ -41,6 +49,7 @@ from crossledger.plugins.types import (
 )
 
 __all__ = [
+    "AnswersHandshakes",
     "BaseConnector",
     "Capability",
     "Category",
@@ -58,13 +67,16 @@ __all__ = [
     "PayloadError",
     "PluginError",
     "PollResult",
+    "ReadsJsonWebhooks",
     "Refs",
     "Route",
     "Sandbox",
     "SignatureError",
     "SystemKind",
+    "TakesSomeEvents",
     "exception_reason",
     "hookimpl",
     "hookspec",
+    "json_body",
     "load_plugins",
 ]

@@ -4,18 +4,21 @@ from collections.abc import Iterable
 
 from crossledger.plugins.connector import Connector
 from crossledger.plugins.hookspecs import hookimpl
-from crossledger.plugins.journey import Journey
+from crossledger.plugins.journey_definition import BILLING, CRM, ERP, SUPPORT, Journey
 from crossledger.plugins.types import OwnershipRule, Route
 
 
 @hookimpl
 def crossledger_connectors() -> Iterable[Connector]:
+    from crossledger.plugins.business_central.connector import BusinessCentralConnector
     from crossledger.plugins.netsuite.connector import NetSuiteConnector
     from crossledger.plugins.salesforce.connector import SalesforceConnector
     from crossledger.plugins.stripe.connector import StripeConnector
     from crossledger.plugins.zendesk.connector import ZendeskConnector
+    from crossledger.plugins.zuora.connector import ZuoraConnector
 
-    return [SalesforceConnector(), StripeConnector(), NetSuiteConnector(), ZendeskConnector()]
+    return [SalesforceConnector(), StripeConnector(), NetSuiteConnector(), ZendeskConnector(),
+            ZuoraConnector(), BusinessCentralConnector()]
 
 
 @hookimpl
@@ -59,33 +62,37 @@ def crossledger_ownership_rules() -> Iterable[OwnershipRule]:
 
 @hookimpl
 def crossledger_routes() -> Iterable[Route]:
-    """The reference topology. Targets that are not configured are left out, and an event never
-    goes back to its source; each hop is still checked against the ownership rules."""
-    subscription = ("netsuite", "zendesk")
+    """The reference topology, by role (``crm``, ``billing``, ``erp``, ``support``: whichever connector
+    plays each, so the same routes serve Stripe or Zuora, NetSuite or Business Central). Targets that
+    are not configured are left out, an event never goes back to its source, and each hop is still
+    checked against the ownership rules. A target that keeps only some records says which
+    (``TakesSomeEvents``: Business Central has no refunds, journal entries or subscriptions), and the
+    routes leave it out of the rest."""
+    subscription = (ERP, SUPPORT)
     return [
         # The CRM's accounts become customers everywhere; billing-born customers, and the currency
         # billing fixes, reach the CRM, ERP and support.
-        Route("customer.upserted", ("stripe", "netsuite", "zendesk"), source="salesforce"),
-        Route("customer.upserted", ("salesforce", "netsuite", "zendesk"), source="stripe"),
+        Route("customer.upserted", (BILLING, ERP, SUPPORT), source=CRM),
+        Route("customer.upserted", (CRM, ERP, SUPPORT), source=BILLING),
         # ERP-owned changes (financial dimensions, open balance) flow back to the CRM and billing.
-        Route("customer.upserted", ("salesforce", "stripe"), source="netsuite"),
-        Route("customer.deleted", ("netsuite", "zendesk")),
-        Route("customer.linked", ("salesforce", "stripe", "netsuite", "zendesk")),
-        Route("contact.upserted", ("zendesk",)),
+        Route("customer.upserted", (CRM, BILLING), source=ERP),
+        Route("customer.deleted", (ERP, SUPPORT)),
+        Route("customer.linked", (CRM, BILLING, ERP, SUPPORT)),
+        Route("contact.upserted", (SUPPORT,)),
         # An invoice's status is billing's: the CRM's copy of a posted invoice follows it (issued,
         # uncollectible, paid or credited in full, void).
-        Route("invoice.issued", ("netsuite", "salesforce")),
-        Route("invoice.voided", ("netsuite", "salesforce")),
-        Route("invoice.paid", ("salesforce",), source="stripe"),
-        Route("invoice.posted", ("salesforce",), source="netsuite"),
-        Route("payment.settled", ("netsuite",), source="stripe"),
-        Route("payment.settled", ("salesforce",), source="netsuite"),
-        Route("credit_memo.issued", ("netsuite",)),
-        Route("refund.issued", ("netsuite",)),
-        Route("journal_entry.posted", ("netsuite",)),
+        Route("invoice.issued", (ERP, CRM)),
+        Route("invoice.voided", (ERP, CRM)),
+        Route("invoice.paid", (CRM,), source=BILLING),
+        Route("invoice.posted", (CRM,), source=ERP),
+        Route("payment.settled", (ERP,), source=BILLING),
+        Route("payment.settled", (CRM,), source=ERP),
+        Route("credit_memo.issued", (ERP,)),
+        Route("refund.issued", (ERP,)),
+        Route("journal_entry.posted", (ERP,)),
         Route("subscription.created", subscription),
         Route("subscription.amended", subscription),
         Route("subscription.renewed", subscription),
         Route("subscription.cancelled", subscription),
-        Route("entitlement.changed", ("zendesk",)),
+        Route("entitlement.changed", (SUPPORT,)),
     ]

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import pluggy
 from crossledger.canonical import Envelope
 from crossledger.plugins.connector import Connector
-from crossledger.plugins.journey import Journey
+from crossledger.plugins.journey_definition import Journey
 from crossledger.plugins.types import Outcome, OwnershipRule, Route
 
 PROJECT = "crossledger"
@@ -61,7 +61,7 @@ class CrossledgerSpecs:
     @hookspec
     def crossledger_journeys(self) -> Iterable[Journey]:  # type: ignore[empty-body]
         """Contribute journeys: named, versioned sequences of steps across systems
-        (:mod:`crossledger.plugins.journey`). ``[journeys.<name>]`` configures or disables them.
+        (:mod:`crossledger.plugins.journey_definition`). ``[journeys.<name>]`` configures or disables them.
 
         Example::
 

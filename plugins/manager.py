@@ -17,9 +17,9 @@ from typing import Any, cast
 import pluggy
 from crossledger.plugins import hookspecs
 from crossledger.plugins.connector import Connector
-from crossledger.plugins.journey import Journey
+from crossledger.plugins.journey_definition import Journey
 from crossledger.plugins.types import OwnershipRule, Route
-from pluggy import HookCaller
+from pluggy import HookCaller, HookImpl
 
 log = logging.getLogger(__name__)
 
@@ -137,22 +137,33 @@ class CrossledgerPluginManager(pluggy.PluginManager):
         """One hook caller per plugin implementing ``hook_name``, in registration order.
 
         Each is pluggy's own caller for that plugin's implementations (``subset_hook_caller``, as
-        pytest calls a hook on some conftest plugins only), so tracing, monitoring and the plugin's
-        wrappers apply, while one plugin's exception cannot keep the others from being called.
-        Built once per hook until a plugin comes or goes: observers are called for every event.
+        pytest calls a hook on some conftest plugins only), so tracing, monitoring and wrappers
+        apply, while one plugin's exception cannot keep the others from being called. A plugin that
+        only wraps the hook is kept in every caller: its wrapper wraps each plugin's part (it sees
+        and may change what each plugin returns). A plugin's wrapper beside its own implementation
+        wraps that implementation. Built once per hook until a plugin comes or goes: observers are
+        called for every event.
         """
         if hook_name not in self._callers:
             self._callers[hook_name] = self._subset_callers(hook_name)
         return self._callers[hook_name]
 
     def _subset_callers(self, hook_name: str) -> list[tuple[str, HookCaller]]:
-        plugins = [impl.plugin for impl in getattr(self.hook, hook_name).get_hookimpls()]
+        impls = getattr(self.hook, hook_name).get_hookimpls()
+        implementing = list(dict.fromkeys(impl.plugin for impl in impls if not _wraps(impl)))
+        wrapping_only = [impl.plugin for impl in impls if _wraps(impl) and impl.plugin not in implementing]
         everyone = self.get_plugins()
         return [
             (str(self.get_name(plugin)),
-             self.subset_hook_caller(hook_name, remove_plugins=[other for other in everyone if other is not plugin]))
-            for plugin in dict.fromkeys(plugins)
+             self.subset_hook_caller(hook_name, remove_plugins=[
+                 other for other in everyone if other is not plugin and other not in wrapping_only]))
+            for plugin in implementing
         ]
+
+
+def _wraps(impl: HookImpl) -> bool:
+    """Whether a hook implementation is a wrapper (new style, or old-style ``hookwrapper``)."""
+    return impl.wrapper or impl.hookwrapper
 
 
 def _own_version() -> str | None:

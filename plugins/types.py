@@ -1,6 +1,6 @@
 """Typed records exchanged between the runtime and connectors."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -26,6 +26,10 @@ class Capability(StrEnum):
     POLL = "poll"
     FETCH = "fetch"
     SANDBOX = "sandbox"
+    #: ``records`` lists the entity types in ``lists``, and ``project`` reads them for reconciliation.
+    LIST = "list"
+    #: ``recover`` turns a record into the inbound event the hub should have received for it.
+    RECOVER = "recover"
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
@@ -53,6 +57,44 @@ class InboundEvent(msgspec.Struct, frozen=True, kw_only=True):
     type: str
     occurred_at: datetime
     payload: dict[str, Any]
+
+
+class Projection(msgspec.Struct, frozen=True, kw_only=True):
+    """One listed record as reconciliation compares it: the few values that matter, named as the
+    canonical model names them, so records of two systems compare value for value.
+
+    ``values`` use canonical field names: ``total`` and ``amount_remaining`` in integer minor units
+    beside ``currency`` (ISO 4217, upper case), ``status`` in the ledger's words (``open``,
+    ``settled``: a void that the ERP books as a credit memo is settled there too), and any profile
+    field (``name``, ``email``) as the system holds it. A value the system does not know is left out.
+    """
+
+    #: The record's id in its system.
+    id: str
+    #: The canonical id the record carries, when the hub made it (NetSuite ``externalId``, Stripe
+    #: ``metadata[crossledger_id]``); None for a record the system made, matched by the hub's refs.
+    mark: str | None = None
+    #: The business key people type again when they copy a record by hand (an invoice's number, a
+    #: customer's email): a record with no mark and no cross-reference is matched by it.
+    key: str | None = None
+    values: dict[str, str | int | None] = {}
+    #: When the system last changed the record (Unix seconds), if it says.
+    changed_at: float | None = None
+    #: The period (``YYYY-MM``) a document counts in, for balances; None for a non-document.
+    period: str | None = None
+
+
+class Page(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of a listing (:class:`~crossledger.plugins.connector.ListsPages`): its records in
+    the system's own JSON form, and where the next page starts.
+
+    ``next`` is the connector's own cursor, opaque to the hub, which keeps it with a reconciliation
+    run between pages so an interrupted run resumes at the page after the last one it finished: it
+    must still name that place later (a Stripe object id, a NetSuite row id, a Zendesk cursor), in
+    plain text. None on the last page."""
+
+    records: list[dict[str, Any]]
+    next: str | None = None
 
 
 class Change(msgspec.Struct, frozen=True, kw_only=True):
@@ -106,6 +148,10 @@ class Refs(Protocol):
 
     def canonical_id(self, entity_type: str, system: str, external_id: str) -> str:
         """The canonical id of ``system``'s record (a known cross-reference, or a new id)."""
+
+    def prefetch(self, lookups: Sequence[tuple[str, str, str]]) -> None:
+        """Say which ``canonical_id`` lookups (entity type, system, external id) are coming, so the
+        hub reads them in one round trip instead of one each. A hint: the answers are the same."""
 
 
 class Sandbox(Protocol):

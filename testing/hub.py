@@ -1,6 +1,6 @@
 """An embedded hub for tests: the whole hub in the test's process, with nothing to install.
 
-:func:`start_hub` runs :class:`~crossledger.core.embedded.EmbeddedHub` (the HTTP app on a loopback
+:func:`start_hub` runs :class:`~crossledger.core.processes.embedded.EmbeddedHub` (the HTTP app on a loopback
 thread, Dramatiq worker threads beside it) on the ``memory`` broker (Dramatiq's StubBroker) and a
 SQLite store in a directory of the test's, with retry delays short enough for tests
 (:data:`FAST_RETRIES`). :class:`StubHub` adds what tests keep needing: posting a webhook, and
@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-from crossledger.core.embedded import EmbeddedHub, wait_until
-from crossledger.core.runtime import Runtime
+from crossledger.core.hub.runtime import Runtime
+from crossledger.core.processes.embedded import EmbeddedHub, wait_until
 from crossledger.core.settings import HubSettings, Settings
-from crossledger.core.stores.base import Store
+from crossledger.core.store.base import Store
 
 FAST_RETRIES: dict[str, Any] = {"min_backoff_ms": 50, "max_backoff_ms": 400, "circuit_cooldown_s": 0.5,
                                 "max_retries": 4}

@@ -74,6 +74,13 @@ class ContractKit:
         """``settings`` configured with the ``current`` webhook secret and, during a roll, the ``previous`` one."""
         raise NotImplementedError("override ContractKit.with_secrets: the connector takes webhooks")
 
+    def carry_secret(self, body: bytes, secret: str) -> bytes:
+        """``body`` as the system sends it when configured with ``secret``, for a scheme that carries
+        the secret in the body rather than signing it (Business Central echoes its subscription's
+        ``clientState`` in every notification; ``sign`` then adds no header). Unchanged by default.
+        The suite applies it before ``sign``, to every body it delivers with a secret."""
+        return body
+
     def webhook_samples(self) -> list[bytes]:
         """Webhook bodies made from the system's real example payloads; each must parse, and together
         they must yield canonical changes that keep the accounting invariants."""

@@ -1,7 +1,7 @@
 """Cross-references held in memory: the :class:`~crossledger.plugins.types.Refs` a connector gets
 from the hub, without a store.
 
-It answers exactly as the hub's ``StoreRefs`` does (``crossledger.core.refs``): a system's id for a
+It answers exactly as the hub's ``StoreRefs`` does (``crossledger.core.hub.refs``): a system's id for a
 canonical record, and the canonical id of a system's record, minting and remembering
 ``<entity>/<system>/<id>`` for a record seen for the first time. :meth:`MemoryRefs.put` is what the
 pipeline does after every successful write (``xref_put``), so a connector's next ``plan`` sees the
@@ -9,6 +9,7 @@ id its last ``execute`` returned.
 """
 
 import threading
+from collections.abc import Sequence
 
 from crossledger.canonical.entities import canonical_id as new_canonical_id
 
@@ -36,6 +37,9 @@ class MemoryRefs:
         minted = new_canonical_id(entity_type, system, external_id)
         self.put(minted, entity_type, system, external_id)
         return minted
+
+    def prefetch(self, lookups: Sequence[tuple[str, str, str]]) -> None:
+        """Nothing to read ahead: every lookup is in memory."""
 
     def put(self, canonical_id: str, entity_type: str, system: str, external_id: str) -> None:
         """Link the canonical record to ``system``'s ``external_id``, replacing any link in the way of

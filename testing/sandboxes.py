@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.types import Sandbox
 
 CONTROL_TIMEOUT_S = 10.0

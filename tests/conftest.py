@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,17 +13,19 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from crossledger.core.demo import StripeDriver, free_port
-from crossledger.core.embedded import EmbeddedHub, wait_until
-from crossledger.core.reconcile import Report, reconcile
-from crossledger.core.sandboxes import SandboxSet
+from crossledger.core.processes.embedded import EmbeddedHub, wait_until
 from crossledger.core.settings import HubSettings, Settings
+from crossledger.core.store import RedisStore, SQLiteStore, Store
+from crossledger.devtools.demo.reconcile import Report, reconcile
+from crossledger.devtools.demo.run import StripeDriver, free_port
+from crossledger.devtools.sandboxes import SandboxSet
 from crossledger.plugins import load_plugins
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.emulator import ServerThread
 from crossledger.testing.redis_server import RedisServer, RedisUnavailable
 from crossledger.testing.specs.answers import Recorder
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.kits import salesforce as salesforce_kit
 from tests.kits import zendesk as zendesk_kit
@@ -48,6 +51,20 @@ def redis_url(db: int) -> str:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _redis is not None:
         _redis.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each backend of the store in turn, empty: SQLite (a file in tmp_path), then Redis (db 9, in a
+    namespace of its own)."""
+    opened: Store
+    if request.param == "sqlite":
+        opened = SQLiteStore(tmp_path / "store.db")
+    else:
+        opened = RedisStore(redis_url(9), namespace=f"test-{uuid.uuid4().hex}")
+    yield opened
+    opened.reset()
+    opened.close()
 
 
 # -- one connector's sandbox on loopback --------------------------------------------------------
@@ -106,8 +123,14 @@ class System:
     hub: EmbeddedHub
     sandboxes: SandboxSet
     server: ServerThread
-    stripe: StripeDriver
+    stripe_driver: StripeDriver | None
     checked: dict[str, Recorder] = field(default_factory=dict)
+
+    @property
+    def stripe(self) -> StripeDriver:
+        """Someone working in Stripe (a system with Stripe for billing)."""
+        assert self.stripe_driver is not None, "this system has no Stripe"
+        return self.stripe_driver
 
     def departures(self) -> list[str]:
         """What the checked sandboxes answered that their vendors would not, since the last call."""
@@ -128,6 +151,11 @@ class System:
     def settled(self) -> bool:
         webhooks = self.sandboxes.sandboxes["stripe"].wait_for_webhooks(0)  # type: ignore[attr-defined]
         return bool(webhooks) and self.hub.idle()
+
+    def stop(self) -> None:
+        """Stop the hub, then the sandboxes it talks to."""
+        self.hub.stop()
+        self.server.stop()
 
     def settle(self, condition: Callable[[], bool] = lambda: True, timeout: float = 30) -> None:
         settled = wait_until(lambda: self.settled() and condition(), timeout)
@@ -153,7 +181,7 @@ class System:
 def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None,
                  systems: tuple[str, ...] = ("stripe", "netsuite"), journeys: dict[str, Any] | None = None,
                  netsuite: dict[str, Any] | None = None, ownership: dict[str, Any] | None = None,
-                 **hub: Any) -> System:
+                 topology: dict[str, str] | None = None, **hub: Any) -> System:
     sandboxes = SandboxSet(load_plugins().connectors, list(systems))
     checked = {name: SPEC_CHECKED[name](sandbox.app) for name, sandbox in sandboxes.sandboxes.items()
                if name in SPEC_CHECKED}
@@ -163,22 +191,48 @@ def start_system(tmp_path: Path, routes: dict[str, list[str]] | None = None,
     port = free_port()
     sandboxes.subscribe(f"http://127.0.0.1:{port}")
     connectors = sandboxes.config(server.url)
-    connectors["netsuite"] |= {"timeout_s": 1.0, **(netsuite or {})}
+    if "netsuite" in connectors:
+        connectors["netsuite"] |= {"timeout_s": 1.0, **(netsuite or {})}
     options = {"broker": "memory", "store": f"sqlite:///{tmp_path}/hub.db", "min_backoff_ms": 50,
                "max_backoff_ms": 400, "circuit_cooldown_s": 0.5, "max_retries": 4, "poll_interval_s": 0.3, **hub}
     settings = Settings(hub=HubSettings(**options), connectors=connectors, routes=routes or {},
-                        journeys=journeys or {}, ownership=ownership or {})
+                        journeys=journeys or {}, ownership=ownership or {}, topology=topology or {})
     hub_process = EmbeddedHub(settings, port=port, threads=4).start()
-    stripe = connectors["stripe"]
-    return System(hub_process, sandboxes, server, StripeDriver(stripe["base_url"], stripe["api_key"]), checked)
+    stripe = connectors.get("stripe")
+    driver = StripeDriver(stripe["base_url"], stripe["api_key"]) if stripe else None
+    return System(hub_process, sandboxes, server, driver, checked)
+
+
+class Current:
+    """An ASGI app forwarding to the app the running test installed: one server for a module
+    (starting and stopping uvicorn is the slow part), a fresh sandbox per test. It records the
+    requests, so tests can see what a client sent."""
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+        self.requests: list[tuple[str, str, str]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.app is not None
+        if scope["type"] == "http":
+            self.requests.append((scope["method"], scope["path"], scope["query_string"].decode()))
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[tuple[ServerThread, Current]]:
+    """A loopback server for the module, serving whatever app the test installs in ``host[1].app``."""
+    current = Current()
+    thread = ServerThread(current).start()
+    yield thread, current
+    thread.stop()
 
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
     running = start_system(tmp_path)
     yield running
-    running.hub.stop()
-    running.server.stop()
+    running.stop()
 
 
 # -- crossledger commands as processes --------------------------------------------------------------
@@ -226,12 +280,14 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
     running.stop_all()
 
 
-def sandbox_config(tmp_path: Path, processes: Processes, sandbox_port: int, hub_port: int, hub: str) -> Path:
+def sandbox_config(tmp_path: Path, processes: Processes, sandbox_port: int, hub_port: int, hub: str,
+                   pair: tuple[str, ...] = ()) -> Path:
     """Serve every sandbox (``crossledger sandbox``) and return the configuration it writes for a hub
-    on ``hub_port``, with the ``[hub]`` table ``hub`` added."""
+    on ``hub_port`` (for the billing and ERP ``pair`` gives as options, ``--billing zuora``...), with
+    the ``[hub]`` table ``hub`` added."""
     config = tmp_path / "hub.toml"
     processes.start("sandbox", "--port", str(sandbox_port), "--hub-url", f"http://127.0.0.1:{hub_port}",
-                    "--write-config", str(config), name="sandbox")
+                    "--write-config", str(config), *pair, name="sandbox")
     assert wait_until(config.exists, 30), "crossledger sandbox wrote no config"
     with config.open("a") as extra:
         extra.write(hub)

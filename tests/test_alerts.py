@@ -12,11 +12,11 @@ import httpx
 import pytest
 import sentry_sdk
 from conftest import System, start_system
-from crossledger.core.alerts import init_sentry
-from crossledger.core.bench import signed
-from crossledger.core.embedded import wait_until
+from crossledger.core.processes.embedded import wait_until
+from crossledger.core.telemetry.alerts import init_sentry
+from crossledger.devtools.bench.run import signed
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.errors import WITHHELD
-from crossledger.plugins.sandbox import ServerThread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -49,8 +49,7 @@ def reporting_to_sentry(tmp_path: Path) -> Iterator[tuple[System, list[dict]]]: 
         yield system, items
         sentry_sdk.flush(5)
     finally:
-        system.hub.stop()
-        system.server.stop()
+        system.stop()
         sentry_sdk.init()  # no DSN
         receiver.stop()
 

@@ -22,12 +22,12 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Processes, sandbox_config
-from crossledger.core.demo import StripeDriver, free_port
-from crossledger.core.embedded import wait_until
-from crossledger.core.reconcile import reconcile
+from crossledger.core.processes.embedded import wait_until
 from crossledger.core.settings import load_settings
-from crossledger.core.stores import open_store
-from crossledger.core.stores.base import Store
+from crossledger.core.store import open_store
+from crossledger.core.store.base import Store
+from crossledger.devtools.demo.reconcile import reconcile
+from crossledger.devtools.demo.run import StripeDriver, free_port
 from crossledger.testing.redis_server import RedisServer, RedisUnavailable
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

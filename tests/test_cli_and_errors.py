@@ -15,10 +15,10 @@ import httpx
 import pytest
 import redis
 from conftest import redis_url
-from crossledger.core.bench import signed
-from crossledger.core.demo import free_port
-from crossledger.core.embedded import EmbeddedHub, wait_until
+from crossledger.core.processes.embedded import EmbeddedHub, wait_until
 from crossledger.core.settings import HubSettings, Settings
+from crossledger.devtools.bench.run import signed
+from crossledger.devtools.demo.run import free_port
 
 CROSSLEDGER = str(Path(sys.executable).with_name("crossledger"))
 
@@ -40,8 +40,15 @@ def test_policy_prints_owners_and_routes(tmp_path: Path) -> None:
     assert ("customer", "financial", "erp", "netsuite", "strip") in rows
     assert ("customer", "profile", "crm > billing", "stripe", "strip") in rows
     assert ("customer", "status", "erp", "netsuite", "reject") in rows
-    assert ("invoice.issued", "netsuite, salesforce") in rows
+    assert ("invoice.issued", "crm, netsuite") in rows  # by role: NetSuite plays the ERP, no CRM is configured
     assert ("customer", "currency", "billing > crm", "stripe", "strip") in rows
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    result = run("--version")
+    assert (result.returncode, result.stdout) == (0, f"crossledger {version('crossledger')}\n")
 
 
 def test_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -58,7 +65,7 @@ def test_unknown_connector_section_names_the_installed_ones(tmp_path: Path) -> N
     config.write_text("[connectors.sap]\nurl = 1\n")
     result = run("policy", "--config", str(config))
     assert result.returncode == 2
-    installed = "installed: netsuite, salesforce, stripe, zendesk"
+    installed = "installed: business_central, netsuite, salesforce, stripe, zendesk, zuora"
     assert f"[connectors.sap]: no such connector is installed ({installed})" in result.stderr
 
 
@@ -218,9 +225,9 @@ def test_serve_without_a_token_warns_and_refuses_a_public_address(tmp_path: Path
 
 
 def test_readiness_logs_each_change_of_state_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from crossledger.core.http import create_app
-    from crossledger.core.runtime import Runtime
-    from crossledger.plugins.sandbox import ServerThread
+    from crossledger.core.hub.runtime import Runtime
+    from crossledger.core.ingress.app import create_app
+    from crossledger.plugins.emulator import ServerThread
     from crossledger.testing.redis_server import RedisServer, RedisUnavailable
 
     try:
@@ -229,7 +236,7 @@ def test_readiness_logs_each_change_of_state_once(tmp_path: Path, caplog: pytest
         pytest.skip(str(missing))
     runtime = Runtime(Settings(hub=HubSettings(broker=server.url(0), store=f"sqlite:///{tmp_path}/hub.db")))
     web = ServerThread(create_app(runtime)).start()
-    caplog.set_level(logging.INFO, logger="crossledger.core.http")
+    caplog.set_level(logging.INFO, logger="crossledger.core.ingress.app")
     try:
         assert httpx.get(f"{web.url}/readyz").status_code == 200
         server.kill()
@@ -240,7 +247,7 @@ def test_readiness_logs_each_change_of_state_once(tmp_path: Path, caplog: pytest
         web.stop()
         runtime.close()
         server.stop()
-    said = [record.getMessage() for record in caplog.records if record.name == "crossledger.core.http"]
+    said = [record.getMessage() for record in caplog.records if record.name == "crossledger.core.ingress.app"]
     assert len(said) == 2, said
     assert said[0].startswith("not ready: the broker or the store cannot be reached: ConnectionError")
     assert said[1] == "ready again: the broker and the store answer"
@@ -279,3 +286,21 @@ def test_the_api_token_may_come_from_the_environment(tmp_path: Path) -> None:
            "CROSSLEDGER_API_TOKEN": "s3cret", "PATH": ""}
     public = run("serve", "--host", "0.0.0.0", env=env)  # as the Procfile runs it
     assert public.returncode == 1 and "cannot reach the broker" in public.stderr and "warning" not in public.stderr
+
+
+def test_reconcile_since_a_time_that_is_none_is_one_line_and_status_2() -> None:
+    result = run("reconcile", "--since", "bogus", env={"COLUMNS": "80", "PATH": ""})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: --since takes an ISO time such as 2026-01-31 or 2026-01-31T09:00:00+01:00, not 'bogus'"]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    (["--billing", "paypal"], "error: --billing must be stripe or zuora, not 'paypal'"),
+    (["--erp", "sap"], "error: --erp must be netsuite or business-central, not 'sap'"),
+])
+def test_sandbox_refuses_a_pair_it_does_not_know_in_one_line(tmp_path: Path, options: list[str], said: str) -> None:
+    result = run("sandbox", "--port", str(free_port()), "--write-config", str(tmp_path / "hub.toml"), *options)
+    assert (result.returncode, result.stderr.strip()) == (2, said)
+    assert not (tmp_path / "hub.toml").exists()

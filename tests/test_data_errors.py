@@ -15,9 +15,18 @@ from typing import Any
 import httpx
 import pytest
 from conftest import System, start_system
-from crossledger.core.bench import signed
-from crossledger.core.stores.base import DeadLetter
-from crossledger.plugins.errors import Category, translation_error
+from crossledger.canonical.entities import Customer
+from crossledger.core.hub.pipeline import Bound, Pipeline
+from crossledger.core.hub.policy import OwnershipPolicy
+from crossledger.core.hub.router import Router
+from crossledger.core.store import open_store
+from crossledger.core.store.base import DeadLetter
+from crossledger.devtools.bench.run import signed
+from crossledger.plugins import BaseConnector, SystemKind
+from crossledger.plugins.errors import Category, ConnectorError, translation_error
+from crossledger.plugins.manager import CrossledgerPluginManager
+from crossledger.plugins.types import Change, Context, InboundEvent, Refs
+from pydantic import BaseModel
 
 Event = tuple[str, dict[str, Any]]
 """A Stripe event type and the object it carries."""
@@ -27,8 +36,7 @@ Event = tuple[str, dict[str, Any]]
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     running = start_system(tmp_path_factory.mktemp("data-errors"))
     yield running
-    running.hub.stop()
-    running.server.stop()
+    running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +107,7 @@ def test_an_invoice_whose_total_does_not_add_up(system: System, delivered: dict[
     def overstated(invoice: dict[str, Any]) -> None:
         invoice["total"] += 1
 
-    assert_one_data_letter(system, invoice_like(delivered, overstated), "total 7501", "!= lines 7500")
+    assert_one_data_letter(system, invoice_like(delivered, overstated), "total 75.01 USD", "!= lines 75.00 USD")
 
 
 def test_a_due_date_no_system_can_hold(system: System, delivered: dict[str, Any]) -> None:
@@ -153,8 +161,7 @@ def test_an_invoice_in_a_currency_the_netsuite_customer_does_not_take(tmp_path: 
                                         "is not among customer")
         assert letter.target == "netsuite"
     finally:
-        system.hub.stop()
-        system.server.stop()
+        system.stop()
 
 
 @pytest.mark.parametrize(("error", "data"), [
@@ -196,3 +203,37 @@ def test_a_record_read_back_to_break_a_tie_is_judged_too(system: System) -> None
     assert "name is 140000 characters long; no target takes more than 131072" in letter.reason
     golden = stored.golden_get(subject)
     assert golden is not None and golden.data["name"] == "Tied Ltd"
+
+
+class _NoSettings(BaseModel):
+    pass
+
+
+class _UnknownTypes(BaseConnector):
+    """A third party's connector whose translation names an event type no hub knows."""
+
+    name = "unknown-types"
+    kind = SystemKind.BILLING
+    settings_model = _NoSettings
+
+    def to_canonical(self, ctx: Context, event: InboundEvent, refs: Refs) -> list[Change]:
+        return [Change(type="customer.teleported", entity=Customer(id="customer/x/1", name="Jane Doe"))]
+
+
+def test_a_change_no_hub_can_carry_is_the_translations_data_error() -> None:
+    """Not an outage to retry: the connector's output cannot change, so the message ends at once."""
+    connector = _UnknownTypes()
+    store = open_store("sqlite:///:memory:")
+    with httpx.Client() as http:
+        pipeline = Pipeline(store=store, plugins=CrossledgerPluginManager(),
+                            connectors={connector.name: Bound(connector, Context(_NoSettings(), http, time.time))},
+                            policy=OwnershipPolicy([], {connector.name: connector.kind}),
+                            router=Router([], {}, set()), lease_ttl_s=30)
+        event = {"source_event_id": "evt_1", "type": "customer.moved", "occurred_at": "2026-12-07T10:00:00Z",
+                 "payload": {}}
+        with pytest.raises(ConnectorError) as raised:
+            pipeline.ingest(connector.name, event, "corr-1", time.time())
+    store.close()
+    assert raised.value.category is Category.DATA
+    assert raised.value.message.startswith("unknown-types customer.moved evt_1: VersionError")
+    assert "Jane" not in raised.value.message

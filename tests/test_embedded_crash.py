@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Processes, sandbox_config
-from crossledger.core.bench import signed
-from crossledger.core.demo import StripeDriver, free_port
-from crossledger.core.embedded import wait_until
+from crossledger.core.processes.embedded import wait_until
 from crossledger.core.settings import load_settings
-from crossledger.core.stores import open_store
+from crossledger.core.store import open_store
+from crossledger.devtools.bench.run import signed
+from crossledger.devtools.demo.run import StripeDriver, free_port
 
 pytestmark = pytest.mark.slow
 INVOICES = 50

@@ -7,9 +7,9 @@ from typing import Any
 
 from conftest import System
 from crossledger.canonical import external_key
-from crossledger.core.demo_drivers import SalesforceUser
+from crossledger.devtools.demo.drivers import SalesforceUser
+from crossledger.plugins.netsuite.sandbox.user import NetSuiteUser
 from crossledger.plugins.netsuite.settings import NetSuiteSettings
-from crossledger.plugins.netsuite.user import NetSuiteUser
 from test_topology import WON, account, netsuite_customers, records, settle, topology
 
 __all__ = ["topology"]  # the fixture, used by name

@@ -12,22 +12,24 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import Processes, redis_url, sandbox_config
-from crossledger.core.demo import StripeDriver, free_port
-from crossledger.core.embedded import wait_until
+from crossledger.core.processes.embedded import wait_until
 from crossledger.core.settings import load_settings
+from crossledger.devtools.demo.run import StripeDriver, free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 GRACE_S = 4
-
+EXIT_S = 1.5
+"""Past the grace period, what the interpreter's own exit may take on a loaded machine (NetSuite holds
+the delivery for 20 s: a process that ignored the grace period would take that long)."""
 
 
 def _stopped_in_grace(name: str, process: subprocess.Popen[bytes], stop: signal.Signals) -> int:
     """Send ``stop`` to the process's group, as a supervisor or a terminal does; its exit code,
-    once it has exited within the grace period (and half a second for this test's own polling)."""
+    once it has exited within the grace period (and :data:`EXIT_S` for the interpreter's exit)."""
     started = time.monotonic()
     os.killpg(process.pid, stop)
     code = process.wait(GRACE_S + 10)
-    assert time.monotonic() - started < GRACE_S + 0.5, f"{name} took {time.monotonic() - started:.1f} s"
+    assert time.monotonic() - started < GRACE_S + EXIT_S, f"{name} took {time.monotonic() - started:.1f} s"
     return code
 
 

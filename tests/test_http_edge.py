@@ -19,9 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-from crossledger.core.bench import signed
-from crossledger.core.embedded import EmbeddedHub, wait_until
+from crossledger.core.processes.embedded import EmbeddedHub, wait_until
+from crossledger.core.reconcile.engine import RUN_LEASE
 from crossledger.core.settings import HubSettings, Settings
+from crossledger.devtools.bench.run import signed
 from crossledger.plugins.salesforce import relay, soap
 from crossledger.plugins.zendesk.signature import signature_headers
 
@@ -157,7 +158,7 @@ def assert_served(hub: EmbeddedHub, endpoint: Endpoint) -> None:
 
 
 def rejected(connector: str, reason: str) -> float:
-    from crossledger.core import metrics
+    from crossledger.core.telemetry import metrics
 
     return metrics.registry.get_sample_value("crossledger_webhooks_rejected_total",
                                              {"connector": connector, "reason": reason}) or 0.0
@@ -214,7 +215,7 @@ def test_unknown_connector_is_404_counted_without_minting_a_label(hub: EmbeddedH
 
 
 def test_an_event_of_a_type_the_hub_ignores_is_acknowledged_and_counted(hub: EmbeddedHub) -> None:
-    from crossledger.core import metrics
+    from crossledger.core.telemetry import metrics
 
     def ignored() -> float:
         return metrics.registry.get_sample_value("crossledger_events_ignored_total",
@@ -264,6 +265,9 @@ def test_v1_unknown_routes_ids_and_methods(hub: EmbeddedHub, quiet: pytest.LogCa
         ("POST", "/v1/journeys/nope/cancel", 404), ("GET", "/v1/transactions/nope", 404),
         ("DELETE", "/v1/replay", 405), ("GET", "/v1/dead-letters?state=lost", 400),
         ("GET", "/v1/dead-letters?limit=ten", 400), ("GET", "/v1/journeys?limit=0", 400),
+        ("GET", "/v1/reconciliations?limit=ten", 400), ("GET", "/v1/reconciliations/nope", 404),
+        ("GET", "/v1/reconciliations/latest?class=bogus", 400), ("POST", "/v1/reconciliations/nope/repair", 404),
+        ("DELETE", "/v1/reconciliations", 405), ("GET", "/v1/reconciliations/latest?system=nosuch", 400),
     ]:
         answer = httpx.request(method, f"{hub.url}{path}", headers=auth)
         assert answer.status_code == status, (method, path, answer.text)
@@ -271,6 +275,8 @@ def test_v1_unknown_routes_ids_and_methods(hub: EmbeddedHub, quiet: pytest.LogCa
         assert httpx.request(method, f"{hub.url}{path}").status_code in (401, 404, 405)  # no token: never served
     discard = httpx.post(f"{hub.url}/v1/dead-letters/nope/discard", json={"reason": "obsolete"}, headers=auth)
     assert_refused(discard, 404, "no dead letter 'nope'")
+    assert hub.runtime.store.lock_acquire(RUN_LEASE, "another run", 60)  # one under way elsewhere
+    assert_refused(httpx.post(f"{hub.url}/v1/reconciliations", json={}, headers=auth), 409, "already running")
 
 
 def test_an_unexpected_failure_is_a_500_logged_once_with_ids(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

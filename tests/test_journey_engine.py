@@ -6,6 +6,7 @@ through :data:`DRILL`. The ``welcome`` journey starts from a Stripe customer eve
 embedded hub (memory broker, worker threads) with the Stripe and NetSuite sandboxes on loopback.
 """
 
+import ast
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,14 +17,14 @@ import pytest
 from conftest import System, start_system
 from crossledger.canonical import Envelope
 from crossledger.canonical.entities import Customer
-from crossledger.core import metrics
-from crossledger.core.embedded import wait_until
-from crossledger.core.runtime import Runtime
+from crossledger.core.hub.runtime import Runtime
+from crossledger.core.processes.embedded import wait_until
 from crossledger.core.settings import ConfigError, HubSettings, Settings
-from crossledger.core.stores.base import JourneyRecord
-from crossledger.plugins import CrossledgerPluginManager, hookimpl
+from crossledger.core.store.base import JourneyRecord
+from crossledger.core.telemetry import metrics
+from crossledger.plugins import CrossledgerPluginManager, hookimpl, journeys
 from crossledger.plugins.errors import WITHHELD, Category, ConnectorError
-from crossledger.plugins.journey import (
+from crossledger.plugins.journey_definition import (
     HubView,
     Journey,
     JourneyRun,
@@ -118,7 +119,7 @@ Starter = Callable[..., System]
 def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Starter]:
     """Start the hub with the drill plugin installed (as a third-party package would be) and the
     given ``[journeys.*]`` tables; stopped after the test."""
-    monkeypatch.setattr("crossledger.core.runtime.load_plugins", plugins)
+    monkeypatch.setattr("crossledger.core.hub.runtime.load_plugins", plugins)
     DRILL.calls.clear()
     DRILL.broken.clear()
     DRILL.slow.clear()
@@ -131,8 +132,7 @@ def start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Starter]:
 
     yield starting
     for system in started:
-        system.hub.stop()
-        system.server.stop()
+        system.stop()
 
 
 def customer(system: System, name: str = "Drill Supplies Ltd") -> str:
@@ -318,3 +318,17 @@ def test_a_compensated_run_is_started_anew_when_its_trigger_comes_again(start: S
     assert run_of(system, first.id).state == "compensated"  # the first run stays as it ended
     again_twice, new_twice = system.hub.runtime.journeys.start_by_hand("drill", {"customer": subject, "key": "order-1"})
     assert (again_twice.id, new_twice) == (again.id, False)
+
+
+def test_built_in_journeys_reach_connectors_only_through_their_run() -> None:
+    """A journey speaks to systems by name through its :class:`JourneyRun`; importing one connector's
+    package would tie a built-in journey to that connector's internals."""
+    connectors = {"stripe", "netsuite", "salesforce", "zendesk"}
+    tied = sorted(
+        f"{path.name} imports {node.module}"
+        for path in Path(journeys.__file__).parent.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.module
+        and node.module.split(".")[:3] in [["crossledger", "plugins", name] for name in connectors]
+    )
+    assert tied == []

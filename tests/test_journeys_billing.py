@@ -11,8 +11,8 @@ import httpx
 import pytest
 from conftest import System, start_system
 from crossledger.canonical import external_key
-from crossledger.core.demo_drivers import SalesforceUser
-from crossledger.core.stores.base import JourneyRecord
+from crossledger.core.store.base import JourneyRecord
+from crossledger.devtools.demo.drivers import SalesforceUser
 from test_topology import (
     ALL,
     WON,
@@ -39,8 +39,7 @@ def billing_topology(tmp_path: Path, **hub: Any) -> Iterator[System]:
                              "credit_account": "refund-clearing"}},
         netsuite={"accounts": {"sales-returns": SALES_RETURNS, "refund-clearing": REFUND_CLEARING}}, **hub)
     yield running
-    running.hub.stop()
-    running.server.stop()
+    running.stop()
 
 
 @pytest.fixture

@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 import pytest
 from conftest import System, start_system
-from crossledger.core import metrics
 from crossledger.core.cli import app
-from crossledger.core.demo_drivers import SalesforceUser
-from crossledger.core.embedded import wait_until
-from crossledger.core.journeys import journey_id
-from crossledger.core.stores.base import FINISHED, JourneyRecord
+from crossledger.core.journeys.engine import journey_id
+from crossledger.core.processes.embedded import wait_until
+from crossledger.core.store.base import FINISHED, JourneyRecord
+from crossledger.core.telemetry import metrics
+from crossledger.devtools.demo.drivers import SalesforceUser
 from test_topology import (
     ALL,
     WON,
@@ -45,8 +45,7 @@ LINKS = ("Stripe_Customer_Id__c", "NetSuite_Id__c", "Zendesk_Organization_Id__c"
 def running(tmp_path: Path, **options: Any) -> Iterator[System]:
     system = start_system(tmp_path, systems=ALL, **options)
     yield system
-    system.hub.stop()
-    system.server.stop()
+    system.stop()
 
 
 @pytest.fixture

@@ -20,13 +20,13 @@ import pytest
 import redis
 from conftest import Processes, redis_url, sandbox_config
 from crossledger.canonical import external_key
-from crossledger.core.demo import free_port
-from crossledger.core.demo_drivers import SalesforceUser
-from crossledger.core.embedded import wait_until
-from crossledger.core.journeys import RESUME_AFTER_S
+from crossledger.core.journeys.engine import RESUME_AFTER_S
+from crossledger.core.processes.embedded import wait_until
 from crossledger.core.settings import load_settings
-from crossledger.core.stores import open_store
-from crossledger.core.stores.base import JourneyRecord, Store
+from crossledger.core.store import open_store
+from crossledger.core.store.base import JourneyRecord, Store
+from crossledger.devtools.demo.drivers import SalesforceUser
+from crossledger.devtools.demo.run import free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 BROKER_DB, STORE_DB = 14, 15

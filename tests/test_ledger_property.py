@@ -32,12 +32,12 @@ from typing import Any
 import httpx
 import pytest
 from conftest import System, start_system
-from crossledger.core import metrics
-from crossledger.core.demo_drivers import SalesforceUser
-from crossledger.core.embedded import wait_until
+from crossledger.core.processes.embedded import wait_until
+from crossledger.core.telemetry import metrics
+from crossledger.devtools.demo.drivers import SalesforceUser
+from crossledger.plugins.netsuite.sandbox.user import NetSuiteUser
 from crossledger.plugins.netsuite.settings import NetSuiteSettings
-from crossledger.plugins.netsuite.user import NetSuiteUser
-from crossledger.plugins.zendesk.sandbox import API_ROOT
+from crossledger.plugins.zendesk.sandbox.app import API_ROOT
 from test_topology import ALL, WON, account, quiet, records
 
 SEED = 20261207
@@ -51,8 +51,7 @@ POLL_SETTLE_S = 1.0
 def topology(tmp_path: Path) -> Iterator[System]:
     running = start_system(tmp_path, systems=ALL, netsuite={"poll_settle_s": POLL_SETTLE_S})
     yield running
-    running.hub.stop()
-    running.server.stop()
+    running.stop()
 
 
 def received(source: str) -> float:

@@ -16,10 +16,9 @@ import msgspec
 import pydantic
 import pytest
 from conftest import start_system
-from crossledger.core import metrics, safelog
-from crossledger.core.bench import signed
-from crossledger.core.embedded import wait_until
-from crossledger.core.runtime import INGEST
+from crossledger.core.processes.embedded import wait_until
+from crossledger.core.telemetry import metrics, safelog
+from crossledger.devtools.bench.run import signed
 from crossledger.plugins.errors import WITHHELD
 
 NAMES = ["Zephyrine Quillfeather", "Octavian Marchbanks-Oyelaran"]
@@ -54,14 +53,19 @@ def test_no_customer_data_reaches_the_log_and_a_planned_retry_is_one_warning(
                            "created": int(time.time()), "data": {"object": broken}}).encode()
         secret = runtime.settings.connectors["stripe"]["webhook_secret"]
         httpx.post(f"{system.hub.url}/webhooks/stripe", content=body, headers=signed(secret, body))
+        # A refused webhook whose parser quotes the body (an e-mail where the event's kind goes): the
+        # sender reads its own words back, the log keeps the refusal without them.
+        odd = json.dumps({"id": "evt_odd", "object": EMAILS[1], "type": "customer.created",
+                          "created": int(time.time()), "data": {"object": {}}}).encode()
+        refused = httpx.post(f"{system.hub.url}/webhooks/stripe", content=odd, headers=signed(secret, odd))
+        assert refused.status_code == 422 and EMAILS[1] in refused.json()["error"]["message"]
         # A defect: an event the pipeline cannot even read (its time is not one), retried, then dead-lettered.
-        runtime.send(INGEST, "stripe", {"source_event_id": "evt_defect", "type": "customer.created",
+        runtime.outbox.ingest("stripe", {"source_event_id": "evt_defect", "type": "customer.created",
                                         "occurred_at": "not a time", "payload": {"email": EMAILS[0]}},
                      "corr-defect", time.time())
         system.settle(lambda: runtime.store.dlq_count() == 2)
     finally:
-        system.hub.stop()
-        system.server.stop()
+        system.stop()
 
     text = caplog.text + "\n".join(record.getMessage() for record in caplog.records)
     for secret_value in [*NAMES, *EMAILS, *(name.split()[0] for name in NAMES)]:
@@ -82,6 +86,8 @@ def test_no_customer_data_reaches_the_log_and_a_planned_retry_is_one_warning(
     assert defects, "the defect left no traceback"
     assert all("(ingest)" in r.getMessage() for r in defects)
     assert all("msgspec.ValidationError" in (r.exc_text or "") for r in defects)
+    assert any("webhook for stripe refused: 422 not an event this endpoint takes (SchemaError" in r.getMessage()
+               for r in caplog.records)
     dead = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dead-lettered message")]
     assert len(dead) == 2 and any(": data (dead letter" in line for line in dead)
 

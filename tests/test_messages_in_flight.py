@@ -1,5 +1,5 @@
 """The record of messages in flight, the recovery sweep that sends again what never settled, and
-Governance waiting for Redis instead of failing a message (see also test_broker_crash.py)."""
+the retry middleware waiting for Redis instead of failing a message (see also test_broker_crash.py)."""
 
 import threading
 import time
@@ -12,8 +12,9 @@ import dramatiq
 import pytest
 from conftest import redis_url
 from crossledger.actors import declare
-from crossledger.core.middleware import Governance
-from crossledger.core.runtime import INGEST, Runtime
+from crossledger.actors.messages import Ingest
+from crossledger.core.hub.runtime import Runtime
+from crossledger.core.messaging.retries import Retries
 from crossledger.core.settings import HubSettings, Settings
 from crossledger.plugins.errors import Category, ConnectorError
 from crossledger.testing.redis_server import RedisServer, RedisUnavailable
@@ -68,18 +69,18 @@ def _fetch(runtime: Runtime, queue: str) -> MessageProxy:
 
 def _held(runtime: Runtime) -> MessageProxy:
     """An ingest sent and fetched by a worker (the way :func:`_fetch` says)."""
-    runtime.send(INGEST, "stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
+    runtime.outbox.ingest("stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
     return _fetch(runtime, "crossledger-ingest")
 
 
-def _governance(runtime: Runtime) -> Governance:
-    [governance] = [m for m in runtime.broker.middleware if isinstance(m, Governance)]
-    return governance
+def _retries(runtime: Runtime) -> Retries:
+    [retries] = [m for m in runtime.broker.middleware if isinstance(m, Retries)]
+    return retries
 
 
 def _attempt_failed(runtime: Runtime, message: MessageProxy) -> None:
-    """What a worker does once an attempt at ``message`` failed: Governance decides its fate."""
-    _governance(runtime).after_process_message(runtime.broker, message,
+    """What a worker does once an attempt at ``message`` failed: the retry middleware decides its fate."""
+    _retries(runtime).after_process_message(runtime.broker, message,
                                                exception=ConnectorError(Category.TRANSIENT, "netsuite timed out"))
 
 
@@ -94,7 +95,7 @@ def test_a_message_a_live_worker_holds_for_good_is_sent_again_once_overdue(hub: 
     assert runtime.recover_messages() == 1
     again = _fetch(runtime, "crossledger-ingest")
     assert (again.message_id, again.actor_name, list(again.args)) == \
-        (held.message_id, INGEST, ["stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0])
+        (held.message_id, "ingest", ["stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0])
     assert runtime.recover_messages() == 0  # sent again at most once per period
     assert [r.status for r in runtime.store.audit_trail("corr-1")] == ["redriven"]
 
@@ -106,7 +107,7 @@ def test_a_message_a_live_worker_holds_for_good_is_sent_again_once_overdue(hub: 
 
 def test_a_message_that_never_settles_within_the_age_limit_is_dead_lettered_with_its_reason(hub: Hub) -> None:
     runtime = hub("memory", redrive_after_s=REDRIVE_AFTER_S, max_age_s=1)
-    runtime.send(INGEST, "stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
+    runtime.outbox.ingest("stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
     time.sleep(REDRIVE_AFTER_S + 0.1)
     assert runtime.recover_messages() == 0
     [letter] = runtime.store.dlq_list()
@@ -117,7 +118,7 @@ def test_a_message_that_never_settles_within_the_age_limit_is_dead_lettered_with
 
 def test_what_an_embedded_hub_had_queued_when_it_crashed_is_sent_by_the_next_one(hub: Hub) -> None:
     crashed = hub("memory", redrive_after_s=REDRIVE_AFTER_S)
-    crashed.send(INGEST, "stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
+    crashed.outbox.ingest("stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
     crashed.close()  # the memory broker's queue is gone with the process
 
     runtime = hub("memory", redrive_after_s=REDRIVE_AFTER_S)
@@ -132,8 +133,8 @@ def test_an_embedded_hub_resumes_at_once_what_the_last_one_left_in_flight(
         hub: Hub, tmp_path: Path, store: str) -> None:
     url = f"{redis_url(10)}?namespace=resume-{uuid.uuid4().hex}" if store == "redis" else f"sqlite:///{tmp_path}/hub.db"
     crashed = hub("memory", url)  # the default redrive_after_s: the recovery sweep would wait 300 s
-    crashed.send(INGEST, "stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
-    crashed.send(INGEST, "stripe", {"source_event_id": "evt_2"}, "corr-2", 1.0, delay_ms=60_000)  # a retry waiting
+    crashed.outbox.ingest("stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
+    crashed.dispatch(Ingest("stripe", {"source_event_id": "evt_2"}, "corr-2", 1.0).message(), 60_000)  # a retry waiting
     crashed.close()  # the memory broker's queue is gone with the process
 
     runtime = hub("memory", url)
@@ -147,7 +148,7 @@ def test_an_embedded_hub_resumes_at_once_what_the_last_one_left_in_flight(
 
 
 @pytest.mark.redis
-def test_governance_waits_for_redis_and_retries_the_message_instead_of_failing_it(
+def test_the_retry_middleware_waits_for_redis_and_retries_the_message_instead_of_failing_it(
         hub: Hub, crashable_redis: RedisServer) -> None:
     runtime = hub(crashable_redis.url(1), crashable_redis.url(2), redis_retry_s=0, redrive_after_s=30)
     message = _held(runtime)
@@ -176,7 +177,7 @@ def test_a_stopping_worker_stops_waiting_for_redis_and_leaves_the_message_to_the
     waiting.start()
     time.sleep(0.5)
     assert waiting.is_alive()  # waiting for Redis
-    _governance(runtime).before_worker_shutdown(runtime.broker, dramatiq.Worker(runtime.broker))
+    _retries(runtime).before_worker_shutdown(runtime.broker, dramatiq.Worker(runtime.broker))
     waiting.join(2)
     assert not waiting.is_alive() and not message.failed
     assert runtime.store.inflight_count() == 1  # the sweep sends it again once a worker runs
@@ -185,7 +186,7 @@ def test_a_stopping_worker_stops_waiting_for_redis_and_leaves_the_message_to_the
 def test_a_bug_in_failure_handling_fails_the_message_at_once_instead_of_waiting(hub: Hub) -> None:
     runtime = hub("memory", redrive_after_s=30)
     corrupt: dramatiq.Message[Any] = dramatiq.Message(
-        queue_name="crossledger-ingest", actor_name=INGEST, args=("stripe", {}, "c", 1.0), kwargs={},
+        queue_name="crossledger-ingest", actor_name="ingest", args=("stripe", {}, "c", 1.0), kwargs={},
         options={"retries": "many"})
     runtime.dispatch(corrupt)
     message = _fetch(runtime, "crossledger-ingest")
@@ -202,7 +203,7 @@ def test_an_enqueue_without_redis_is_the_broker_connection_error_worker_threads_
     crashable_redis.kill()
     started = time.monotonic()
     with pytest.raises(BrokerConnectionError):
-        runtime.send(INGEST, "stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
+        runtime.outbox.ingest("stripe", {"source_event_id": "evt_1"}, "corr-1", 1.0)
     assert time.monotonic() - started >= 0.3  # it tried to reconnect first (after 0.1 s, 0.2 s)
     assert runtime.store.inflight_count() == 1  # recorded: the sweep sends it once Redis is back
 

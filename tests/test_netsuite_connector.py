@@ -4,6 +4,7 @@ and the connector contract suite. Polling is in test_netsuite_polling.py."""
 
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -28,11 +29,12 @@ from crossledger.canonical.entities import (
 )
 from crossledger.canonical.events import new_envelope
 from crossledger.canonical.money import money, to_decimal
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
 from crossledger.plugins.netsuite.connector import NetSuiteConnector, NetSuiteSettings
 from crossledger.plugins.netsuite.outbound import external_id_for
-from crossledger.plugins.netsuite.sandbox import NetSuiteSandbox
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.netsuite.sandbox import app as sandbox_app
+from crossledger.plugins.netsuite.sandbox.app import NetSuiteSandbox
 from crossledger.plugins.types import Capability, Context, Operation, Outcome, SystemKind
 from crossledger.testing import ConnectorContract
 from pydantic import ValidationError
@@ -58,6 +60,9 @@ class DictRefs:
     def canonical_id(self, entity_type: str, system: str, external_id: str) -> str:
         known = (cid for cid, eid in self.ids.items() if eid == external_id)
         return next(known, f"{entity_type}/{system}/{external_id}")
+
+    def prefetch(self, lookups: Sequence[tuple[str, str, str]]) -> None:
+        pass
 
 
 # --- canonical records ----------------------------------------------------------------------
@@ -187,7 +192,7 @@ def with_external_id(sandbox: NetSuiteSandbox, record_type: str, canonical_id: s
 def test_declares_an_erp_that_delivers_probes_polls_and_fetches() -> None:
     assert (NETSUITE.name, NETSUITE.kind) == ("netsuite", SystemKind.ERP)
     assert NETSUITE.capabilities == {Capability.DELIVER, Capability.PROBE, Capability.POLL, Capability.FETCH,
-                                     Capability.SANDBOX}
+                                     Capability.SANDBOX, Capability.LIST}
 
 
 def test_settings_refuse_unknown_keys_and_hide_secrets(sandbox: NetSuiteSandbox) -> None:
@@ -565,17 +570,52 @@ def test_linking_writes_only_the_other_systems_ids(ctx: Context, refs: DictRefs,
     assert "custentity_cl_stripe_id" not in record
 
 
-def test_records_pages_through_the_collection_and_reads_each_record(
-    ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str
+def test_records_pages_through_suiteql_by_id_never_past_its_result_limit(
+    ctx: Context, refs: DictRefs, sandbox: NetSuiteSandbox, key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Pages of ``page_size`` rows, each a query after the last id read: no result set is paged as
+    far as NetSuite's limit (100,000, here 4), however many records there are."""
+    monkeypatch.setattr(sandbox_app, "MAX_RESULTS", 4)
     made = [deliver(ctx, refs, "customer.upserted", customer(f"{key}{n}"))[0].external_id for n in range(5)]
+    bill = invoice(key, "USD", (1050,))
+    deliver(ctx, refs, "customer.upserted", customer(key))
+    deliver(ctx, refs, "invoice.issued", bill)
 
     listed = list(NETSUITE.records(ctx, "customer", page_size=2))
 
     ids = [record["id"] for record in listed]
-    assert len(ids) == len(set(ids)) == len(sandbox.state()["customer"])
+    assert ids == sorted({str(record["id"]) for record in sandbox.state()["customer"]}, key=int)
     assert set(made) <= set(ids)
-    assert all("balance" in record and "companyName" in record for record in listed)  # whole records
+    mine = next(record for record in listed if record["id"] == made[0])
+    assert mine["companyName"] and mine["currency"] == {"id": "1", "refName": "USD"}
+    assert mine["lastModifiedDate"].endswith("Z")
+    [booked] = [record for record in NETSUITE.records(ctx, "invoice", page_size=2)
+                if record["externalId"] == external_id_for(bill.id)]
+    assert (booked["total"], booked["amountRemaining"]) == ("10.5", "10.5")
+    assert NETSUITE.project("invoice", booked).values["total"] == 1050
+    with pytest.raises(ConnectorError, match="not 'journalentry'"):
+        list(NETSUITE.records(ctx, "journalentry"))
+
+
+def test_a_page_lists_what_changed_since_by_lastmodifieddate_and_resumes_at_its_cursor(
+    ctx: Context, refs: DictRefs, key: str
+) -> None:
+    """``since`` is NetSuite's own filter (``lastmodifieddate``): a record made or edited at or
+    after it is listed, one untouched since is not; a page's cursor is the next page's start."""
+    before = [deliver(ctx, refs, "customer.upserted", customer(f"{key}{n}"))[0].external_id for n in range(3)]
+    time.sleep(1.1)  # NetSuite stamps whole seconds
+    since = datetime.now(UTC)
+    made = deliver(ctx, refs, "customer.upserted", customer(f"{key}new"))[0].external_id
+    deliver(ctx, refs, "customer.upserted", customer(f"{key}0", email="renamed@acme.test"))
+
+    changed = list(NETSUITE.records_page(ctx, "customer", since=since).records)
+    first = NETSUITE.records_page(ctx, "customer", since=since, page_size=1)
+    second = NETSUITE.records_page(ctx, "customer", since=since, page_size=1, cursor=first.next)
+
+    assert {record["id"] for record in changed} == {made, before[0]}
+    assert [first.records[0]["id"], second.records[0]["id"]] == sorted([made, before[0]], key=int)
+    assert first.next == first.records[0]["id"] and second.next is None
+    assert "customer" in NETSUITE.lists_since
 
 
 # --- refunds --------------------------------------------------------------------------------

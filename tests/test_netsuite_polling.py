@@ -16,11 +16,11 @@ import pytest
 from crossledger.canonical.entities import Customer, Entity, Invoice, InvoiceLine, Payment, PaymentApplication
 from crossledger.canonical.events import new_envelope
 from crossledger.canonical.money import Money, money
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.errors import Category, ConnectorError
 from crossledger.plugins.netsuite.connector import NetSuiteConnector, NetSuiteSettings
-from crossledger.plugins.netsuite.sandbox import NetSuiteSandbox
-from crossledger.plugins.netsuite.user import NetSuiteUser
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.netsuite.sandbox.app import NetSuiteSandbox
+from crossledger.plugins.netsuite.sandbox.user import NetSuiteUser
 from crossledger.plugins.types import Change, Context, InboundEvent
 from crossledger.testing.refs import MemoryRefs
 

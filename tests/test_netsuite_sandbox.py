@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import Current
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.netsuite.auth import NetSuiteAuth
-from crossledger.plugins.netsuite.sandbox import RECORD_ROOT, SUITEQL_PATH, NetSuiteSandbox
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.netsuite.sandbox.app import RECORD_ROOT, SUITEQL_PATH, NetSuiteSandbox
 from starlette.applications import Starlette
 from starlette.routing import Mount
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 FIXTURES = Path(__file__).parent / "fixtures" / "payloads" / "netsuite"
 UTC_DATETIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -33,26 +33,6 @@ def fixture(name: str) -> dict[str, Any]:
 def signer(sandbox: NetSuiteSandbox, **overrides: Any) -> NetSuiteAuth:
     """TBA for the sandbox's account, with any credential (or the clock) replaced."""
     return NetSuiteAuth(**(dataclasses.asdict(sandbox.credentials) | overrides))
-
-
-class Current:
-    """An ASGI app forwarding to the sandbox the running test installed: one server for the
-    module (starting and stopping uvicorn is the slow part), a fresh NetSuite account per test."""
-
-    def __init__(self) -> None:
-        self.app: ASGIApp | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.app is not None
-        await self.app(scope, receive, send)
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[tuple[ServerThread, Current]]:
-    current = Current()
-    thread = ServerThread(current).start()
-    yield thread, current
-    thread.stop()
 
 
 @pytest.fixture

@@ -9,17 +9,18 @@ from pathlib import Path
 import httpx
 import msgspec
 from conftest import redis_url, start_system
-from crossledger.core import metrics
-from crossledger.core.embedded import EmbeddedHub
+from crossledger.core.processes.embedded import EmbeddedHub
 from crossledger.core.settings import HubSettings, Settings
-from crossledger.core.stores import DeadLetter, SQLiteStore
+from crossledger.core.store import DeadLetter, SQLiteStore
+from crossledger.core.telemetry import metrics
 
 CROSSLEDGER = str(Path(sys.executable).with_name("crossledger"))
 
 
-def run(*args: str, store: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, store: str, columns: int | None = None) -> subprocess.CompletedProcess[str]:
+    width = {"COLUMNS": str(columns)} if columns else {}
     return subprocess.run([CROSSLEDGER, *args], capture_output=True, text=True, timeout=60,
-                          env={"CROSSLEDGER_STORE": store, "PATH": ""})
+                          env={"CROSSLEDGER_STORE": store, "PATH": "", **width})
 
 
 # -- trace by any id --------------------------------------------------------------------------------
@@ -44,13 +45,17 @@ def test_trace_finds_a_transaction_by_any_systems_id(tmp_path: Path) -> None:
         missing = httpx.get(f"{system.hub.url}/v1/transactions/cus_nobody")
         assert missing.status_code == 404 and "no transaction, entity or system id" in missing.text
     finally:
-        system.hub.stop()
-        system.server.stop()
+        system.stop()
 
     for key in (customer["id"], netsuite_id):
         traced = run("trace", key, store=f"sqlite:///{tmp_path}/hub.db")
         assert traced.returncode == 0, traced.stderr
         assert f"trace {key}" in traced.stdout and "delivered" in traced.stdout
+    narrow = run("trace", customer["id"], store=f"sqlite:///{tmp_path}/hub.db", columns=80)
+    assert narrow.returncode == 0, narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert max(map(len, lines)) <= 80 and any("delivered" in line and "netsuite id" in line for line in lines), (
+        narrow.stdout)  # a delivery's status and its detail on one line, readable at 80 columns
     unknown = run("trace", "cus_nobody", store=f"sqlite:///{tmp_path}/hub.db")
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == "error: no transaction, entity or system id 'cus_nobody' in the audit"

@@ -5,10 +5,10 @@ shown in its trace and counted in the store and the metrics."""
 from pathlib import Path
 
 from conftest import System, start_system
-from crossledger.core import metrics
-from crossledger.core.embedded import wait_until
-from crossledger.core.stores.base import OutcomeRecord
-from crossledger.core.timeline import timeline
+from crossledger.core.processes.embedded import wait_until
+from crossledger.core.store.base import OutcomeRecord
+from crossledger.core.telemetry import metrics
+from crossledger.core.views.timeline import timeline
 
 
 def concluded(system: System, source: str = "stripe") -> list[OutcomeRecord]:
@@ -62,8 +62,7 @@ def test_a_change_an_ownership_rule_rejects_is_a_conflict_held_for_a_person(tmp_
         assert "may not change customer profile (name)" in (rejected.reason or "")
         assert system.hub.runtime.store.dlq_count() == 1  # held where a person replays or discards it
     finally:
-        system.hub.stop()
-        system.server.stop()
+        system.stop()
 
 
 def test_a_dead_letter_concludes_its_message_and_its_replay_makes_it_delivered(system: System) -> None:
@@ -122,5 +121,4 @@ def test_an_edit_outside_the_system_of_record_is_a_noop_that_says_the_rules_stri
         assert stripped.reason == "the ownership rules stripped profile (name) owned by netsuite; the rest is as the " \
                                   "hub has it"
     finally:
-        system.hub.stop()
-        system.server.stop()
+        system.stop()

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from conftest import System, start_system
-from crossledger.core.bench import signed
-from crossledger.core.embedded import wait_until
+from crossledger.core.processes.embedded import wait_until
+from crossledger.devtools.bench.run import signed
 
 
 def netsuite_external_ids(system: System, kind: str) -> Counter[str]:
@@ -118,7 +118,7 @@ def test_invariant_breach_is_dead_lettered_and_replays_once_after_the_fix(system
 
     [letter] = system.hub.runtime.store.dlq_list()
     assert letter.category == "data"
-    assert "total 5001 != lines 5000 + tax 0 - discounts 0 = 5000" in letter.reason
+    assert "total 50.01 USD != lines 50.00 USD + tax 0.00 USD - discounts 0.00 USD = 50.00 USD" in letter.reason
     replay = httpx.post(f"{system.hub.url}/v1/dead-letters/{letter.id}/replay?refresh=1")
     again = httpx.post(f"{system.hub.url}/v1/dead-letters/{letter.id}/replay")
     assert wait_until(lambda: system.hub.idle() and len(system.state("netsuite")["invoice"]) == 1, 30)
@@ -222,8 +222,7 @@ def unlinked(tmp_path: Path) -> Iterator[System]:
     the test (Stripe has no such customer to hold NetSuite's id)."""
     running = start_system(tmp_path, routes={"customer.linked": []})
     yield running
-    running.hub.stop()
-    running.server.stop()
+    running.stop()
 
 
 def test_concurrent_updates_of_one_entity_land_newest_last(unlinked: System) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crossledger.plugins import CrossledgerPluginManager, load_plugins
+from crossledger.plugins import CrossledgerPluginManager, Route, load_plugins
 
 
 def install_distribution(root: Path, name: str, entry_points: dict[str, str], modules: dict[str, str]) -> None:
@@ -116,3 +116,93 @@ def test_hooks_are_called_through_pluggy_so_tracing_and_wrappers_apply() -> None
     assert "wrapped-raw" in routes
     assert any("crossledger_routes" in line for line in traced)
     manager.check_pending()
+
+
+SUPPORT = {"zendesk", "support"}
+"""Zendesk, by name or by the role it plays."""
+
+
+def test_a_plugin_that_only_wraps_a_hook_wraps_every_plugins_part() -> None:
+    from crossledger.plugins import hookimpl
+
+    class NoZendesk:
+        """A policy plugin: whoever offers routes, none reaches Zendesk."""
+
+        def __init__(self) -> None:
+            self.wrapped: list[int] = []
+
+        @hookimpl(wrapper=True)
+        def crossledger_routes(self) -> Any:
+            offered = yield
+            self.wrapped.append(len(offered))
+            return [[route for route in routes if not SUPPORT & set(route.targets)] for routes in offered]
+
+    class Acme:
+        @hookimpl
+        def crossledger_routes(self) -> list[Route]:
+            return [Route("customer.upserted", ("zendesk",)), Route("customer.upserted", ("acme",))]
+
+    manager = CrossledgerPluginManager()
+    manager.register_builtins()
+    unfiltered = manager.routes()
+    wrapper = NoZendesk()
+    manager.register(wrapper, name="no-zendesk")
+    manager.register(Acme(), name="acme")
+
+    routes = manager.routes()
+
+    assert any(SUPPORT & set(route.targets) for route in unfiltered)
+    assert [route for route in routes if SUPPORT & set(route.targets)] == []
+    assert Route("customer.upserted", ("acme",)) in routes
+    assert wrapper.wrapped == [1, 1]  # once around each plugin's part: the built-ins', then Acme's
+
+
+def test_firstresult_hooks_answer_with_the_first_result() -> None:
+    """A hook another plugin declares with ``firstresult`` behaves as pluggy's, through ``pm.hook``."""
+    from crossledger.plugins import hookimpl, hookspec
+
+    class Specs:
+        @hookspec(firstresult=True)
+        def acme_region(self, customer: str) -> str | None:  # type: ignore[empty-body]
+            """The region a customer lives in; the first plugin that knows answers."""
+
+    class Unsure:
+        @hookimpl
+        def acme_region(self, customer: str) -> str | None:
+            return None
+
+    class Knows:
+        @hookimpl
+        def acme_region(self, customer: str) -> str | None:
+            return f"eu ({customer})"
+
+    class NeverAsked:
+        @hookimpl
+        def acme_region(self, customer: str) -> str | None:
+            raise AssertionError("asked after the first result")
+
+    manager = CrossledgerPluginManager()
+    manager.add_hookspecs(Specs)
+    # pluggy calls the last registered first: Unsure, then Knows, which answers; NeverAsked is not reached.
+    for plugin in (NeverAsked(), Knows(), Unsure()):
+        manager.register(plugin)
+
+    assert manager.hook.acme_region(customer="c1") == "eu (c1)"
+
+
+def test_check_pending_reports_a_misspelled_hook() -> None:
+    from crossledger.plugins import hookimpl
+    from pluggy import PluginValidationError
+
+    class Typo:
+        @hookimpl
+        def crossledger_conectors(self) -> list[object]:
+            return []
+
+    manager = CrossledgerPluginManager()
+    manager.register_builtins()
+    manager.check_pending()  # the built-ins implement only hooks that exist
+    manager.register(Typo(), name="typo")
+
+    with pytest.raises(PluginValidationError, match="crossledger_conectors"):
+        manager.check_pending()

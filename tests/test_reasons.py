@@ -14,9 +14,9 @@ import pydantic
 import pytest
 from crossledger.plugins import load_plugins
 from crossledger.plugins.connector import BaseConnector
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.errors import WITHHELD, Category, ConnectorError
 from crossledger.plugins.http import classify_http
-from crossledger.plugins.sandbox import ServerThread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse

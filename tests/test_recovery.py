@@ -3,19 +3,22 @@ recover after a restart, voids before their invoice, and probes only where a wri
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 import dramatiq
 import httpx
 import pytest
-from conftest import System, start_system
+from conftest import System, redis_url, start_system
 from crossledger.actors import declare
-from crossledger.core.bench import signed
-from crossledger.core.demo import free_port
-from crossledger.core.embedded import wait_until
-from crossledger.core.runtime import Runtime
+from crossledger.actors.messages import Deliver
+from crossledger.core.hub.runtime import Runtime
+from crossledger.core.messaging.retries import Retries
+from crossledger.core.processes.embedded import wait_until
 from crossledger.core.settings import HubSettings, Settings
-from crossledger.core.stores.base import DeadLetter
+from crossledger.core.store.base import DeadLetter
+from crossledger.devtools.bench.run import signed
+from crossledger.devtools.demo.run import free_port
 from crossledger.plugins.errors import Category, ConnectorError
 from dramatiq.broker import MessageProxy
 
@@ -68,8 +71,61 @@ def test_an_open_circuit_recovers_after_a_restart(tmp_path: Path) -> None:
         assert after.state("netsuite")["customer"][0]["companyName"] == "Parked Ltd"
         assert after.hub.runtime.store.circuit_get("netsuite").status == "closed"
     finally:
-        after.hub.stop()
-        after.server.stop()
+        after.stop()
+
+
+def test_a_circuit_whose_probe_was_lost_is_probed_by_the_next_delivery_parked_on_it(system: System) -> None:
+    """Open for far longer than a probe takes, with no probe coming (its process died after boot):
+    the circuit breaker parks the next delivery and probes again; the target is up, so it lands."""
+    store = system.hub.runtime.store
+    store.circuit_reopen("netsuite", time.time() - 3_600)
+    system.customer("Orphaned Circuit Ltd")
+    system.settle(lambda: any(record["companyName"] == "Orphaned Circuit Ltd"
+                              for record in system.state("netsuite")["customer"]), timeout=30)
+    assert store.circuit_get("netsuite").status == "closed"
+    assert store.parked_count("netsuite") == 0
+
+
+def test_the_delivery_that_opens_a_circuit_waits_parked_for_the_probe_not_on_a_timer(tmp_path: Path) -> None:
+    system = start_system(tmp_path, circuit_threshold=1, min_backoff_ms=60_000, max_backoff_ms=60_000)
+    try:
+        system.fault("netsuite", mode="down")
+        system.customer("Parked At Once Ltd")
+        assert wait_parked(system)  # not after a minute's backoff: at once
+        store = system.hub.runtime.store
+        subject = store.xref_find("customer", "stripe", system.state("stripe")["customers"][0]["id"]) or ""
+        trail = [record.status for record in store.audit_for_subject(subject) if record.system == "netsuite"]
+        assert "parked" in trail and "retry" not in trail, trail
+        system.clear_fault("netsuite")
+        system.settle(lambda: len(system.state("netsuite")["customer"]) == 1, timeout=30)
+    finally:
+        system.stop()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+def test_parking_a_delivery_is_one_round_trip_and_keeps_its_place_in_line(tmp_path: Path, backend: str) -> None:
+    """Parked, audited and settled in one commit of the message's unit of work."""
+    store = f"sqlite:///{tmp_path}/hub.db" if backend == "sqlite" else \
+        f"{redis_url(7)}?namespace=park-{uuid.uuid4().hex[:8]}"
+    runtime = Runtime(Settings(hub=HubSettings(broker="memory", store=store),
+                               connectors={"stripe": {"api_key": "sk", "webhook_secret": "whsec"}}))
+    declare(runtime)
+    try:
+        messages = [Deliver("netsuite", {"id": f"e{n}", "correlation_id": "corr-1", "subject": "cus-1"}).message()
+                    for n in range(4)]
+        for message in messages:
+            runtime.dispatch(message)  # recorded in flight, as sent
+        runtime.park(messages[0], runtime.carried(messages[0]), "circuit open")  # connected, scripts loaded
+        before = runtime.store.round_trips.count
+        for message in messages[1:]:
+            runtime.park(message, runtime.carried(message), "circuit open")
+        assert runtime.store.round_trips.count - before == 3
+        assert [parked["envelope"]["id"] for _, parked in runtime.store.parked("netsuite", 10)] == \
+            ["e0", "e1", "e2", "e3"]
+        assert runtime.store.inflight_count() == 0
+        assert [record.status for record in runtime.store.audit_trail("corr-1")] == ["parked"] * 4
+    finally:
+        runtime.close()
 
 
 def wait_parked(system: System) -> bool:
@@ -89,8 +145,7 @@ def test_a_void_delivers_its_invoice_first(tmp_path: Path) -> None:
         assert float(record["total"]) == 70.0 and float(record["amountRemaining"]) == 0.0
         assert system.hub.runtime.store.dlq_count() == 0
     finally:
-        system.hub.stop()
-        system.server.stop()
+        system.stop()
 
 
 def test_a_refused_write_is_sent_again_without_a_probe(system: System) -> None:
@@ -120,8 +175,9 @@ def test_budget_free_retries_still_back_off(tmp_path: Path) -> None:
     message = dramatiq.Message(queue_name="crossledger-deliver", actor_name="deliver", args=("netsuite", {}),
                                kwargs={}, options={"attempts": 6, "retries": 0})
     before = time.time() * 1000
-    runtime.handle_failure(runtime.broker, MessageProxy(message),
-                           ConnectorError(Category.RATE_LIMITED, "slow down, no Retry-After"))
+    [retries] = [m for m in runtime.broker.middleware if isinstance(m, Retries)]
+    retries.after_process_message(runtime.broker, MessageProxy(message),
+                                  exception=ConnectorError(Category.RATE_LIMITED, "slow down, no Retry-After"))
 
     [raw] = list(runtime.broker.queues["crossledger-deliver.DQ"].queue)
     retried = dramatiq.Message.decode(raw)

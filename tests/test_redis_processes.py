@@ -16,12 +16,14 @@ from typing import Any
 import httpx
 import pytest
 from conftest import CROSSLEDGER, Processes, redis_url, sandbox_config
-from crossledger.core.bench import signed
-from crossledger.core.demo import StripeDriver, free_port
-from crossledger.core.embedded import wait_until
-from crossledger.core.reconcile import reconcile
+from crossledger.core.processes.embedded import wait_until
 from crossledger.core.settings import load_settings
-from crossledger.core.stores import open_store
+from crossledger.core.store import open_store
+from crossledger.devtools.bench.run import signed
+from crossledger.devtools.demo.reconcile import reconcile
+from crossledger.devtools.demo.run import StripeDriver, free_port
+from crossledger.devtools.sandboxes import PAIRS, Topology
+from pairs import BILLING, BOOKS
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -130,3 +132,38 @@ def _held_requests(base: str) -> int:
 def _settled(store: Any, correlation_id: str) -> bool:
     return any((r.step, r.status) in (("ingest", "unchanged"), ("invoice.upsert", "delivered"))
                for r in store.audit_trail(correlation_id))
+
+
+@pytest.mark.parametrize("topology", PAIRS, ids=[str(pair) for pair in PAIRS])
+def test_each_pair_written_by_crossledger_sandbox_books_billing_in_its_erp_over_redis(
+        tmp_path: Path, processes: Processes, topology: Topology) -> None:
+    """``crossledger sandbox --billing ... --erp ...`` configures the hub for that pair alone; serve
+    and worker processes on a Redis broker and store book what billing issues and is paid in its ERP."""
+    broker, store_url = redis_url(11), redis_url(12)
+    sandbox_port, hub_port = free_port(), free_port()
+    config = sandbox_config(tmp_path, processes, sandbox_port, hub_port,
+                            "\n[hub]\nmin_backoff_ms = 100\nmax_backoff_ms = 1000\ncircuit_cooldown_s = 1.0\n",
+                            ("--billing", topology.billing.value, "--erp", topology.erp.value))
+    settings = load_settings(config, environ={})
+    assert set(settings.connectors) == set(topology.systems) and settings.topology == topology.roles()
+    env = {**os.environ, "CROSSLEDGER_CONFIG": str(config), "CROSSLEDGER_BROKER": broker,
+           "CROSSLEDGER_STORE": store_url}
+    processes.start("serve", "--port", str(hub_port), env=env, name="serve")
+    processes.start("worker", "--processes", "1", "--threads", "4", env=env, name="worker")
+    hub = f"http://127.0.0.1:{hub_port}"
+    assert wait_until(lambda: _ready(hub), 30), processes.logs()
+
+    billing = BILLING[topology.billing_system](settings.connectors[topology.billing_system])
+    books = BOOKS[topology.erp_system]()
+    sandboxes = f"http://127.0.0.1:{sandbox_port}"
+    customer = billing.customer("Redis Pair Co")
+    invoice = billing.invoice(customer, 2_500)
+    billing.pay(invoice, 2_500, customer)
+    canonical_invoice = f"invoice/{topology.billing_system}/{invoice}"
+
+    def booked() -> bool:
+        state = _state(sandboxes, topology.erp_system)
+        invoices = books.invoices(state, canonical_invoice)
+        return len(invoices) == 1 and len(books.payments_of(state, invoices[0])) == 1
+
+    assert wait_until(booked, 60), processes.logs()

@@ -13,8 +13,7 @@ def test_replay_delivers_to_a_newly_routed_target_once(tmp_path: Path) -> None:
         unrouted.customer(name)
     unrouted.settle(lambda: len(unrouted.hub.runtime.store.events(type="customer.upserted")) == 3)
     assert unrouted.state("netsuite")["customer"] == []
-    unrouted.hub.stop()
-    unrouted.server.stop()
+    unrouted.stop()
 
     routed = start_system(tmp_path, store=f"sqlite:///{tmp_path}/shared.db")
     try:
@@ -34,5 +33,4 @@ def test_replay_delivers_to_a_newly_routed_target_once(tmp_path: Path) -> None:
             if r.step == "customer.upsert"]
         assert statuses == ["delivered", "already done"]
     finally:
-        routed.hub.stop()
-        routed.server.stop()
+        routed.stop()

@@ -26,6 +26,7 @@ from crossledger.canonical.entities import (
 )
 from crossledger.canonical.events import new_envelope
 from crossledger.canonical.money import money
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.errors import (
     Category,
     ConnectorError,
@@ -37,9 +38,8 @@ from crossledger.plugins.errors import (
 from crossledger.plugins.salesforce import ids, mapping, relay, soap
 from crossledger.plugins.salesforce.client import ApiUsage
 from crossledger.plugins.salesforce.connector import SalesforceConnector
-from crossledger.plugins.salesforce.sandbox import ORGANIZATION_ID, SalesforceSandbox
+from crossledger.plugins.salesforce.sandbox.app import ORGANIZATION_ID, SalesforceSandbox
 from crossledger.plugins.salesforce.settings import SalesforceSettings
-from crossledger.plugins.sandbox import ServerThread
 from crossledger.plugins.types import Capability, Context, InboundEvent, Operation, Outcome, SystemKind
 from crossledger.testing import ConnectorContract, MemoryRefs
 from crossledger.testing.specs.answers import Recorder
@@ -161,7 +161,7 @@ def offline(organization_id: str = "012345678901234", **secrets: str) -> Context
 def test_declares_a_crm_with_webhooks_delivery_probe_and_reads() -> None:
     assert (SALESFORCE.name, SALESFORCE.kind) == ("salesforce", SystemKind.CRM)
     assert SALESFORCE.capabilities == {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.FETCH,
-                                       Capability.SANDBOX}
+                                       Capability.SANDBOX, Capability.LIST}
 
 
 def test_settings(sandbox: SalesforceSandbox) -> None:
@@ -758,6 +758,29 @@ def test_records_lists_contacts_and_refuses_unknown_types(ctx: Context, refs: Me
     assert f"Person {key}" in {record["LastName"] for record in listed}
     with pytest.raises(ConnectorError, match="not 'ticket'"):
         list(SALESFORCE.records(ctx, "ticket"))
+
+
+def test_a_page_lists_what_changed_since_by_systemmodstamp_and_resumes_after_its_last_id(
+    ctx: Context, rest: httpx.Client, key: str
+) -> None:
+    """``since`` is ``SystemModstamp >= ...`` in the SOQL: an account made or edited at or after it
+    is listed, one untouched since is not; a page's cursor is the last Id read, and the page after
+    it starts there (keyset paging by Id, which no query locator's expiry can break)."""
+    old = [rest.post("/sobjects/Account", json={"Name": f"Old {key} {n}"}).json()["id"] for n in range(3)]
+    time.sleep(1.1)  # the sandbox stamps whole seconds, as the literal does
+    since = datetime.now(UTC)
+    made = rest.post("/sobjects/Account", json={"Name": f"New {key}"}).json()["id"]
+    rest.patch(f"/sobjects/Account/{old[1]}", json={"Name": f"Edited {key}"}).raise_for_status()
+
+    changed = SALESFORCE.records_page(ctx, "customer", since=since).records
+    first = SALESFORCE.records_page(ctx, "customer", since=since, page_size=1)
+    second = SALESFORCE.records_page(ctx, "customer", since=since, page_size=1, cursor=first.next)
+    everything = list(SALESFORCE.records(ctx, "customer", page_size=2))
+
+    assert {r["Id"] for r in changed} == {made, old[1]}
+    assert [first.records[0]["Id"], second.records[0]["Id"]] == sorted([made, old[1]])
+    assert first.next == first.records[0]["Id"]
+    assert set(old) <= {r["Id"] for r in everything} and len({r["Id"] for r in everything}) == len(everything)
 
 
 # --- outbound messages from the sandbox to a receiver ---------------------------------------

@@ -13,9 +13,9 @@ from typing import Any, cast
 import httpx
 import pytest
 import requests
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.salesforce import ids, soap
-from crossledger.plugins.salesforce.sandbox import INTEGRATION_USER_ID, ORGANIZATION_ID, SalesforceSandbox
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.salesforce.sandbox.app import INTEGRATION_USER_ID, ORGANIZATION_ID, SalesforceSandbox
 from crossledger.testing.specs.answers import Recorder
 from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import SalesforceMalformedRequest

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from crossledger.core.scaffold import ScaffoldError, scaffold
+from crossledger.devtools.scaffold.make import ScaffoldError, scaffold
 
 BIN = Path(sys.executable).parent
 

@@ -6,10 +6,13 @@ from pathlib import Path
 import msgspec
 import pytest
 from crossledger.canonical import Customer, new_envelope
-from crossledger.core.policy import OwnershipPolicy, PolicyViolation
-from crossledger.core.router import Router
+from crossledger.core.hub.policy import OwnershipPolicy, PolicyViolation
+from crossledger.core.hub.roles import Roles
+from crossledger.core.hub.router import Router
 from crossledger.core.settings import ConfigError, load_settings
+from crossledger.plugins import load_plugins
 from crossledger.plugins.builtin import crossledger_ownership_rules, crossledger_routes
+from crossledger.plugins.connector import TakesSomeEvents
 from crossledger.plugins.types import OwnershipRule
 
 
@@ -147,8 +150,41 @@ def test_a_target_without_the_record_is_seeded_with_what_its_birth_system_could_
 
 
 def test_routes_skip_the_source_and_undeliverable_targets() -> None:
-    router = Router(list(crossledger_routes()), {"payment.settled": ["netsuite", "stripe"]}, {"netsuite", "stripe"})
+    router = Router(list(crossledger_routes()), {"payment.settled": ["netsuite", "stripe"]}, {"netsuite", "stripe"},
+                    Roles({"stripe": "billing", "netsuite": "erp"}))
     assert router.targets("invoice.issued", "stripe") == ["netsuite"]
     assert router.targets("payment.settled", "stripe") == ["netsuite"]
     assert router.targets("invoice.issued", "netsuite") == []
     assert Router(list(crossledger_routes()), {}, set()).targets("invoice.issued", "stripe") == []
+
+
+@pytest.mark.parametrize(("billing", "erp"), [("stripe", "netsuite"), ("stripe", "business_central"),
+                                              ("zuora", "netsuite"), ("zuora", "business_central")])
+def test_the_routes_name_roles_so_every_billing_and_erp_pair_is_routed_alike(billing: str, erp: str) -> None:
+    configured = {"salesforce": "crm", billing: "billing", erp: "erp", "zendesk": "support"}
+    takes = {name: connector.takes for name, connector in load_plugins().connectors.items()
+             if isinstance(connector, TakesSomeEvents)}
+    router = Router(list(crossledger_routes()), {}, set(configured), Roles(configured), takes)
+    assert router.targets("invoice.issued", billing) == [erp, "salesforce"]
+    assert router.targets("payment.settled", billing) == [erp]
+    assert router.targets("customer.upserted", "salesforce") == [billing, erp, "zendesk"]
+    assert router.targets("customer.upserted", erp) == ["salesforce", billing]
+    # Business Central keeps no refunds or subscriptions: routes to the ERP leave it out of those.
+    keeps = erp == "netsuite"
+    assert router.targets("refund.issued", billing) == ([erp] if keeps else [])
+    assert router.targets("subscription.created", billing) == ([erp, "zendesk"] if keeps else ["zendesk"])
+
+
+def test_topology_chooses_among_connectors_of_one_kind_and_only_among_them() -> None:
+    kinds = {"stripe": "billing", "zuora": "billing", "netsuite": "erp"}
+    assert Roles(kinds).system("billing") == "stripe"  # the first configured, without a choice
+    roles = Roles(kinds, {"billing": "zuora"})
+    assert (roles.system("billing"), roles.role_of("zuora"), roles.role_of("stripe")) == ("zuora", "billing", None)
+    router = Router(list(crossledger_routes()), {}, set(kinds), roles)
+    assert router.targets("payment.settled", "zuora") == ["netsuite"]
+    assert router.targets("payment.settled", "stripe") == []  # not the billing system of this topology
+    assert router.targets("customer.upserted", "netsuite") == ["zuora"]
+    with pytest.raises(ConfigError, match=r"\[topology\] billing = 'netsuite': not a configured billing connector"):
+        Roles(kinds, {"billing": "netsuite"})
+    with pytest.raises(ConfigError, match=r"\[topology\] ledger: not a system kind"):
+        Roles(kinds, {"ledger": "netsuite"})

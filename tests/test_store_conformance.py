@@ -1,15 +1,15 @@
 """The Store conformance suite: every backend must pass the same tests.
 
-Each test taking ``store`` runs once on SQLite (a file in tmp_path) and once on Redis (db 9, in a
-namespace of its own). The race tests release 8 threads (or, for SQLite, 2 processes) at once on
-one *atomic* method and check that exactly one caller won.
+Each test taking ``store`` (conftest.py) runs once on SQLite (a file in tmp_path) and once on
+Redis (db 9, in a namespace of its own). The race tests release 8 threads (or, for SQLite, 2
+processes) at once on one *atomic* method and check that exactly one caller won.
 """
 
 import multiprocessing
+import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import pytest
 import redis
 from conftest import redis_url
-from crossledger.core.stores import (
+from crossledger.core.store import (
     AuditRecord,
     Circuit,
     DeadLetter,
@@ -31,23 +31,26 @@ from crossledger.core.stores import (
     Store,
     open_store,
 )
-from crossledger.core.stores.base import JourneyRecord, JourneyState, OutcomePart, OutcomeRecord, StepRecord
+from crossledger.core.store.base import (
+    LISTING_BATCH,
+    ActionRecord,
+    FindingClass,
+    FindingRecord,
+    JourneyRecord,
+    JourneyState,
+    Listing,
+    OutcomePart,
+    OutcomeRecord,
+    ReconciliationRun,
+    StepRecord,
+    TriageRecord,
+    UserRecord,
+    hour_of,
+)
 from msgspec.structs import replace
 
 T = TypeVar("T")
 THREADS = 8
-
-
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened: Store
-    if request.param == "sqlite":
-        opened = SQLiteStore(tmp_path / "store.db")
-    else:
-        opened = RedisStore(redis_url(9), namespace=f"test-{uuid.uuid4().hex}")
-    yield opened
-    opened.reset()
-    opened.close()
 
 
 def race(work: Callable[[int], T]) -> list[T]:
@@ -101,6 +104,29 @@ def test_inbox_new_then_pending_then_duplicate(store: Store) -> None:
     assert store.inbox_add("hubspot", "evt_1", payload, "corr-3", 13.0) == "new"  # ids are per source
 
 
+def test_a_new_inbound_event_is_recorded_with_its_message_in_flight_and_a_seen_one_without(store: Store) -> None:
+    """With its message in flight an entry counts as enqueued (the recovery sweep sends a message
+    whose enqueue never happened), until the caller says its enqueue failed."""
+    ingest = {"actor_name": "ingest", "args": ["evt_1"]}
+    received = audit_record(10.0, "webhook", correlation_id="corr-1")
+    store.inbox_add("stripe", "evt_0", {}, "corr-0", 9.0, inflight=("m0", ingest, 100.0))  # connected, script loaded
+    before = store.round_trips.count
+    assert store.inbox_add("stripe", "evt_1", {}, "corr-1", 10.0, inflight=("m1", ingest, 10.0),
+                           received=received) == "new"
+    assert store.round_trips.count - before == 1
+    assert store.audit_trail("corr-1") == [received]
+    assert store.inbox_add("stripe", "evt_1", {}, "corr-2", 11.0, inflight=("m2", ingest, 11.0),
+                           received=audit_record(11.0, "webhook", correlation_id="corr-2")) == "duplicate"
+    assert store.audit_trail("corr-2") == []
+    store.inbox_mark_pending("stripe", "evt_1")
+    assert store.inbox_add("stripe", "evt_1", {}, "corr-3", 12.0, inflight=("m3", ingest, 12.0)) == "pending"
+    entry = store.inbox_get("stripe", "evt_1")
+    assert entry is not None and (entry.enqueued, entry.correlation_id) == (False, "corr-1")
+    store.inbox_mark_enqueued("stripe", "evt_1")
+    assert store.inbox_add("stripe", "evt_1", {}, "corr-4", 13.0, inflight=("m4", ingest, 13.0)) == "duplicate"
+    assert store.inflight_overdue(100.0, 10) == [("m1", ingest)]
+
+
 def test_log_event_is_idempotent_by_id(store: Store) -> None:
     first = event("e1", 10.0)
     store.log_event(first)
@@ -149,6 +175,96 @@ def test_golden_put_rejects_stale_and_overwrites_equal_version(store: Store) -> 
     v3 = replace(v2, version=3, data={"name": "Ada Lovelace"})
     assert store.golden_put(v3) is True
     assert store.golden_get("cus_1") == v3
+
+
+def test_golden_records_are_found_by_the_customer_they_name(store: Store) -> None:
+    def record(canonical_id: str, customer: str, version: int = 1) -> Golden:
+        return Golden(canonical_id=canonical_id, entity_type=canonical_id.split("/")[0], version=version,
+                      data={"customer_id": customer, "total": {"amount": 100, "currency": "USD"}})
+
+    store.golden_put(Golden(canonical_id="customer/s/c1", entity_type="customer", version=1, data={"name": "Ada"}))
+    store.golden_put(record("payment/s/p1", "customer/s/c1"))
+    store.golden_put(record("invoice/s/i1", "customer/s/c1"))
+    store.golden_put(record("invoice/s/i2", "customer/s/c2"))
+    with store.unit() as unit:  # a unit of work keeps the index as a write alone does
+        unit.golden_put(record("subscription/s/s1", "customer/s/c1"))
+    moved = record("invoice/s/i3", "customer/s/c1")
+    store.golden_put(moved)
+    store.golden_put(record("invoice/s/i3", "customer/s/c2", version=2))  # now another customer's
+    assert [g.canonical_id for g in store.golden_for_customer("customer/s/c1")] == [
+        "invoice/s/i1", "payment/s/p1", "subscription/s/s1"]
+    assert [g.canonical_id for g in store.golden_for_customer("customer/s/c1", limit=1)] == ["invoice/s/i1"]
+    assert [g.canonical_id for g in store.golden_for_customer("customer/s/c1", entity_type="payment")] == [
+        "payment/s/p1"]
+    assert [g.canonical_id for g in store.golden_for_customer("customer/s/c2")] == ["invoice/s/i2", "invoice/s/i3"]
+    assert store.golden_for_customer("customer/s/nobody") == []
+    assert [g.canonical_id for g in store.golden_for_customer("customer/s/c1", limit=1, offset=1)] == [
+        "payment/s/p1"]
+
+
+def test_golden_records_are_found_by_the_words_of_their_name_and_email(store: Store) -> None:
+    def customer(key: str, name: str, email: str | None = None, version: int = 1) -> Golden:
+        data = {"name": name} if email is None else {"name": name, "email": email}
+        return Golden(canonical_id=f"customer/s/{key}", entity_type="customer", version=version, data=data)
+
+    store.golden_put(customer("c1", "Acme Ltd", "Billing@Acme.example"))
+    with store.unit() as unit:  # a unit of work keeps the index as a write alone does
+        unit.golden_put(customer("c2", "Acme Widgets", "ops@widgets.example"))
+    store.golden_put(customer("c3", "Zed Corp"))
+    store.golden_put(customer("c3", "Old Name", version=0))  # stale: neither written nor indexed
+    assert store.golden_named("acme") == ["customer/s/c1", "customer/s/c2"]
+    assert store.golden_named("ACME wid") == ["customer/s/c2"]  # every word starts a term
+    assert store.golden_named("billing@acme") == ["customer/s/c1"]
+    assert store.golden_named("widgets.example") == ["customer/s/c2"]
+    assert store.golden_named("acme", limit=1) == ["customer/s/c1"]
+    assert store.golden_named("old") == [] and store.golden_named("cme") == [] and store.golden_named("  ") == []
+    store.golden_put(customer("c1", "Renamed Inc", version=2))  # the old name and email leave the index
+    assert store.golden_named("acme") == ["customer/s/c2"] and store.golden_named("renamed") == ["customer/s/c1"]
+
+
+def test_golden_records_of_an_earlier_release_are_indexed_by_the_migration_step(store: Store, tmp_path: Path) -> None:
+    """A store made before the indexes (their keys, their table, removed here) fills them: SQLite
+    when the file is opened, Redis at the first search."""
+    store.golden_put(Golden(canonical_id="customer/s/c1", entity_type="customer", version=1,
+                            data={"name": "Acme Ltd", "email": "ann@acme.example"}))
+    store.golden_put(Golden(canonical_id="invoice/s/i1", entity_type="invoice", version=1,
+                            data={"customer_id": "customer/s/c1"}))
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path) as db:
+            db.execute("DROP TABLE golden_terms")
+        reopened: Store = SQLiteStore(store.path)
+    else:
+        assert isinstance(store, RedisStore)
+        where = store._redis.connection_pool.connection_kwargs  # its server and db (redis_url empties the db)
+        url = f"redis://{where['host']}:{where['port']}/{where['db']}"
+        client = redis.Redis.from_url(url)
+        client.delete(*client.keys(f"{store.namespace}:golden:[tci]*"))  # terms, customer sets, marker
+        reopened = RedisStore(url, namespace=store.namespace)
+    assert reopened.golden_named("ann@acme") == ["customer/s/c1"]
+    assert [g.canonical_id for g in reopened.golden_for_customer("customer/s/c1")] == ["invoice/s/i1"]
+    reopened.close()
+
+
+def test_a_page_s_records_outcomes_and_events_are_read_in_one_round_trip_each(store: Store) -> None:
+    store.golden_put(Golden(canonical_id="invoice/s/i1", entity_type="invoice", version=1, data={"total": 1}))
+    store.xref_put("invoice/s/i1", "invoice", "netsuite", "42")
+    store.audit(audit_record(2.0, "deliver", "invoice/s/i1", "corr-b"), audit_record(1.0, "ingest", "invoice/s/i1"))
+    store.journey_start(journey("j-old", 1.0, subject="invoice/s/i1"))
+    store.journey_start(journey("j-new", 2.0, subject="invoice/s/i1"))
+    store.outcome_open(OutcomeRecord(correlation_id="corr-1", source="stripe", received_at=1.0, updated_at=1.0))
+    store.log_event(event("e1", 1.0))
+    before = store.round_trips.count
+    records = store.records_get(["invoice/s/i1", "invoice/s/none", "invoice/s/i1"])
+    outcomes = store.outcomes_get(["corr-1", "corr-none"])
+    events = store.events_get(["e1", "e-none"])
+    assert store.round_trips.count - before == 3
+    found, empty = records["invoice/s/i1"], records["invoice/s/none"]
+    assert found.golden is not None and found.golden.data == {"total": 1} and found.xrefs == {"netsuite": "42"}
+    assert [r.step for r in found.audit] == ["ingest", "deliver"] and found.journey is not None
+    assert found.journey.id == "j-new"
+    assert (empty.golden, empty.xrefs, empty.audit, empty.journey) == (None, {}, [], None)
+    assert list(outcomes) == ["corr-1"] and list(events) == ["e1"]
+    assert store.records_get([]) == {} and store.outcomes_get([]) == {} and store.events_get([]) == {}
 
 
 # -- cross-references -----------------------------------------------------------------------------
@@ -285,6 +401,25 @@ def test_parked_is_fifo_per_target_and_stays_until_unparked(store: Store) -> Non
     assert store.parked("netsuite", 10) == [] and store.unpark("netsuite", []) == 0
     assert store.parked_count("netsuite") == 0
     assert store.parked_count("hubspot") == 1
+
+
+def test_parking_is_one_round_trip_and_a_unit_parks_in_its_commit_in_line(store: Store) -> None:
+    store.park("netsuite", {"n": 0})  # connected, script loaded
+    before = store.round_trips.count
+    store.park("netsuite", {"n": 1})
+    assert store.round_trips.count - before == 1
+    store.inflight_put("m1", {"args": []}, 1.0)
+    before = store.round_trips.count
+    with store.unit() as unit:
+        unit.park("netsuite", {"n": 2})
+        unit.audit(audit_record(1.0, "deliver"))
+        unit.inflight_settle("m1")
+        unit.park("netsuite", {"n": 3})
+    assert store.round_trips.count - before == 1
+    store.park("netsuite", {"n": 4})
+    assert [message["n"] for _, message in store.parked("netsuite", 10)] == [0, 1, 2, 3, 4]
+    assert store.inflight_count() == 0
+    assert [record.step for record in store.audit_trail("corr-1")] == ["deliver"]
 
 
 def test_cursors(store: Store) -> None:
@@ -558,6 +693,24 @@ def test_an_outcome_with_nothing_pending_is_concluded_when_opened(store: Store) 
     assert store.outcome_settle("missing", "x", DELIVERED_NETSUITE) is None
 
 
+def test_messages_concluded_are_counted_by_hour_once_each_in_their_latest_outcome(store: Store) -> None:
+    now = time.time()
+    store.outcome_open(opened("c1", [], parts={"ingest": OutcomePart(outcome="noop", reason="stale")}))
+    store.outcome_open(opened("c2", ["netsuite|e2"]))
+    store.outcome_settle("c2", "netsuite|e2", OutcomePart(outcome="dead_letter", category="data", reason="refused"))
+    store.outcome_open(opened("c3", ["netsuite|e3"]))  # still pending: not concluded
+    store.outcome_open(opened("c4", [], parts={"ingest": OutcomePart(outcome="dead_letter", reason="gave up")}))
+    store.outcome_open(opened("c4", ["netsuite|e4"]))  # its ingest seen again: pending once more
+    hour = hour_of(now)
+    assert store.concluded_by_hour(now - 7200) == {(hour, "noop"): 1, (hour, "dead_letter"): 1}
+    store.outcome_settle("c2", "netsuite|e2", None, amend=True)  # replayed: pending, then delivered
+    store.outcome_settle("c2", "netsuite|e2", DELIVERED_NETSUITE)
+    before = store.round_trips.count
+    assert store.concluded_by_hour(now - 7200) == {(hour, "noop"): 1, (hour, "delivered"): 1}
+    assert store.round_trips.count - before == 1
+    assert store.concluded_by_hour(now + 3600) == {}
+
+
 def test_an_ingest_seen_again_keeps_a_settled_outcome_but_replaces_a_dead_letter(store: Store) -> None:
     store.outcome_open(opened("c1", [], parts={"ingest": OutcomePart(outcome="noop", reason="stale")}))
     assert not store.outcome_open(opened("c1", ["netsuite|e1"]))
@@ -696,3 +849,264 @@ def test_messages_in_flight_are_recorded_until_settled_and_listed_most_overdue_f
     store.inflight_settle("never-sent")
     assert store.inflight_count() == 2
     assert [message_id for message_id, _ in store.inflight_overdue(1000.0, 10)] == ["m3", "m2"]
+
+
+def test_a_unit_of_work_commits_its_writes_together_in_one_round_trip(store: Store) -> None:
+    store.inflight_put("settled-by-the-unit", {"args": []}, 1.0)
+    store.inbox_add("stripe", "evt_1", {"id": "evt_1"}, "corr-1", 1.0)
+    assert store.lock_acquire("cus-1", "me", 30)
+    before = store.round_trips.count
+    with store.unit() as unit:
+        unit.audit(audit_record(1.0, "ingest", subject="cus-1"), audit_record(2.0, "deliver"))
+        unit.log_event(event("e1", 5.0))
+        unit.golden_put(Golden(canonical_id="cus-1", entity_type="customer", version=2, data={"v": 2}))
+        unit.golden_put(Golden(canonical_id="cus-1", entity_type="customer", version=1, data={"v": 1}))  # stale
+        unit.xref_put("cus-1", "customer", "netsuite", "ns-1")
+        unit.set_applied_version("netsuite", "cus-1", 7)
+        unit.set_applied_version("netsuite", "cus-1", 3)  # older: the maximum stays
+        unit.delivery_set("key-1", "acknowledged", "ns-1")
+        unit.inbox_mark_enqueued("stripe", "evt_1")
+        unit.inflight_put("follow-on", {"args": ["netsuite"]}, 2.0)
+        unit.inflight_settle("settled-by-the-unit")
+        unit.lock_release("cus-1", "someone else")  # not the holder: kept
+        unit.dlq_add(letter("dl-1", 3.0))
+        assert store.audit_trail("corr-1") == []  # nothing is written before the commit
+        assert store.golden_get("cus-1") is None
+        assert store.dlq_get("dl-1") is None
+    assert store.round_trips.count - before == 4  # the three reads above, and the commit
+
+    assert [record.step for record in store.audit_trail("corr-1")] == ["ingest", "deliver"]
+    assert [record.step for record in store.audit_for_subject("cus-1")] == ["ingest"]
+    assert store.get_event("e1") == event("e1", 5.0)
+    assert store.golden_get("cus-1").data == {"v": 2}  # type: ignore[union-attr]
+    assert store.xref_get("cus-1", "netsuite") == "ns-1"
+    assert store.xref_find("customer", "netsuite", "ns-1") == "cus-1"
+    assert store.applied_version("netsuite", "cus-1") == 7
+    assert store.delivery_get("key-1").external_id == "ns-1"  # type: ignore[union-attr]
+    assert store.inbox_add("stripe", "evt_1", {"id": "evt_1"}, "corr-2", 2.0) == "duplicate"
+    assert [message_id for message_id, _ in store.inflight_overdue(10.0, 10)] == ["follow-on"]
+    assert not store.lock_acquire("cus-1", "someone else", 30)
+    assert [dead.id for dead in store.dlq_list()] == ["dl-1"]
+
+
+def test_a_unit_left_by_an_exception_writes_nothing(store: Store) -> None:
+    before = store.round_trips.count
+    with pytest.raises(RuntimeError), store.unit() as unit:
+        unit.audit(audit_record(1.0, "ingest"))
+        unit.inflight_put("m1", {"args": []}, 1.0)
+        raise RuntimeError("the handler failed")
+    with store.unit():
+        pass  # an empty unit costs nothing
+    assert store.round_trips.count == before
+    assert store.audit_trail("corr-1") == []
+    assert store.inflight_count() == 0
+
+
+def test_a_committed_unit_is_atomic_under_concurrent_units(store: Store) -> None:
+    """Many units at once: each one's writes land whole (no interleaving loses or splits one)."""
+    def commit(i: int) -> None:
+        with store.unit() as unit:
+            unit.audit(*(audit_record(float(n), f"step-{i}-{n}", correlation_id=f"corr-{i}") for n in range(5)))
+            unit.set_applied_version("netsuite", "cus-1", i)
+    race(commit)
+    assert store.applied_version("netsuite", "cus-1") == THREADS - 1
+    for i in range(THREADS):
+        assert [record.step for record in store.audit_trail(f"corr-{i}")] == [f"step-{i}-{n}" for n in range(5)]
+
+
+def test_a_unit_settles_an_outcome_with_its_writes_atomically(store: Store) -> None:
+    store.outcome_open(OutcomeRecord(correlation_id="corr-1", source="stripe", received_at=1.0, updated_at=1.0,
+                                     pending=["netsuite|e1"]))
+    with store.unit() as unit:
+        unit.outcome_settle("corr-1", "netsuite|e1", OutcomePart(outcome="delivered", target="netsuite"))
+        unit.inflight_settle("m1")
+        unit.audit(audit_record(1.0, "deliver"))
+    assert unit.entry is not None and unit.entry.outcome == "delivered"
+    assert store.outcome_get("corr-1") == unit.entry
+    assert [record.step for record in store.audit_trail("corr-1")] == ["deliver"]
+
+    with store.unit() as again:  # settled before (a redelivered message): the entry stays, the writes land
+        again.outcome_settle("corr-1", "netsuite|e1", OutcomePart(outcome="delivered", target="netsuite"))
+        again.audit(audit_record(2.0, "deliver again"))
+    assert again.entry is None
+    assert len(store.audit_trail("corr-1")) == 2
+    assert store.outcome_counts() == {("delivered", "stripe"): 1}
+
+    with store.unit() as opened:
+        opened.outcome_open(OutcomeRecord(correlation_id="corr-2", source="stripe", received_at=2.0, updated_at=2.0))
+        with pytest.raises(ValueError):
+            opened.outcome_settle("corr-2", "x", None)  # one entry per unit
+    assert opened.entry is not None and opened.entry.outcome == "noop"
+
+
+def test_units_settling_one_entry_at_once_lose_no_settlement(store: Store) -> None:
+    tokens = [f"netsuite|e{i}" for i in range(THREADS)]
+    store.outcome_open(OutcomeRecord(correlation_id="corr-1", source="stripe", received_at=1.0, updated_at=1.0,
+                                     pending=tokens))
+
+    def settle(i: int) -> None:
+        with store.unit() as unit:
+            unit.outcome_settle("corr-1", tokens[i], OutcomePart(outcome="delivered", target="netsuite"))
+            unit.audit(audit_record(float(i), f"deliver-{i}"))
+    race(settle)
+    record = store.outcome_get("corr-1")
+    assert record is not None and record.outcome == "delivered" and sorted(record.parts) == sorted(tokens)
+    assert len(store.audit_trail("corr-1")) == THREADS
+
+
+def test_units_that_read_their_ledger_entry_with_their_reads_lose_no_settlement(store: Store) -> None:
+    """Each unit reads the entry with its lease (``watch``), then settles it while the others do: its
+    commit changes the entry as it is then, not as it was read."""
+    tokens = [f"netsuite|e{i}" for i in range(THREADS)]
+    store.outcome_open(OutcomeRecord(correlation_id="corr-1", source="stripe", received_at=1.0, updated_at=1.0,
+                                     pending=tokens))
+
+    def settle(i: int) -> None:
+        assert store.read([("xref_get", (f"cus-{i}", "netsuite"))], lease=(f"lease-{i}", "me", 5.0),
+                          watch="corr-1") == [None]
+        with store.unit() as unit:
+            unit.outcome_settle("corr-1", tokens[i], OutcomePart(outcome="delivered", target="netsuite"))
+            unit.lock_release(f"lease-{i}", "me")
+    race(settle)
+    record = store.outcome_get("corr-1")
+    assert record is not None and record.outcome == "delivered" and sorted(record.parts) == sorted(tokens)
+    assert store.read([], lease=("held", "me", 5.0)) == [] and store.read([], lease=("held", "other", 5.0),
+                                                                          watch="corr-1") is None
+
+
+def test_reads_are_answered_together_and_under_a_lease_when_asked(store: Store) -> None:
+    store.golden_put(Golden(canonical_id="cus-1", entity_type="customer", version=1, data={"v": 1}))
+    store.xref_put("cus-1", "customer", "netsuite", "ns-1")
+    store.set_applied_version("netsuite", "cus-1", 5)
+    store.delivery_set("key-1", "acknowledged", "ns-1")
+    reads = [("golden_get", ("cus-1",)), ("xref_get", ("cus-1", "netsuite")),
+             ("applied_version", ("netsuite", "cus-1")), ("delivery_get", ("key-1",)), ("circuit_get", ("netsuite",)),
+             ("golden_get", ("nobody",)), ("applied_version", ("netsuite", "nobody"))]
+    expected = [store.golden_get("cus-1"), "ns-1", 5, store.delivery_get("key-1"), store.circuit_get("netsuite"),
+                None, None]
+    before = store.round_trips.count
+    assert store.read(reads) == expected
+    assert store.read(reads, lease=("netsuite|cus-1", "me", 30)) == expected
+    assert store.round_trips.count - before == 2
+    assert store.read(reads, lease=("netsuite|cus-1", "someone else", 30)) is None  # held: nothing read
+    assert not store.lock_acquire("netsuite|cus-1", "someone else", 30)
+    store.lock_release("netsuite|cus-1", "me")
+    assert store.read([], lease=("netsuite|cus-1", "someone else", 30)) == []
+
+
+def test_a_lease_marks_the_attempt_it_is_taken_for(store: Store) -> None:
+    """``attempt``: the mark is ``sent`` from the round trip that takes the lease, whatever it was
+    (a replay of a delivery is an attempt too), and leads the answers as it was before; nothing is
+    marked while someone else holds the lease."""
+    store.xref_put("cus-1", "customer", "netsuite", "ns-1")
+    reads = [("xref_get", ("cus-1", "netsuite"))]
+    before = store.round_trips.count
+    assert store.read(reads, lease=("netsuite|cus-1", "me", 30), watch="corr-1", attempt="a-1") == [None, "ns-1"]
+    assert store.round_trips.count - before == 1
+    assert store.delivery_get("a-1").status == "sent"  # type: ignore[union-attr]
+    assert store.read(reads, lease=("netsuite|cus-1", "other", 30), attempt="a-2") is None
+    assert store.delivery_get("a-2") is None
+    store.delivery_set("a-1", "acknowledged", "ns-1")
+    [earlier] = store.read([], lease=("netsuite|cus-2", "me", 30), attempt="a-1")  # type: ignore[misc]
+    assert (earlier.status, earlier.external_id) == ("acknowledged", "ns-1")
+    assert store.delivery_get("a-1").status == "sent"  # type: ignore[union-attr]
+    [earlier] = store.read([], attempt="a-1")  # type: ignore[misc]  # under a lease already held
+    assert earlier.status == "sent"
+
+
+def finding(id: str, run_id: str, cls: FindingClass, system: str = "netsuite") -> FindingRecord:
+    return FindingRecord(id=id, run_id=run_id, cls=cls, entity="invoice", subject=f"invoice/stripe/{id}",
+                         system=system, records={"stripe": {"id": id, "values": {"total": 100}}},
+                         rule="invoice.document: stripe is the system of record", detail="", first_seen=1.0,
+                         repair={"action": "deliver", "target": system})
+
+
+def test_reconciliation_runs_newest_first_with_their_findings_replaced_and_filtered(store: Store) -> None:
+    first = ReconciliationRun(id="run-1", started_at=10.0)
+    store.reconciliation_put(first, [finding("a", "run-1", "missing")])
+    done = replace(first, state="done", finished_at=11.0, findings={"missing": 1})
+    store.reconciliation_put(done)  # the run's state changes; its findings stay
+    second = ReconciliationRun(id="run-2", started_at=20.0, state="done")
+    found = [finding("b", "run-2", "orphan"), finding("c", "run-2", "missing", system="salesforce"),
+             finding("a", "run-2", "missing")]
+    store.reconciliation_put(second, found)
+
+    assert store.reconciliation_get("run-1") == done
+    assert store.reconciliation_get("run-0") is None
+    assert [run.id for run in store.reconciliations()] == ["run-2", "run-1"]
+    assert [run.id for run in store.reconciliations(limit=1)] == ["run-2"]
+    assert store.reconciliation_findings("run-1") == [finding("a", "run-1", "missing")]
+    assert store.reconciliation_findings("run-2") == found
+    assert [f.id for f in store.reconciliation_findings("run-2", cls="missing")] == ["c", "a"]
+    assert [f.id for f in store.reconciliation_findings("run-2", cls="missing", system="netsuite")] == ["a"]
+    store.reconciliation_put(second, [])
+    assert store.reconciliation_findings("run-2") == []
+
+
+def test_a_run_keeps_its_listings_and_their_projections_by_generation(store: Store) -> None:
+    """A listing's projections by record id, replaced and removed by id, read back in batches past
+    one round trip's worth, one generation apart from another, and dropped whole; a run keeps how
+    far each of its listings got."""
+    many = [(f"in_{n:05d}", f"packed {n}".encode()) for n in range(LISTING_BATCH + 5)]
+    store.listing_put("g1", many)
+    store.listing_put("g2", [("in_00001", b"other")])
+    store.listing_put("g1", [("in_00001", b"changed"), ("in_00002", None), ("in_00003", None)])
+
+    kept = list(store.listing_scan("g1"))
+    assert len(kept) == LISTING_BATCH + 3 and b"changed" in kept and b"packed 1" not in kept
+    assert b"packed 2" not in kept and b"packed 4" in kept and b"other" not in kept
+    store.listing_drop("g1")
+    assert list(store.listing_scan("g1")) == [] and list(store.listing_scan("g2")) == [b"other"]
+
+    reading = Listing(generation="g2", read_at=5.0, since=4.0, cursor="in_00001")
+    store.reconciliation_put(ReconciliationRun(id="run-3", started_at=30.0, listings={"stripe.invoice": reading}))
+    assert store.reconciliation_get("run-3").listings == {"stripe.invoice": reading}  # type: ignore[union-attr]
+
+
+# -- the operator console ---------------------------------------------------------------------------
+def test_users_are_replaced_by_name_and_listed_by_name(store: Store) -> None:
+    bob = UserRecord(name="bob", role="viewer", salt="00", password_hash="aa", created_at=1.0)
+    ann = UserRecord(name="ann", role="operator", salt="01", password_hash="bb", created_at=2.0)
+    store.user_put(bob)
+    store.user_put(ann)
+    promoted = replace(bob, role="operator", password_hash="cc")
+    store.user_put(promoted)
+    assert store.user_get("bob") == promoted
+    assert store.user_get("nobody") is None
+    assert store.users() == [ann, promoted]
+
+
+def test_a_new_session_epoch_keeps_the_rest_of_the_user(store: Store) -> None:
+    ann = UserRecord(name="ann", role="operator", salt="00", password_hash="11", created_at=1.0, session_epoch="a")
+    store.user_put(ann)
+    assert store.user_new_epoch("ann", "b") is True
+    assert store.user_get("ann") == replace(ann, session_epoch="b")
+    assert store.user_new_epoch("nobody", "b") is False and store.user_get("nobody") is None
+
+
+def test_triage_records_are_replaced_and_listed_most_recently_updated_first(store: Store) -> None:
+    first = TriageRecord(id="dead-letter:d1", state="acknowledged", assignee="ann", updated_at=10.0)
+    second = TriageRecord(id="finding:f1", notes=[{"by": "bob", "at": 11.0, "text": "looking"}], updated_at=11.0)
+    store.triage_put(first)
+    store.triage_put(second)
+    resolved = replace(first, state="resolved", updated_at=12.0, resolved_at=12.0)
+    store.triage_put(resolved)
+    assert store.triage_get("dead-letter:d1") == resolved
+    assert store.triage_get("finding:none") is None
+    assert store.triages() == [resolved, second]
+
+
+def test_the_console_audit_log_is_newest_first_and_per_item(store: Store) -> None:
+    done = [ActionRecord(at=float(i), user="ann", action="retry", item=f"dead-letter:d{i % 2}") for i in range(5)]
+    for record in done:
+        store.action_add(record)
+    assert store.actions() == done[::-1]
+    assert store.actions(limit=2) == [done[4], done[3]]
+    assert store.actions(item="dead-letter:d1") == [done[3], done[1]]
+
+
+def test_a_secret_is_kept_by_the_first_caller_among_racing_ones(store: Store) -> None:
+    kept = race(lambda i: store.secret("console-session", f"candidate-{i}"))
+    assert len(set(kept)) == 1 and kept[0].startswith("candidate-")
+    assert store.secret("console-session", "another") == kept[0]
+    assert store.secret("other", "its own") == "its own"

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import stripe
-from crossledger.plugins.stripe.sandbox_subscriptions import add_interval
+from crossledger.plugins.stripe.sandbox.subscriptions import add_interval
 
 from tests.kits.stripe import RunningStripe
 

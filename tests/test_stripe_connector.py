@@ -9,7 +9,7 @@ import copy
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,10 +19,10 @@ import stripe
 from crossledger.canonical.entities import Customer, Invoice, Payment, canonical_id
 from crossledger.canonical.invariants import violations
 from crossledger.canonical.money import money
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SignatureError
-from crossledger.plugins.sandbox import ServerThread
 from crossledger.plugins.stripe.connector import StripeConnector, StripeSettings
-from crossledger.plugins.stripe.sandbox import StripeSandbox
+from crossledger.plugins.stripe.sandbox.app import StripeSandbox
 from crossledger.plugins.stripe.signature import sign, signature_header
 from crossledger.plugins.types import Change, Context, InboundEvent
 
@@ -42,6 +42,9 @@ class Refs:
 
     def canonical_id(self, entity_type: str, system: str, external_id: str) -> str:
         return canonical_id(entity_type, system, external_id)
+
+    def prefetch(self, lookups: Sequence[tuple[str, str, str]]) -> None:
+        pass
 
 
 refs = Refs()

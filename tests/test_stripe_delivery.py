@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from crossledger.canonical.entities import Address, Customer
 from crossledger.canonical.events import Envelope, new_envelope
-from crossledger.core.pipeline import idempotency_key
+from crossledger.core.hub.pipeline import idempotency_key
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency
 from crossledger.plugins.stripe.connector import StripeConnector
 from crossledger.plugins.types import Context, Operation, Outcome
@@ -72,6 +72,15 @@ def deliver(ctx: Context, refs: MemoryRefs, envelope: Envelope) -> list[Outcome]
         refs.put(op.canonical_id, op.entity_type, "stripe", outcome.external_id)
         outcomes.append(outcome)
     return outcomes
+
+
+def answer_lost(api: RunningStripe, ctx: Context, op: Operation, key: str) -> ConnectorError:
+    """Execute ``op`` while Stripe commits the write but holds its answer past the connector's
+    timeout; what the connector raised."""
+    api.http.post("/_sandbox/faults", json={"mode": "timeout_after_commit", "latency_ms": 1500, "count": 1})
+    with pytest.raises(ConnectorError) as held:
+        connector.execute(ctx, op, key)
+    return held.value
 
 
 def with_hub_id(api: RunningStripe, canonical_id: str) -> list[str]:
@@ -157,10 +166,7 @@ def test_a_timeout_after_commit_is_probed_not_repeated(api: RunningStripe, ctx: 
     subject = "customer/salesforce/001E"
     [op] = connector.plan(ctx, event("customer.upserted", acme(subject)), refs)
     assert connector.probe(ctx, op, "cl-held") is None  # nothing made yet
-    api.http.post("/_sandbox/faults", json={"mode": "timeout_after_commit", "latency_ms": 1500, "count": 1})
-    with pytest.raises(ConnectorError) as held:
-        connector.execute(ctx, op, "cl-held")
-    assert held.value.category is Category.AMBIGUOUS
+    assert answer_lost(api, ctx, op, "cl-held").category is Category.AMBIGUOUS
     found = connector.probe(ctx, op, "cl-held")
     assert found is not None and found.created
     assert with_hub_id(api, subject) == [found.external_id]
@@ -175,10 +181,7 @@ def test_a_create_whose_answer_was_lost_is_not_made_twice_by_the_next_event(
     subject = "customer/salesforce/001G"
     first = event("customer.upserted", acme(subject))
     [lost] = connector.plan(ctx, first, refs)
-    api.http.post("/_sandbox/faults", json={"mode": "timeout_after_commit", "latency_ms": 1500, "count": 1})
-    with pytest.raises(ConnectorError) as held:
-        connector.execute(ctx, lost, idempotency_key("stripe", first, lost))
-    assert held.value.category is Category.AMBIGUOUS
+    assert answer_lost(api, ctx, lost, idempotency_key("stripe", first, lost)).category is Category.AMBIGUOUS
     [made] = with_hub_id(api, subject)
 
     later = event("customer.upserted", acme(subject, name="Acme Group", phone="+1 555 0100"), 2)
@@ -191,9 +194,7 @@ def test_a_create_whose_answer_was_lost_is_not_made_twice_by_the_next_event(
     linked_subject = "customer/salesforce/001H"
     linking = MemoryRefs()
     [lost] = connector.plan(ctx, event("customer.upserted", acme(linked_subject)), linking)
-    api.http.post("/_sandbox/faults", json={"mode": "timeout_after_commit", "latency_ms": 1500, "count": 1})
-    with pytest.raises(ConnectorError):
-        connector.execute(ctx, lost, "cl-lost-link")
+    answer_lost(api, ctx, lost, "cl-lost-link")
     linking.put(linked_subject, "customer", "zendesk", "z7")
     [link] = connector.plan(ctx, event("customer.linked", acme(linked_subject)), linking)  # no dependency needed
     [made] = with_hub_id(api, linked_subject)
@@ -255,9 +256,7 @@ def test_a_customer_the_hub_lost_the_id_of_is_still_deactivated(api: RunningStri
     subject = "customer/salesforce/001K"
     lost_refs = MemoryRefs()
     [lost] = connector.plan(ctx, event("customer.upserted", acme(subject)), lost_refs)
-    api.http.post("/_sandbox/faults", json={"mode": "timeout_after_commit", "latency_ms": 1500, "count": 1})
-    with pytest.raises(ConnectorError):
-        connector.execute(ctx, lost, "cl-lost-before-deactivate")
+    answer_lost(api, ctx, lost, "cl-lost-before-deactivate")
     [made] = with_hub_id(api, subject)
 
     [op] = connector.plan(ctx, event("customer.deactivated", acme(subject)), lost_refs)
@@ -275,11 +274,9 @@ def test_a_status_mark_whose_answer_was_lost_is_probed(api: RunningStripe, ctx: 
     [op] = connector.plan(ctx, event(event_type, acme(subject)), refs)
     key = f"cl-{event_type}"
     assert connector.probe(ctx, op, key) is None  # not written yet
-    api.http.post("/_sandbox/faults", json={"mode": "timeout_after_commit", "latency_ms": 1500, "count": 1})
 
-    with pytest.raises(ConnectorError) as held:
-        connector.execute(ctx, op, key)
+    held = answer_lost(api, ctx, op, key)
     found = connector.probe(ctx, op, key)
 
-    assert held.value.category is Category.AMBIGUOUS
+    assert held.category is Category.AMBIGUOUS
     assert found is not None and (found.external_id, found.created) == (created.external_id, False)

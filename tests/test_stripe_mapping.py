@@ -348,3 +348,31 @@ def test_records_lists_every_subscription_and_refuses_unknown_types(api: Running
     with pytest.raises(ConnectorError, match="cannot list 'journalentry'") as caught:
         list(connector.records(ctx, "journalentry"))
     assert caught.value.category is Category.DATA
+
+
+def test_a_page_since_a_moment_is_read_from_the_events_each_object_as_it_is_now(
+    api: RunningStripe, ctx: Context
+) -> None:
+    """Stripe's lists filter by ``created`` only, so ``since`` reads ``GET /v1/events?type=customer.*
+    &created[gte]=``: each customer an event names, read as it is now (renamed since it was made),
+    one deleted as Stripe answers for it, which ``project`` leaves out; one untouched since is not
+    listed. The cursor is the last event id; a ``since`` beyond Stripe's 30 days of events lists
+    the collection in full."""
+    old = api.client.v1.customers.create({"name": "Before"}).id
+    time.sleep(1.1)  # Stripe stamps whole seconds
+    since = datetime.now(UTC)
+    made = api.client.v1.customers.create({"name": "Made"}).id
+    api.client.v1.customers.update(made, {"name": "Made, renamed"})
+    gone = api.client.v1.customers.create({"name": "Gone"}).id
+    api.client.v1.customers.delete(gone)
+
+    first = connector.records_page(ctx, "customer", since=since, page_size=2)  # gone's two events
+    second = connector.records_page(ctx, "customer", since=since, page_size=2, cursor=first.next)
+
+    assert [(r["id"], r.get("deleted")) for r in first.records] == [(gone, True)]
+    assert connector.project("customer", first.records[0]) is None
+    assert first.next is not None and first.next.startswith("evt_")
+    assert [(r["id"], r["name"]) for r in second.records] == [(made, "Made, renamed")] and second.next is None
+    long_ago = connector.records_page(ctx, "customer", since=datetime(2000, 1, 1, tzinfo=UTC), page_size=100)
+    assert old in {r["id"] for r in long_ago.records}  # the collection, newest first
+    assert long_ago.next is None or not long_ago.next.startswith("evt_")

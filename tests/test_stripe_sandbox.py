@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.stripe.connector import StripeConnector, StripeSettings
 from crossledger.plugins.types import Context
 from starlette.applications import Starlette

@@ -7,6 +7,7 @@ Then each broken variant (one defect each) runs the whole suite in a nested pyte
 must fail exactly the contract tests about that defect, with a message that names it.
 """
 
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -30,6 +31,7 @@ from crossledger.plugins import (
     ConnectorError,
     Context,
     InboundEvent,
+    MissingDependency,
     Operation,
     Outcome,
     PayloadError,
@@ -38,10 +40,11 @@ from crossledger.plugins import (
     SignatureError,
     SystemKind,
 )
+from crossledger.plugins.emulator import Faults, build_app
 from crossledger.plugins.http import classify_http
-from crossledger.plugins.sandbox import Faults, build_app
-from crossledger.plugins.types import Headers
-from crossledger.testing import ConnectorContract, ContractKit, SignatureVector
+from crossledger.plugins.types import Headers, Projection
+from crossledger.testing import ConnectorContract, ContractKit, RunningSandbox, SignatureVector, serve_sandbox
+from crossledger.testing.delivery import Delivery
 from pydantic import BaseModel, ConfigDict, SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -212,8 +215,9 @@ class LedgerConnector(BaseConnector):
     version: ClassVar[str] = "1.0.0"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
         {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.POLL, Capability.FETCH,
-         Capability.SANDBOX})
+         Capability.SANDBOX, Capability.LIST})
     settings_model: ClassVar[type[BaseModel]] = LedgerSettings
+    lists: ClassVar[frozenset[str]] = frozenset({"customer"})
 
     def verify_webhook(self, ctx: Context, headers: Headers, body: bytes) -> None:
         settings = settings_of(ctx)
@@ -293,6 +297,10 @@ class LedgerConnector(BaseConnector):
             if not page["has_more"]:
                 return
             after = page["data"][-1]["id"]
+
+    def project(self, entity_type: str, record: dict[str, Any]) -> Projection | None:
+        return Projection(id=record["id"], mark=from_external_key(record.get("external_key") or ""),
+                          key=record.get("email"), values={"name": record.get("name"), "email": record.get("email")})
 
     def _page(self, ctx: Context, path: str, page_size: int | None, after: str | None) -> dict[str, Any]:
         params = {"limit": str(page_size or MAX_PAGE), **({"starting_after": after} if after else {})}
@@ -396,6 +404,13 @@ class FirstPageLedger(LedgerConnector):
         yield from self._page(ctx, "/v1/accounts", page_size, None)["data"]
 
 
+class MisprojectedLedger(LedgerConnector):
+    """Projects each record under its name instead of its id: reconciliation would match nothing."""
+
+    def project(self, entity_type: str, record: dict[str, Any]) -> Projection | None:
+        return Projection(id=record["name"], values={"name": record["name"]})
+
+
 class StuckLedger(LedgerConnector):
     """Forgets the cursor: polls the first page of the change log again and again."""
 
@@ -412,6 +427,7 @@ BROKEN = {
     ForgetfulLedger: ["test_timeout_after_commit_is_ambiguous_and_probe_finds_the_write"],
     FirstPageLedger: ["test_records_pages_through_everything"],
     StuckLedger: ["test_poll_follows_its_cursor_to_the_end"],
+    MisprojectedLedger: ["test_listed_records_project_for_reconciliation"],
 }
 
 EXPLAINED = {
@@ -421,6 +437,7 @@ EXPLAINED = {
     ForgetfulLedger: ["probe(customer.upsert) said the write did not land"],
     FirstPageLedger: ["yielded 2 of the"],
     StuckLedger: ["said has_more but returned the cursor 'evt_000002'"],
+    MisprojectedLedger: ["it must return a Projection with the record's own id"],
 }
 """What the failures must say, for each broken connector."""
 
@@ -502,3 +519,108 @@ class TestSilentContract(ConnectorContract):
 
     result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines(["*webhook_samples() is empty*", "*made no new record*record_state_key*"])
+
+
+# -- delivery through the hub's pipeline: dependencies, and connectors that break the flow ------------
+
+PARENT = "customer/origin/parent"
+"""The record every account of :class:`ParentedLedger` needs written first."""
+
+
+class ParentedLedger(LedgerConnector):
+    """Writes an account only once its parent account exists in Ledger (as an invoice needs its customer)."""
+
+    def plan(self, ctx: Context, event: Envelope, refs: Refs) -> list[Operation]:
+        if event.subject != PARENT and refs.external_id(PARENT, self.name) is None:
+            raise MissingDependency("customer", PARENT)
+        return super().plan(ctx, event, refs)
+
+
+class StubbornLedger(ParentedLedger):
+    """Never sees its parent, however often it is delivered."""
+
+    def plan(self, ctx: Context, event: Envelope, refs: Refs) -> list[Operation]:
+        if event.subject != PARENT:
+            raise MissingDependency("customer", PARENT)
+        return super().plan(ctx, event, refs)
+
+
+class RamblingLedger(LedgerConnector):
+    """Plans a dict of operations."""
+
+    def plan(self, ctx: Context, event: Envelope, refs: Refs) -> Any:
+        return {"customer.upsert": super().plan(ctx, event, refs)}
+
+
+class SilentLedger(LedgerConnector):
+    """Writes, and answers nothing."""
+
+    def execute(self, ctx: Context, op: Operation, idempotency_key: str) -> Any:
+        super().execute(ctx, op, idempotency_key)
+        return None
+
+
+class OrphanKit(LedgerKit):
+    """Knows no record the samples depend on."""
+
+    def dependency(self, entity_type: str, canonical_id: str) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def ledger() -> Iterator[RunningSandbox]:
+    running = serve_sandbox(LedgerSandbox())
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def deliveries(ledger: RunningSandbox) -> Iterator[Callable[[ContractKit], Delivery]]:
+    """Deliveries of a kit's connector into the Ledger sandbox, each with a pipeline of its own."""
+    with httpx.Client(timeout=5) as http, contextlib.ExitStack() as opened:
+        ctx = Context(settings=LedgerSettings.model_validate(ledger.settings()), http=http, clock=time.time)
+        yield lambda kit: opened.enter_context(Delivery(kit, ctx))
+
+
+def kit_of(connector: LedgerConnector, kit: type[LedgerKit] = LedgerKit) -> LedgerKit:
+    return type(f"{type(connector).__name__}Kit", (kit,), {"connector": connector})()
+
+
+def accounts(ledger: RunningSandbox) -> list[str]:
+    return sorted(account["name"] for account in ledger.state()["accounts"])
+
+
+def test_a_dependency_is_delivered_first_once_from_the_kits_record(
+        ledger: RunningSandbox, deliveries: Callable[[ContractKit], Delivery]) -> None:
+    kit = kit_of(ParentedLedger())
+    delivery, before = deliveries(kit), accounts(ledger)
+
+    [op] = delivery.plan(kit.sample_event(101))
+    assert accounts(ledger) == sorted([*before, "Customer parent"])  # the parent written, the sample not yet
+    assert op.canonical_id == kit.sample_event(101).subject
+    [outcome] = delivery.deliver(kit.sample_event(101))
+    delivery.deliver(kit.sample_event(102))
+
+    assert accounts(ledger) == sorted([*before, "Customer parent", "Contract Customer 101", "Contract Customer 102"])
+    assert delivery.refs.external_id(kit.sample_event(101).subject, "ledger") == outcome.external_id
+    assert delivery.store.delivery_get(delivery.key(kit.sample_event(101), op)) is not None  # the hub's own key
+
+
+@pytest.mark.parametrize(("connector", "kit", "explained"), [
+    (StubbornLedger(), LedgerKit, "raises MissingDependency('customer', 'customer/origin/parent') although it was "
+                                  "delivered: plan must find it with refs.external_id"),
+    (ParentedLedger(), OrphanKit, "needs customer customer/origin/parent first, and the kit has no record for it: "
+                                  "override ContractKit.dependency()"),
+    (RamblingLedger(), LedgerKit, "returned {'customer.upsert': [Operation("),
+    (SilentLedger(), LedgerKit, "execute(customer.upsert customer/origin/contract-103) returned None: it must "
+                                "return an Outcome"),
+], ids=["stubborn", "orphan", "rambling", "silent"])
+def test_a_connector_that_breaks_the_delivery_flow_is_told_how(
+        deliveries: Callable[[ContractKit], Delivery], connector: LedgerConnector, kit: type[LedgerKit],
+        explained: str) -> None:
+    delivery = deliveries(kit_of(connector, kit))
+
+    with pytest.raises(AssertionError) as failed:
+        delivery.deliver(delivery.kit.sample_event(103))
+
+    assert explained in str(failed.value)

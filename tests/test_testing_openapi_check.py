@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.emulator import ServerThread
 from crossledger.testing.specs.answers import Exchange, Recorder
 from crossledger.testing.specs.openapi import OpenAPISpec
 from crossledger.testing.specs.problems import Problem

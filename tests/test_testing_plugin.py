@@ -6,9 +6,9 @@ import sys
 
 import httpx
 import pytest
-from crossledger.core.bench import customer_event, signed
+from crossledger.devtools.bench.run import customer_event, signed
 from crossledger.plugins.manager import CrossledgerPluginManager
-from crossledger.plugins.netsuite.sandbox import NetSuiteSandbox
+from crossledger.plugins.netsuite.sandbox.app import NetSuiteSandbox
 from crossledger.testing import FAST_RETRIES, HubFactory, MemoryRefs, SandboxFactory
 from crossledger.testing import plugin as testing_plugin
 

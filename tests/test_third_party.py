@@ -66,12 +66,12 @@ END_TO_END = """\
 import json
 import sys
 
-from crossledger.core.demo import StripeDriver, free_port
-from crossledger.core.embedded import EmbeddedHub, wait_until
-from crossledger.core.sandboxes import SandboxSet
+from crossledger.devtools.demo.run import StripeDriver, free_port
+from crossledger.core.processes.embedded import EmbeddedHub, wait_until
+from crossledger.devtools.sandboxes import SandboxSet
 from crossledger.core.settings import HubSettings, Settings
 from crossledger.plugins import load_plugins
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.emulator import ServerThread
 
 sandboxes = SandboxSet(load_plugins().connectors, ["stripe", "hubspot"])
 server = ServerThread(sandboxes.app).start()

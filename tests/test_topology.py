@@ -9,10 +9,10 @@ import httpx
 import pytest
 from conftest import System, start_system
 from crossledger.canonical import external_key
-from crossledger.core.demo_drivers import SalesforceUser
-from crossledger.core.embedded import wait_until
+from crossledger.core.processes.embedded import wait_until
+from crossledger.devtools.demo.drivers import SalesforceUser
+from crossledger.plugins.netsuite.sandbox.user import NetSuiteUser
 from crossledger.plugins.netsuite.settings import NetSuiteSettings
-from crossledger.plugins.netsuite.user import NetSuiteUser
 
 ALL = ("salesforce", "stripe", "netsuite", "zendesk")
 WON = "Customer - Direct"
@@ -23,8 +23,7 @@ WON = "Customer - Direct"
 def topology(tmp_path: Path) -> Iterator[System]:
     running = start_system(tmp_path, systems=ALL)
     yield running
-    running.hub.stop()
-    running.server.stop()
+    running.stop()
     assert all(any(exchange.is_json for exchange in app.exchanges) for app in running.checked.values()), \
         "the checked sandboxes gave no answer to check"
     departures = running.departures()

@@ -24,8 +24,8 @@ from crossledger.canonical.entities import (
 )
 from crossledger.canonical.events import Envelope, new_envelope
 from crossledger.canonical.money import Money
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.errors import Category, ConnectorError, MissingDependency, PayloadError, SignatureError
-from crossledger.plugins.sandbox import ServerThread
 from crossledger.plugins.types import Change, Context, InboundEvent, Operation
 from crossledger.plugins.zendesk.connector import (
     ORGANIZATION_NAME_LIMIT,
@@ -34,7 +34,7 @@ from crossledger.plugins.zendesk.connector import (
     ZendeskSettings,
     organization_name,
 )
-from crossledger.plugins.zendesk.sandbox import ZendeskSandbox
+from crossledger.plugins.zendesk.sandbox.app import ZendeskSandbox
 from crossledger.plugins.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature_headers
 from crossledger.testing import ConnectorContract
 from crossledger.testing.refs import MemoryRefs
@@ -592,6 +592,48 @@ def test_records_follow_the_cursor_and_fetch_reads_one(live: Context, sandbox: Z
     assert [org["id"] for org in ZENDESK.records(live, "customer", page_size=500)] == ids  # clamped to 100
     assert ZENDESK.fetch(live, "customer", str(ids[0])) == listed[0]
     assert {user["role"] for user in ZENDESK.records(live, "contact")} >= {"admin"}
+
+
+def test_a_page_since_a_moment_is_the_incremental_export_which_starts_a_minute_back_at_least() -> None:
+    """``since`` reads Zendesk's time-based incremental export: organizations changed at or after
+    it, oldest first, a page's ``end_time`` the next page's start; a ``since`` within the last
+    minute (which the export refuses) starts a minute back. Every answer is checked against
+    Zendesk's published description."""
+    now = [1_800_000_000.0]
+    sandbox = ZendeskSandbox(clock=lambda: now[0])
+    served = checked(sandbox.app)
+    server = ServerThread(served).start()
+    try:
+        with httpx.Client() as http:
+            ctx = Context(settings=ZendeskSettings(**sandbox.connector_settings(server.url)), http=http,
+                          clock=lambda: now[0])
+            hub = Hub(ctx)
+            for n in range(3):
+                hub.deliver(event("customer.upserted", Customer(id=f"customer/salesforce/O{n}", name=f"Old {n}")))
+            now[0] += 600
+            since = datetime.fromtimestamp(now[0], UTC)
+            for n in range(3):
+                hub.deliver(event("customer.upserted", Customer(id=f"customer/salesforce/N{n}", name=f"New {n}")))
+                now[0] += 1
+            hub.deliver(event("customer.upserted", Customer(id="customer/salesforce/O1", name="Old 1, renamed")))
+            now[0] += 3600
+
+            def names(records: list[dict[str, Any]]) -> list[str]:
+                return [record["name"].split(" (")[0] for record in records]
+
+            first = ZENDESK.records_page(ctx, "customer", since=since, page_size=2)
+            second = ZENDESK.records_page(ctx, "customer", since=since, page_size=2, cursor=first.next)
+            third = ZENDESK.records_page(ctx, "customer", since=since, page_size=2, cursor=second.next)
+            last = ZENDESK.records_page(ctx, "customer", since=since, page_size=2, cursor=third.next)
+            recent = ZENDESK.records_page(ctx, "customer", since=datetime.fromtimestamp(now[0] - 10, UTC))
+    finally:
+        server.stop()
+    assert names(first.records) == ["New 0", "New 1"] and first.next == str(int(since.timestamp()) + 1)
+    assert names(second.records) == ["New 1", "New 2"]  # the boundary second read again, as Zendesk warns
+    assert names(third.records) == ["New 2", "Old 1, renamed"]
+    assert names(last.records) == ["Old 1, renamed"] and last.next is None  # not a full page: the end
+    assert recent.records == []  # a minute back from now: nothing changed in the last hour
+    assert served.take_departures() == []
 
 
 def test_reading_what_zendesk_does_not_have_is_a_data_error(live: Context) -> None:

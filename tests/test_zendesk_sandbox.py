@@ -11,43 +11,19 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from conftest import Current
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.errors import SignatureError
-from crossledger.plugins.sandbox import ServerThread
-from crossledger.plugins.zendesk.sandbox import API_ROOT, ZendeskSandbox
+from crossledger.plugins.zendesk.sandbox.app import API_ROOT, ZendeskSandbox
 from crossledger.plugins.zendesk.signature import verify
 from crossledger.testing.specs import zendesk as zendesk_spec
 from crossledger.testing.specs.answers import Exchange
 from starlette.applications import Starlette
 from starlette.routing import Mount
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.kits.zendesk import WebhookReceiver, checked, support_api
 
 UTC_SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
-
-
-class Current:
-    """An ASGI app forwarding to the sandbox the running test installed (mounted under ``/zendesk``,
-    as ``crossledger sandbox`` serves it): one server for the module, a fresh account per test. It
-    also records the requests, so tests can see what a client sent."""
-
-    def __init__(self) -> None:
-        self.app: ASGIApp | None = None
-        self.requests: list[tuple[str, str, str]] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self.app is not None
-        if scope["type"] == "http":
-            self.requests.append((scope["method"], scope["path"], scope["query_string"].decode()))
-        await self.app(scope, receive, send)
-
-
-@pytest.fixture(scope="module")
-def host() -> Iterator[tuple[ServerThread, Current]]:
-    current = Current()
-    thread = ServerThread(current).start()
-    yield thread, current
-    thread.stop()
 
 
 class Clock:

@@ -12,7 +12,7 @@ refund                 a refund or credit note booked in the ERP against its inv
 =====================  ==========================================================================
 """
 
-from crossledger.plugins.journey import Journey
+from crossledger.plugins.journey_definition import Journey
 from crossledger.plugins.journeys.onboarding import ONBOARDING
 from crossledger.plugins.journeys.refunds import REFUND
 from crossledger.plugins.journeys.subscriptions import SUBSCRIPTION_CHANGE

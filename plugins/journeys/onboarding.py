@@ -1,5 +1,6 @@
 """Customer onboarding: from a closed-won CRM account (or ``POST /v1/journeys/onboarding``) to a
-customer in every system, once.
+customer in every system, once. The systems are roles (billing: Stripe or Zuora; the ERP: NetSuite
+or Business Central; whichever the configuration has play them); the table names the reference pair.
 
 =============  ===========================================================================  =========
 step           what it does                                                                 if it fails
@@ -35,7 +36,11 @@ from typing import Any
 import msgspec
 from crossledger.canonical.entities import Address, Customer
 from crossledger.canonical.events import Envelope
-from crossledger.plugins.journey import (
+from crossledger.plugins.journey_definition import (
+    BILLING,
+    CRM,
+    ERP,
+    SUPPORT,
     HubView,
     Journey,
     JourneyInputError,
@@ -52,7 +57,6 @@ from crossledger.plugins.journey import (
 from crossledger.plugins.journeys import identity
 
 NAME = "onboarding"
-CRM, BILLING, ERP, SUPPORT = "salesforce", "stripe", "netsuite", "zendesk"
 
 
 class OnboardingRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -1,5 +1,5 @@
-"""Refunds and credit notes: from billing to the ERP, against the right invoice, with a journal entry
-where the policy asks for one.
+"""Refunds and credit notes: from billing to the ERP (roles: whichever connectors play them),
+against the right invoice, with a journal entry where the policy asks for one.
 
 =============  ===========================================================================  =========
 step           what it does                                                                 if it fails
@@ -23,12 +23,23 @@ from typing import TypeVar
 
 from crossledger.canonical.entities import CreditMemo, Invoice, JournalEntry, JournalLine, Payment, Refund
 from crossledger.canonical.events import Envelope
+from crossledger.canonical.money import format_money
 from crossledger.plugins.errors import Category, ConnectorError
-from crossledger.plugins.journey import HubView, Journey, JourneyRun, OnFailure, Step, StepFailed, Trigger, Write
+from crossledger.plugins.journey_definition import (
+    BILLING,
+    ERP,
+    HubView,
+    Journey,
+    JourneyRun,
+    OnFailure,
+    Step,
+    StepFailed,
+    Trigger,
+    Write,
+)
 
 NAME = "refund"
 Known = TypeVar("Known", Invoice, Payment)
-BILLING, ERP = "stripe", "netsuite"
 
 
 def _succeeded(event: Envelope, hub: HubView) -> bool:
@@ -51,7 +62,8 @@ def validate(run: JourneyRun) -> list[Write]:
     if isinstance(document, CreditMemo):
         invoice = _known(run, Invoice, document.invoice_id, document.customer_id)
         if document.amount.currency != invoice.currency or document.amount.amount > invoice.total.amount:
-            raise StepFailed(f"the credit of {document.amount} exceeds invoice {invoice.id} ({invoice.total})")
+            raise StepFailed(f"the credit of {format_money(document.amount)} exceeds invoice {invoice.id} "
+                             f"({format_money(invoice.total)})")
         return []
     if document.invoice_id is None and document.payment_id is None:
         raise StepFailed(f"the refund {document.id} names neither the invoice nor the payment it returns")
@@ -62,7 +74,8 @@ def validate(run: JourneyRun) -> list[Write]:
     if document.payment_id is not None:
         _known(run, Payment, document.payment_id, document.customer_id)
     if document.amount.amount > document.paid_total.amount:
-        raise StepFailed(f"the refund of {document.amount} exceeds what was paid ({document.paid_total})")
+        raise StepFailed(f"the refund of {format_money(document.amount)} exceeds what was paid "
+                         f"({format_money(document.paid_total)})")
     return []
 
 

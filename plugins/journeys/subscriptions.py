@@ -1,5 +1,6 @@
 """Subscription change and renewal: a billing subscription event, enriched from the CRM, booked in
-the ERP, and the support entitlement refreshed.
+the ERP, and the support entitlement refreshed. The systems are roles; the table names the
+reference pair (an ERP that keeps no subscriptions, Business Central, plans nothing for them).
 
 =============  ===========================================================================  =========
 step           what it does                                                                 if it fails
@@ -9,17 +10,25 @@ enrich         read the account's contract from Salesforce (term in months, owne
                entity) onto the subscription
 erp            the subscription, priced, into NetSuite (after account and enrich)           park
 entitlement    the new tier and status to Zendesk (after account only: support does not     park
-               wait for the ERP, unless ``after.entitlement = ["erp"]`` says so)
+               wait for the ERP, unless ``after.entitlement = ["erp"]`` says so); nothing
+               for a subscription not being paid for, whose standing in support is the
+               suspension journey's to write
 =============  ===========================================================================  =========
 
 While NetSuite is down its write waits among the parked deliveries (the run is *waiting*; an alert
 is raised once), Zendesk shows the new tier at once, and the run completes when NetSuite is back.
 """
 
+from collections.abc import Sequence
+
 import msgspec
 from crossledger.canonical.entities import Customer, Subscription
 from crossledger.canonical.events import Envelope
-from crossledger.plugins.journey import (
+from crossledger.plugins.journey_definition import (
+    BILLING,
+    CRM,
+    ERP,
+    SUPPORT,
     Journey,
     JourneyRun,
     OnFailure,
@@ -30,10 +39,9 @@ from crossledger.plugins.journey import (
     Write,
     golden_as,
 )
-from crossledger.plugins.salesforce.mapping import contract_of
+from crossledger.plugins.journeys.suspension import NOT_PAYING
 
 NAME = "subscription-change"
-BILLING, CRM, ERP, SUPPORT = "stripe", "salesforce", "netsuite", "zendesk"
 EVENTS = ("subscription.created", "subscription.amended", "subscription.renewed", "subscription.cancelled")
 
 
@@ -66,7 +74,7 @@ def enrich(run: JourneyRun) -> list[Write]:
     account_id = run.external_id(run.data["customer"], CRM)
     if account_id is None or not run.configured(CRM):
         return []
-    contract = contract_of(run.fetch(CRM, "customer", account_id))
+    contract = run.contract_terms(CRM, account_id)
     run.data["contract"] = contract
     subscription = _subscription(run)
     enriched = msgspec.structs.replace(subscription, **contract)
@@ -84,6 +92,16 @@ def _to(system: str) -> StepFunction:
     write.__doc__ = f"The subscription event to {system}."
     return write
 
+
+def entitlement(run: JourneyRun) -> Sequence[Write] | None:
+    """The subscription event to support, unless the subscription is not being paid for: the same
+    event starts a suspension, which shows the customer suspended there (two writes of one field
+    from one event would leave whichever landed last)."""
+    if _subscription(run).status in NOT_PAYING:
+        return []
+    return _to(SUPPORT)(run)
+
+
 SUBSCRIPTION_CHANGE = Journey(
     name=NAME,
     version=1,
@@ -92,7 +110,7 @@ SUBSCRIPTION_CHANGE = Journey(
         Step("account", account, on_failure=OnFailure.PARK),
         Step("enrich", enrich, on_failure=OnFailure.PARK),
         Step("erp", _to(ERP), on_failure=OnFailure.PARK, after=("account", "enrich")),
-        Step("entitlement", _to(SUPPORT), on_failure=OnFailure.PARK, after=("account",)),
+        Step("entitlement", entitlement, on_failure=OnFailure.PARK, after=("account",), entitles=True),
     ),
     triggers=tuple(Trigger(event, source=BILLING, key=_event_id, inputs=_inputs) for event in EVENTS),
     covers=(ERP, SUPPORT),

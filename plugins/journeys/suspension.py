@@ -1,7 +1,8 @@
 """Suspension for non-payment, and reinstatement when paid.
 
 Suspension starts when billing marks an invoice uncollectible, or a subscription turns
-``past_due`` or ``unpaid``, for a customer not already suspended. Its three steps are independent
+``past_due``, ``unpaid`` or ``paused`` (Stripe pauses one whose trial ended without a way to pay;
+Zuora's collections suspend one), for a customer not already suspended. Its three steps are independent
 of one another:
 
 =============  ================================================================================
@@ -17,14 +18,19 @@ automatic. A failed step parks the run for an operator: half a suspension is und
 it or by reinstating, not by guessing.
 
 Whether a customer is suspended is what its latest suspension and reinstatement runs say: billing's
-own customer record does not know.
+own customer record does not know. The systems are roles; the table names the reference pair
+(Business Central's credit hold is ``blocked: Invoice``).
 """
 
 from collections.abc import Callable
 
 from crossledger.canonical.entities import Customer, Entitlement, Invoice, Payment, Subscription
 from crossledger.canonical.events import Envelope
-from crossledger.plugins.journey import (
+from crossledger.plugins.journey_definition import (
+    BILLING,
+    CRM,
+    ERP,
+    SUPPORT,
     HubView,
     Journey,
     JourneyRun,
@@ -37,8 +43,7 @@ from crossledger.plugins.journey import (
 )
 
 SUSPENSION, REINSTATEMENT = "suspension", "reinstatement"
-BILLING, CRM, ERP, SUPPORT = "stripe", "salesforce", "netsuite", "zendesk"
-NOT_PAYING = ("past_due", "unpaid")
+NOT_PAYING = ("past_due", "unpaid", "paused")
 
 
 def customer_of(event: Envelope) -> str:
@@ -119,7 +124,7 @@ def _customer_event(system: str, event_type: str) -> StepFunction:
 
 def _steps(entitlement: str, event_type: str) -> tuple[Step, ...]:
     return (
-        Step("support", _entitlement(entitlement), on_failure=OnFailure.PARK, after=()),
+        Step("support", _entitlement(entitlement), on_failure=OnFailure.PARK, after=(), entitles=True),
         Step("crm", _customer_event(CRM, event_type), on_failure=OnFailure.PARK, after=()),
         Step("erp", _customer_event(ERP, event_type), on_failure=OnFailure.PARK, after=()),
     )

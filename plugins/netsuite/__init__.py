@@ -6,6 +6,6 @@ a pull system the hub polls for the changes the ERP owns.
 - :mod:`.inbound`: SuiteQL polling with a cursor, and polled records -> canonical changes;
 - :mod:`.settings`: ``[connectors.netsuite]``;
 - :mod:`.auth`: OAuth 1.0a (HMAC-SHA256) request signing, and its verification for the sandbox;
-- :mod:`.sandbox` and :mod:`.suiteql`: a local emulator of the record service and SuiteQL;
-- :mod:`.user`: a NetSuite user at work through the API (approving, entering payments), for tests.
+- :mod:`.sandbox` (with :mod:`.sandbox.suiteql`): a local emulator of the record service and SuiteQL;
+- :mod:`.sandbox.user`: a NetSuite user at work through the API (approving, entering payments), for tests.
 """

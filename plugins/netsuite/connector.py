@@ -43,17 +43,29 @@ the connector reads the record to learn its id.
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
 import msgspec
-from crossledger.canonical.entities import CreditMemo, Customer, Invoice, JournalEntry, Payment, Refund, Subscription
+from crossledger.canonical.entities import (
+    CreditMemo,
+    Customer,
+    Invoice,
+    JournalEntry,
+    Payment,
+    Refund,
+    Subscription,
+    from_external_key,
+)
 from crossledger.canonical.events import Envelope
-from crossledger.plugins.connector import BaseConnector
+from crossledger.canonical.money import from_decimal
+from crossledger.plugins.connector import BaseConnector, all_records
 from crossledger.plugins.errors import Category, ConnectorError
 from crossledger.plugins.http import classify_http, error_code, retry_after_seconds, status_category, status_line
 from crossledger.plugins.netsuite.inbound import OBSERVED_RECORDS, Poller, Translator, carrying
+from crossledger.plugins.netsuite.listing import LISTED, as_record, listed_page
 from crossledger.plugins.netsuite.outbound import (
     CAP_APPLICATIONS,
     CURRENCY_LIST,
@@ -71,7 +83,9 @@ from crossledger.plugins.types import (
     InboundEvent,
     Operation,
     Outcome,
+    Page,
     PollResult,
+    Projection,
     Refs,
     Sandbox,
     SystemKind,
@@ -153,9 +167,11 @@ class NetSuiteConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
     name: ClassVar[str] = SYSTEM
     kind: ClassVar[SystemKind] = SystemKind.ERP
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.DELIVER, Capability.PROBE, Capability.POLL, Capability.FETCH, Capability.SANDBOX}
+        {Capability.DELIVER, Capability.PROBE, Capability.POLL, Capability.FETCH, Capability.SANDBOX, Capability.LIST}
     )
     settings_model: ClassVar[type[BaseModel]] = NetSuiteSettings
+    lists: ClassVar[frozenset[str]] = frozenset(LISTED)
+    lists_since: ClassVar[frozenset[str]] = frozenset(LISTED)
 
     # -- outbound ------------------------------------------------------------------------------
 
@@ -292,17 +308,50 @@ class NetSuiteConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
         return self._read(ctx, record_path(_record_type(entity_type), external_id), expand=True)
 
     def records(self, ctx: Context, entity_type: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every record of the type, with its sublists: the collection is paged with ``limit`` and
-        followed by its ``next`` links, and each record it lists is then read by id."""
-        record_type = _record_type(entity_type)
-        url: str | None = self._url(ctx, f"/record/v1/{record_type}")
-        params = {"limit": str(page_size)} if page_size else None
-        while url is not None:
-            page = _decode(self._send(ctx, "GET", url, params=params))
-            for item in page.get("items", []):
-                yield self.fetch(ctx, record_type, str(item["id"]))
-            links = {link.get("rel"): link.get("href") for link in page.get("links", [])}
-            url, params = (links.get("next"), None) if page.get("hasMore") else (None, None)
+        """Every record of the type as reconciliation reads it, page after page (:meth:`records_page`)."""
+        return all_records(self, ctx, entity_type, page_size=page_size)
+
+    def records_page(self, ctx: Context, entity_type: str, *, cursor: str | None = None,
+                     since: datetime | None = None, page_size: int | None = None) -> Page:
+        """One page from SuiteQL (:mod:`.listing`): up to 1,000 rows (``page_size``) after the row id
+        ``cursor``, changed at or after ``since`` by ``lastmodifieddate``, each row named as the record
+        service names its fields."""
+        if entity_type not in LISTED:
+            raise ConnectorError(Category.DATA, f"netsuite lists {', '.join(sorted(LISTED))}, not {entity_type!r}")
+        settings = _settings(ctx)
+        rows, following = listed_page(LISTED[entity_type], cursor, since, page_size,
+                                      lambda query, limit: self._suiteql(ctx, query, limit))
+        return Page(records=[as_record(row, settings.currency_code) for row in rows], next=following)
+
+    def project(self, entity_type: str, record: dict[str, Any]) -> Projection | None:
+        """Customers (company name, email, currency), invoices (total, amount remaining, currency,
+        open while something remains, the month of their ``tranDate``), and payments, credit memos and
+        refunds (total, currency, month). The mark is the ``externalId`` the hub gave the record, read
+        back as the canonical id; the credit memo that books a void is its invoice's, not a credit note."""
+        mark = from_external_key(str(record.get("externalId") or ""))
+        modified = record.get("lastModifiedDate")
+        changed_at = datetime.strptime(modified, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() \
+            if isinstance(modified, str) else None
+        currency = (record.get("currency") or {}).get("refName")
+        if entity_type == "customer":
+            email = record.get("email")
+            return Projection(id=str(record["id"]), mark=mark, changed_at=changed_at,
+                              key=str(email).lower() if email else None, values={
+                "name": record.get("companyName"), "email": record.get("email"),
+                **({"currency": str(currency)} if currency else {})})
+        if entity_type == "invoice":
+            remaining = from_decimal(str(record.get("amountRemaining") or 0), str(currency)).amount
+            return Projection(id=str(record["id"]), mark=mark, changed_at=changed_at, key=record.get("tranId"), values={
+                "currency": str(currency), "total": from_decimal(str(record["total"]), str(currency)).amount,
+                "amount_remaining": remaining, "status": "open" if remaining > 0 else "settled",
+            }, period=str(record.get("tranDate") or "")[:7] or None)
+        if entity_type in self.lists:
+            if mark is not None and not mark.startswith(f"{entity_type}/"):
+                return None  # a void's credit memo: reconciled as its invoice's status, not as a credit note
+            return Projection(id=str(record["id"]), mark=mark, changed_at=changed_at, values={
+                "currency": str(currency), "total": from_decimal(str(record["total"]), str(currency)).amount,
+            }, period=str(record.get("tranDate") or "")[:7] or None)
+        raise ConnectorError(Category.DATA, f"netsuite reconciles {', '.join(sorted(self.lists))}, not {entity_type!r}")
 
     def _read(self, ctx: Context, path: str, *, expand: bool = False) -> dict[str, Any]:
         params = {"expandSubResources": "true"} if expand else None
@@ -313,9 +362,10 @@ class NetSuiteConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
                                  params={"expandSubResources": "true"}, missing_ok=True)
         return None if response.status_code == 404 else _decode(response)
 
-    def _suiteql(self, ctx: Context, query: str, limit: int) -> dict[str, Any]:
-        """The first page of a SuiteQL query (``Prefer: transient`` is what NetSuite requires)."""
-        response = self._request(ctx, "POST", "/query/v1/suiteql", body={"q": query}, params={"limit": str(limit)},
+    def _suiteql(self, ctx: Context, query: str, limit: int, offset: int = 0) -> dict[str, Any]:
+        """One page of a SuiteQL query (``Prefer: transient`` is what NetSuite requires)."""
+        params = {"limit": str(limit), **({"offset": str(offset)} if offset else {})}
+        response = self._request(ctx, "POST", "/query/v1/suiteql", body={"q": query}, params=params,
                                  headers={"Prefer": "transient"})
         return _decode(response)
 
@@ -340,7 +390,7 @@ class NetSuiteConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
 
     def sandbox(self) -> Sandbox:
         """A fresh NetSuite emulator. Imported here so workers never load Starlette and uvicorn."""
-        from crossledger.plugins.netsuite.sandbox import NetSuiteSandbox
+        from crossledger.plugins.netsuite.sandbox.app import NetSuiteSandbox
 
         return NetSuiteSandbox()
 

@@ -47,7 +47,7 @@ CREDIT_HOLD = "creditHoldOverride"
 default) holds it once it is over its credit limit. A select field, written as ``{"id": "ON"}``."""
 
 CROSS_REFERENCE_FIELDS = {"salesforce": "custentity_cl_salesforce_id", "stripe": "custentity_cl_stripe_id",
-                          "zendesk": "custentity_cl_zendesk_id"}
+                          "zuora": "custentity_cl_zuora_id", "zendesk": "custentity_cl_zendesk_id"}
 """The custom entity fields on a NetSuite customer that hold the other systems' ids for it."""
 
 FREE_FORM_TEXT = 300

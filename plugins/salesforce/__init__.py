@@ -7,8 +7,9 @@
 - :mod:`.soap`: outbound messages (SOAP notifications, the Ack, faults), shared with the sandbox;
 - :mod:`.relay`: the signature of Change Data Capture events relayed to the hub;
 - :mod:`.ids`: 15- and 18-character record ids;
-- :mod:`.sandbox` (with :mod:`.schema`, :mod:`.soql` and :mod:`.outbound`): a local emulator of an
-  org. Importing it loads Starlette and uvicorn, so only ``SalesforceConnector.sandbox()`` does.
+- :mod:`.sandbox` (with :mod:`.sandbox.schema`, :mod:`.sandbox.soql` and :mod:`.sandbox.outbound_messages`): a
+  local emulator of an org. Importing it loads Starlette and uvicorn, so only
+  ``SalesforceConnector.sandbox()`` does.
 """
 
 from crossledger.plugins.salesforce.connector import SalesforceConnector

@@ -20,9 +20,12 @@ and ``UNABLE_TO_LOCK_ROW`` is a 400 but only means another transaction held the 
 
 import json
 import logging
+import math
 import threading
+import time
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import httpx
@@ -30,6 +33,7 @@ import msgspec
 from crossledger.plugins.errors import Category, ConnectorError
 from crossledger.plugins.http import classify_http, error_code, retry_after_seconds, status_category, status_line
 from crossledger.plugins.salesforce.settings import SalesforceSettings
+from crossledger.plugins.tokens import Token, TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -91,26 +95,14 @@ class UsageMonitor:
             return dict(self._last)
 
 
-class Sessions:
-    """Access tokens per ``(base_url, client_id)``, fetched once and shared; thread-safe."""
+def _session_key(settings: SalesforceSettings) -> tuple[str, str]:
+    """One org's connected app: its sessions are shared by every thread of the process."""
+    return settings.base_url, settings.client_id
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tokens: dict[tuple[str, str], str] = {}
 
-    def token(self, settings: SalesforceSettings, http: httpx.Client) -> str:
-        key = (settings.base_url, settings.client_id)
-        with self._lock:  # one fetch per org at a time: the others wait for its token
-            if key not in self._tokens:
-                self._tokens[key] = _fetch_token(settings, http)
-            return self._tokens[key]
-
-    def discard(self, settings: SalesforceSettings, token: str) -> None:
-        """Forget ``token`` after a 401, unless another thread already replaced it."""
-        key = (settings.base_url, settings.client_id)
-        with self._lock:
-            if self._tokens.get(key) == token:
-                del self._tokens[key]
+def _fetch_session(settings: SalesforceSettings, http: httpx.Client) -> Token:
+    """A session token; Salesforce says nothing of when it lapses, so it is kept until a 401."""
+    return Token(_fetch_token(settings, http), refresh_at=math.inf)
 
 
 def _fetch_token(settings: SalesforceSettings, http: httpx.Client) -> str:
@@ -184,7 +176,7 @@ def decode(response: httpx.Response) -> Any:
 class RestClient:
     """Requests to one org for one call of the connector; cheap to make, holds no state of its own."""
 
-    def __init__(self, settings: SalesforceSettings, http: httpx.Client, sessions: Sessions,
+    def __init__(self, settings: SalesforceSettings, http: httpx.Client, sessions: TokenCache,
                  usage: UsageMonitor) -> None:
         self.settings = settings
         self._http = http
@@ -208,11 +200,13 @@ class RestClient:
         sent = {"Accept": "application/json", **({"Content-Type": "application/json"} if body is not None else {}),
                 **(headers or {})}
         try:
-            token = self._sessions.token(self.settings, self._http)
+            key = _session_key(self.settings)
+            fetch = partial(_fetch_session, self.settings, self._http)
+            token = self._sessions.get(key, fetch, time.time())
             response = self._send(method, url, content, params, sent, token)
             if _session_expired(response):
-                self._sessions.discard(self.settings, token)
-                token = self._sessions.token(self.settings, self._http)
+                self._sessions.discard(key, token)
+                token = self._sessions.get(key, fetch, time.time())
                 response = self._send(method, url, content, params, sent, token)
             if response.status_code not in allow:
                 response.raise_for_status()

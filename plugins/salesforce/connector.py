@@ -35,13 +35,14 @@ from urllib.parse import quote
 import httpx
 import msgspec
 from crossledger.canonical.bounds import from_epoch
-from crossledger.canonical.entities import Contact, Customer, Invoice, Payment
+from crossledger.canonical.entities import Contact, ContractTerms, Customer, Invoice, Payment
 from crossledger.canonical.events import Envelope
-from crossledger.plugins.connector import BaseConnector
+from crossledger.plugins.connector import BaseConnector, all_records
 from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SchemaError, SignatureError
 from crossledger.plugins.salesforce import ids, mapping, relay, soap
-from crossledger.plugins.salesforce.client import ApiUsage, RestClient, Sessions, UsageMonitor, classify, decode
+from crossledger.plugins.salesforce.client import ApiUsage, RestClient, UsageMonitor, classify, decode
 from crossledger.plugins.salesforce.settings import SalesforceSettings
+from crossledger.plugins.tokens import TokenCache
 from crossledger.plugins.types import (
     Capability,
     Change,
@@ -50,6 +51,8 @@ from crossledger.plugins.types import (
     InboundEvent,
     Operation,
     Outcome,
+    Page,
+    Projection,
     Refs,
     Sandbox,
     SystemKind,
@@ -123,6 +126,8 @@ def _flatten(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 DELETIONS = ("DELETE", "GAP_DELETE")
+MAX_BATCH = 2000
+"""The most records one SOQL answer carries (Salesforce's largest batch): a listing page's default."""
 """Change types that remove a record (UNDELETE restores one: it is read again like an update)."""
 
 
@@ -152,14 +157,17 @@ class SalesforceConnector(BaseConnector):
     kind: ClassVar[SystemKind] = SystemKind.CRM
     version: ClassVar[str] = "0.1.0"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.FETCH, Capability.SANDBOX}
+        {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.FETCH, Capability.SANDBOX,
+         Capability.LIST}
     )
     settings_model: ClassVar[type[BaseModel]] = SalesforceSettings
+    lists: ClassVar[frozenset[str]] = frozenset({"customer"})
+    lists_since: ClassVar[frozenset[str]] = frozenset({"customer"})
     # Outbound messages are SOAP 1.1 (text/xml); the CDC relay posts JSON.
     webhook_media_types: ClassVar[frozenset[str]] = frozenset({"text/xml", "application/json"})
 
     def __init__(self) -> None:
-        self._sessions = Sessions()
+        self._sessions = TokenCache()
         self._usage = UsageMonitor()
 
     @property
@@ -340,31 +348,55 @@ class SalesforceConnector(BaseConnector):
             raise ConnectorError(Category.DATA, f"salesforce has no {sobject} {external_id}", status=404)
         return record
 
+    def contract_terms(self, ctx: Context, customer_id: str) -> ContractTerms:
+        """The contract on the Account ``customer_id`` (:func:`~.mapping.contract_of`)."""
+        return mapping.contract_of(self.fetch(ctx, "customer", customer_id))
+
     def records(self, ctx: Context, entity_type: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every record of the entity type, by SOQL, following ``nextRecordsUrl``. ``page_size`` goes in
-        ``Sforce-Query-Options: batchSize=N``, which real Salesforce treats as a hint between 200 and
-        2,000 (the sandbox honours small sizes, so paging is testable)."""
+        """Every record of the entity type, page after page (:meth:`records_page`)."""
+        return all_records(self, ctx, entity_type, page_size=page_size)
+
+    def records_page(self, ctx: Context, entity_type: str, *, cursor: str | None = None,
+                     since: datetime | None = None, page_size: int | None = None) -> Page:
+        """One page by SOQL, keyset-paged: the records after the ``Id`` ``cursor``, by ``Id``, ``LIMIT``
+        ``page_size`` (2,000 by default, Salesforce's largest batch). A query locator
+        (``nextRecordsUrl``) would expire while an interrupted run waits, the last id read does not.
+        ``since`` is ``SystemModstamp >= ...``, the stamp Salesforce moves on every change, the
+        user's and the system's (``LastModifiedDate`` misses the latter)."""
         sobject = mapping.SOBJECTS.get(entity_type)
         if sobject is None:
             raise ConnectorError(Category.DATA, f"salesforce lists {', '.join(mapping.SOBJECTS)}, not {entity_type!r}")
+        if cursor is not None and ids.normalize(cursor) is None:
+            raise ConnectorError(Category.DATA, f"a salesforce listing cursor is the last Id read, not {cursor!r}")
         client = self._client(ctx)
         fields = mapping.query_fields(sobject, client.settings.external_id_field)
-        headers = {"Sforce-Query-Options": f"batchSize={page_size}"} if page_size else None
-        path = client.data_path("/query")
-        params: dict[str, str] | None = {"q": f"SELECT {', '.join(fields)} FROM {sobject} ORDER BY Id"}
-        while True:
-            page = decode(client.request("GET", path, params=params, headers=headers))
-            yield from page["records"]
-            if page.get("done", True) or not page.get("nextRecordsUrl"):
-                return
-            path, params = str(page["nextRecordsUrl"]), None
+        limit = page_size or MAX_BATCH
+        where = [f"Id > '{cursor}'"] if cursor else []
+        if since is not None:
+            where.append(f"SystemModstamp >= {since.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        condition = f" WHERE {' AND '.join(where)}" if where else ""
+        query = f"SELECT {', '.join(fields)} FROM {sobject}{condition} ORDER BY Id LIMIT {limit}"
+        page = decode(client.request("GET", client.data_path("/query"), params={"q": query}))
+        records = list(page["records"])
+        return Page(records=records, next=str(records[-1]["Id"]) if len(records) == limit else None)
+
+    def project(self, entity_type: str, record: dict[str, Any]) -> Projection | None:
+        """An Account (``customer``) by its name and ``Email__c`` (its key, in lower case). Accounts
+        are matched by the hub's cross-references, so the external-id field is not needed here."""
+        if entity_type not in self.lists:
+            raise ConnectorError(Category.DATA, f"salesforce reconciles customers, not {entity_type!r}")
+        email, modified = record.get("Email__c"), record.get("LastModifiedDate")
+        changed_at = datetime.strptime(modified, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp() \
+            if isinstance(modified, str) else None
+        return Projection(id=str(record["Id"]), key=str(email).lower() if email else None,
+                          values={"name": record.get("Name"), "email": email}, changed_at=changed_at)
 
     def classify(self, error: Exception) -> ConnectorError:
         return classify(error)
 
     def sandbox(self) -> Sandbox:
         """A fresh org emulator. Imported here so workers never load Starlette and uvicorn."""
-        from crossledger.plugins.salesforce.sandbox import SalesforceSandbox
+        from crossledger.plugins.salesforce.sandbox.app import SalesforceSandbox
 
         return SalesforceSandbox()
 

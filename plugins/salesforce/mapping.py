@@ -22,9 +22,9 @@ value as text)::
 Opportunity is Closed Won to ``Type`` "Customer - Direct"; that change reaches the hub like any
 account edit (an outbound message or a CDC UPDATE), as ``lifecycle`` turning to "customer".
 
-The subscription journey reads the contract behind a subscription from the Account
-(:func:`contract_of`): ``Contract_Term_Months__c``, ``OwnerId`` (the account owner, a User id) and
-``Legal_Entity__c``.
+The contract behind a subscription is read from the Account (:func:`contract_of`, which the
+connector's ``contract_terms`` answers with): ``Contract_Term_Months__c``, ``OwnerId`` (the account
+owner, a User id) and ``Legal_Entity__c``.
 
 A record's canonical id is the one in its External ID field (``CrossLedger_Id__c``) when the hub
 made it, else the cross-reference of its Salesforce id (``refs.canonical_id``).
@@ -55,13 +55,14 @@ retry after a lost answer update the record the first attempt created.
 
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 from urllib.parse import quote
 
 import msgspec
 from crossledger.canonical.entities import (
     Address,
     Contact,
+    ContractTerms,
     Customer,
     Invoice,
     Payment,
@@ -81,7 +82,8 @@ SOBJECTS = {"customer": "Account", "contact": "Contact", "invoice": "Invoice__c"
 """Canonical entity type -> the sObject that holds it."""
 ENTITY_TYPES = {sobject: entity_type for entity_type, sobject in SOBJECTS.items()}
 
-LINK_FIELDS = {"stripe": "Stripe_Customer_Id__c", "netsuite": "NetSuite_Id__c", "zendesk": "Zendesk_Organization_Id__c"}
+LINK_FIELDS = {"stripe": "Stripe_Customer_Id__c", "zuora": "Zuora_Account_Id__c", "netsuite": "NetSuite_Id__c",
+               "business_central": "Business_Central_Id__c", "zendesk": "Zendesk_Organization_Id__c"}
 """Where an Account keeps the id another system has for the same customer."""
 
 Lifecycle = Literal["prospect", "customer"]
@@ -184,14 +186,6 @@ def lifecycle(account_type: str | None) -> Lifecycle | None:
     if account_type is not None and account_type.startswith("Customer"):
         return "customer"
     return None
-
-
-class ContractTerms(TypedDict):
-    """The Subscription ``contract`` field group, as the customer's Account holds it."""
-
-    contract_term_months: int | None
-    contract_owner: str | None
-    legal_entity: str | None
 
 
 def _whole(record: Record, name: str) -> int | None:

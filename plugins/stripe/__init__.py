@@ -7,10 +7,10 @@
 - :mod:`.mapping`: inbound, Stripe's events onto the canonical model; :mod:`.outbound`: canonical
   customer events onto Stripe's writes.
 - :mod:`.signature`: Stripe's webhook signature scheme (``Stripe-Signature``), shared by both sides.
-- :mod:`.sandbox`: :class:`~.sandbox.StripeSandbox`, a local emulator of Stripe's API and webhooks,
-  built from :mod:`.sandbox_wire` (how Stripe speaks) and the account's layers
-  :mod:`.sandbox_core`, :mod:`.sandbox_invoices`, :mod:`.sandbox_credits`,
-  :mod:`.sandbox_subscriptions` and :mod:`.sandbox_clocks`. Importing it loads Starlette and uvicorn, so only
+- :mod:`.sandbox`: :class:`~.sandbox.app.StripeSandbox`, a local emulator of Stripe's API and webhooks,
+  built from :mod:`.sandbox.wire` (how Stripe speaks), an account state (:mod:`.sandbox.account`)
+  and one module per area of the API (customers, invoices, credits, subscriptions, clocks, previews,
+  search, webhooks). Importing it loads Starlette and uvicorn, so only
   ``StripeConnector.sandbox()`` does.
 """
 

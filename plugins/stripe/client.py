@@ -123,20 +123,30 @@ class StripeApi:
             )
         return self.get(f"/v1/{collection}/{quote(object_id, safe='')}")
 
+    def list_page(self, collection: str, params: Mapping[str, str] | None = None, page_size: int | None = None,
+                  starting_after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``/v1/<collection>`` matching ``params``, newest first, after the object
+        ``starting_after`` (Stripe's cursor pagination), and the id the next page starts after (None
+        when ``has_more`` is false)."""
+        query: dict[str, str | int] = {**(params or {}), "limit": page_size or PAGE_SIZE}
+        if starting_after is not None:
+            query["starting_after"] = starting_after
+        page = self.get(f"/v1/{collection}", query)
+        data = page.get("data")
+        if not isinstance(data, list):
+            raise ConnectorError(Category.DATA, f"stripe answered GET /v1/{collection} with no list")
+        return data, (str(data[-1]["id"]) if page.get("has_more") and data else None)
+
     def list_all(self, collection: str, params: Mapping[str, str] | None = None,
                  page_size: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every object of ``/v1/<collection>`` matching ``params``, newest first, following Stripe's
-        cursor pagination (``starting_after`` the last id of each page) until ``has_more`` is false."""
-        query: dict[str, str | int] = {**(params or {}), "limit": page_size or PAGE_SIZE}
+        """Every object of ``/v1/<collection>`` matching ``params``, newest first, page after page
+        (:meth:`list_page`) until ``has_more`` is false."""
+        after: str | None = None
         while True:
-            page = self.get(f"/v1/{collection}", query)
-            data = page.get("data")
-            if not isinstance(data, list):
-                raise ConnectorError(Category.DATA, f"stripe answered GET /v1/{collection} with no list")
+            data, after = self.list_page(collection, params, page_size, after)
             yield from data
-            if not page.get("has_more") or not data:
+            if after is None:
                 return
-            query["starting_after"] = data[-1]["id"]
 
     def search(self, collection: str, query: str) -> list[dict[str, Any]]:
         """The first page of ``GET /v1/<collection>/search?query=...`` (Stripe's search language)."""

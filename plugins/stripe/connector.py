@@ -12,15 +12,17 @@ the ids the other systems have for it, and whether the hub left it inactive (:mo
 The calls themselves, their settings and the classification of their failures are in :mod:`.client`.
 """
 
+import hashlib
 import json
+import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 import msgspec
 from crossledger.canonical.bounds import OutOfRange, from_epoch
 from crossledger.canonical.events import Envelope
-from crossledger.plugins.connector import BaseConnector
+from crossledger.plugins.connector import BaseConnector, all_records, json_body
 from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SchemaError, SignatureError
 from crossledger.plugins.stripe import mapping, outbound, signature
 from crossledger.plugins.stripe.client import (
@@ -40,6 +42,8 @@ from crossledger.plugins.types import (
     InboundEvent,
     Operation,
     Outcome,
+    Page,
+    Projection,
     Refs,
     Sandbox,
     SystemKind,
@@ -58,6 +62,32 @@ LISTS = {
 }
 """What :meth:`StripeConnector.records` lists: canonical entity type -> Stripe collection and the
 filters that make it complete (canceled subscriptions are left out of Stripe's list by default)."""
+
+CHANGED = {"customer": ("customer.*", "customer"), "invoice": ("invoice.*", "invoice"),
+           "payment": ("invoice_payment.*", "invoice_payment"), "creditmemo": ("credit_note.*", "credit_note"),
+           "refund": ("refund.*", "refund")}
+"""What changed of a canonical entity type since a moment: the events of its Stripe object
+(``type`` with Stripe's ``*`` wildcard), and the object they carry."""
+EVENT_PREFIX = "evt_"
+"""How an event id starts: a listing cursor that is one is a page of events (:meth:`StripeConnector._changed`)."""
+EVENT_RETENTION_S = 29 * 86_400
+"""How far back Stripe lists events (30 days), less a day's margin."""
+
+SETTLED_INVOICES = {"open": "open", "uncollectible": "open", "paid": "settled", "void": "settled"}
+"""A finalized invoice's ``status`` as the ledger reads it (:class:`~crossledger.plugins.types.Projection`):
+what is still owed is open; paid, or void (which the ERP books as a credit memo), is settled."""
+
+RECOVERED_EVENTS = {"customer": ("customer", "customer.updated"), "invoice": ("invoice", "invoice.finalized"),
+                    "payment": ("invoice_payment", "invoice_payment.paid"),
+                    "creditmemo": ("credit_note", "credit_note.created"), "refund": ("refund", "refund.created")}
+"""What :meth:`StripeConnector.recover` reads, by canonical entity type: the Stripe object, and the
+event type it is admitted as (a void invoice: ``invoice.voided``)."""
+
+DOCUMENTS = {"payment": ("amount_paid", "paid", ("paid",)), "creditmemo": ("total", "created", ("issued",)),
+             "refund": ("amount", "created", ("succeeded", "pending"))}
+"""The money documents reconciled beside invoices, by canonical entity type: where the amount is, the
+time it counts from (``status_transitions.paid_at`` for a payment, else ``created``), and the
+statuses that put it in the books (an open payment, a void credit note, a failed refund are not)."""
 
 
 class _EventData(msgspec.Struct, frozen=True):
@@ -81,9 +111,13 @@ class StripeConnector(BaseConnector):
     kind: ClassVar[SystemKind] = SystemKind.BILLING
     version: ClassVar[str] = "0.2.0"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.FETCH, Capability.SANDBOX}
+        {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.FETCH, Capability.SANDBOX,
+         Capability.LIST, Capability.RECOVER}
     )
     settings_model: ClassVar[type[BaseModel]] = StripeSettings
+    lists: ClassVar[frozenset[str]] = frozenset({"customer", "invoice", "payment", "creditmemo", "refund"})
+    #: Every type, through the account's events (:meth:`records_page`).
+    lists_since: ClassVar[frozenset[str]] = frozenset({"customer", "invoice", "payment", "creditmemo", "refund"})
     webhook_media_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
 
     # -- inbound ------------------------------------------------------------------------------------
@@ -105,12 +139,12 @@ class StripeConnector(BaseConnector):
 
     def parse_webhook(self, ctx: Context, headers: Headers, body: bytes) -> list[InboundEvent]:
         """One Stripe delivery is one event; ``payload`` keeps the whole event for ``to_canonical``."""
+        return self.parse_webhook_json(ctx, headers, json_body(body))
+
+    def parse_webhook_json(self, ctx: Context, headers: Headers, document: Any) -> list[InboundEvent]:
+        """:meth:`parse_webhook` of a body the hub decoded already."""
         try:
-            payload = json.loads(body)
-        except ValueError as error:
-            raise PayloadError(f"body is not JSON: {error}") from error
-        try:
-            envelope = msgspec.convert(payload, _Envelope)
+            envelope = msgspec.convert(document, _Envelope)
         except msgspec.ValidationError as error:
             raise SchemaError(f"body is not a Stripe event: {error}") from error
         return [
@@ -118,7 +152,7 @@ class StripeConnector(BaseConnector):
                 source_event_id=envelope.id,
                 type=envelope.type,
                 occurred_at=_created(envelope.created),
-                payload=payload,
+                payload=document,
             )
         ]
 
@@ -144,12 +178,102 @@ class StripeConnector(BaseConnector):
         return _api(ctx).fetch(entity_type, external_id)
 
     def records(self, ctx: Context, entity_type: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every Stripe object behind a canonical entity type (:data:`LISTS`), newest first, paged with
-        Stripe's ``limit`` and ``starting_after`` cursor."""
+        """Every Stripe object behind a canonical entity type (:data:`LISTS`), newest first, page
+        after page (:meth:`records_page`)."""
+        return all_records(self, ctx, entity_type, page_size=page_size)
+
+    def records_page(self, ctx: Context, entity_type: str, *, cursor: str | None = None,
+                     since: datetime | None = None, page_size: int | None = None) -> Page:
+        """One page of a :data:`LISTS` collection, paged with Stripe's ``limit`` and
+        ``starting_after`` (the cursor: the last object id read). Stripe's lists filter by ``created``
+        only, and an invoice paid, voided or edited keeps its creation time; so with ``since`` the
+        page is one of the account's events instead (:meth:`_changed`)."""
         if entity_type not in LISTS:
             raise ConnectorError(Category.DATA, f"stripe cannot list {entity_type!r}; it lists {', '.join(LISTS)}")
+        if (cursor is not None and cursor.startswith(EVENT_PREFIX)) or (cursor is None and since is not None and (
+                since.timestamp() > ctx.clock() - EVENT_RETENTION_S)):
+            return self._changed(ctx, entity_type, cursor, since, page_size)
         collection, filters = LISTS[entity_type]
-        return _api(ctx).list_all(collection, filters, page_size)
+        data, after = _api(ctx).list_page(collection, filters, page_size, cursor)
+        return Page(records=data, next=after)
+
+    def _changed(self, ctx: Context, entity_type: str, cursor: str | None, since: datetime | None,
+                 page_size: int | None) -> Page:
+        """What changed since ``since``: a page of ``GET /v1/events`` of the entity's object
+        (``type=invoice.*``, ``created[gte]``; the cursor, the last event id read), each object it
+        names read as it is now (an event carries the object as it was then); one gone (a deleted
+        draft) as ``deleted``, so reconciliation forgets it. Stripe keeps events 30 days: a ``since``
+        older than that lists the collection in full."""
+        pattern, kind = CHANGED[entity_type]
+        api = _api(ctx)
+        query: dict[str, str] = {"type": pattern}
+        if since is not None:
+            query["created[gte]"] = str(int(since.timestamp()))
+        events, after = api.list_page("events", query, page_size, cursor)
+        objects = (event["data"]["object"] for event in events)
+        named = dict.fromkeys(str(obj["id"]) for obj in objects if obj.get("object") == kind)
+        records = []
+        for object_id in named:
+            try:
+                records.append(api.fetch(kind, object_id))
+            except ConnectorError as error:
+                if error.status != 404:
+                    raise
+                records.append({"id": object_id, "object": kind, "deleted": True})
+        return Page(records=records, next=after)
+
+    def project(self, entity_type: str, record: dict[str, Any]) -> Projection | None:
+        """Customers (name, email, currency once Stripe fixed it), finalized invoices (total, amount
+        remaining, currency, open or settled, the month they were finalized in), and the payments,
+        credit notes and refunds in the books (:data:`DOCUMENTS`); a deleted customer, a draft
+        invoice, an open payment are outside them."""
+        if entity_type == "customer":
+            if record.get("deleted"):
+                return None
+            currency = record.get("currency")
+            mark = (record.get("metadata") or {}).get(HUB_ID)
+            email = record.get("email")
+            return Projection(id=str(record["id"]), mark=mark if isinstance(mark, str) and mark else None,
+                              key=str(email).lower() if email else None,
+                              values={"name": record.get("name"), "email": record.get("email"),
+                                      **({"currency": str(currency).upper()} if currency else {})},
+                              changed_at=None)  # Stripe keeps no time of a customer's last change
+        if entity_type == "invoice":
+            status = SETTLED_INVOICES.get(str(record.get("status")))
+            if status is None:
+                return None
+            transitions = record.get("status_transitions") or {}
+            finalized = transitions.get("finalized_at") or record["created"]
+            changed = max([finalized, *(t for t in transitions.values() if isinstance(t, int))])
+            return Projection(id=str(record["id"]), key=record.get("number"), values={
+                "currency": str(record["currency"]).upper(), "total": int(record["total"]),
+                "amount_remaining": 0 if status == "settled" else int(record["amount_remaining"]), "status": status,
+            }, changed_at=float(changed), period=datetime.fromtimestamp(finalized, UTC).strftime("%Y-%m"))
+        if entity_type in DOCUMENTS:
+            amount, moment, booked = DOCUMENTS[entity_type]
+            if record.get("status") not in booked:
+                return None
+            at = (record.get("status_transitions") or {}).get("paid_at") if moment == "paid" else record["created"]
+            at = at or record["created"]
+            return Projection(id=str(record["id"]), values={
+                "currency": str(record["currency"]).upper(), "total": int(record[amount])},
+                changed_at=float(at), period=datetime.fromtimestamp(at, UTC).strftime("%Y-%m"))
+        raise ConnectorError(Category.DATA, f"stripe reconciles {', '.join(sorted(self.lists))}, not {entity_type!r}")
+
+    def recover(self, ctx: Context, entity_type: str, external_id: str) -> InboundEvent:
+        """The object as Stripe has it now, wrapped as the event Stripe would have sent for it
+        (:data:`RECOVERED_EVENTS`). Its id hashes the object, so the same state is admitted once."""
+        if entity_type not in RECOVERED_EVENTS:
+            raise ConnectorError(Category.DATA, f"stripe recovers {', '.join(RECOVERED_EVENTS)}, not {entity_type!r}")
+        object_name, event_type = RECOVERED_EVENTS[entity_type]
+        obj = self.fetch(ctx, object_name, external_id)
+        if entity_type == "invoice" and obj.get("status") == "void":
+            event_type = "invoice.voided"
+        digest = hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:24]
+        event_id, created = f"evt_recovered_{digest}", int(time.time())
+        payload = {"id": event_id, "object": "event", "type": event_type, "created": created,
+                   "data": {"object": obj}}
+        return InboundEvent(source_event_id=event_id, type=event_type, occurred_at=_created(created), payload=payload)
 
     # -- outbound -----------------------------------------------------------------------------------
 
@@ -187,7 +311,7 @@ class StripeConnector(BaseConnector):
 
     def sandbox(self) -> Sandbox:
         """A fresh Stripe emulator. Imported here so workers never load Starlette and uvicorn."""
-        from crossledger.plugins.stripe.sandbox import StripeSandbox
+        from crossledger.plugins.stripe.sandbox.app import StripeSandbox
 
         return StripeSandbox()
 

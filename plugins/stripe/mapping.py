@@ -344,12 +344,19 @@ INVOICE_STATUSES: dict[str, InvoiceStatus] = {"open": "issued", "paid": "paid", 
 """A Stripe invoice's ``status`` -> the canonical one; ``draft`` is left to the event (see the module doc)."""
 
 
+def _read_ahead(refs: Refs, *records: tuple[str, str | None]) -> None:
+    """The canonical ids of these Stripe records (entity type, Stripe id), read in one round trip:
+    each ``refs.canonical_id`` that follows finds its answer read."""
+    refs.prefetch([(entity, SYSTEM, stripe_id) for entity, stripe_id in records if stripe_id])
+
+
 def invoice(found: _Invoice, refs: Refs, event_status: InvoiceStatus) -> Invoice:
     """A Stripe invoice as a canonical Invoice, amounts copied as they are (see the module doc). Its
     status is the invoice's own; ``event_status`` (what the event says happened) only stands in for
     a draft or unstated one."""
     currency = normalize_currency(found.currency)
     subscription = found.subscription_id()
+    _read_ahead(refs, ("invoice", found.id), ("customer", found.customer), ("subscription", subscription))
     return Invoice(
         id=refs.canonical_id("invoice", SYSTEM, found.id),
         customer_id=refs.canonical_id("customer", SYSTEM, found.customer),
@@ -381,6 +388,7 @@ def payment(obj: dict[str, Any], refs: Refs, api: StripeApi) -> Payment:
     if not isinstance(customer_id, str):
         raise ConnectorError(Category.DATA, f"stripe invoice {paid.invoice} has no customer")
     amount = money(paid.amount_paid, paid.currency)
+    _read_ahead(refs, ("payment", paid.id), ("customer", customer_id), ("invoice", paid.invoice))
     return Payment(
         id=refs.canonical_id("payment", SYSTEM, paid.id),
         customer_id=refs.canonical_id("customer", SYSTEM, customer_id),
@@ -415,6 +423,7 @@ def subscription(obj: dict[str, Any], refs: Refs, api: StripeApi) -> Subscriptio
     start = first.current_period_start if first and first.current_period_start is not None \
         else found.current_period_start
     end = first.current_period_end if first and first.current_period_end is not None else found.current_period_end
+    _read_ahead(refs, ("subscription", found.id), ("customer", found.customer))
     return Subscription(
         id=refs.canonical_id("subscription", SYSTEM, found.id),
         customer_id=refs.canonical_id("customer", SYSTEM, found.customer),
@@ -453,6 +462,7 @@ def credit_memo(obj: dict[str, Any], refs: Refs, api: StripeApi) -> CreditMemo:
     note = decode(obj, _CreditNote, "credit_note")
     credited = decode(api.fetch("invoice", note.invoice), _InvoiceTotal, "invoice")
     applied = note.applied()
+    _read_ahead(refs, ("creditmemo", note.id), ("customer", note.customer), ("invoice", note.invoice))
     return CreditMemo(
         id=refs.canonical_id("creditmemo", SYSTEM, note.id),
         customer_id=refs.canonical_id("customer", SYSTEM, note.customer),
@@ -480,6 +490,8 @@ def refund(obj: dict[str, Any], refs: Refs, api: StripeApi) -> Refund:
     if customer_id is None:
         raise ConnectorError(Category.DATA, f"stripe refund {found.id}: charge {charge.id} has no customer")
     paid = _invoice_payment_of(charge, api)
+    _read_ahead(refs, ("refund", found.id), ("customer", customer_id), ("payment", paid.id if paid else None),
+                ("invoice", paid.invoice if paid else None))
     return Refund(
         id=refs.canonical_id("refund", SYSTEM, found.id),
         customer_id=refs.canonical_id("customer", SYSTEM, customer_id),

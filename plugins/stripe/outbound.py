@@ -8,7 +8,8 @@ canonical event             Stripe write
                             search by ``crossledger_id``); else ``POST /v1/customers``
                             with the same fields and ``metadata[crossledger_id]`` = the canonical id
 ``customer.linked``         ``POST /v1/customers/{id}`` with only ``metadata[salesforce_id]``,
-                            ``metadata[netsuite_id]``, ``metadata[zendesk_id]`` (those the hub knows)
+                            ``metadata[netsuite_id]`` or ``metadata[business_central_id]``,
+                            ``metadata[zendesk_id]`` (those the hub knows)
 ``customer.deactivated``    ``POST /v1/customers/{id}`` with ``metadata[crossledger_status]=inactive``;
                             nothing when Stripe has no such customer
 ``customer.reinstated``     ``POST /v1/customers/{id}`` with ``metadata[crossledger_status]=`` (empty:
@@ -52,7 +53,8 @@ from crossledger.plugins.stripe.client import SYSTEM
 from crossledger.plugins.stripe.mapping import HUB_ID
 from crossledger.plugins.types import Operation, Refs
 
-LINKED_SYSTEMS = ("salesforce", "netsuite", "zendesk")
+LINKED_SYSTEMS = ("salesforce", "netsuite", "business_central", "zendesk")
+"""The other systems whose ids for a customer Stripe keeps in its metadata, as ``<system>_id``."""
 METADATA_VALUE = 500
 """The most characters a metadata value takes."""
 
@@ -63,7 +65,6 @@ TEXT_LIMITS: Limits = {
 }
 """What Stripe's API takes in the customer fields the hub writes (``maxLength`` in Stripe's OpenAPI
 description; metadata values per its metadata documentation)."""
-"""The other systems whose ids for a customer Stripe keeps in its metadata, as ``<system>_id``."""
 
 CREATE = "customer.create"
 UPDATE = "customer.update"

@@ -68,12 +68,11 @@ from crossledger.canonical.entities import (
     from_external_key,
 )
 from crossledger.canonical.events import Envelope
-from crossledger.plugins.connector import BaseConnector
+from crossledger.plugins.connector import BaseConnector, all_records, json_body
 from crossledger.plugins.errors import (
     Category,
     ConnectorError,
     MissingDependency,
-    PayloadError,
     SchemaError,
     exception_reason,
 )
@@ -87,6 +86,8 @@ from crossledger.plugins.types import (
     InboundEvent,
     Operation,
     Outcome,
+    Page,
+    Projection,
     Refs,
     Sandbox,
     SystemKind,
@@ -98,6 +99,10 @@ SYSTEM = "zendesk"
 API_ROOT = "/api/v2"
 EVENT_TYPE_PREFIX = "zen:event-type:"
 MAX_PAGE_SIZE = 100
+EXPORT_PAGE_SIZE = 1000
+"""The most records a page of an incremental export holds (``per_page``)."""
+EXPORT_LAG_S = 60
+"""How far back an incremental export must start: Zendesk provides nothing of the latest minute."""
 
 COLLECTIONS = {"customer": "organizations", "contact": "users", "supportcase": "tickets"}
 """Canonical entity type -> Zendesk collection, for :meth:`ZendeskConnector.records` and ``fetch``."""
@@ -110,7 +115,8 @@ TEXT_LIMITS: Limits = {"name": 255, "external_id": 255, "email": 254, "subject":
 255-character strings, an e-mail address 254 (RFC 5321), a comment's body 64 KB."""
 
 ACCOUNT_STATUS_FIELD = "account_status"
-XREF_FIELDS = {"salesforce": "salesforce_id", "stripe": "stripe_customer_id", "netsuite": "netsuite_id"}
+XREF_FIELDS = {"salesforce": "salesforce_id", "stripe": "stripe_customer_id", "zuora": "zuora_account_id",
+               "netsuite": "netsuite_id", "business_central": "business_central_id"}
 """Organization field keys the hub writes: the customer's status, its support entitlement, and the
 ids the other systems have for it (``customer.linked``)."""
 
@@ -524,6 +530,16 @@ def organization_name(customer: Customer) -> str:
     return name + suffix
 
 
+def _customer_name(name: object, canonical_id: str | None) -> dict[str, str | int | None]:
+    """The customer's name in an organization's, as a projection's values: without the source id
+    :func:`organization_name` added; none when the name was cut short (it cannot be compared)."""
+    if not isinstance(name, str) or name.endswith("…)") or "…" in name:
+        return {}
+    system, _, source_id = (canonical_id or "").partition("/")[2].partition("/")
+    suffix = f" ({source_id})"
+    return {"name": name[: -len(suffix)] if system != SYSTEM and source_id and name.endswith(suffix) else name}
+
+
 def _address_text(customer: Customer) -> str | None:
     """The address as the organization's free-text ``details`` (Zendesk has no address fields)."""
     address = customer.address
@@ -615,9 +631,13 @@ class ZendeskConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
     kind: ClassVar[SystemKind] = SystemKind.SUPPORT
     version: ClassVar[str] = "0.1.0"
     capabilities: ClassVar[frozenset[Capability]] = frozenset(
-        {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.FETCH, Capability.SANDBOX}
+        {Capability.WEBHOOKS, Capability.DELIVER, Capability.PROBE, Capability.FETCH, Capability.SANDBOX,
+         Capability.LIST}
     )
     settings_model: ClassVar[type[BaseModel]] = ZendeskSettings
+    lists: ClassVar[frozenset[str]] = frozenset({"customer"})
+    #: Organizations and users have Zendesk's time-based incremental export (:meth:`records_page`).
+    lists_since: ClassVar[frozenset[str]] = frozenset({"customer", "contact"})
     webhook_media_types: ClassVar[frozenset[str]] = frozenset({"application/json"})
 
     # -- inbound ---------------------------------------------------------------------------------------
@@ -629,13 +649,13 @@ class ZendeskConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
 
     def parse_webhook(self, ctx: Context, headers: Headers, body: bytes) -> list[InboundEvent]:
         """One delivery is one event; ``payload`` keeps the whole body for ``to_canonical``."""
-        try:
-            payload = json.loads(body)
-        except ValueError as error:
-            raise PayloadError(f"body is not JSON: {error}") from error
-        if not isinstance(payload, dict):
+        return self.parse_webhook_json(ctx, headers, json_body(body))
+
+    def parse_webhook_json(self, ctx: Context, headers: Headers, document: Any) -> list[InboundEvent]:
+        """:meth:`parse_webhook` of a body the hub decoded already (it is not decoded twice)."""
+        if not isinstance(document, dict):
             raise SchemaError("body is not a JSON object")
-        return [_parse(payload)]
+        return [_parse(document)]
 
     def to_canonical(self, ctx: Context, event: InboundEvent, refs: Refs) -> list[Change]:
         """The canonical change an event means, per the table in the module doc; ``[]`` for the rest."""
@@ -717,23 +737,60 @@ class ZendeskConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
         return record
 
     def records(self, ctx: Context, entity_type: str, *, page_size: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every organization (``customer``), user (``contact``) or ticket (``supportcase``), by cursor
-        pagination: ``page[size]`` (at most 100), then ``page[after]`` = ``meta.after_cursor`` while
-        ``meta.has_more``. The cursor is sent to ``base_url`` rather than following ``links.next``,
-        whose absolute URL names the host Zendesk thinks it is (wrong behind a proxy)."""
+        """Every organization (``customer``), user (``contact``) or ticket (``supportcase``), page
+        after page (:meth:`records_page`)."""
+        return all_records(self, ctx, entity_type, page_size=page_size)
+
+    def records_page(self, ctx: Context, entity_type: str, *, cursor: str | None = None,
+                     since: datetime | None = None, page_size: int | None = None) -> Page:
+        """One page. Without ``since``, cursor pagination: ``page[size]`` (at most 100), then
+        ``page[after]`` = ``meta.after_cursor`` (the cursor) while ``meta.has_more``; the cursor is sent
+        to ``base_url`` rather than following ``links.next``, whose absolute URL names the host Zendesk
+        thinks it is (wrong behind a proxy). With ``since`` (organizations and users), Zendesk's
+        time-based incremental export (:meth:`_exported`)."""
         collection = self._collection_of(entity_type)
+        if since is not None and entity_type in self.lists_since:
+            return self._exported(ctx, collection, cursor, since, page_size)
         size = str(min(page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE))
-        params = {"page[size]": size}
-        while True:
-            page = _json(self._request(ctx, "GET", f"/{collection}.json", params=params))
-            items = page.get(collection) if isinstance(page, dict) else None
-            if not isinstance(items, list):
-                raise ConnectorError(Category.DATA, f"zendesk answered GET {collection} without a list")
-            yield from items
-            meta = page.get("meta") or {}
-            if not meta.get("has_more") or not meta.get("after_cursor"):
-                return
-            params = {"page[size]": size, "page[after]": meta["after_cursor"]}
+        params = {"page[size]": size, **({"page[after]": cursor} if cursor else {})}
+        page = _json(self._request(ctx, "GET", f"/{collection}.json", params=params))
+        items = page.get(collection) if isinstance(page, dict) else None
+        if not isinstance(items, list):
+            raise ConnectorError(Category.DATA, f"zendesk answered GET {collection} without a list")
+        meta = page.get("meta") or {}
+        more = meta.get("has_more") and meta.get("after_cursor")
+        return Page(records=items, next=str(meta["after_cursor"]) if more else None)
+
+    def _exported(self, ctx: Context, collection: str, cursor: str | None, since: datetime,
+                  page_size: int | None) -> Page:
+        """A page of ``GET /incremental/{collection}?start_time=``: what changed at or after
+        ``start_time`` (the cursor: Unix seconds), up to ``page_size`` (1,000) records and the rest of
+        the last one's second. Zendesk provides nothing of the last minute, so a ``since`` within it
+        starts a minute back (a few records read again, none missed). The next page starts at
+        ``end_time``, which repeats that second's records (reconciliation keeps the last copy), or
+        a second later when a page did not move past its start (every record of that second was on
+        it)."""
+        if cursor is not None and not cursor.isdigit():
+            raise ConnectorError(Category.DATA, f"a zendesk export cursor is a start_time, not {cursor!r}")
+        start = int(cursor) if cursor else min(int(since.timestamp()), int(ctx.clock()) - EXPORT_LAG_S)
+        params = {"start_time": str(start), "per_page": str(min(page_size or EXPORT_PAGE_SIZE, EXPORT_PAGE_SIZE))}
+        page = _json(self._request(ctx, "GET", f"/incremental/{collection}.json", params=params))
+        items = page.get(collection) if isinstance(page, dict) else None
+        if not isinstance(items, list) or not isinstance(page.get("end_time"), int):
+            raise ConnectorError(Category.DATA, f"zendesk answered the {collection} export without a list")
+        if page.get("end_of_stream", True):
+            return Page(records=items)
+        end = int(page["end_time"])
+        return Page(records=items, next=str(end if end > start else start + 1))
+
+    def project(self, entity_type: str, record: dict[str, Any]) -> Projection | None:
+        """An organization (``customer``) by its customer's name (:func:`organization_name` read
+        backwards); its mark is the ``external_id`` the hub gave it."""
+        if entity_type not in self.lists:
+            raise ConnectorError(Category.DATA, f"zendesk reconciles customers, not {entity_type!r}")
+        updated, mark = record.get("updated_at"), from_external_key(str(record.get("external_id") or ""))
+        return Projection(id=str(record["id"]), mark=mark, values=_customer_name(record.get("name"), mark),
+                          changed_at=datetime.fromisoformat(updated).timestamp() if isinstance(updated, str) else None)
 
     # -- failures --------------------------------------------------------------------------------------
 
@@ -753,7 +810,7 @@ class ZendeskConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
 
     def sandbox(self) -> Sandbox:
         """A fresh Zendesk emulator. Imported here so workers never load Starlette and uvicorn."""
-        from crossledger.plugins.zendesk.sandbox import ZendeskSandbox
+        from crossledger.plugins.zendesk.sandbox.app import ZendeskSandbox
 
         return ZendeskSandbox()
 

@@ -16,7 +16,8 @@ from them, in one vocabulary:
 - one small module per vendor with what only that vendor needs: :mod:`.stripe` (the API-version
   drift between Stripe's spec and the version the sandbox speaks), :mod:`.zendesk` (Zendesk's error
   shape and the errata of its description), :mod:`.salesforce` (describe results and Salesforce's
-  error shape).
+  error shape), :mod:`.business_central` (v2.0 answers held to the only published description,
+  v1.0's, with the differences as errata).
 
 The bundled descriptions, and where each comes from, are in ``tests/fixtures/specs/README.md``.
 """

@@ -85,20 +85,11 @@ class OpenAPISpec:
 
     @cached_property
     def _templates(self) -> list[tuple[re.Pattern[str], str]]:
-        """Each path template as a pattern; templates with more literal segments come first, so
-        ``/v1/invoices/search`` wins over ``/v1/invoices/{invoice}``."""
-        def literal_segments(template: str) -> int:
-            return sum(not segment.startswith("{") for segment in template.split("/"))
-
-        ordered = sorted(self.document.get("paths", {}), key=lambda t: (-literal_segments(t), t))
-        return [(re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(t)) + "$"), t) for t in ordered]
+        return path_patterns(self.document.get("paths", {}))
 
     def operation(self, method: str, path: str) -> str | None:
         """The spec's path template for a concrete ``method`` and ``path`` (no query string), or None."""
-        for pattern, template in self._templates:
-            if pattern.match(path) and method.lower() in self.document["paths"][template]:
-                return template
-        return None
+        return matching_template(self._templates, self.document.get("paths", {}), method, path)
 
     def response(self, method: str, path: str, status: int) -> Response | None:
         """What ``method path`` documents for ``status``: the status itself, else its range (``4XX``),
@@ -153,6 +144,25 @@ class OpenAPISpec:
         for part in _parts(pointer):
             node = node[part]
         return node
+
+
+def path_patterns(paths: Mapping[str, Any]) -> list[tuple[re.Pattern[str], str]]:
+    """Each path template of a description (OpenAPI 3 or Swagger 2) as a pattern; templates with
+    more literal segments come first, so ``/v1/invoices/search`` wins over ``/v1/invoices/{invoice}``."""
+    def literal_segments(template: str) -> int:
+        return sum(not segment.startswith("{") for segment in template.split("/"))
+
+    ordered = sorted(paths, key=lambda t: (-literal_segments(t), t))
+    return [(re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(t)) + "$"), t) for t in ordered]
+
+
+def matching_template(patterns: list[tuple[re.Pattern[str], str]], paths: Mapping[str, Any], method: str,
+                      path: str) -> str | None:
+    """The template of ``patterns`` a concrete ``method`` and ``path`` is an operation of, or None."""
+    for pattern, template in patterns:
+        if pattern.match(path) and method.lower() in paths[template]:
+            return template
+    return None
 
 
 def _pointer(*parts: str) -> str:

@@ -15,10 +15,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.salesforce import relay, soap
 from crossledger.plugins.salesforce.connector import SalesforceConnector
-from crossledger.plugins.salesforce.sandbox import INTEGRATION_USER_ID, ORGANIZATION_ID
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.salesforce.sandbox.app import INTEGRATION_USER_ID, ORGANIZATION_ID
 from crossledger.testing.kit import ContractKit, Headers, SignatureVector
 from crossledger.testing.specs import salesforce as salesforce_spec
 from crossledger.testing.specs.answers import ASGIApp, Recorder

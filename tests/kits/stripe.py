@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 import httpx
 import stripe
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.stripe.connector import StripeConnector, StripeSettings
-from crossledger.plugins.stripe.sandbox import StripeSandbox
+from crossledger.plugins.stripe.sandbox.app import StripeSandbox
 from crossledger.plugins.stripe.signature import signature_header
 from crossledger.plugins.types import Context, InboundEvent
 from crossledger.testing.kit import ContractKit, Headers, SignatureVector

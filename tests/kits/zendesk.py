@@ -8,9 +8,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from crossledger.plugins.sandbox import ServerThread
+from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.zendesk.connector import ZendeskConnector
-from crossledger.plugins.zendesk.sandbox import new_signing_secret
+from crossledger.plugins.zendesk.sandbox.app import new_signing_secret
 from crossledger.plugins.zendesk.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_headers
 from crossledger.testing.kit import ContractKit, Headers, SignatureVector
 from crossledger.testing.specs import zendesk as zendesk_spec

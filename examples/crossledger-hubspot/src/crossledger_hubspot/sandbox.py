@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from crossledger.plugins.sandbox import Faults, WebhookSender, build_app
+from crossledger.plugins.emulator import Faults, WebhookSender, build_app
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route

@@ -1,0 +1,3 @@
+"""What the hub tells its operators: Prometheus metrics, Sentry alerts, and logs scrubbed of
+payloads and personal data.
+"""

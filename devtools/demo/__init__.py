@@ -1,0 +1,1 @@
+"""``crossledger demo``: four sandboxes, the hub, a scripted story across them, and a check that the books agree."""

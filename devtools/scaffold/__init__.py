@@ -1,0 +1,1 @@
+"""``crossledger scaffold``: a new connector package, from template files, that passes the contract suite."""

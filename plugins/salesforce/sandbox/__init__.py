@@ -1,0 +1,6 @@
+"""The Salesforce sandbox: a local emulator of a Salesforce org, faithful on the wire, for tests,
+the demo and the bench.
+
+``app`` is the emulator; the connector returns it from its ``sandbox`` hook. Nothing of the connector's
+runtime path imports this package.
+"""
