@@ -15,6 +15,7 @@ import pytest
 import requests
 from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.salesforce import ids, soap
+from crossledger.plugins.salesforce.sandbox import soql
 from crossledger.plugins.salesforce.sandbox.app import INTEGRATION_USER_ID, ORGANIZATION_ID, SalesforceSandbox
 from crossledger.testing.specs.answers import Recorder
 from simple_salesforce.api import Salesforce, SFType
@@ -303,6 +304,20 @@ def test_query_filters_orders_and_types_its_literals(api: httpx.Client) -> None:
     assert error_of(query("SELECT Colour__c FROM Account"))[:2] == (400, "INVALID_FIELD")
     assert error_of(query("SELECT Id FROM Opportunity"))[:2] == (400, "INVALID_TYPE")
     assert error_of(query("SELECT Id FROM Account WHERE"))[:2] == (400, "MALFORMED_QUERY")
+
+
+def test_ids_sort_and_compare_in_the_order_they_were_made_across_the_letter_case() -> None:
+    """Keyset paging (``Id > 'last' ORDER BY Id``) needs ids to keep their case: ``…Z`` was made
+    before ``…a``, which a comparison that ignored case would put the other way round."""
+    minted = ids.IdFactory(start=33)  # the next ids end in Y, Z, a, b
+    made = [{"Id": minted.new("001"), "Name": "Same"} for _ in range(4)]
+    shuffled = [made[2], made[0], made[3], made[1]]
+
+    in_order = soql.parse("SELECT Id FROM Account ORDER BY Id").run(shuffled)
+    after = soql.parse(f"SELECT Id FROM Account WHERE Id > '{made[1]['Id'][:15]}' ORDER BY Id").run(shuffled)
+
+    assert [record["Id"][14] for record in made] == ["Y", "Z", "a", "b"]
+    assert in_order == made and after == made[2:]
 
 
 def test_query_pages_follow_next_records_url(api: httpx.Client, server: ServerThread) -> None:

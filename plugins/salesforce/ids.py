@@ -56,12 +56,13 @@ def same(first: str, second: str) -> bool:
 class IdFactory:
     """Mints 18-character ids for one org, in creation order within each key prefix.
 
-    The unique part starts at a random point, so two sandboxes never hand out the same ids.
+    The unique part starts at a random point, so two sandboxes never hand out the same ids, unless
+    ``start`` says where.
     """
 
-    def __init__(self, pod: str = "5g") -> None:
+    def __init__(self, pod: str = "5g", start: int | None = None) -> None:
         self._pod = pod
-        self._next = secrets.randbelow(62**6)
+        self._next = secrets.randbelow(62**6) if start is None else start
 
     def new(self, key_prefix: str) -> str:
         self._next += 1

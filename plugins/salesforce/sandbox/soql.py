@@ -12,7 +12,8 @@ Literals follow SOQL's typing, which is where hand-written queries usually break
 single quotes (``\\'`` escapes a quote); numbers, ``true``/``false`` and ``null`` bare; dates
 (``2024-01-31``) and datetimes (``2024-01-31T00:00:00Z``) bare too: a quoted datetime is refused,
 as Salesforce refuses it. Text comparisons ignore case; ``!=`` matches nulls; ids match in either
-form (15 or 18 characters). Without ORDER BY, records come in creation order.
+form (15 or 18 characters) and keep their case when compared or sorted, so they sort in the order
+they were made. Without ORDER BY, records come in creation order.
 
 Not emulated: relationship paths (``Account.Name``), sub-queries, aggregates, date literals such as
 ``LAST_N_DAYS:7``, ``FIELDS(ALL)``, ``WITH``, ``GROUP BY``.
@@ -37,6 +38,7 @@ from crossledger.plugins.salesforce.sandbox.schema import (
 
 Values = dict[str, Any]
 Predicate = Callable[[Values], bool]
+_ID_KINDS = ("id", "reference")
 
 _TOKEN = re.compile(r"""\s*(?:
     (?P<string>'(?:[^'\\]|\\.)*')
@@ -67,7 +69,7 @@ class Order:
         value = record.get(self.field.name)
         if value is None:
             return (1 if self.nulls_last != self.descending else -1, 0)
-        return 0, _comparable(value)
+        return 0, _comparable(self.field, value)
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,10 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return tokens
 
 
-def _comparable(value: Any) -> Any:
-    return value.casefold() if isinstance(value, str) else value
+def _comparable(field: Field, value: Any) -> Any:
+    """What a comparison or a sort sees: text without its case, but an id as it is (normalized to its
+    18 characters), since an id's case is part of it and ids sort in the order they were made."""
+    return value.casefold() if isinstance(value, str) and field.kind not in _ID_KINDS else value
 
 
 class _Parser:
@@ -242,8 +246,8 @@ class _Parser:
                 self.next()
                 values.append(self.literal(field))
             self.expect(")")
-            wanted = {_comparable(value) for value in values}
-            return lambda record: (_comparable(record.get(field.name)) in wanted) != negated
+            wanted = {_comparable(field, value) for value in values}
+            return lambda record: (_comparable(field, record.get(field.name)) in wanted) != negated
         if self.at("LIKE"):
             self.next()
             pattern = _like(field, self.literal(field))
@@ -251,8 +255,8 @@ class _Parser:
         kind, operator = self.next()
         if kind != "op":
             raise malformed(f"unexpected token: '{operator}' (expecting a comparison operator)")
-        expected = self.literal(field)
-        return lambda record: _compare(operator, record.get(field.name), expected)
+        expected = _comparable(field, self.literal(field))
+        return lambda record: _compare(operator, _comparable(field, record.get(field.name)), expected)
 
     def literal(self, field: Field) -> Any:
         kind, text = self.next()
@@ -260,7 +264,7 @@ class _Parser:
             return None
         if field.kind in TEXT_KINDS and kind == "string":
             value = re.sub(r"\\(.)", r"\1", text[1:-1])
-            if field.kind in ("id", "reference"):
+            if field.kind in _ID_KINDS:
                 normalized = ids.normalize(value)
                 if normalized is None:
                     raise SalesforceError(400, "INVALID_QUERY_FILTER_OPERATOR", f"invalid ID field: {value}")
@@ -301,17 +305,16 @@ def _compare(operator: str, actual: Any, expected: Any) -> bool:
     if expected is None or actual is None:
         same = actual is expected
         return same if operator == "=" else (not same) if operator in ("!=", "<>") else False
-    left, right = _comparable(actual), _comparable(expected)
     match operator:
         case "=":
-            return bool(left == right)
+            return bool(actual == expected)
         case "!=" | "<>":
-            return bool(left != right)
+            return bool(actual != expected)
         case "<":
-            return bool(left < right)
+            return bool(actual < expected)
         case "<=":
-            return bool(left <= right)
+            return bool(actual <= expected)
         case ">":
-            return bool(left > right)
+            return bool(actual > expected)
         case _:
-            return bool(left >= right)
+            return bool(actual >= expected)
