@@ -68,6 +68,11 @@ class HubSettings(BaseModel):
     # due is sent again by the recovery sweep: the broker lost it, or a worker holds it for good.
     redrive_after_s: float = Field(default=300.0, gt=0)
     worker_threads: int = Field(default=8, ge=1)
+    # A Redis worker finding a queue empty looks again after a wait that doubles, up to this long
+    # (Dramatiq's worker timeout, 1,000 ms by its default). Each message waits out up to one such
+    # gap per queue it passes (ingest, then deliver), so this bounds the latency at low load; lower
+    # costs more polls of an idle broker (each queue's consumer, at most 1000/this a second).
+    worker_idle_poll_ms: int = Field(default=100, ge=10, le=60_000)
     # On SIGTERM or SIGINT a process stops taking work and has this long to finish what it holds;
     # what is unfinished then stays recorded in flight and is sent again (see Durability).
     shutdown_grace_s: float = Field(default=30.0, gt=0)

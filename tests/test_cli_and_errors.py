@@ -125,13 +125,18 @@ def _answers(url: str) -> bool:
 
 @pytest.mark.redis
 def test_stopping_the_worker_command_stops_its_workers(tmp_path: Path) -> None:
-    env = {"CROSSLEDGER_BROKER": redis_url(10), "CROSSLEDGER_STORE": f"sqlite:///{tmp_path}/hub.db", "PATH": ""}
+    """... and its workers wait at most ``worker_idle_poll_ms`` before they look at an empty queue again."""
+    config = tmp_path / "hub.toml"
+    config.write_text("[hub]\nworker_idle_poll_ms = 40\n")
+    env = {"CROSSLEDGER_BROKER": redis_url(10), "CROSSLEDGER_STORE": f"sqlite:///{tmp_path}/hub.db", "PATH": "",
+           "CROSSLEDGER_CONFIG": str(config)}
     worker = subprocess.Popen([CROSSLEDGER, "worker", "--processes", "1", "--threads", "1"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     group = worker.pid  # its own session: every process it starts is in this group
     try:
         heartbeats = redis.Redis.from_url(env["CROSSLEDGER_BROKER"])
         assert wait_until(lambda: heartbeats.zcard("crossledger-dramatiq:__heartbeats__") > 0, 30), "no workers"
+        assert b"dramatiq_worker_timeout=40" in Path(f"/proc/{worker.pid}/environ").read_bytes().split(b"\0")
         worker.send_signal(signal.SIGTERM)  # what a supervisor does, to that one process
         worker.wait(30)
         assert wait_until(lambda: not _group_alive(group), 15), "worker processes outlived `crossledger worker`"

@@ -117,7 +117,8 @@ def worker(config: ConfigOption = None,
             fail("workers need a shared broker: set CROSSLEDGER_BROKER (or [hub] broker) to a redis:// URL", 2)
         require_reachable(runtime)
         runtime.close()
-        env = dict(os.environ)
+        # Dramatiq reads its consumers' longest idle wait from the environment (it has no option).
+        env = {**os.environ, "dramatiq_worker_timeout": str(runtime.settings.hub.worker_idle_poll_ms)}
         if config is not None:
             env["CROSSLEDGER_CONFIG"] = str(config.resolve())
         # Dramatiq stops gracefully on SIGTERM and SIGINT: its workers finish their messages within

@@ -59,7 +59,8 @@ from typing import Any, Literal
 import httpx
 import redis
 from crossledger.core.processes.embedded import wait_until
-from crossledger.core.settings import write_private
+from crossledger.core.settings import HubSettings, write_private
+from crossledger.core.store import open_store
 from crossledger.devtools.bench import baseline
 from crossledger.devtools.demo.run import free_port
 from crossledger.plugins.stripe.signature import signature_header
@@ -224,12 +225,17 @@ class Setting:
 class Running:
     url: str
     roles: dict[str, int]  # role -> pid whose CPU (children included) it is
+    store_url: str | None = None  # the hub's store, whose audit trails say where an event's time went
+
+
+def hub_store_url(setting: Setting) -> str:
+    return f"{setting.store_url}?namespace={setting.namespace}" if setting.store_url else \
+        f"sqlite:///{setting.workdir / 'hub.db'}"
 
 
 def hub_config(setting: Setting) -> Path:
-    store = f"{setting.store_url}?namespace={setting.namespace}" if setting.store_url else \
-        f"sqlite:///{setting.workdir / 'hub.db'}"
-    hub = {"broker": setting.broker_url, "store": store, "namespace": setting.namespace, "shutdown_grace_s": 5}
+    hub = {"broker": setting.broker_url, "store": hub_store_url(setting), "namespace": setting.namespace,
+           "shutdown_grace_s": 5}
     connectors = {name: dict(setting.connectors[name]) for name in ("stripe", "netsuite")}
     connectors["stripe"]["webhook_secret"] = WEBHOOK_SECRET
     sections = [f"[hub]\n{_toml(hub)}"] + [f"[connectors.{name}]\n{_toml(section)}"
@@ -257,13 +263,16 @@ def run_hub(setting: Setting) -> Iterator[Running]:
                                  str(setting.threads)), env)]
         names = ["web", "workers"]
     with processes(*commands) as started:
-        yield Running(f"http://127.0.0.1:{port}", _roles(setting, names, started))
+        yield Running(f"http://127.0.0.1:{port}", _roles(setting, names, started), hub_store_url(setting))
 
 
 def baseline_env(setting: Setting) -> dict[str, str]:
+    """The baseline's workers poll an empty queue as often as the hub's (``worker_idle_poll_ms``), so
+    that the latencies compare the pipelines, not a setting."""
     store = setting.store_url or f"sqlite:///{setting.workdir / 'baseline.db'}"
-    return {**os.environ, "BASELINE_BROKER": setting.broker_url, "BASELINE_STORE": store,
-            "BASELINE_NAMESPACE": setting.namespace, "BASELINE_SECRET": WEBHOOK_SECRET,
+    idle_poll_ms = str(HubSettings().worker_idle_poll_ms)
+    return {**os.environ, "dramatiq_worker_timeout": idle_poll_ms, "BASELINE_BROKER": setting.broker_url,
+            "BASELINE_STORE": store, "BASELINE_NAMESPACE": setting.namespace, "BASELINE_SECRET": WEBHOOK_SECRET,
             "BASELINE_NETSUITE": json.dumps(setting.connectors["netsuite"])}
 
 
@@ -384,6 +393,7 @@ class Figures:
     p99_ms: float
     cpu_ms: dict[str, float]  # role -> CPU ms an event
     round_trips: float | None  # store round trips an event; None where not measurable
+    stages: dict[str, tuple[float, float]] = field(default_factory=dict)  # stage -> p50, p99 ms (the hub's)
 
 
 def percentile(values: list[float], pct: int) -> float:
@@ -409,7 +419,34 @@ def measure(setting: Setting, running: Running, events: int, tag: str) -> Figure
     sent = send_paced(running.url, [invoice_event(tag, n) for n in paced], paced_rate)
     done = effects.wait_for([invoice_key(tag, n) for n in paced])
     latencies = [(done[invoice_key(tag, n)] - at) * 1000 for n, at in zip(paced, sent, strict=True)]
-    return Figures(rate, paced_rate, percentile(latencies, 50), percentile(latencies, 99), cpu_ms, round_trips)
+    timed = [(f"evt_{tag}_{n:06d}", at, done[invoice_key(tag, n)]) for n, at in zip(paced, sent, strict=True)]
+    stages = {} if running.store_url is None else stage_percentiles(running.store_url, timed)
+    return Figures(rate, paced_rate, percentile(latencies, 50), percentile(latencies, 99), cpu_ms, round_trips, stages)
+
+
+STAGES = ("webhook: POST started -> admitted", "ingest: admitted -> routed", "delivery: routed -> NetSuite answered")
+"""Where the hub's latency goes, read from each event's audit trail (the hub's own clock marks on
+the same machine's clock as the sender's and the sandbox's): the web process (HTTP, signature,
+the inbox and the enqueue); the ``ingest`` message's wait in its queue and its work up to routing;
+then its commit, the ``deliver`` message's wait in its queue, its reads and the NetSuite call."""
+
+
+def stage_percentiles(store_url: str, events: list[tuple[str, float, float]]) -> dict[str, tuple[float, float]]:
+    """p50 and p99 (ms) of each of :data:`STAGES` over ``events`` (Stripe event id, sent, written)."""
+    store = open_store(store_url)
+    spans: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    try:
+        for event_id, sent, written in events:
+            entry = store.inbox_get("stripe", event_id)
+            trail = {} if entry is None else {(r.step, r.status): r.at for r in store.audit_trail(entry.correlation_id)}
+            received, routed = trail.get(("webhook", "received")), trail.get(("ingest", "routed"))
+            if received is None or routed is None:
+                raise RuntimeError(f"the hub's audit trail of {event_id} lacks its admission or its routing")
+            for stage, span in zip(STAGES, (received - sent, routed - received, written - routed), strict=True):
+                spans[stage].append(span * 1000)
+    finally:
+        store.close()
+    return {stage: (percentile(values, 50), percentile(values, 99)) for stage, values in spans.items()}
 
 
 def create_customers(setting: Setting) -> None:
@@ -536,11 +573,19 @@ def table(mode: Mode, found: dict[str, list[Figures]], events: int, setting_note
     row("store round trips per event", lambda f: f.round_trips, "", 1)
     row("latency p50 at half rate", lambda f: f.p50_ms, " ms")
     row("latency p99 at half rate", lambda f: f.p99_ms, " ms")
+    for stage in STAGES:
+        row(f"  hub's {stage}, p50", functools.partial(_stage, stage=stage, at=0), " ms")
+        row(f"  hub's {stage}, p99", functools.partial(_stage, stage=stage, at=1), " ms")
     return result
 
 
 def _cpu(figures: Figures, role: str) -> float | None:
     return figures.cpu_ms.get(role)
+
+
+def _stage(figures: Figures, stage: str, at: int) -> float | None:
+    found = figures.stages.get(stage)
+    return None if found is None else found[at]
 
 
 def run_bench(*, messages: int, processes: int, threads: int, redis_url: str | None, rounds: int,
