@@ -38,15 +38,18 @@ def test_a_new_customer_is_delivered_to_its_targets_and_links_and_shown_in_its_t
     [created] = news(concluded(system))
     # NetSuite got the customer; its id went back to Stripe as a link: both are the message's effects.
     assert (created.outcome, created.targets, created.pending) == ("delivered", ["netsuite", "stripe"], [])
+    subject = f"customer/stripe/{customer['id']}"
+    assert created.subjects == [subject]  # what the message is about, kept with its outcome
     assert counted("delivered", "stripe") == before + 1
     assert store.outcome_counts() == {("delivered", "stripe"): 1, ("noop", "stripe"): 1}
     [line] = [r for r in timeline(store, created.correlation_id) if r.step == "outcome"]
-    assert (line.status, line.detail) == ("delivered", "to netsuite, stripe")
+    assert (line.status, line.detail, line.subject) == ("delivered", "to netsuite, stripe", subject)
 
     # The same customer saved again in Stripe without a change the hub syncs: a no-op, with why.
     system.stripe.post(f"/v1/customers/{customer['id']}", description="not synced")
     *_, unchanged = concluded(system)
     assert unchanged.outcome == "noop" and "as the hub already has it" in (unchanged.reason or "")
+    assert unchanged.subjects == [subject]  # no news, but news of that customer
     assert store.outcome_counts() == {("delivered", "stripe"): 1, ("noop", "stripe"): 2}
 
 
@@ -75,6 +78,7 @@ def test_a_dead_letter_concludes_its_message_and_its_replay_makes_it_delivered(s
     [dead] = news(concluded(system))
     assert (dead.outcome, dead.category) == ("dead_letter", "transient")
     assert "gave up" in (dead.reason or "")
+    assert dead.subjects == [f"customer/stripe/{customer['id']}"]  # its delivery died, not what it is about
 
     [letter] = store.dlq_list()
     runtime.replay_dead_letter(letter.id)

@@ -16,6 +16,7 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import pytest
 import redis
 from conftest import redis_url
@@ -718,6 +719,38 @@ def test_an_ingest_seen_again_keeps_a_settled_outcome_but_replaces_a_dead_letter
     store.outcome_open(opened("c2", [], parts={"ingest": dead}))
     assert store.outcome_open(opened("c2", ["netsuite|e2"]))
     assert store.outcome_counts() == {("noop", "stripe"): 1, ("pending", "stripe"): 1}
+
+
+def test_what_a_message_is_about_rides_in_its_outcome_entry_through_open_and_settle(store: Store) -> None:
+    about = ["customer/stripe/cus_1", "invoice/stripe/in_1"]
+    store.outcome_open(replace(opened("c1", ["netsuite|e1", "netsuite|e2"]), subjects=about))
+    with store.unit() as unit:
+        unit.outcome_open(replace(opened("c2", [], parts={"ingest": OutcomePart(outcome="noop")}), subjects=[]))
+    assert store.outcome_settle("c1", "netsuite|e1", DELIVERED_NETSUITE) is not None
+    with store.unit() as unit:
+        unit.outcome_settle("c1", "netsuite|e2", DELIVERED_NETSUITE)
+    assert unit.entry is not None and (unit.entry.outcome, unit.entry.subjects) == ("delivered", about)
+    assert [(o.correlation_id, o.subjects) for o in store.outcomes()] == [("c2", []), ("c1", about)]
+    assert {cid: o.subjects for cid, o in store.outcomes_get(["c1", "c2"]).items()} == {"c1": about, "c2": []}
+
+
+def test_an_outcome_entry_of_an_earlier_release_reads_as_not_saying_what_it_is_about(store: Store) -> None:
+    """Written before the entry said what its message is about (no ``subjects`` key): None, and so
+    it stays as the message settles."""
+    store.outcome_open(opened("c1", ["netsuite|e1"]))
+    earlier = msgspec.json.encode({key: value for key, value in msgspec.to_builtins(opened("c1", ["netsuite|e1"])
+                                                                                    ).items() if key != "subjects"})
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path) as db:
+            db.execute("UPDATE outcomes SET record = ? WHERE correlation_id = 'c1'", (earlier,))
+    else:
+        assert isinstance(store, RedisStore)
+        store._redis.set(f"{store.namespace}:outcome:c1", earlier)
+    found = store.outcome_get("c1")
+    assert found is not None and found.subjects is None and found.pending == ["netsuite|e1"]
+    settled = store.outcome_settle("c1", "netsuite|e1", DELIVERED_NETSUITE)
+    assert settled is not None and (settled.outcome, settled.subjects) == ("delivered", None)
+    assert [o.subjects for o in store.outcomes()] == [None]
 
 
 def test_concurrent_settles_of_one_message_lose_none(store: Store) -> None:

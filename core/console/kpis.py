@@ -11,7 +11,8 @@ Over the latest :data:`SCANNED` entries of the outcome ledger (the page says how
 when: at a busy hub, minutes):
 
 - **invoice-to-ERP latency**, p50 and p95: from an invoice event's arrival to its delivery to the
-  ERP (systems of kind ``erp``), with its chart by hour;
+  ERP (systems of kind ``erp``), with its chart by hour; what a message is about, its outcome entry
+  says (:func:`_about_invoice`), so the page reads no message's audit trail;
 - **duplicate rate**: the latest reconciliation's duplicates per record read;
 - **open exceptions** and their age, and the median **time to resolve** the resolved ones;
 - **SLA breaches**, by the ``[kpis]`` settings (:class:`~crossledger.core.settings.KpiSettings`):
@@ -126,9 +127,9 @@ def figures(runtime: "Runtime", now: float) -> tuple[Figures, list[Chart]]:
     store = runtime.store
     erp = {name for name, bound in runtime.connectors.items() if str(bound.connector.kind) == "erp"}
     outcomes = store.outcomes(limit=SCANNED)
-    # The cheap test first: only a message meant for the ERP has its trail read.
+    # Meant for the ERP first: only such an entry of an earlier release has its trail read.
     invoices = [o for o in outcomes if erp & {token.split("|")[0] for token in [*o.pending, *o.parts]}
-                and _about_invoice(runtime, o)]
+                and _about_invoice(store, o)]
     latencies = [(o.received_at, o.updated_at - o.received_at) for o in invoices
                  if o.outcome == "delivered" and erp & set(o.targets)]
     sla = runtime.settings.kpis
@@ -160,9 +161,15 @@ def figures(runtime: "Runtime", now: float) -> tuple[Figures, list[Chart]]:
     return shown, _charts(by_hour, latencies, now)
 
 
-def _about_invoice(runtime: "Runtime", outcome: OutcomeRecord) -> bool:
-    return any((record.subject or "").startswith("invoice/")
-               for record in runtime.store.audit_trail(outcome.correlation_id))
+def _about_invoice(store: Store, outcome: OutcomeRecord) -> bool:
+    """Whether ``outcome``'s message is about an invoice, as its entry says (its ``subjects``: no
+    read). An entry that does not say (written by an earlier release, or a dead-lettered ingest's)
+    is judged by its audit trail, as that release did: one read each, for the entries of before the
+    upgrade only, until newer ones push them out of the latest :data:`SCANNED`."""
+    subjects = outcome.subjects
+    if subjects is None:
+        subjects = [record.subject for record in store.audit_trail(outcome.correlation_id) if record.subject]
+    return any(subject.startswith("invoice/") for subject in subjects)
 
 
 def _entitlements_late(store: Store, runs: list[JourneyRecord], entitling: dict[str, frozenset[str]],

@@ -2,8 +2,9 @@
 
 An inbound message (a webhook or a poll result admitted into the inbox) is known by its
 correlation id. Its ingest opens its entry with the set of effects it sent on their way (one token,
-``target|event id``, per ``deliver`` message) and the parts it settled itself (why a change was no
-news; what a journey did with a delivery it covers). Each ``deliver`` settles its own token, adding
+``target|event id``, per ``deliver`` message), the parts it settled itself (why a change was no
+news; what a journey did with a delivery it covers) and what the message is about (the canonical
+ids of its changes: ``subjects``, read by the console's KPIs). Each ``deliver`` settles its own token, adding
 the tokens of the link deliveries it sends in the same atomic write; when nothing is pending the
 entry concludes (:func:`~crossledger.core.store.base.concluded`):
 
@@ -62,11 +63,14 @@ class Ledger:
         self.store = store
 
     def opened(self, correlation_id: str, source: str, received_at: float, pending: list[str],
-               parts: dict[str, OutcomePart], unit: Unit | None = None) -> None:
-        """An ingest's entry: the effects it sends (``pending``) and the parts it settled; in ``unit``,
-        when given (then :meth:`committed` counts it)."""
+               parts: dict[str, OutcomePart], unit: Unit | None = None, *,
+               subjects: list[str] | None) -> None:
+        """An ingest's entry: the effects it sends (``pending``), the parts it settled and the canonical
+        ids of the records the message is about (``subjects``, None when not known:
+        :class:`~crossledger.core.store.base.OutcomeRecord`); in ``unit``, when given (then
+        :meth:`committed` counts it)."""
         record = OutcomeRecord(correlation_id=correlation_id, source=source, received_at=received_at,
-                               updated_at=time.time(), pending=pending, parts=parts)
+                               updated_at=time.time(), pending=pending, parts=parts, subjects=subjects)
         if unit is not None:
             unit.outcome_open(record)
         elif self.store.outcome_open(record) and not pending:
@@ -96,7 +100,9 @@ class Ledger:
         part = dead_letter_part(letter.category, letter.reason, letter.target)
         if token == INGEST_PART:
             source, _, _, received_at = letter.message["args"]
-            self.opened(letter.correlation_id, str(source), float(received_at), [], {INGEST_PART: part}, unit)
+            # What the ingest made of the event died with it: what the message is about is not known.
+            self.opened(letter.correlation_id, str(source), float(received_at), [], {INGEST_PART: part}, unit,
+                        subjects=None)
         elif unit is not None:
             unit.outcome_settle(letter.correlation_id, token, part)
         else:

@@ -105,12 +105,14 @@ class _Notes:
 @dataclass(frozen=True)
 class Ingested:
     """What an inbound event became: the canonical events the hub accepted (routed or not), the
-    deliveries their routes ask for, and the outcome ledger's parts already settled (why a change
-    was no news, or an accepted event was routed nowhere)."""
+    deliveries their routes ask for, the outcome ledger's parts already settled (why a change was
+    no news, or an accepted event was routed nowhere), and the canonical ids of every change the
+    event carried, accepted or not (what its outcome entry says the message is about)."""
 
     events: list[Envelope]
     deliveries: Deliveries
     settled: dict[str, OutcomePart] = field(default_factory=dict)
+    subjects: list[str] = field(default_factory=list)
 
 
 def effect(target: str, envelope_id: str) -> str:
@@ -397,7 +399,7 @@ class Pipeline:
             metrics.events_ignored.labels(source, event.type).inc()
             self.audit(None, "ingest", "ignored", correlation_id=correlation_id, system=source, detail=why)
             settled[INGEST_PART] = noop(why)
-        return Ingested(accepted, deliveries, settled)
+        return Ingested(accepted, deliveries, settled, list(dict.fromkeys(e.subject for e in envelopes)))
 
     def _accept(self, envelope: Envelope, event: InboundEvent, groups: tuple[str, ...] | None,
                 golden: Golden | None) -> tuple[Envelope, list[str], dict[str, Any]] | str:

@@ -421,7 +421,7 @@ class Runtime:
             result = self.pipeline.ingest(source, event, correlation_id, received_at, unit)
             routed = self.journeys.routed(result.events, result.deliveries)
             self.ledger.opened(correlation_id, source, received_at, routed.pending(),
-                               result.settled | routed.settled, unit)
+                               result.settled | routed.settled, unit, subjects=result.subjects)
             for target, envelope in routed.deliveries:
                 self.outbox.deliver(target, envelope)
         self.journeys.hold(routed.holds)

@@ -132,7 +132,8 @@ class Repairs:
         # record and the delivery recorded in flight commit together, and the delivery is enqueued
         # after; an entry can never wait for a delivery that was never sent.
         with self.runtime.handling(settle=False) as unit:
-            self.runtime.ledger.opened(envelope.correlation_id, SOURCE, now, [effect(target, envelope.id)], {}, unit)
+            self.runtime.ledger.opened(envelope.correlation_id, SOURCE, now, [effect(target, envelope.id)], {}, unit,
+                                       subjects=[subject])
             unit.audit(AuditRecord(at=now, correlation_id=envelope.correlation_id, step=SOURCE, status="repair",
                                    system=target, event_id=envelope.id, subject=subject,
                                    detail=f"run {run_id}: deliver the golden record of {subject} to {target}"))

@@ -195,6 +195,14 @@ class OutcomeRecord(msgspec.Struct, frozen=True, kw_only=True):
     ``pending`` are the tokens of effects still under way (``target|event id``), ``parts`` what
     became of those settled. While anything is pending the outcome is ``pending``; once nothing is,
     :func:`concluded` decides it from the parts (:data:`OUTCOME_PRECEDENCE`).
+
+    ``subjects`` says what the message is about, so a reader of many entries (the console's KPIs)
+    needs no audit trail: the canonical ids (``invoice/stripe/in_1``: each starts with its entity
+    type) of the changes its ingest made of the source's event, in order, news or not, or of the
+    record a reconciliation's repair delivers. Empty: about no record the hub keeps (an event the
+    hub does not sync). None: not known when the entry was written (a dead-lettered ingest's
+    changes died with it; an earlier release did not record it); the audit trail still says. It
+    rides in the entry's own write (the ingest's open), so it costs no round trip.
     """
 
     correlation_id: str
@@ -207,6 +215,7 @@ class OutcomeRecord(msgspec.Struct, frozen=True, kw_only=True):
     targets: list[str] = []
     pending: list[str] = []
     parts: dict[str, OutcomePart] = {}
+    subjects: list[str] | None = None
 
 
 def hour_of(at: float) -> int:

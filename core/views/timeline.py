@@ -32,15 +32,17 @@ def timeline(store: Store, key: str, *, related: list[str] | None = None,
 
 
 def outcome_record(outcome: OutcomeRecord) -> AuditRecord:
-    """A message's ledger entry as a line of its timeline."""
+    """A message's ledger entry as a line of its timeline, with the record it is about as its
+    subject when it is about one (a message of several changes leaves that to its lines)."""
     if outcome.outcome == "pending":
         detail = "under way: " + ", ".join(outcome.pending)
     elif outcome.outcome == "delivered":
         detail = "to " + ", ".join(outcome.targets)
     else:
         detail = (f"{outcome.category}: " if outcome.category else "") + (outcome.reason or "")
+    subject = outcome.subjects[0] if outcome.subjects and len(outcome.subjects) == 1 else None
     return AuditRecord(at=outcome.updated_at, correlation_id=outcome.correlation_id, step="outcome",
-                       status=outcome.outcome, system=outcome.source, detail=detail)
+                       status=outcome.outcome, system=outcome.source, subject=subject, detail=detail)
 
 
 def _trails(store: Store, key: str, related: list[str], systems: list[str]) -> list[AuditRecord]:
