@@ -35,6 +35,7 @@ from crossledger.core.console.chain import entitlement_steps
 from crossledger.core.console.queue import Queue
 from crossledger.core.console.render import page
 from crossledger.core.console.sessions import Session
+from crossledger.core.hub.ledger import subjects_of
 from crossledger.core.reconcile.engine import latest_finished
 from crossledger.core.store.base import JourneyRecord, LedgerState, OutcomeRecord, Store, hour_of
 from starlette.concurrency import run_in_threadpool
@@ -162,14 +163,10 @@ def figures(runtime: "Runtime", now: float) -> tuple[Figures, list[Chart]]:
 
 
 def _about_invoice(store: Store, outcome: OutcomeRecord) -> bool:
-    """Whether ``outcome``'s message is about an invoice, as its entry says (its ``subjects``: no
-    read). An entry that does not say (written by an earlier release, or a dead-lettered ingest's)
-    is judged by its audit trail, as that release did: one read each, for the entries of before the
-    upgrade only, until newer ones push them out of the latest :data:`SCANNED`."""
-    subjects = outcome.subjects
-    if subjects is None:
-        subjects = [record.subject for record in store.audit_trail(outcome.correlation_id) if record.subject]
-    return any(subject.startswith("invoice/") for subject in subjects)
+    """Whether ``outcome``'s message is about an invoice, as its entry says (no read); an entry of
+    before the upgrade is judged by its audit trail (one read each, until newer entries push them
+    out of the latest :data:`SCANNED`)."""
+    return any(subject.startswith("invoice/") for subject in subjects_of(store, outcome))
 
 
 def _entitlements_late(store: Store, runs: list[JourneyRecord], entitling: dict[str, frozenset[str]],

@@ -21,6 +21,7 @@ from crossledger.core.console.chain import STEPS, Chain, Chains
 from crossledger.core.console.records import Row
 from crossledger.core.console.render import masked, page
 from crossledger.core.console.sessions import Session
+from crossledger.core.hub.ledger import subjects_of
 from crossledger.core.store.base import AuditRecord, Store
 from crossledger.core.views.timeline import system_id, timeline
 from starlette.concurrency import run_in_threadpool
@@ -54,11 +55,12 @@ def search(store: Store, query: str, systems: list[str], *, by_name: bool = True
 
 
 def recent(store: Store, limit: int = 50) -> list[str]:
-    """The canonical ids of the records the latest inbound messages were about, newest first."""
+    """The canonical ids of the records the latest inbound messages were about, newest first (as
+    their outcome entries say: no read each, but for an entry of an earlier release)."""
     subjects: dict[str, None] = {}
     for outcome in store.outcomes(limit=limit):
-        subjects.update(dict.fromkeys(record.subject for record in store.audit_trail(outcome.correlation_id)
-                                      if record.subject and record.subject.startswith(SHOWN_ENTITIES)))
+        subjects.update(dict.fromkeys(subject for subject in subjects_of(store, outcome)
+                                      if subject.startswith(SHOWN_ENTITIES)))
     return list(subjects)
 
 

@@ -34,6 +34,15 @@ from crossledger.core.telemetry import metrics
 from crossledger.plugins.errors import Category
 
 
+def subjects_of(store: Store, outcome: OutcomeRecord) -> list[str]:
+    """The canonical ids ``outcome``'s message is about: its entry's ``subjects``, with no read; for
+    an entry that does not say (an earlier release's, a dead-lettered ingest's), those its audit
+    trail names, in one read."""
+    if outcome.subjects is not None:
+        return outcome.subjects
+    return [record.subject for record in store.audit_trail(outcome.correlation_id) if record.subject]
+
+
 def _token(letter: DeadLetter) -> str | None:
     """The part of its message a dead letter is: its ingest (no target), or one delivery; None for a
     message that carries no inbound event (a journey's, a poll's)."""
