@@ -95,9 +95,10 @@ def customer_in_the_erp(pair: Pair, name: str) -> tuple[str, str]:
 
 
 def paid_invoice_everywhere(pair: Pair, customer: str, canonical_customer: str) -> tuple[str, str]:
-    """An invoice of 42.00 billed to ``customer``, then paid; (its id in billing, its canonical id)."""
-    invoice = pair.billing.invoice(customer, 4_200)
-    pair.billing.pay(invoice, 4_200, customer)
+    """An invoice of 42.00 billed to ``customer``, then paid by card (so that it can be refunded);
+    (its id in billing, its canonical id)."""
+    invoice = pair.billing.invoice(customer, "USD", [4_200])
+    pair.billing.pay(invoice, by_card=True)
     return invoice, f"invoice/{pair.billing.system}/{invoice}"
 
 
@@ -165,14 +166,14 @@ def test_reconciliation_reads_the_pairs_billing_and_erp_and_finds_what_differs(p
 
     # An invoice billing posts while its webhooks or callouts are held back: the hub has not heard
     # of it, so it is missing in the ERP, and the period's balance there is short by its total.
-    pair.hold_billing()
-    unheard = pair.billing.invoice(customer, 1_500)
+    pair.billing.hold()
+    unheard = pair.billing.invoice(customer, "USD", [1_500])
     canonical_unheard = f"invoice/{pair.billing.system}/{unheard}"
     found = reconcile(pair, seeded)
     assert {finding for finding in found if finding[0] != "balance"} == {
         ("missing", "invoice", canonical_unheard, pair.erp)}, found
     assert [system for cls, _, _, system in found if cls == "balance"] == [pair.erp], found
-    pair.release_billing()
+    pair.billing.release()
     pair.settle(lambda: len(pair.books.invoices(pair.state(pair.erp), canonical_unheard)) == 1, timeout=SETTLE_S)
     assert reconcile(pair, seeded) == set()
 
@@ -193,7 +194,7 @@ def test_a_subscription_is_enriched_from_the_crm_and_its_upgrade_waits_for_the_e
     pair.settle(lambda: all(pair.account(account_id).get(field) for field in link_fields(pair)), timeout=SETTLE_S)
     customer = pair.account(account_id)[billing_field]
 
-    subscription = pair.billing.subscribe(customer, "pro", 9_000)
+    subscription, _ = pair.billing.subscribe(customer, "pro", "USD", 9_000)
     canonical_id = f"subscription/{pair.billing.system}/{subscription}"
 
     def runs() -> list[str]:
@@ -209,7 +210,7 @@ def test_a_subscription_is_enriched_from_the_crm_and_its_upgrade_waits_for_the_e
     assert golden is not None and golden.data["contract_term_months"] == 24  # enriched whatever the ERP
 
     pair.system.fault(pair.erp, mode="down")
-    pair.billing.change_plan(subscription, "enterprise", 25_000)
+    pair.billing.change_plan(subscription, "enterprise", "USD", 25_000)
     if booked is None:  # nothing to book in this ERP: the upgrade does not wait for it
         assert wait_until(lambda: runs() == ["completed", "completed"], SETTLE_S), (runs(), pair.debug())
     else:
@@ -231,7 +232,7 @@ def test_a_credit_and_its_refund_are_booked_in_the_erp_once_as_far_as_it_keeps_t
     invoice, canonical_invoice = paid_invoice_everywhere(pair, customer, canonical_customer)
     pair.settle(lambda: booked(pair, canonical_invoice), timeout=SETTLE_S)
 
-    memo, refund = pair.billing.credit_and_refund(invoice, 1_200)
+    memo, refund = pair.billing.credit(invoice, 1_200, refund=True)
     memo_id, refund_id = f"creditmemo/{pair.billing.system}/{memo}", f"refund/{pair.billing.system}/{refund}"
 
     def completed(subject: str) -> bool:
@@ -255,8 +256,8 @@ def test_suspension_for_non_payment_holds_the_customer_everywhere_and_payment_re
     store = pair.system.hub.runtime.store
     pair.settle(lambda: all(pair.account(account_id).get(field) for field in link_fields(pair)), timeout=SETTLE_S)
     customer = pair.account(account_id)[link_fields(pair)[0]]
-    subscription = pair.billing.subscribe(customer, "pro", 4_000)
-    invoice = pair.billing.invoice(customer, 4_000)
+    subscription, _ = pair.billing.subscribe(customer, "pro", "USD", 4_000)
+    invoice = pair.billing.invoice(customer, "USD", [4_000])
     pair.settle(timeout=SETTLE_S)
 
     def finished(name: str) -> list[str]:
@@ -268,7 +269,7 @@ def test_suspension_for_non_payment_holds_the_customer_everywhere_and_payment_re
     assert pair.account(account_id)["Account_Status__c"] == "Suspended"
     assert pair.books.on_hold(pair.state(pair.erp), canonical_customer)
 
-    pair.billing.pay(invoice, 4_000, customer)
+    pair.billing.pay(invoice)
     pair.settle(lambda: finished("reinstatement") == ["completed"], timeout=SETTLE_S)
     assert zendesk_fields(pair, canonical_customer).get("subscription_status") == "active"
     assert not pair.account(account_id).get("Account_Status__c")

@@ -20,10 +20,12 @@ from crossledger.core.processes.embedded import wait_until
 from crossledger.core.settings import load_settings
 from crossledger.core.store import open_store
 from crossledger.devtools.bench.run import signed
+from crossledger.devtools.demo.billing import BILLING
+from crossledger.devtools.demo.drivers import Sandboxes
+from crossledger.devtools.demo.erp import ERPS
 from crossledger.devtools.demo.reconcile import reconcile
 from crossledger.devtools.demo.run import StripeDriver, free_port
 from crossledger.devtools.sandboxes import PAIRS, Topology
-from pairs import BILLING, BOOKS
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -153,16 +155,16 @@ def test_each_pair_written_by_crossledger_sandbox_books_billing_in_its_erp_over_
     hub = f"http://127.0.0.1:{hub_port}"
     assert wait_until(lambda: _ready(hub), 30), processes.logs()
 
-    billing = BILLING[topology.billing_system](settings.connectors[topology.billing_system])
-    books = BOOKS[topology.erp_system]()
-    sandboxes = f"http://127.0.0.1:{sandbox_port}"
+    sandboxes = Sandboxes(f"http://127.0.0.1:{sandbox_port}")
+    billing = BILLING[topology.billing_system](settings.connectors[topology.billing_system], sandboxes)
+    books = ERPS[topology.erp_system](settings.connectors[topology.erp_system], sandboxes)
     customer = billing.customer("Redis Pair Co")
-    invoice = billing.invoice(customer, 2_500)
-    billing.pay(invoice, 2_500, customer)
+    invoice = billing.invoice(customer, "USD", [2_500])
+    billing.pay(invoice, by_card=True)
     canonical_invoice = f"invoice/{topology.billing_system}/{invoice}"
 
     def booked() -> bool:
-        state = _state(sandboxes, topology.erp_system)
+        state = sandboxes.state(topology.erp_system)
         invoices = books.invoices(state, canonical_invoice)
         return len(invoices) == 1 and len(books.payments_of(state, invoices[0])) == 1
 

@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 from crossledger.devtools.sandboxes import SandboxSet
 from crossledger.plugins.connector import Connector
-from crossledger.plugins.emulator import ServerThread
 from crossledger.plugins.netsuite.sandbox.app import NetSuiteSandbox
 from crossledger.plugins.netsuite.sandbox.user import NetSuiteUser
 from crossledger.plugins.netsuite.settings import NetSuiteSettings
@@ -44,8 +43,9 @@ class Sandboxes:
     """The sandboxes' control routes over HTTP: each system's records (``/_sandbox/state``), faults,
     and the re-deliveries real systems make now and then."""
 
-    def __init__(self, server: ServerThread) -> None:
-        self.http = httpx.Client(base_url=server.url, timeout=TIMEOUT_S)
+    def __init__(self, url: str) -> None:
+        """``url``: where the sandboxes are served, each under ``/<system>/``."""
+        self.http = httpx.Client(base_url=url, timeout=TIMEOUT_S)
 
     def state(self, system: str) -> Json:
         return self._call("GET", f"/{system}/_sandbox/state")
@@ -75,6 +75,13 @@ class Sandboxes:
         response = self.http.request(method, path, **options)
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
+
+
+def listed(state: Mapping[str, Any], kind: str) -> list[Json]:
+    """The records of ``kind`` in a sandbox's state: a list over HTTP, a dict by id in some sandboxes'
+    own ``state()``."""
+    found = state.get(kind, [])
+    return list(found.values()) if isinstance(found, dict) else list(found)
 
 
 def in_flight(states: Mapping[str, Json]) -> int:

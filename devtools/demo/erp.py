@@ -1,10 +1,13 @@
-"""The ERP in ``crossledger demo``: one driver per ERP, behind :class:`ErpDriver`.
+"""The ERP: one driver per ERP, behind :class:`ErpDriver`.
 
 Finance works in the ERP whichever it is: it approves invoices for posting (where the ERP routes
-them for approval), sets a customer's payment terms and reads its open balance; the ERP also goes
-down for a while in the middle of billing. Each driver does that through its ERP's public API
-(NetSuite's signed record service; Business Central's API v2.0 with an Entra ID token and
-``If-Match``) and counts what the ERP holds from its sandbox's ``/_sandbox/state``.
+them for approval), sets a customer's payment terms, reads its open balance and posts the
+payments the hub booked (where the ERP keeps them waiting in a journal); the ERP also goes down for
+a while in the middle of billing. Each driver does that through its ERP's public API (NetSuite's
+signed record service; Business Central's API v2.0 with an Entra ID token and ``If-Match``), and
+reads what the ERP holds from its sandbox's ``/_sandbox/state``: counts of each kind for the demo,
+the records the hub booked for one canonical id for the journey tests on every pair
+(``tests/pairs.py``).
 
 What an ERP cannot do is declared in :attr:`ErpDriver.cannot` (:data:`APPROVAL`, :data:`BALANCE`),
 and the demo says so in its summary.
@@ -16,9 +19,9 @@ from typing import Any, Protocol
 
 import httpx
 from crossledger.canonical.entities import external_key
-from crossledger.devtools.demo.drivers import TIMEOUT_S, Json, NetSuiteFinance, Sandboxes
+from crossledger.devtools.demo.drivers import TIMEOUT_S, Json, NetSuiteFinance, Sandboxes, listed
 from crossledger.devtools.demo.reconcile import NOT_POSTING, books_void
-from crossledger.plugins.business_central.outbound import HUB_KEY_PREFIX
+from crossledger.plugins.business_central.outbound import HUB_KEY_PREFIX, customer_number, document_number
 from crossledger.plugins.business_central.settings import BusinessCentralSettings
 
 APPROVAL, BALANCE = "approval", "balance"
@@ -56,6 +59,30 @@ class ErpDriver(Protocol):
         """What the ERP holds: ``erp_customers``, ``erp_subscriptions``, ``erp_invoices``,
         ``erp_posted_invoices``, ``erp_payments``, ``erp_void_memos`` (the credit memos it books for
         voided invoices), ``erp_credit_memos`` (the others), ``erp_refunds``."""
+
+    def post_payments(self, sandbox: Any) -> None:
+        """What finance does so that the payments the hub booked settle their invoices (``sandbox``:
+        the ERP's, in this process, where the API cannot do it)."""
+
+    # The records the hub booked for a canonical id, in ``state`` (the ERP sandbox's).
+
+    def customers(self, state: Json, canonical_id: str) -> list[Json]: ...
+
+    def invoices(self, state: Json, canonical_id: str) -> list[Json]: ...
+
+    def payments_of(self, state: Json, invoice: Json) -> list[Json]:
+        """The payments applied to ``invoice`` (one of :meth:`invoices`)."""
+
+    def subscriptions(self, state: Json, canonical_id: str) -> list[Json] | None:
+        """The ERP's records of a subscription; None when the ERP keeps no subscriptions."""
+
+    def credit_memos(self, state: Json, canonical_id: str) -> list[Json]: ...
+
+    def refunds(self, state: Json, canonical_id: str) -> list[Json] | None:
+        """The ERP's records of a refund; None when the ERP keeps no refunds."""
+
+    def on_hold(self, state: Json, canonical_id: str) -> bool:
+        """Whether the customer may not be invoiced (a credit hold, a block)."""
 
 
 class _Outage:
@@ -109,6 +136,37 @@ class NetSuiteErp(_Outage):
                 "erp_void_memos": sum(1 for memo in memos if books_void(memo)),
                 "erp_credit_memos": sum(1 for memo in memos if not books_void(memo)),
                 "erp_refunds": len(state.get("customerRefund", []))}
+
+    def post_payments(self, sandbox: Any) -> None:
+        """Nothing: a NetSuite customer payment applies to its invoices as it is created."""
+
+    def customers(self, state: Json, canonical_id: str) -> list[Json]:
+        return self._marked(state, "customer", canonical_id)
+
+    def invoices(self, state: Json, canonical_id: str) -> list[Json]:
+        return self._marked(state, "invoice", canonical_id)
+
+    def payments_of(self, state: Json, invoice: Json) -> list[Json]:
+        return [p for p in listed(state, "customerpayment")
+                if any(line["doc"]["id"] == str(invoice["id"]) for line in p["apply"]["items"])]
+
+    def subscriptions(self, state: Json, canonical_id: str) -> list[Json] | None:
+        return self._marked(state, "customrecord_cl_subscription", canonical_id)
+
+    def credit_memos(self, state: Json, canonical_id: str) -> list[Json]:
+        return self._marked(state, "creditmemo", canonical_id)
+
+    def refunds(self, state: Json, canonical_id: str) -> list[Json] | None:
+        return self._marked(state, "customerRefund", canonical_id)
+
+    def on_hold(self, state: Json, canonical_id: str) -> bool:
+        [customer] = self.customers(state, canonical_id)
+        return bool(customer.get("creditHoldOverride", {}).get("id") == "ON")
+
+    @staticmethod
+    def _marked(state: Json, kind: str, canonical_id: str) -> list[Json]:
+        """The records of ``kind`` the hub made for ``canonical_id`` (their external id is its key)."""
+        return [r for r in listed(state, kind) if r.get("externalId") == external_key(canonical_id)]
 
 
 class BusinessCentralErp(_Outage):
@@ -178,6 +236,40 @@ class BusinessCentralErp(_Outage):
                 "erp_credit_memos": sum(1 for m in state.get("salesCreditMemos", [])
                                         if m["status"] not in ("Draft", "Corrective")),
                 "erp_refunds": 0}
+
+    def post_payments(self, sandbox: Any) -> None:
+        """A user posts the payment journal: its lines settle their invoices (the API cannot post it)."""
+        sandbox.post_payment_journal()
+
+    def customers(self, state: Json, canonical_id: str) -> list[Json]:
+        return [c for c in listed(state, "customers") if c.get("number") == customer_number(canonical_id)]
+
+    def invoices(self, state: Json, canonical_id: str) -> list[Json]:
+        return self._documents(state, "salesInvoices", canonical_id)
+
+    def payments_of(self, state: Json, invoice: Json) -> list[Json]:
+        return [p for p in listed(state, "customerPayments") if p.get("appliesToInvoiceId") == invoice["id"]]
+
+    def subscriptions(self, state: Json, canonical_id: str) -> list[Json] | None:
+        """None: the standard API has no place for a subscription."""
+        return None
+
+    def credit_memos(self, state: Json, canonical_id: str) -> list[Json]:
+        return self._documents(state, "salesCreditMemos", canonical_id)
+
+    def refunds(self, state: Json, canonical_id: str) -> list[Json] | None:
+        """None: the standard API has no customer refunds."""
+        return None
+
+    def on_hold(self, state: Json, canonical_id: str) -> bool:
+        [customer] = self.customers(state, canonical_id)
+        return bool(customer.get("blocked") == "Invoice")
+
+    @staticmethod
+    def _documents(state: Json, kind: str, canonical_id: str) -> list[Json]:
+        """The documents of ``kind`` the hub booked for ``canonical_id`` (its external document number)."""
+        key = document_number(canonical_id)
+        return [d for d in listed(state, kind) if d.get("externalDocumentNumber") == key]
 
 
 ERPS: dict[str, type[NetSuiteErp] | type[BusinessCentralErp]] = {"netsuite": NetSuiteErp,

@@ -446,10 +446,10 @@ class Demo:
         if voided is not None:
             self.billing.void(voided.id)
             self.story.count("invoices_voided")
-        self.billing.credit(credited.id, share=3)
+        self.billing.credit(credited.id, self.billing.total(credited.id) // 3)
         self.story.count("credit_notes")
         self.billing.pay(refunded.id, by_card=True)
-        self.billing.credit(refunded.id, share=4, refund=True)
+        self.billing.credit(refunded.id, self.billing.total(refunded.id) // 4, refund=True)
         self.story.count("partial_refunds")
         self.story.count("invoices_paid")
         rest = [invoice for invoice in self.posted() if invoice not in (voided, credited, refunded)]
@@ -462,7 +462,7 @@ class Demo:
                 self.story.count("invoices_paid")
             else:
                 self.left_open.append(invoice)
-        self.billing.upgrade(self.subscriptions[self.protagonist.name], UPGRADE[1], self.protagonist.currency)
+        self.billing.change_plan(self.subscriptions[self.protagonist.name], UPGRADE[1], self.protagonist.currency)
         self.story.count("duplicate_deliveries_sent", self.billing.resend(self.rng, DUPLICATE_DELIVERIES))
         self.log(f"billing collected {self.story.counts['invoices_paid']} invoices, "
                  f"{'voided one, ' if voided else ''}credited two (one with a partial refund) and upgraded "
@@ -541,7 +541,8 @@ def run_demo(*, customers: int, invoices: int, timeout: float, store: str | None
         with EmbeddedHub(settings, port=hub_port) as hub:
             console.print(f"{pair.titles}: hub on {hub.url}, sandboxes on {server.url} (store {store_url})")
             with Progress(console=console, transient=json_summary) as progress:
-                demo = Demo(hub, Sandboxes(server), settings, pair, progress, started + timeout, customers, invoices)
+                demo = Demo(hub, Sandboxes(server.url), settings, pair, progress, started + timeout, customers,
+                            invoices)
                 stalled = _run(demo)
                 reconciler = Reconciler(hub.runtime)
                 reconciled = reconciler.run()
