@@ -69,6 +69,11 @@ CRM, BILLING, ERP, SUPPORT = (SystemKind.CRM.value, SystemKind.BILLING.value, Sy
                               SystemKind.SUPPORT.value)
 """The roles a journey names its systems by (see *Systems by role*)."""
 
+NOT_PAYING = ("past_due", "unpaid", "paused")
+"""The canonical subscription statuses of a customer not paying for it (Stripe pauses a subscription
+whose trial ended without a way to pay; Zuora's collections suspend one): such a subscription starts
+the suspension journey, and the subscription journey leaves the customer's standing in support to it."""
+
 
 class OnFailure(StrEnum):
     COMPENSATE = "compensate"

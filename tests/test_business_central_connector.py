@@ -36,19 +36,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.kits.business_central import documented_notification
+from tests.kits.business_central import Clock, documented_notification
 
 CONNECTOR = BusinessCentralConnector()
 AT = datetime(2026, 3, 2, tzinfo=UTC)
 CLIENT_STATE = "hub-client-state-0123456789"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 @dataclass

@@ -19,17 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tests.kits.business_central import checked
-
-
-class Clock:
-    """A clock a test moves on."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+from tests.kits.business_central import Clock, checked
 
 
 @dataclass

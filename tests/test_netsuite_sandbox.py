@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -660,6 +661,28 @@ def test_suiteql_filters_with_three_valued_logic(api: httpx.Client, server: Serv
     assert ids("terms IS NULL OR (email = 'a@x.test' AND terms <> 1)") == [first, third]
     assert ids(f"id > {first} AND NOT id = {third}") == [second]
     assert ids("lastmodifieddate < TO_TIMESTAMP('2000-01-01 00:00:00', 'YYYY-MM-DD HH24:MI:SS')") == []
+
+
+def test_suiteql_keyset_pages_answer_the_rows_after_the_bound(api: httpx.Client, server: ServerThread) -> None:
+    ids = [int(new_customer(api, email=f"{'odd' if n % 2 else 'even'}@x.test")) for n in range(6)]
+    assert api.delete(f"/customer/{ids[2]}").status_code == 204  # a gap: a bound between two ids
+    kept = [id_ for id_ in ids if id_ != ids[2]]
+    odd = [id_ for id_ in kept if ids.index(id_) % 2]
+    bounds = [0, ids[0], ids[2], Decimal(ids[3]) + Decimal("0.5"), ids[-1], ids[-1] + 100]
+
+    def after(bound: object, where: str = "", then: str = "") -> list[int]:
+        query = f"SELECT id FROM customer WHERE {where}id > {bound}{then} ORDER BY id"
+        return [int(row["id"]) for row in rows(api, server, query)]
+
+    assert [after(bound) for bound in bounds] == [[id_ for id_ in kept if id_ > bound] for bound in bounds]
+    assert [after(bound, where="email = 'odd@x.test' AND ") for bound in bounds] == [
+        [id_ for id_ in odd if id_ > bound] for bound in bounds]
+    assert after(ids[0], then=" AND email = 'odd@x.test'") == odd
+    assert after(ids[1], where="(email = 'even@x.test' OR email IS NULL) AND ") == [ids[4]]
+    page = suiteql(api, server, f"SELECT id FROM customer WHERE id > {ids[0]} ORDER BY id", limit=2).json()
+    assert ([int(item["id"]) for item in page["items"]], page["totalResults"], page["hasMore"]) == (kept[1:3], 4, True)
+    late = int(new_customer(api, email="odd@x.test"))  # a write: the next page sees it
+    assert after(ids[-1], where="email = 'odd@x.test' AND ") == [late]
 
 
 @pytest.mark.parametrize(

@@ -79,9 +79,7 @@ def _api(ctx: Context) -> ApiClient:
     return ApiClient(_settings(ctx), ctx.http, TOKENS, ctx.clock())
 
 
-# The ignore is for `mypy plugins/business_central`, which cannot resolve crossledger through the
-# editable install's import hook; type-checked in the installed layout it is unused.
-class BusinessCentralConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
+class BusinessCentralConnector(BaseConnector):
     """Delivers canonical events to Business Central and takes its changes back, by webhook and poll."""
 
     name: ClassVar[str] = SYSTEM

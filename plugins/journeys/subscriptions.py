@@ -28,6 +28,7 @@ from crossledger.plugins.journey_definition import (
     BILLING,
     CRM,
     ERP,
+    NOT_PAYING,
     SUPPORT,
     Journey,
     JourneyRun,
@@ -39,7 +40,6 @@ from crossledger.plugins.journey_definition import (
     Write,
     golden_as,
 )
-from crossledger.plugins.journeys.suspension import NOT_PAYING
 
 NAME = "subscription-change"
 EVENTS = ("subscription.created", "subscription.amended", "subscription.renewed", "subscription.cancelled")

@@ -30,6 +30,7 @@ from crossledger.plugins.journey_definition import (
     BILLING,
     CRM,
     ERP,
+    NOT_PAYING,
     SUPPORT,
     HubView,
     Journey,
@@ -43,7 +44,6 @@ from crossledger.plugins.journey_definition import (
 )
 
 SUSPENSION, REINSTATEMENT = "suspension", "reinstatement"
-NOT_PAYING = ("past_due", "unpaid", "paused")
 
 
 def customer_of(event: Envelope) -> str:

@@ -158,9 +158,7 @@ def _record_type(entity_type: str) -> str:
     return RECORD_TYPES.get(entity_type, entity_type)
 
 
-# The ignore is for `mypy plugins/netsuite`, which cannot resolve crossledger through the editable
-# install's import hook; type-checked in the installed layout (as CI does) it is unused.
-class NetSuiteConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
+class NetSuiteConnector(BaseConnector):
     """Delivers canonical events to NetSuite and polls it for the changes it owns, over SuiteTalk
     REST with token-based auth."""
 

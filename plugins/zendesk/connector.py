@@ -622,9 +622,7 @@ def _collection(path: str) -> str:
     return path.strip("/").split("/", 1)[0].removesuffix(".json")
 
 
-# The ignore is for `mypy plugins/zendesk`, which cannot resolve crossledger through the editable
-# install's import hook; type-checked in the installed layout it is unused.
-class ZendeskConnector(BaseConnector):  # type: ignore[misc, unused-ignore]
+class ZendeskConnector(BaseConnector):
     """Zendesk Support: signed webhooks in; organizations, users, entitlements and tickets out."""
 
     name: ClassVar[str] = SYSTEM

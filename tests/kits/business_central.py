@@ -1,9 +1,11 @@
 """The Business Central connector's contract kit: how its notifications are vouched for (the
 subscription's ``clientState`` in every notification, no signature), its documented notification
 payload, and where the customers the sample events make show in the sandbox. Also
-:func:`api_spec` and :func:`checked`, which hold the sandbox's answers to the published description."""
+:func:`api_spec` and :func:`checked`, which hold the sandbox's answers to the published description,
+and the :class:`Clock` the connector and sandbox tests move on (to expire tokens and subscriptions)."""
 
 import json
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,16 @@ from crossledger.testing.specs.openapi import OpenAPISpec
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "payloads" / "business_central"
 API_SPEC = Path(__file__).parent.parent / "fixtures" / "specs" / "business-central" / "BCOAS1.0.yaml"
+
+
+class Clock:
+    """A clock a test moves on: now, plus ``offset`` seconds."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
 
 
 @cache

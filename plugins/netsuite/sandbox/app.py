@@ -52,11 +52,9 @@ Not emulated: record actions and transforms, asynchronous requests (``Prefer: re
 SuiteQL joins, and time zones (the integration user's is UTC).
 """
 
-import bisect
 import copy
 import itertools
 import json
-import re
 import secrets
 import threading
 import time
@@ -81,8 +79,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 RECORD_ROOT = "/services/rest/record/v1"
 SUITEQL_PATH = "/services/rest/query/v1/suiteql"
-_KEYSET = re.compile(r"(?P<head>SELECT .*\bWHERE (?:.* AND )?)id > (?P<after>\d+) ORDER BY id", re.DOTALL)
-"""A keyset page of a query: its rows after an id, by id."""
 MAX_LIMIT = 1000
 MAX_RESULTS = 100_000
 """How far a collection or a SuiteQL query can be paged (1,000 pages of 1,000) without SuiteAnalytics Connect."""
@@ -561,6 +557,7 @@ class Books:
         self._sequences = {family: itertools.count(1) for family in {rt.family for rt in RECORD_TYPES}}
         self.version = 0
         """Counts the writes: what was read from the books is still true while it has not moved."""
+        self._tables: dict[str, tuple[int, suiteql.Table]] = {}
 
     # lookups
 
@@ -825,18 +822,18 @@ class Books:
     # SuiteQL
 
     def table(self, name: str) -> suiteql.Table | None:
-        """The SuiteQL table ``name`` over the records as they are now; None for an unknown table."""
+        """The SuiteQL table ``name`` over the records as they are now; None for an unknown table.
+        The same table while the books do not change, with what queries learnt of it (the values its
+        rows computed, the orders keyset pages bisect): a page after an id costs the page."""
         columns = SUITEQL_TABLES.get(name)
         if columns is None:
             return None
-        kinds = [rt for rt in RECORD_TYPES if rt.code] if name == "transaction" else [record_type(name)]
-        rows = [_Row(self, record, columns) for rt in kinds for record in self.records(rt)]
-        return suiteql.Table(name, tuple(columns), rows)
-
-
-def _without_keyset(head: str) -> str:
-    """The query of a keyset page (its text up to ``id > N``) from its first row, by id."""
-    return (head.removesuffix(" AND ") if head.endswith(" AND ") else head.removesuffix("WHERE ")) + " ORDER BY id"
+        kept = self._tables.get(name)
+        if kept is None or kept[0] != self.version:
+            kinds = [rt for rt in RECORD_TYPES if rt.code] if name == "transaction" else [record_type(name)]
+            rows = [_Row(self, record, columns) for rt in kinds for record in self.records(rt)]
+            kept = self._tables[name] = (self.version, suiteql.Table(name, tuple(columns), rows))
+        return kept[1]
 
 
 class _Row(Mapping[str, suiteql.Value]):
@@ -1106,7 +1103,7 @@ class NetSuiteSandbox:
         self._clock = clock
         self._lock = threading.RLock()
         self._audit: list[dict[str, str]] = []
-        self._last_query: tuple[tuple[str, int], list[dict[str, str]], list[int]] | None = None
+        self._last_query: tuple[tuple[str, int], suiteql.Result] | None = None
         self._app = build_app(self._routes(), faults=self.faults, state=self.state,
                               fault_response=fault_response)
         self._app.add_middleware(ConcurrencyGate, limit=concurrency_limit)
@@ -1244,25 +1241,23 @@ class NetSuiteSandbox:
             raise NetSuiteError(400, "INVALID_PARAMETER", "The request body must hold the query as q.",
                                 query_param="q")
         rows = self._query_rows(query)
-        items = [{"links": [], **row} for row in rows[offset: offset + limit]]
+        try:
+            items = [{"links": [], **row} for row in rows.page(offset, limit)]
+        except suiteql.SuiteQLError as error:
+            raise NetSuiteError(400, "INVALID_PARAMETER", str(error), query_param="q") from error
         return _resource(_collection(url.partition("?")[0], items, len(rows), limit, offset), "collection")
 
-    def _query_rows(self, query: str) -> list[dict[str, str]]:
+    def _query_rows(self, query: str) -> suiteql.Result:
         """A query's rows. They are kept while the books do not change, so paging through a result
-        set runs its query once, as NetSuite's paged results do. A keyset page (``... id > N ORDER
-        BY id``) is cut from the rows of the same query from the first id, kept likewise: the same
-        rows, without running the query over the whole table once a page."""
-        keyset = _KEYSET.fullmatch(query.strip())
-        whole = _without_keyset(keyset["head"]) if keyset else query
-        key = (whole, self._books.version)
+        set runs its query once, as NetSuite's paged results do. (A keyset page, ``... id > N ORDER
+        BY id``, is a query of its own; the engine answers it from the table's order by id.)"""
+        key = (query, self._books.version)
         if self._last_query is None or self._last_query[0] != key:
             try:
-                rows = suiteql.execute(whole, self._books.table)
+                self._last_query = (key, suiteql.select(query, self._books.table))
             except suiteql.SuiteQLError as error:
                 raise NetSuiteError(400, "INVALID_PARAMETER", str(error), query_param="q") from error
-            self._last_query = (key, rows, [int(row["id"]) for row in rows] if keyset else [])
-        rows, ids = self._last_query[1], self._last_query[2]
-        return rows[bisect.bisect_right(ids, int(keyset["after"])):] if keyset else rows
+        return self._last_query[1]
 
     @staticmethod
     def _location(call: Call, record: Record) -> str:

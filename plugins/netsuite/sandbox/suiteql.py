@@ -19,11 +19,18 @@ What NetSuite does and a client must cope with, so the sandbox does it too: name
 case-insensitive; every value leaves as a string (``"107"``, ``"105.5"``, ``"T"``); NULL columns are
 left out of the row; and a datetime selected without ``TO_CHAR`` comes out in the user's date format,
 ``1/31/2024``, with its time of day dropped.
+
+A keyset page (``WHERE ... AND id > 41000 ORDER BY id``: the rows after the last id a client read)
+costs the page, not the table. The interpreter sees that shape in the parsed query (a ``column >
+number`` conjunct of the WHERE, ordered by that column alone) and bisects the table's rows that the
+rest of the WHERE holds for, kept in the column's order on the :class:`Table` for the next page's
+query; rows are rendered only when a page reads them (:class:`Result`).
 """
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
@@ -38,18 +45,87 @@ class SuiteQLError(Exception):
     """A query NetSuite would refuse; the message reads like NetSuite's."""
 
 
+ORDERS_KEPT = 8
+"""How many keyset orders (one per WHERE besides its bound) a table keeps; the oldest goes first."""
+
+
 @dataclass(frozen=True)
 class Table:
-    """One queryable record: its column names (lower case) and its rows, keyed by column."""
+    """One queryable record: its column names (lower case) and its rows, keyed by column.
+
+    A table is a snapshot: its rows and their values do not change (build a new one when they do),
+    so what a query learns of it, the order a keyset page bisects, is kept for the next query."""
 
     name: str
     columns: tuple[str, ...]
     rows: Sequence[Row]
+    _orders: dict[Hashable, "_Ordered | None"] = field(default_factory=dict, init=False, repr=False,
+                                                       compare=False)
+
+    def ordered(self, column: str, where: Hashable, condition: Condition) -> "_Ordered | None":
+        """The rows ``condition`` holds for, in ``column``'s order, kept under ``where`` (what the
+        condition was read from). None when the column holds something besides numbers and NULLs,
+        whose comparison with a number may convert text or fail: such a query runs row by row."""
+        key = (column, where)
+        if key not in self._orders:
+            if len(self._orders) >= ORDERS_KEPT:
+                del self._orders[next(iter(self._orders))]
+            self._orders[key] = _Ordered.of(self.rows, column, condition)
+        return self._orders[key]
+
+
+@dataclass(frozen=True)
+class _Ordered:
+    """Rows in one column's order (stable: ties keep the table's order), with that column's values."""
+
+    keys: list[Decimal]
+    rows: list[Row]
+
+    @classmethod
+    def of(cls, rows: Sequence[Row], column: str, condition: Condition) -> "_Ordered | None":
+        chosen: list[tuple[Decimal, Row]] = []
+        for row in rows:
+            key = row.get(column)
+            if key is not None and not isinstance(key, Decimal):
+                return None
+            # Evaluated for every row, as the whole WHERE is, so a condition that fails fails alike.
+            if condition(row) is True and key is not None:  # a NULL is above no bound
+                chosen.append((key, row))
+        chosen.sort(key=lambda pair: pair[0])
+        return cls([key for key, _ in chosen], [row for _, row in chosen])
+
+    def above(self, bound: Decimal) -> list[Row]:
+        return self.rows[bisect_right(self.keys, bound):]
+
+
+@dataclass(frozen=True)
+class Result:
+    """A query's rows, chosen and ordered; each is rendered as NetSuite answers it (text, NULL
+    columns left out) only when read, so a page costs its own rows."""
+
+    rows: Sequence[Row]
+    columns: Sequence[tuple[str, Expression]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def page(self, offset: int, limit: int) -> list[dict[str, str]]:
+        """The rendered rows from ``offset``, at most ``limit`` of them."""
+        return [self._render(row) for row in self.rows[offset: offset + limit]]
+
+    def _render(self, row: Row) -> dict[str, str]:
+        return {name: render(value) for name, expression in self.columns if (value := expression(row)) is not None}
+
+
+def select(query: str, table: Callable[[str], Table | None]) -> Result:
+    """Run ``query`` against the table ``table(name)`` returns: its rows, rendered as they are read."""
+    return _Parser(_tokens(query), table).query()
 
 
 def execute(query: str, table: Callable[[str], Table | None]) -> list[dict[str, str]]:
     """Run ``query`` against the table ``table(name)`` returns; every row, rendered as NetSuite does."""
-    return _Parser(_tokens(query), table).query()
+    result = select(query, table)
+    return result.page(0, len(result))
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -181,6 +257,8 @@ def _tokens(query: str) -> list[_Token]:
 class _Sort:
     key: Expression
     descending: bool
+    column: str | None
+    """The column sorted by, when the key is one."""
 
     def apply(self, rows: list[Row]) -> None:
         """Sort ``rows`` in place (stably) by this key; NULLs last ascending, first descending, as in Oracle."""
@@ -236,7 +314,7 @@ class _Parser:
 
     # the query
 
-    def query(self) -> list[dict[str, str]]:
+    def query(self) -> Result:
         self._expect_word("SELECT")
         start = self._at
         self._skip_to("FROM")
@@ -250,11 +328,8 @@ class _Parser:
         sorts = self._order_by(columns) if self._accept_word("ORDER") else []
         if self._peek() is not None:
             raise SuiteQLError(f"Invalid search query. Unexpected {self._near()}.")
-        rows = [row for row in table.rows if where(row) is True]
-        for sort in reversed(sorts):  # stable sorts, last key first
-            sort.apply(rows)
-        return [{name: render(value) for name, expression in columns
-                 if (value := expression(row)) is not None} for row in rows]
+        keyset = _keyset_rows(table, where, sorts)
+        return Result(_rows(table, where, sorts) if keyset is None else keyset, columns)
 
     def _skip_to(self, word: str) -> None:
         """Move to the ``word`` that ends the select list (parsed later, once the table is known)."""
@@ -281,8 +356,7 @@ class _Parser:
         while True:
             start = self._at
             expression = self._expression()
-            bare = self._tokens[start] if self._at == start + 1 else None  # a column, named after itself
-            name = bare.text.strip('"').lower() if bare and bare.kind in ("word", "quoted") else ""
+            name = self._column_from(start) or ""  # a column, named after itself
             if self._accept_word("AS") or ((alias := self._peek()) is not None and alias.kind == "word"
                                            and not alias.is_word("FROM")):
                 name = self._next().text.strip('"').lower()
@@ -298,19 +372,27 @@ class _Parser:
             token = self._peek()
             alias = token.text.lower() if token is not None and token.kind == "word" else None
             table_columns = self._table.columns if self._table else ()
+            start = self._at
             if alias is not None and alias in aliases and alias not in table_columns:
                 self._at += 1
-                key = aliases[alias]
+                key, column = aliases[alias], None
             else:
                 key = self._expression()
+                column = self._column_from(start)
             descending = self._accept_word("DESC")
             if not descending:
                 self._accept_word("ASC")
-            sorts.append(_Sort(key, descending))
+            sorts.append(_Sort(key, descending, column))
             if not self._accept(","):
                 return sorts
 
     # expressions and conditions
+
+    def _column_from(self, start: int) -> str | None:
+        """The column the expression read from ``start`` is, if it is a bare one."""
+        token = self._tokens[start]
+        bare = self._at == start + 1 and token.kind in ("word", "quoted")
+        return token.text.strip('"').lower() if bare else None
 
     def _expression(self) -> Expression:
         token = self._next()
@@ -344,10 +426,14 @@ class _Parser:
         return parts[0] if len(parts) == 1 else lambda row: _any([part(row) for part in parts])
 
     def _conjunction(self) -> Condition:
-        parts = [self._negation()]
-        while self._accept_word("AND"):
+        parts, sources = [], []
+        while True:
+            start = self._at
             parts.append(self._negation())
-        return parts[0] if len(parts) == 1 else lambda row: _all([part(row) for part in parts])
+            sources.append(tuple(self._tokens[start: self._at]))
+            if not self._accept_word("AND"):
+                break
+        return parts[0] if len(parts) == 1 else _Conjunction(tuple(parts), tuple(sources))
 
     def _negation(self) -> Condition:
         if self._accept_word("NOT"):
@@ -360,6 +446,7 @@ class _Parser:
         return self._predicate()
 
     def _predicate(self) -> Condition:
+        start = self._at
         left = self._expression()
         if self._accept_word("IS"):
             negated = self._accept_word("NOT")
@@ -381,12 +468,70 @@ class _Parser:
             return member
         if negated:
             raise SuiteQLError(f"Invalid search query. Expected IN near {self._near()}.")
+        column = self._column_from(start)
         token = self._next()
         if token.kind != "op":
             raise SuiteQLError(f"Invalid search query. Expected a comparison near {token.text!r}.")
         holds = _COMPARISONS[token.text]
+        bound = self._peek()
         right = self._expression()
+        if column is not None and token.text == ">" and bound is not None and bound.kind == "number":
+            return _Above(column, Decimal(bound.text))
         return lambda row: None if (order := _order(left(row), right(row))) is None else holds(order)
+
+
+@dataclass(frozen=True)
+class _Conjunction:
+    """``part AND part ...``, each part with the tokens it was read from (which name it, for
+    :meth:`Table.ordered`)."""
+
+    parts: tuple[Condition, ...]
+    sources: tuple[tuple[_Token, ...], ...]
+
+    def __call__(self, row: Row) -> bool | None:
+        return _all([part(row) for part in self.parts])
+
+
+@dataclass(frozen=True)
+class _Above:
+    """``column > number``: a keyset page's bound, which a bisection of the column's order answers."""
+
+    column: str
+    bound: Decimal
+
+    def __call__(self, row: Row) -> bool | None:
+        order = _order(row.get(self.column), self.bound)
+        return None if order is None else order > 0
+
+
+def _rows(table: Table, where: Condition, sorts: Sequence[_Sort]) -> list[Row]:
+    """The rows ``where`` holds for, sorted: every row of the table tried."""
+    rows = [row for row in table.rows if where(row) is True]
+    for sort in reversed(sorts):  # stable sorts, last key first
+        sort.apply(rows)
+    return rows
+
+
+def _keyset_rows(table: Table, where: Condition, sorts: Sequence[_Sort]) -> list[Row] | None:
+    """The rows of a keyset page (``WHERE ... AND column > number ORDER BY column``), bisected from
+    the rows the rest of the WHERE holds for in the column's order; None for a query of another shape.
+
+    The same rows in the same order as :func:`_rows`: a row is chosen when every conjunct is true,
+    the bound's among them; the order is stable, as the sort is; a NULL is above no bound."""
+    if len(sorts) != 1 or sorts[0].descending or sorts[0].column is None:
+        return None
+    column = sorts[0].column
+    parts = where.parts if isinstance(where, _Conjunction) else (where,)
+    sources = where.sources if isinstance(where, _Conjunction) else ((),)
+    at = next((index for index, part in enumerate(parts) if isinstance(part, _Above) and part.column == column), None)
+    if at is None:
+        return None
+    bound = parts[at]
+    assert isinstance(bound, _Above)
+    rest = (*parts[:at], *parts[at + 1:])
+    condition = _always if not rest else rest[0] if len(rest) == 1 else _Conjunction(rest, ())
+    ordered = table.ordered(column, (*sources[:at], *sources[at + 1:]), condition)
+    return None if ordered is None else ordered.above(bound.bound)
 
 
 def _always(row: Row) -> bool:
