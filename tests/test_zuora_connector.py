@@ -10,12 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from crossledger.canonical.entities import CreditMemo, Customer, Invoice, Payment, Refund, Subscription
 from crossledger.canonical.events import new_envelope
 from crossledger.canonical.money import Money
 from crossledger.plugins.errors import Category, ConnectorError, SignatureError
-from crossledger.plugins.types import Context
+from crossledger.plugins.types import Context, Operation
 from crossledger.plugins.zuora import callout
 from crossledger.plugins.zuora.client import ZuoraApi
 from crossledger.plugins.zuora.connector import ZuoraConnector
@@ -230,6 +231,30 @@ def test_an_account_the_hub_made_is_found_by_its_custom_field_and_updated(sandbo
     assert CONNECTOR.execute(ctx, update, "key-2").external_id == made.external_id
     [account] = running.state()["accounts"]
     assert (account["CrossledgerId__c"], account["currency"], account["name"]) == (customer.id, "EUR", "Acme Ltd")
+
+
+def test_a_probe_finds_an_update_landed_only_when_it_holds_every_field_it_wrote(
+        sandbox_server: SandboxFactory) -> None:
+    """An update that timed out is sent again unless the account holds all it wrote: a changed email
+    alone (the name as it was) is not there yet."""
+    running = sandbox_server("zuora")
+    ctx = context(running)
+    customer = Customer(id="customer/salesforce/001P", name="Probe Ltd", email="ap@probe.test", currency="USD")
+
+    def planned(email: str) -> Operation:
+        event = new_envelope(type="customer.upserted", source="salesforce", source_event_id=email,
+                             data=msgspec.structs.replace(customer, email=email),
+                             occurred_at=datetime(2026, 1, 1, tzinfo=UTC))
+        [op] = CONNECTOR.plan(ctx, event, MemoryRefs())
+        return op
+
+    CONNECTOR.execute(ctx, planned("ap@probe.test"), "key-made")
+    update = planned("billing@probe.test")
+    assert update.name == UPDATE
+    assert CONNECTOR.probe(ctx, update, "key-update") is None
+    CONNECTOR.execute(ctx, update, "key-update")
+    landed = CONNECTOR.probe(ctx, update, "key-update")
+    assert landed is not None and landed.external_id == update.payload["path"].rsplit("/", 1)[-1]
 
 
 def test_a_callout_reaches_netsuite_through_the_hub(sandbox_server: SandboxFactory, stub_hub: HubFactory) -> None:

@@ -257,7 +257,7 @@ class ZuoraConnector(BaseConnector):
             if failure.not_found:
                 return None
             raise
-        if not outbound.reflects(account, op.payload["body"], settings.hub_id_field):
+        if not outbound.reflects(account, op.payload["body"]):
             return None
         return Outcome(external_id=op.payload["path"].rsplit("/", 1)[-1], record=account)
 

@@ -97,10 +97,11 @@ def _operation(name: str, canonical_id: str, method: str, path: str, body: dict[
                      payload={"method": method, "path": path, "body": body})
 
 
-def reflects(account: dict[str, Any], body: dict[str, Any], hub_id_field: str) -> bool:
-    """Whether an account (``GET /v1/accounts/{id}``) already holds what an update wrote: how a probe
-    tells an update that landed from one that did not."""
-    basic = account.get("basicInfo") or {}
-    return (basic.get("name") == body.get("name", basic.get("name"))
-            and basic.get("crmId") == body.get("crmId", basic.get("crmId"))
-            and basic.get(hub_id_field) == body.get(hub_id_field, basic.get(hub_id_field)))
+def reflects(account: dict[str, Any], body: dict[str, Any]) -> bool:
+    """Whether an account (``GET /v1/accounts/{id}``) already holds everything an update wrote (its
+    name, ``crmId`` and custom fields in ``basicInfo``, its bill-to contact's fields): how a probe
+    tells an update that landed from one that did not. A change of email or address alone is one."""
+    basic, contact = account.get("basicInfo") or {}, account.get("billToContact") or {}
+    wanted_contact = body.get("billToContact") or {}
+    return all(basic.get(field) == value for field, value in body.items() if field != "billToContact") \
+        and all(contact.get(field) == value for field, value in wanted_contact.items())
