@@ -721,6 +721,23 @@ def test_an_ingest_seen_again_keeps_a_settled_outcome_but_replaces_a_dead_letter
     assert store.outcome_counts() == {("noop", "stripe"): 1, ("pending", "stripe"): 1}
 
 
+def test_an_ingest_run_again_with_no_news_leaves_its_pending_entry_to_its_deliveries(store: Store) -> None:
+    """The ingest committed and sent its delivery; run again (its worker killed before the broker's
+    ack), it finds no news. Its deliveries still settle the entry: a dead letter among them decides
+    the message, directly and in a unit of work alike."""
+    no_news = {"ingest": OutcomePart(outcome="noop", reason="the record is as the hub already has it")}
+    store.outcome_open(opened("c1", ["netsuite|e1"]))
+    assert not store.outcome_open(opened("c1", [], parts=no_news))
+    store.outcome_open(opened("c2", ["netsuite|e2"]))
+    with store.unit() as unit:
+        unit.outcome_open(opened("c2", [], parts=no_news))
+    for correlation_id, token in (("c1", "netsuite|e1"), ("c2", "netsuite|e2")):
+        entry = store.outcome_settle(correlation_id, token, OutcomePart(outcome="dead_letter", target="netsuite",
+                                                                        category="data", reason="refused"))
+        assert entry is not None and (entry.outcome, entry.reason) == ("dead_letter", "refused"), entry
+    assert store.outcome_counts() == {("dead_letter", "stripe"): 2}
+
+
 def test_what_a_message_is_about_rides_in_its_outcome_entry_through_open_and_settle(store: Store) -> None:
     about = ["customer/stripe/cus_1", "invoice/stripe/in_1"]
     store.outcome_open(replace(opened("c1", ["netsuite|e1", "netsuite|e2"]), subjects=about))

@@ -264,11 +264,16 @@ KEPT_ON_OPEN: tuple[LedgerState, ...] = ("delivered", "noop")
 """The states of an entry that :meth:`Store.outcome_open` leaves as they are (see :func:`replaces`)."""
 
 
-def replaces(existing: OutcomeRecord | None) -> bool:
-    """Whether :meth:`Store.outcome_open` may replace ``existing``: a pending entry (the ingest ran
-    again after a crash, and sends its deliveries again) or a dead letter or conflict (replayed); not
-    a delivered or no-op one (a redelivered ingest finds the record as it left it: no news)."""
-    return existing is None or existing.outcome not in KEPT_ON_OPEN
+def replaces(existing: OutcomeRecord | None, record: OutcomeRecord) -> bool:
+    """Whether :meth:`Store.outcome_open` may replace ``existing`` with ``record``: a dead letter or
+    conflict (replayed), or a pending entry when the ingest ran again and sends its deliveries again;
+    not a delivered or no-op one (a redelivered ingest finds the record as it left it: no news), nor
+    a pending one by an open that sends nothing: an ingest run again after its commit (a worker
+    killed before the broker's ack, a message sent again) finds no news, and its deliveries, under
+    way, must still settle the entry they belong to."""
+    if existing is None:
+        return True
+    return existing.outcome not in KEPT_ON_OPEN and not (existing.outcome == "pending" and not record.pending)
 
 
 class StoredRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -334,7 +339,7 @@ write, or None to leave it as it is. Applied atomically: the entry cannot change
 
 def opening(record: OutcomeRecord) -> OutcomeChange:
     """:meth:`Store.outcome_open` as a change: ``record``, concluded, unless the existing entry stays."""
-    return lambda existing: concluded(record, time.time()) if replaces(existing) else None
+    return lambda existing: concluded(record, time.time()) if replaces(existing, record) else None
 
 
 def settling(token: str, part: OutcomePart | None, follow_ons: list[str] | None = None, *,

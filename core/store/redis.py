@@ -244,12 +244,14 @@ _OUTCOME_OPEN = """
 -- received_at, the entry's count field, the states whose entry stays (joined by ' '), the key prefix
 -- of the concluded sets, the entry's outcome and when it concluded ('' while pending), then each
 -- state an entry may have and its count field for this entry's source.
--- The entry is stored unless an existing one stays (base.replaces); whether it was. The concluded
--- sets are named by computed keys: fine on one Redis, not on a cluster.
+-- The entry is stored unless an existing one stays (base.replaces: a pending one stays when this
+-- entry sends nothing, ARGV[7] not 'pending'); whether it was. The concluded sets are named by
+-- computed keys: fine on one Redis, not on a cluster.
 local before = redis.call('GET', KEYS[1])
 if before then
     local was = cjson.decode(before)['outcome']
     if string.find(' ' .. ARGV[5] .. ' ', ' ' .. was .. ' ', 1, true) then return 0 end
+    if was == 'pending' and ARGV[7] ~= 'pending' then return 0 end
     for i = 9, #ARGV, 2 do
         if ARGV[i] == was then redis.call('HINCRBY', KEYS[3], ARGV[i + 1], -1) end
     end
