@@ -45,6 +45,7 @@ from crossledger.core.store.base import (
     ReconciliationRun,
     StepRecord,
     TriageRecord,
+    Unit,
     UserRecord,
     hour_of,
 )
@@ -736,6 +737,25 @@ def test_an_ingest_run_again_with_no_news_leaves_its_pending_entry_to_its_delive
                                                                         category="data", reason="refused"))
         assert entry is not None and (entry.outcome, entry.reason) == ("dead_letter", "refused"), entry
     assert store.outcome_counts() == {("dead_letter", "stripe"): 2}
+
+
+def test_a_failed_units_commit_keeps_what_it_recorded_and_leaves_its_decisions_to_the_retry(store: Store) -> None:
+    """A message that fails commits its audit records and what it recorded of calls it made, but not
+    the golden record it merged nor the ledger entry it opened: its retry decides them again (else it
+    would find the record as it left it, and route nothing)."""
+    golden = Golden(canonical_id="customer/stripe/cus_f", entity_type="customer", version=1, data={"name": "F"})
+    audit = AuditRecord(at=1.0, correlation_id="c-failed", step="ingest", status="routed")
+    unit = Unit()
+    unit.golden_put(golden)
+    unit.audit(audit)
+    unit.delivery_set("key-f", "failed")
+    unit.outcome_open(opened("c-failed", ["netsuite|ef"]))
+    unit.failed()
+    store.commit(unit)
+    assert store.golden_get(golden.canonical_id) is None and store.outcome_get("c-failed") is None
+    assert store.audit_trail("c-failed") == [audit]
+    delivery = store.delivery_get("key-f")
+    assert delivery is not None and delivery.status == "failed"
 
 
 def test_what_a_message_is_about_rides_in_its_outcome_entry_through_open_and_settle(store: Store) -> None:

@@ -203,8 +203,9 @@ class Runtime:
         itself settled in that commit; only then are those messages enqueued. A crash before the
         commit leaves the message to run again; after it, the messages it sends are recorded in
         flight, and sent again by the recovery sweep (or by the embedded hub's start) if their
-        enqueue never happened. When the block fails, what it wrote so far (its audit records, the
-        leases it holds) is committed, and nothing it meant to send is."""
+        enqueue never happened. When the block fails, what it recorded so far is committed (its
+        audit records, the leases it holds, the calls it made: :meth:`Unit.failed`), and nothing it
+        decided or meant to send is."""
         if getattr(self._local, "outbox", None) is not None:
             raise RuntimeError("one message is handled at a time in a thread")
         self._local.settled = None  # a mark left by a message that failed after its commit is done with
@@ -215,7 +216,7 @@ class Runtime:
             yield unit
         except BaseException:
             self._local.outbox = None
-            unit.ledger = None
+            unit.failed()
             self.store.commit(unit)
             raise
         self._local.outbox = None

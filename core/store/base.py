@@ -349,6 +349,10 @@ def settling(token: str, part: OutcomePart | None, follow_ons: list[str] | None 
                                                               amend=amend)
 
 
+DECISIONS = frozenset({"golden_put", "log_event"})
+"""The writes of a unit that a failed message leaves to its retry (:meth:`Unit.failed`)."""
+
+
 class Unit:
     """A unit of work: what handling one message decided, committed by :meth:`Store.commit` in one
     round trip, all or none.
@@ -376,6 +380,15 @@ class Unit:
 
     def __bool__(self) -> bool:
         return bool(self.writes) or self.ledger is not None
+
+    def failed(self) -> None:
+        """What is left to commit of a message that failed: its audit records, the leases it
+        releases, and what it recorded of the calls it made (delivery states, cross-references); not
+        its decisions (the golden record merged, the event logged, its outcome ledger change), which
+        its retry takes again. Were the golden record kept, the retry would find the record as it
+        left it and conclude "no news": the change would reach no target."""
+        self.writes = [write for write in self.writes if write[0] not in DECISIONS]
+        self.ledger = self.opening = None
 
     def outcome_open(self, record: OutcomeRecord) -> None:
         self._change(record.correlation_id, opening(record))
