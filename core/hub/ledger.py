@@ -71,19 +71,15 @@ class Ledger:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def opened(self, correlation_id: str, source: str, received_at: float, pending: list[str],
-               parts: dict[str, OutcomePart], unit: Unit | None = None, *,
-               subjects: list[str] | None) -> None:
+    @staticmethod
+    def opened(correlation_id: str, source: str, received_at: float, pending: list[str],
+               parts: dict[str, OutcomePart], unit: Unit, *, subjects: list[str] | None) -> None:
         """An ingest's entry: the effects it sends (``pending``), the parts it settled and the canonical
         ids of the records the message is about (``subjects``, None when not known:
-        :class:`~crossledger.core.store.base.OutcomeRecord`); in ``unit``, when given (then
-        :meth:`committed` counts it)."""
-        record = OutcomeRecord(correlation_id=correlation_id, source=source, received_at=received_at,
-                               updated_at=time.time(), pending=pending, parts=parts, subjects=subjects)
-        if unit is not None:
-            unit.outcome_open(record)
-        elif self.store.outcome_open(record) and not pending:
-            _counted(self.store.outcome_get(correlation_id))
+        :class:`~crossledger.core.store.base.OutcomeRecord`); in ``unit`` (:meth:`committed` counts
+        it)."""
+        unit.outcome_open(OutcomeRecord(correlation_id=correlation_id, source=source, received_at=received_at,
+                                        updated_at=time.time(), pending=pending, parts=parts, subjects=subjects))
 
     def settle(self, envelope: dict[str, Any], target: str, part: OutcomePart, follow_ons: list[str],
                unit: Unit | None = None) -> None:
@@ -100,9 +96,9 @@ class Ledger:
         """``unit`` is committed: count the outcome it concluded, if it did."""
         _counted(unit.entry)
 
-    def dead_lettered(self, letter: DeadLetter, unit: Unit | None = None) -> None:
+    def dead_lettered(self, letter: DeadLetter, unit: Unit) -> None:
         """A message of an inbound event was dead-lettered: its ingest, or one of its deliveries; in
-        ``unit``, when given (then :meth:`committed` counts it)."""
+        ``unit`` (:meth:`committed` counts it)."""
         token = _token(letter)
         if token is None or letter.correlation_id is None:
             return
@@ -112,10 +108,8 @@ class Ledger:
             # What the ingest made of the event died with it: what the message is about is not known.
             self.opened(letter.correlation_id, str(source), float(received_at), [], {INGEST_PART: part}, unit,
                         subjects=None)
-        elif unit is not None:
-            unit.outcome_settle(letter.correlation_id, token, part)
         else:
-            _counted(self.store.outcome_settle(letter.correlation_id, token, part))
+            unit.outcome_settle(letter.correlation_id, token, part)
 
     def replayed(self, letter: DeadLetter) -> None:
         """A dead delivery is sent again: its part is pending until it settles once more (a replayed

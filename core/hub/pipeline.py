@@ -15,7 +15,6 @@ runtime enqueues what it returns.
 """
 
 import hashlib
-import logging
 import threading
 import time
 import uuid
@@ -50,8 +49,6 @@ from crossledger.plugins.errors import Category, ConnectorError, MissingDependen
 from crossledger.plugins.manager import CrossledgerPluginManager
 from crossledger.plugins.types import Capability, Context, InboundEvent, Operation, Outcome, Refs
 
-log = logging.getLogger(__name__)
-
 # The event that (re)creates an entity in a target when another event depends on it.
 DEPENDENCY_EVENTS = {
     "customer": "customer.upserted",
@@ -65,9 +62,9 @@ MAX_DEPENDENCY_DEPTH = 3
 LEASE_WAIT_S = 2.0
 LEASE_RETRY_S = 1.0
 INGEST_LEASE = "golden"
+"""The lease namespace that serializes ingest of one record (deliveries use the target's name)."""
 PARTIAL_FROM = "partial-from:"
 """Applied versions under this prefix are the last partial change seen from each source."""
-"""The lease namespace that serializes ingest of one record (deliveries use the target's name)."""
 LINKED = ".linked"
 """Suffix of the hub's cross-reference events: they write only other systems' ids, so they are not
 ordered against the record's versions (an older one must not be dropped as stale)."""

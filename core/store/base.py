@@ -60,6 +60,16 @@ class InboxEntry(msgspec.Struct, frozen=True, kw_only=True):
     enqueued: bool
 
 
+def inbox_entry(source: str, source_event_id: str, payload: dict[str, Any], correlation_id: str,
+                received_at: float, *, enqueued: bool, received: "AuditRecord | None") -> InboxEntry:
+    """The entry :meth:`Store.inbox_add` writes, once the audit record of the event's receipt is
+    checked: a receipt is about no subject yet (nothing has translated the event)."""
+    if received is not None and received.subject is not None:
+        raise ValueError("the audit record of an event's receipt is about no subject yet")
+    return InboxEntry(source=source, source_event_id=source_event_id, correlation_id=correlation_id,
+                      received_at=received_at, payload=payload, enqueued=enqueued)
+
+
 class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True):
     """One canonical event as ingested: the replay source."""
 

@@ -89,6 +89,7 @@ from crossledger.core.store.base import (
     decoder,
     encode_json,
     hour_of,
+    inbox_entry,
     query_words,
     search_terms,
     settling,
@@ -467,8 +468,8 @@ class RedisStore:
                   correlation_id: str, received_at: float,
                   inflight: tuple[str, dict[str, Any], float] | None = None,
                   received: AuditRecord | None = None) -> InboxStatus:
-        entry = InboxEntry(source=source, source_event_id=source_event_id, correlation_id=correlation_id,
-                           received_at=received_at, payload=payload, enqueued=False)
+        entry = inbox_entry(source, source_event_id, payload, correlation_id, received_at,
+                            enqueued=inflight is not None, received=received)  # inbox_get: the pending set says
         keys = [self._key("inbox"), self._key("inbox", "pending"), self._key("inflight", "msgs"),
                 self._key("inflight"), self._key("audit", "trail", correlation_id)]
         args: list[bytes | str | float] = [_field(source, source_event_id), encode_json(entry), received_at]
@@ -477,8 +478,6 @@ class RedisStore:
             args += [message_id, encode_json(message), due_at]
         else:
             args += ["", "", ""]
-        if received is not None and received.subject is not None:
-            raise ValueError("the audit record of an event's receipt is about no subject yet")
         args.append("" if received is None else encode_json(received))  # its trail only, as audit() writes it
         return cast(InboxStatus, _text(self._inbox_add(keys=keys, args=args)))
 

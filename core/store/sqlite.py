@@ -55,6 +55,7 @@ from crossledger.core.store.base import (
     decoder,
     encode_json,
     hour_of,
+    inbox_entry,
     opening,
     query_words,
     search_terms,
@@ -340,8 +341,8 @@ class SQLiteStore:
                   correlation_id: str, received_at: float,
                   inflight: tuple[str, dict[str, Any], float] | None = None,
                   received: AuditRecord | None = None) -> InboxStatus:
-        entry = InboxEntry(source=source, source_event_id=source_event_id, correlation_id=correlation_id,
-                           received_at=received_at, payload=payload, enqueued=inflight is not None)
+        entry = inbox_entry(source, source_event_id, payload, correlation_id, received_at,
+                            enqueued=inflight is not None, received=received)
         with self._transaction():
             if self._insert("inbox", entry, "ON CONFLICT DO NOTHING"):
                 if inflight is not None:
