@@ -84,7 +84,7 @@ def test_crossledger_plugins_lists_the_new_connector(acme: tuple[Path, Path]) ->
     _, site = acme
     listing = run("crossledger", "plugins", site=site)
     assert listing.returncode == 0, listing.stderr
-    assert plugin_rows(listing.stdout)["acme"] == ["crm", "0.1.0", "deliver, fetch, probe, sandbox, webhooks"]
+    assert plugin_rows(listing.stdout)["acme"] == ["crm", "0.1.0", "deliver, fetch, list, probe, sandbox, webhooks"]
     assert "plugin acme: crossledger-acme 0.1.0" in listing.stdout
     assert listing.stderr == ""  # no problems reported
 
@@ -121,7 +121,7 @@ def test_names_and_kind_shape_the_package(tmp_path: Path) -> None:
     assert root == tmp_path / "crossledger-acme-billing"
     connector = (root / "src" / "crossledger_acme_billing" / "connector.py").read_text()
     assert 'SYSTEM = "acme_billing"' in connector
-    assert "class AcmeBillingConnector(BaseConnector):" in connector
+    assert "class AcmeBillingConnector(BaseConnector, ListsPages):" in connector
     assert "kind: ClassVar[SystemKind] = SystemKind.BILLING" in connector
     assert 'SIGNATURE_HEADER = "X-Acme-Billing-Signature"' in connector
     pyproject = (root / "pyproject.toml").read_text()
