@@ -6,6 +6,7 @@ used through PYTHONPATH in subprocesses, so no test changes the environment it r
 ``test_third_party`` installs the HubSpot example with the same helpers.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -72,6 +73,38 @@ def test_generated_package_passes_the_contract_suite(acme: tuple[Path, Path]) ->
     skipped = passed_tests(*acme)
     # Only what it does not claim, and the signature vectors its author is told to add from the docs.
     assert all(UNDECLARED in reason or "no documented signature vectors" in reason for reason in skipped), skipped
+
+
+SANDBOX_LISTING = """
+import json, time
+from starlette.testclient import TestClient
+from crossledger_acme.sandbox import AcmeSandbox
+
+sandbox = AcmeSandbox()
+client = TestClient(sandbox.app, headers={"Authorization": f"Bearer {sandbox.api_key}"})
+first = client.put("/v1/customers/external/a", json={"name": "A"}).json()
+time.sleep(int(time.time()) + 1.05 - time.time())
+second = client.put("/v1/customers/external/b", json={"name": "B"}).json()
+answers = {query: client.get(f"/v1/customers?{query}") for query in (
+    f"updated_since={second['updated']}", f"updated_since={first['updated']}&limit=1",
+    "updated_since=yesterday", "updated_since=")}
+print(json.dumps({query: [answer.status_code, answer.json()] for query, answer in answers.items()}))
+"""
+
+
+def test_generated_sandbox_lists_by_updated_since(acme: tuple[Path, Path]) -> None:
+    _, site = acme
+    done = run("python", "-c", SANDBOX_LISTING, site=site)
+    assert done.returncode == 0, done.stderr
+    answers = list(json.loads(done.stdout).values())
+    [since_second, since_first, not_a_number, empty] = answers
+    assert since_second[0] == 200 and [c["name"] for c in since_second[1]["data"]] == ["B"]
+    assert since_second[1]["next_cursor"] is None
+    assert since_first[0] == 200 and [c["name"] for c in since_first[1]["data"]] == ["A"]
+    assert since_first[1]["next_cursor"] == since_first[1]["data"][0]["id"]  # the cursor: the last id read
+    for status, body in (not_a_number, empty):
+        assert status == 400 and body["error"] == {"code": "invalid_request",
+                                                   "message": "updated_since must be an integer"}
 
 
 def test_generated_package_is_ruff_clean(acme: tuple[Path, Path]) -> None:
