@@ -725,8 +725,8 @@ def _make_records(contract: ContractRun, numbers: range) -> None:
 
 def _pages_chain(contract: ContractRun, expected: set[str]) -> None:
     """A :class:`ListsPages` connector's pages, chained by ``Page.next`` (each cursor plain text that
-    moves), list what ``records`` does. (What ``since`` filters is each system's own: a connector's
-    tests check it against its sandbox.)"""
+    moves), list what ``records`` does. (``since`` is checked by ``test_records_page_since_lists_what_changed``;
+    how a system filters by it is its own, which a connector's tests check against its sandbox.)"""
     connector, entity_type = contract.connector, contract.kit.list_entity_type
     assert isinstance(connector, ListsPages)
     cursor: str | None = None
