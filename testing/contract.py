@@ -30,6 +30,11 @@ deliver            one key twice makes one record; an update changes the same re
                    committed is ambiguous, and probe finds the write (still one record)
 poll               ``poll`` follows its cursor to the end, and its events make valid changes
 fetch              ``records`` pages through every record; ``fetch`` reads a listed record
+list               ``project`` gives every listed record a Projection under its own id; a
+                   :class:`~crossledger.plugins.connector.ListsPages` connector's pages chain by
+                   their cursors to what ``records`` lists, and (for a type in ``lists_since``)
+                   ``records_page(since=...)`` lists a record updated after that moment and not
+                   one left untouched since before it
 =================  =============================================================================
 
 A test whose capability the connector does not declare is skipped, with the reason. A failure says
@@ -37,6 +42,7 @@ what the connector did and what the hub needs instead.
 """
 
 import contextlib
+import math
 import re
 import time
 from collections import Counter
@@ -100,6 +106,15 @@ RETRYABLE_FAULTS = {"http_500": 500, "down": 503}
 IDEMPOTENT, UPDATED, KEY_REUSED, RATE_LIMITED, TIMED_OUT, FETCHED = 1, 2, 3, 4, 5, 6
 SERVER_ERROR = {"http_500": 7, "down": 8}
 LISTED, POLLED = range(10, 15), range(20, 23)
+SINCE_UNTOUCHED, SINCE_UPDATED = 30, 31
+
+SINCE_ROUNDING_S = 2
+"""Whole seconds between the last change of the untouched record and ``since`` in the "changed since"
+test: systems stamp changes in whole seconds, and a connector may step its filter back a second
+(an exclusive ``updatedDate.GT:`` made inclusive), so a record older than that is never listed."""
+
+MAX_PAGES = 50
+"""Pages the suite follows ``Page.next`` for before it calls the cursor endless."""
 
 MAX_POLLS = 50
 """Polls the suite follows ``has_more`` for before it calls the cursor endless."""
@@ -514,6 +529,33 @@ class ConnectorContract:
             assert not odd, (f"projection values {odd!r} are neither text nor whole numbers: money goes in minor "
                              "units beside its currency, so two systems' values compare exactly")
 
+    def test_records_page_since_lists_what_changed(self, contract: ContractRun) -> None:
+        _needs(self.kit, Capability.LIST, "reconciliation")
+        connector, entity_type = self.kit.connector, self.kit.list_entity_type
+        if not isinstance(connector, ListsPages) or entity_type not in connector.lists_since:
+            pytest.skip(f"{connector.name} does not list {entity_type!r} by what changed since "
+                        "(ListsPages.lists_since): reconciliation reads it in full every time")
+        _needs(self.kit, Capability.DELIVER, "the 'changed since' listing (the suite updates a record by delivering)")
+        if self.kit.changed_since_lag_s:
+            pytest.skip(f"the kit says {connector.name} lists a change only {self.kit.changed_since_lag_s:.0f} s "
+                        "after it (changed_since_lag_s): the suite does not wait that long")
+        untouched = _made_one(contract, SINCE_UNTOUCHED)
+        updated = _made_one(contract, SINCE_UPDATED)
+        time.sleep(math.floor(time.time()) + SINCE_ROUNDING_S + 0.05 - time.time())
+        moment = datetime.now(UTC)
+        renamed = f"Changed Contract {SINCE_UPDATED}"
+        contract.delivery.deliver(self.kit.sample_event(SINCE_UPDATED, name=renamed, at=UPDATED_AT))
+        listed = _paged_since(contract, moment)
+        assert updated in listed, (
+            f"records_page({entity_type!r}, since={moment.isoformat()}) left out {updated}, updated after that "
+            f"moment: reconciliation would never see the change. Ask the system for what changed (its "
+            "last-modified time) at or after since, rounded down to the system's resolution; a filter by "
+            "creation time misses every edit")
+        assert untouched not in listed, (
+            f"records_page({entity_type!r}, since={moment.isoformat()}) listed {untouched}, untouched for "
+            f"{SINCE_ROUNDING_S} s before that moment: pass since on to the system's own \"changed since\" "
+            "filter, or leave the type out of lists_since (then reconciliation reads it in full)")
+
     # -- polling -------------------------------------------------------------------------------------
     def test_poll_follows_its_cursor_to_the_end(self, contract: ContractRun) -> None:
         _needs(self.kit, Capability.POLL, "polling")
@@ -683,8 +725,8 @@ def _make_records(contract: ContractRun, numbers: range) -> None:
 
 def _pages_chain(contract: ContractRun, expected: set[str]) -> None:
     """A :class:`ListsPages` connector's pages, chained by ``Page.next`` (each cursor plain text that
-    moves), list what ``records`` does. (What ``since`` filters is each system's own: a connector's
-    tests check it against its sandbox.)"""
+    moves), list what ``records`` does. (``since`` is checked by ``test_records_page_since_lists_what_changed``;
+    how a system filters by it is its own, which a connector's tests check against its sandbox.)"""
     connector, entity_type = contract.connector, contract.kit.list_entity_type
     assert isinstance(connector, ListsPages)
     cursor: str | None = None
@@ -702,6 +744,34 @@ def _pages_chain(contract: ContractRun, expected: set[str]) -> None:
     assert cursor is None and not missing, (
         f"records_page(page_size=2) left out {missing[:10]} of what records() lists: follow each page's cursor "
         "to the last page")
+
+
+def _made_one(contract: ContractRun, n: int) -> str:
+    """Deliver the kit's ``n``-th sample event: the id of the one record it made."""
+    before, event = contract.record_ids(), contract.kit.sample_event(n)
+    contract.delivery.deliver(event)
+    made = contract.new_records(before)
+    assert len(made) == 1, _made_message(contract.kit, event, made)
+    return made[0]
+
+
+def _paged_since(contract: ContractRun, since: datetime) -> list[str]:
+    """The ids ``records_page(since=since)`` lists, page after page."""
+    connector, entity_type = contract.connector, contract.kit.list_entity_type
+    assert isinstance(connector, ListsPages)
+    cursor: str | None = None
+    listed: list[str] = []
+    for _ in range(MAX_PAGES):
+        try:
+            page = connector.records_page(contract.ctx, entity_type, cursor=cursor, since=since)
+        except Exception as error:
+            raise AssertionError(f"records_page({entity_type!r}, cursor={cursor!r}, since={since.isoformat()}) "
+                                 f"failed: {contract.delivery.classify(error)}") from error
+        listed += [contract.kit.record_id(record) for record in page.records]
+        if page.next is None:
+            return listed
+        cursor = page.next
+    raise AssertionError(f"records_page(since=...) still had a next page after {MAX_PAGES}: the cursor must end")
 
 
 def _listed(contract: ContractRun, *, page_size: int | None) -> list[dict[str, Any]]:

@@ -148,6 +148,11 @@ class ContractKit:
     list_entity_type: ClassVar[str] = "customer"
     """The canonical type ``Connector.records`` is asked for after the sample events made some."""
 
+    changed_since_lag_s: ClassVar[float] = 0.0
+    """How long after a change the system's "changed since" filter first lists it (Zendesk's
+    incremental export shows nothing of its last minute); the suite checks ``records_page(since=...)``
+    only when it is 0, as it waits for no system."""
+
     def create_records(self, settings: dict[str, Any], numbers: range) -> None:
         """For a connector that lists but does not deliver: create one record per number in the
         sandbox through the system's own API (``settings`` are the sandbox's connector settings), so

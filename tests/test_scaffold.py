@@ -6,6 +6,7 @@ used through PYTHONPATH in subprocesses, so no test changes the environment it r
 ``test_third_party`` installs the HubSpot example with the same helpers.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -74,6 +75,38 @@ def test_generated_package_passes_the_contract_suite(acme: tuple[Path, Path]) ->
     assert all(UNDECLARED in reason or "no documented signature vectors" in reason for reason in skipped), skipped
 
 
+SANDBOX_LISTING = """
+import json, time
+from starlette.testclient import TestClient
+from crossledger_acme.sandbox import AcmeSandbox
+
+sandbox = AcmeSandbox()
+client = TestClient(sandbox.app, headers={"Authorization": f"Bearer {sandbox.api_key}"})
+first = client.put("/v1/customers/external/a", json={"name": "A"}).json()
+time.sleep(int(time.time()) + 1.05 - time.time())
+second = client.put("/v1/customers/external/b", json={"name": "B"}).json()
+answers = {query: client.get(f"/v1/customers?{query}") for query in (
+    f"updated_since={second['updated']}", f"updated_since={first['updated']}&limit=1",
+    "updated_since=yesterday", "updated_since=")}
+print(json.dumps({query: [answer.status_code, answer.json()] for query, answer in answers.items()}))
+"""
+
+
+def test_generated_sandbox_lists_by_updated_since(acme: tuple[Path, Path]) -> None:
+    _, site = acme
+    done = run("python", "-c", SANDBOX_LISTING, site=site)
+    assert done.returncode == 0, done.stderr
+    answers = list(json.loads(done.stdout).values())
+    [since_second, since_first, not_a_number, empty] = answers
+    assert since_second[0] == 200 and [c["name"] for c in since_second[1]["data"]] == ["B"]
+    assert since_second[1]["next_cursor"] is None
+    assert since_first[0] == 200 and [c["name"] for c in since_first[1]["data"]] == ["A"]
+    assert since_first[1]["next_cursor"] == since_first[1]["data"][0]["id"]  # the cursor: the last id read
+    for status, body in (not_a_number, empty):
+        assert status == 400 and body["error"] == {"code": "invalid_request",
+                                                   "message": "updated_since must be an integer"}
+
+
 def test_generated_package_is_ruff_clean(acme: tuple[Path, Path]) -> None:
     package, _ = acme
     result = run("ruff", "check", "--no-cache", str(package))
@@ -84,7 +117,7 @@ def test_crossledger_plugins_lists_the_new_connector(acme: tuple[Path, Path]) ->
     _, site = acme
     listing = run("crossledger", "plugins", site=site)
     assert listing.returncode == 0, listing.stderr
-    assert plugin_rows(listing.stdout)["acme"] == ["crm", "0.1.0", "deliver, fetch, probe, sandbox, webhooks"]
+    assert plugin_rows(listing.stdout)["acme"] == ["crm", "0.1.0", "deliver, fetch, list, probe, sandbox, webhooks"]
     assert "plugin acme: crossledger-acme 0.1.0" in listing.stdout
     assert listing.stderr == ""  # no problems reported
 
@@ -121,7 +154,7 @@ def test_names_and_kind_shape_the_package(tmp_path: Path) -> None:
     assert root == tmp_path / "crossledger-acme-billing"
     connector = (root / "src" / "crossledger_acme_billing" / "connector.py").read_text()
     assert 'SYSTEM = "acme_billing"' in connector
-    assert "class AcmeBillingConnector(BaseConnector):" in connector
+    assert "class AcmeBillingConnector(BaseConnector, ListsPages):" in connector
     assert "kind: ClassVar[SystemKind] = SystemKind.BILLING" in connector
     assert 'SIGNATURE_HEADER = "X-Acme-Billing-Signature"' in connector
     pyproject = (root / "pyproject.toml").read_text()

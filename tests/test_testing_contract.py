@@ -42,7 +42,7 @@ from crossledger.plugins import (
 )
 from crossledger.plugins.emulator import Faults, build_app
 from crossledger.plugins.http import classify_http
-from crossledger.plugins.types import Headers, Projection
+from crossledger.plugins.types import Headers, Page, Projection
 from crossledger.testing import ConnectorContract, ContractKit, RunningSandbox, SignatureVector, serve_sandbox
 from crossledger.testing.delivery import Delivery
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -85,7 +85,8 @@ def ledger_error(status: int, message: str, retry_after: int | None = None) -> J
 class LedgerSandbox:
     """Ledger's accounts API in memory: ``POST``/``PATCH`` honour ``Idempotency-Key`` (the same key with
     another request is a 422); ``GET /v1/accounts`` and the change log ``GET /v1/events`` page with
-    ``limit`` and ``starting_after``."""
+    ``limit`` and ``starting_after``; accounts carry ``created`` and ``updated`` (Unix seconds), and
+    their list keeps those ``created_since`` or ``updated_since`` (at or after) when asked."""
 
     def __init__(self) -> None:
         self.api_key = f"lk_{secrets.token_hex(8)}"
@@ -119,8 +120,11 @@ class LedgerSandbox:
         if (denied := self._denied(request)) is not None:
             return denied
         wanted = request.query_params.get("external_key")
+        since = {field: int(request.query_params[f"{field}_since"])
+                 for field in ("created", "updated") if f"{field}_since" in request.query_params}
         with self._lock:
-            accounts = [a for a in self._accounts.values() if wanted in (None, a["external_key"])]
+            accounts = [a for a in self._accounts.values() if wanted in (None, a["external_key"])
+                        and all(a[field] >= moment for field, moment in since.items())]
         return page_of(accounts, request)
 
     async def _list_events(self, request: Request) -> Response:
@@ -140,7 +144,8 @@ class LedgerSandbox:
         def create(fields: dict[str, Any]) -> tuple[int, dict[str, Any]]:
             account_id = f"acc_{next(self._ids)}"
             account = {"id": account_id, "name": fields.get("name"), "email": fields.get("email"),
-                       "external_key": fields.get("external_key")}
+                       "external_key": fields.get("external_key"), "created": int(time.time()),
+                       "updated": int(time.time())}
             self._accounts[account_id] = account
             return 201, self._changed("account.created", account)
 
@@ -151,7 +156,7 @@ class LedgerSandbox:
             account = self._accounts.get(request.path_params["id"])
             if account is None:
                 return 404, {"error": "no such account"}
-            account.update({k: v for k, v in fields.items() if k in ("name", "email")})
+            account.update({k: v for k, v in fields.items() if k in ("name", "email")}, updated=int(time.time()))
             return 200, self._changed("account.updated", account)
 
         return await self._write(request, update)
@@ -218,6 +223,9 @@ class LedgerConnector(BaseConnector):
          Capability.SANDBOX, Capability.LIST})
     settings_model: ClassVar[type[BaseModel]] = LedgerSettings
     lists: ClassVar[frozenset[str]] = frozenset({"customer"})
+    lists_since: ClassVar[frozenset[str]] = frozenset({"customer"})
+    #: The account field Ledger filters by for "changed since" (``updated_since``).
+    changed_field: ClassVar[str] = "updated"
 
     def verify_webhook(self, ctx: Context, headers: Headers, body: bytes) -> None:
         settings = settings_of(ctx)
@@ -297,6 +305,14 @@ class LedgerConnector(BaseConnector):
             if not page["has_more"]:
                 return
             after = page["data"][-1]["id"]
+
+    def records_page(self, ctx: Context, entity_type: str, *, cursor: str | None = None,
+                     since: datetime | None = None, page_size: int | None = None) -> Page:
+        params = {"limit": str(page_size or MAX_PAGE), **({"starting_after": cursor} if cursor else {})}
+        if since is not None:
+            params[f"{self.changed_field}_since"] = str(int(since.timestamp()))
+        page = self._request(ctx, "GET", "/v1/accounts", params=params).json()
+        return Page(records=page["data"], next=page["data"][-1]["id"] if page["has_more"] else None)
 
     def project(self, entity_type: str, record: dict[str, Any]) -> Projection | None:
         return Projection(id=record["id"], mark=from_external_key(record.get("external_key") or ""),
@@ -411,6 +427,18 @@ class MisprojectedLedger(LedgerConnector):
         return Projection(id=record["name"], values={"name": record["name"]})
 
 
+class CreatedSinceLedger(LedgerConnector):
+    """Asks for the accounts *made* since: an edit moves no creation time, so it is never seen."""
+
+    changed_field: ClassVar[str] = "created"
+
+
+class SinceBlindLedger(LedgerConnector):
+    """Claims Ledger filters by "changed since" but never sends it: every run reads everything."""
+
+    changed_field: ClassVar[str] = "ignored"
+
+
 class StuckLedger(LedgerConnector):
     """Forgets the cursor: polls the first page of the change log again and again."""
 
@@ -428,6 +456,8 @@ BROKEN = {
     FirstPageLedger: ["test_records_pages_through_everything"],
     StuckLedger: ["test_poll_follows_its_cursor_to_the_end"],
     MisprojectedLedger: ["test_listed_records_project_for_reconciliation"],
+    CreatedSinceLedger: ["test_records_page_since_lists_what_changed"],
+    SinceBlindLedger: ["test_records_page_since_lists_what_changed"],
 }
 
 EXPLAINED = {
@@ -438,6 +468,8 @@ EXPLAINED = {
     FirstPageLedger: ["yielded 2 of the"],
     StuckLedger: ["said has_more but returned the cursor 'evt_000002'"],
     MisprojectedLedger: ["it must return a Projection with the record's own id"],
+    CreatedSinceLedger: ["updated after that moment: reconciliation would never see the change"],
+    SinceBlindLedger: ["untouched for 2 s before that moment"],
 }
 """What the failures must say, for each broken connector."""
 
