@@ -478,6 +478,29 @@ def test_payment_entered_in_business_central_is_a_settled_payment(company: Compa
     assert [a.invoice_id for a in change.entity.applications] == [invoice.id]
 
 
+def test_a_notification_about_another_company_is_acknowledged_and_dropped(sandbox_server: SandboxFactory,
+                                                                        stub_hub: HubFactory) -> None:
+    """Authentic (our client state) but not ours: the batch is answered 200, so Business Central
+    neither retries it nor deletes the subscription, and only our company's notification is an event."""
+    sandbox = BusinessCentralSandbox()
+    running = sandbox_server(sandbox)
+    hub = stub_hub({"business_central": {**running.settings(), "client_state": CLIENT_STATE}})
+    demo = demo_id("customers", "10000")
+    ours, theirs = (dict(documented_notification()["value"][1], clientState=CLIENT_STATE,
+                         resource=f"api/v2.0/companies({company})/customers({demo})")
+                    for company in (sandbox.company_id.upper(), "11111111-2222-3333-4444-555555555555"))
+    theirs["lastModifiedDateTime"] = "2026-03-02T10:00:00.000Z"  # another change, another event id
+    body = json.dumps({"value": [theirs, ours]}).encode()
+    answer = hub.webhook("business_central", body, {"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    ctx = hub.runtime.connectors["business_central"].ctx
+    [event] = CONNECTOR.parse_webhook(ctx, {}, body)
+    assert event.payload["notification"]["resource"] == ours["resource"]
+    alone = json.dumps({"value": [theirs]}).encode()
+    assert hub.webhook("business_central", alone, {"content-type": "application/json"}).status_code == 200
+    assert CONNECTOR.parse_webhook(ctx, {}, alone) == []
+
+
 def test_the_hub_admits_a_notification_and_refuses_a_forged_one(sandbox_server: SandboxFactory,
                                                                 stub_hub: HubFactory) -> None:
     sandbox = BusinessCentralSandbox()

@@ -52,7 +52,6 @@ BLANK_GUID = "00000000-0000-0000-0000-000000000000"
 STREAMS = {"customers": "customers", "salesInvoices": "salesInvoices", "customerPayments": "customerPayments"}
 """The entity sets polled, each a stream with its own position in the cursor."""
 EXPANDS = {"salesInvoices": "salesInvoiceLines"}
-WATCHED = ("customers", "salesInvoices", "customerPaymentJournals")
 _RESOURCE = re.compile(r"companies\((?P<company>[^)]+)\)/(?P<entity_set>\w+)(?:\((?P<id>[^)]+)\))?"
                        r"(?:\?(?P<query>.*))?$")
 _SINCE = re.compile(r"lastDateTimeModified(?:%20|\s)+gt(?:%20|\s)+(?P<at>[0-9T:.\-]+Z)")
@@ -98,13 +97,25 @@ def verify(settings: BusinessCentralSettings, body: bytes) -> None:
             raise SignatureError("a notification's clientState is not the configured one")
 
 
-def parse(body: bytes) -> list[InboundEvent]:
-    """One event per notification, its id that of the change (see the module doc)."""
+def parse(body: bytes, company_id: str) -> list[InboundEvent]:
+    """One event per notification about the configured company, its id that of the change (see the
+    module doc).
+
+    A notification about another company is dropped, not refused: its clientState was ours, so it
+    is authentic (another company's subscription made with the same app and client state, say), it
+    is just not this connector's to read, and the company id decides which API paths are read.
+    Refusing it would refuse the batch it came in with, ours too: Business Central retries a 5xx
+    (the same refusal each time) and deletes the subscription on any other error status.
+    """
     events = []
     for notification in _notifications(body):
         match = _RESOURCE.search(notification.resource)
         if match is None or not _TIMESTAMP.match(notification.last_modified_date_time):
             raise PayloadError("a notification without a Business Central resource and time")
+        if match["company"].strip("'").lower() != company_id.lower():
+            log.warning("%s notification about another company than the configured one dropped: %s",
+                        SYSTEM, notification.resource)
+            continue
         entity_set, record_id = match["entity_set"], match["id"]
         if notification.change_type == "collection":
             since = _SINCE.search(notification.resource)
