@@ -11,6 +11,7 @@ nothing; :func:`status_line` says what the status says, :func:`error_code` check
 
 import re
 from email.utils import parsedate_to_datetime
+from math import isfinite
 from time import time
 from typing import Final
 
@@ -20,18 +21,27 @@ from crossledger.plugins.errors import Category, ConnectorError, described, exce
 _CODE: Final = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
+MAX_RETRY_AFTER_S: Final = 300.0
+"""The longest wait a Retry-After header can ask for: the hub's default longest backoff
+(``[hub] max_backoff_ms``, 300 s). A longer one (``Retry-After: 86400``, an HTTP date next year)
+would park the message for as long; the backoff then retries it again at most this far apart."""
+
+
 def retry_after_seconds(response: httpx.Response) -> float | None:
-    """The Retry-After header as seconds (it may be a number or an HTTP date)."""
+    """The Retry-After header as seconds (it may be a number or an HTTP date), at most
+    :data:`MAX_RETRY_AFTER_S`; None when absent or not a finite number (``inf``, ``nan``): the
+    backoff decides then."""
     value = response.headers.get("retry-after")
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - time())
-        except (TypeError, ValueError):
+            seconds = parsedate_to_datetime(value).timestamp() - time()
+        except (TypeError, ValueError, OverflowError):
             return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S) if isfinite(seconds) else None
 
 
 def status_line(response: httpx.Response) -> str:

@@ -17,7 +17,7 @@ from crossledger.canonical.entities import Entity, Invoice, InvoiceLine, Payment
 from crossledger.canonical.money import money
 from crossledger.plugins.business_central.client import ApiClient
 from crossledger.plugins.business_central.connector import TOKENS, BusinessCentralConnector
-from crossledger.plugins.business_central.inbound import carrying
+from crossledger.plugins.business_central.inbound import STREAMS, carrying
 from crossledger.plugins.business_central.outbound import Setup, Writer, customer_number
 from crossledger.plugins.business_central.sandbox.app import BusinessCentralSandbox
 from crossledger.plugins.business_central.sandbox.books import demo_id
@@ -434,6 +434,34 @@ def test_polling_catches_what_no_notification_told(company: Company) -> None:
     assert [e.type for e in _poll(company, first.cursor).events] == ["customers.changed"]
 
 
+def test_polling_pages_through_records_modified_together_by_their_bare_guids(company: Company) -> None:
+    """Records modified in the same millisecond are told apart by ``id gt <guid>``, unquoted: the
+    sandbox, like Business Central, refuses a GUID compared with a string."""
+    company.ctx = company.with_settings(poll_page_size=2)
+    first = _poll(company)
+    ids = [str(e.payload["record"]["id"]) for e in first.events]
+    cursor = first.cursor
+    while True:
+        page = _poll(company, cursor)
+        ids += [str(e.payload["record"]["id"]) for e in page.events]
+        cursor = page.cursor
+        if not page.has_more:
+            break
+    every = [record["id"] for name in STREAMS if name != "customerPayments" for record in company.table(name)]
+    assert sorted(ids) == sorted(every) and len(set(ids)) == len(ids)
+
+
+def test_a_cursor_from_before_bare_guids_still_reads_and_a_forged_one_is_refused(company: Company) -> None:
+    customer = _customer(company)
+    old = json.dumps({"customers": {"modified": "2000-01-01T00:00:00.000Z", "id": ""}})
+    polled = _poll(company, old).events
+    assert company.refs.external_id(customer.id, "business_central") in [e.payload["record"]["id"] for e in polled]
+    forged = json.dumps({"customers": {"modified": "2000-01-01T00:00:00.000Z", "id": "x' or id ne 'y"}})
+    with pytest.raises(ConnectorError) as refused:
+        _poll(company, forged)
+    assert refused.value.category is Category.DATA
+
+
 def test_payment_entered_in_business_central_is_a_settled_payment(company: Company) -> None:
     customer = _customer(company)
     invoice = _invoice(customer)
@@ -448,6 +476,29 @@ def test_payment_entered_in_business_central_is_a_settled_payment(company: Compa
     assert change.type == "payment.settled" and isinstance(change.entity, Payment)
     assert change.entity.amount == money(2050, "USD")
     assert [a.invoice_id for a in change.entity.applications] == [invoice.id]
+
+
+def test_a_notification_about_another_company_is_acknowledged_and_dropped(sandbox_server: SandboxFactory,
+                                                                        stub_hub: HubFactory) -> None:
+    """Authentic (our client state) but not ours: the batch is answered 200, so Business Central
+    neither retries it nor deletes the subscription, and only our company's notification is an event."""
+    sandbox = BusinessCentralSandbox()
+    running = sandbox_server(sandbox)
+    hub = stub_hub({"business_central": {**running.settings(), "client_state": CLIENT_STATE}})
+    demo = demo_id("customers", "10000")
+    ours, theirs = (dict(documented_notification()["value"][1], clientState=CLIENT_STATE,
+                         resource=f"api/v2.0/companies({company})/customers({demo})")
+                    for company in (sandbox.company_id.upper(), "11111111-2222-3333-4444-555555555555"))
+    theirs["lastModifiedDateTime"] = "2026-03-02T10:00:00.000Z"  # another change, another event id
+    body = json.dumps({"value": [theirs, ours]}).encode()
+    answer = hub.webhook("business_central", body, {"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    ctx = hub.runtime.connectors["business_central"].ctx
+    [event] = CONNECTOR.parse_webhook(ctx, {}, body)
+    assert event.payload["notification"]["resource"] == ours["resource"]
+    alone = json.dumps({"value": [theirs]}).encode()
+    assert hub.webhook("business_central", alone, {"content-type": "application/json"}).status_code == 200
+    assert CONNECTOR.parse_webhook(ctx, {}, alone) == []
 
 
 def test_the_hub_admits_a_notification_and_refuses_a_forged_one(sandbox_server: SandboxFactory,

@@ -122,6 +122,29 @@ def test_client_credentials_token_then_bearer(tenant: Tenant) -> None:
 # -- entities, OData, concurrency -----------------------------------------------------------------
 
 
+def test_guid_properties_compare_with_bare_guid_literals_only(tenant: Tenant) -> None:
+    """OData v4 writes GUIDs bare; Business Central refuses a GUID compared with a string."""
+    with tenant.authorized() as client:
+        created = _customer(client, tenant, email="info@adventure-works.com")
+        url = f"{tenant.company}/customers"
+        for quoted in ("id gt ''", f"id eq '{created['id']}'"):
+            refused = client.get(url, params={"$filter": quoted})
+            assert refused.status_code == 400, quoted
+            error = refused.json()["error"]
+            assert error["code"] == "BadRequest" and error["message"].startswith(
+                "A binary operator with incompatible types was detected. Found operand types 'Edm.Guid' and "
+                "'Edm.String' for operator kind"), error
+        def ids(filter_: str) -> list[str]:
+            answer = client.get(url, params={"$filter": filter_})
+            assert answer.status_code == 200, filter_
+            return [c["id"] for c in answer.json()["value"]]
+
+        every = ids("id ne null")
+        assert created["id"] in every and ids("id gt 00000000-0000-0000-0000-000000000000") == every
+        assert ids(f"id eq {created['id'].upper()}") == [created["id"]]
+        assert ids(f"id gt {max(every)}") == [] and ids(f"id le {min(every)}") == [min(every)]
+
+
 def test_customers_carry_etags_and_updates_need_if_match(tenant: Tenant) -> None:
     with tenant.authorized() as client:
         created = _customer(client, tenant, email="info@adventure-works.com")

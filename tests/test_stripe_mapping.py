@@ -9,7 +9,7 @@ is credited and refunded. Amounts must come through exact in cents, yen and fils
 import copy
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -348,6 +348,15 @@ def test_records_lists_every_subscription_and_refuses_unknown_types(api: Running
     with pytest.raises(ConnectorError, match="cannot list 'journalentry'") as caught:
         list(connector.records(ctx, "journalentry"))
     assert caught.value.category is Category.DATA
+
+
+def test_a_page_larger_than_stripes_largest_asks_for_the_largest(api: RunningStripe, ctx: Context) -> None:
+    """Stripe's ``limit`` is 1 to 100 (more is a 400, which would be classified as bad data): a larger
+    page size, of a listing or of the events a listing since a moment reads, asks for 100."""
+    made = api.client.v1.customers.create({"name": "Listed in a large page"}).id
+    listed = connector.records_page(ctx, "customer", page_size=500)
+    changed = connector.records_page(ctx, "customer", since=datetime.now(UTC) - timedelta(minutes=5), page_size=500)
+    assert made in {r["id"] for r in listed.records} and made in {r["id"] for r in changed.records}
 
 
 def test_a_page_since_a_moment_is_read_from_the_events_each_object_as_it_is_now(

@@ -344,6 +344,32 @@ def test_a_suspended_subscription_is_paused_and_a_resumed_one_active_again(sandb
     assert after({"type": "Resume", "resume": {"resumePolicy": "Today"}}) == ("subscription.amended", "active")
 
 
+def test_a_page_of_refunds_reads_only_its_own_accounts_in_one_query(sandbox_server: SandboxFactory) -> None:
+    """Refunds do not restate their currency: each page reads its refunds' accounts with one Object
+    Query request (``id.IN``), however many accounts the tenant has (here 120 besides, three pages'
+    worth of Object Query, which listing every account read for each page of refunds)."""
+    running, sandbox = served(sandbox_server)
+    made = [seed(sandbox) for _ in range(3)]
+    for n in range(120):
+        sandbox.apply(lambda tenant, n=n: tenant.create_account({**fixture("create_account_request"),
+                                                                 "name": f"Without refunds {n}"}))
+    sent: list[str] = []
+    ctx = context(running)
+    ctx.http.event_hooks["request"].append(lambda request: sent.append(request.url.path))
+    cursor, listed = None, []
+    while True:
+        before = len(sent)
+        page = CONNECTOR.records_page(ctx, "refund", cursor=cursor, page_size=2)
+        queried = [path for path in sent[before:] if path.startswith("/object-query/")]
+        assert queried == ["/object-query/accounts"], queried
+        listed += page.records
+        if page.next is None:
+            break
+        cursor = page.next
+    assert sorted(r["id"] for r in listed) == sorted(ids["refund"] for ids in made)
+    assert {r["currency"] for r in listed} == {"USD"}
+
+
 def test_records_list_every_type_page_by_page_and_project_what_is_in_the_books(
         sandbox_server: SandboxFactory) -> None:
     running, sandbox = served(sandbox_server)

@@ -132,7 +132,7 @@ class BusinessCentralConnector(BaseConnector):
         inbound.verify(_settings(ctx), body)
 
     def parse_webhook(self, ctx: Context, headers: Headers, body: bytes) -> list[InboundEvent]:
-        return inbound.parse(body)
+        return inbound.parse(body, _settings(ctx).company_id)
 
     def webhook_handshake(self, query: Mapping[str, str], headers: Headers,
                           body: bytes) -> tuple[int, str, bytes] | None:

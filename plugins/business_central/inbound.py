@@ -10,7 +10,9 @@ lists every record changed since then.
 
 **Polling** is the fallback that catches a lost notification: each stream (customers, sales
 invoices, payment journal lines) is read in ``lastModifiedDateTime`` order from the cursor, ``$filter``
-``lastModifiedDateTime gt`` it and below a horizon ``poll_settle_s`` ago. A polled record and the
+``lastModifiedDateTime gt`` it (or equal to it and ``id gt`` the cursor's id, a GUID written bare as
+OData v4 wants: Business Central refuses ``id gt '…'``) and below a horizon ``poll_settle_s`` ago.
+A polled record and the
 notification of the same change get the same event id (entity set, record id and modification
 time), so the hub's inbox drops whichever comes second.
 
@@ -39,7 +41,7 @@ from crossledger.canonical.entities import Customer, Invoice, InvoiceLine, Payme
 from crossledger.canonical.money import from_decimal, zero
 from crossledger.plugins.business_central.auth import SYSTEM
 from crossledger.plugins.business_central.client import ApiClient, Record
-from crossledger.plugins.business_central.outbound import HUB_KEY_PREFIX, Setup, quoted
+from crossledger.plugins.business_central.outbound import HUB_KEY_PREFIX, Setup
 from crossledger.plugins.business_central.settings import BusinessCentralSettings
 from crossledger.plugins.errors import Category, ConnectorError, PayloadError, SignatureError, exception_reason
 from crossledger.plugins.types import Change, InboundEvent, PollResult, Refs
@@ -50,11 +52,12 @@ BLANK_GUID = "00000000-0000-0000-0000-000000000000"
 STREAMS = {"customers": "customers", "salesInvoices": "salesInvoices", "customerPayments": "customerPayments"}
 """The entity sets polled, each a stream with its own position in the cursor."""
 EXPANDS = {"salesInvoices": "salesInvoiceLines"}
-WATCHED = ("customers", "salesInvoices", "customerPaymentJournals")
 _RESOURCE = re.compile(r"companies\((?P<company>[^)]+)\)/(?P<entity_set>\w+)(?:\((?P<id>[^)]+)\))?"
                        r"(?:\?(?P<query>.*))?$")
 _SINCE = re.compile(r"lastDateTimeModified(?:%20|\s)+gt(?:%20|\s)+(?P<at>[0-9T:.\-]+Z)")
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+"""A GUID as OData v4 writes it in a ``$filter``: bare, never quoted (``id gt 8d5e…``)."""
 
 
 class Notification(msgspec.Struct, frozen=True, rename="camel"):
@@ -94,13 +97,25 @@ def verify(settings: BusinessCentralSettings, body: bytes) -> None:
             raise SignatureError("a notification's clientState is not the configured one")
 
 
-def parse(body: bytes) -> list[InboundEvent]:
-    """One event per notification, its id that of the change (see the module doc)."""
+def parse(body: bytes, company_id: str) -> list[InboundEvent]:
+    """One event per notification about the configured company, its id that of the change (see the
+    module doc).
+
+    A notification about another company is dropped, not refused: its clientState was ours, so it
+    is authentic (another company's subscription made with the same app and client state, say), it
+    is just not this connector's to read, and the company id decides which API paths are read.
+    Refusing it would refuse the batch it came in with, ours too: Business Central retries a 5xx
+    (the same refusal each time) and deletes the subscription on any other error status.
+    """
     events = []
     for notification in _notifications(body):
         match = _RESOURCE.search(notification.resource)
         if match is None or not _TIMESTAMP.match(notification.last_modified_date_time):
             raise PayloadError("a notification without a Business Central resource and time")
+        if match["company"].strip("'").lower() != company_id.lower():
+            log.warning("%s notification about another company than the configured one dropped: %s",
+                        SYSTEM, notification.resource)
+            continue
         entity_set, record_id = match["entity_set"], match["id"]
         if notification.change_type == "collection":
             since = _SINCE.search(notification.resource)
@@ -135,13 +150,19 @@ class Position(msgspec.Struct, frozen=True):
 
 
 def decode_cursor(cursor: str | None, since: datetime) -> dict[str, Position]:
-    start = Position(modified=_timestamp(since), id="")
+    """Each stream's position. A stream not read yet starts at ``since`` and the nil GUID, which
+    every record's id follows (a cursor of an earlier release holds ``""`` there: the same start)."""
+    start = Position(modified=_timestamp(since), id=BLANK_GUID)
     if cursor is None:
         return dict.fromkeys(STREAMS, start)
     try:
         positions = msgspec.json.decode(cursor, type=dict[str, Position])
     except msgspec.DecodeError as error:
         raise ConnectorError(Category.DATA, f"{SYSTEM} poll cursor is not one: {exception_reason(error)}") from error
+    positions = {stream: Position(at.modified, at.id or BLANK_GUID) for stream, at in positions.items()}
+    for at in positions.values():  # both go into a $filter bare: each must be what it claims to be
+        if not (_TIMESTAMP.match(at.modified) and _GUID.match(at.id)):
+            raise ConnectorError(Category.DATA, f"{SYSTEM} poll cursor holds a position that is not a time and id")
     return {stream: positions.get(stream, start) for stream in STREAMS}
 
 
@@ -161,7 +182,7 @@ class Poller:
         for stream, entity_set in STREAMS.items():
             at = positions[stream]
             window = (f"lastModifiedDateTime lt {self.horizon} and (lastModifiedDateTime gt {at.modified} or "
-                      f"(lastModifiedDateTime eq {at.modified} and id gt {quoted(at.id)}))")
+                      f"(lastModifiedDateTime eq {at.modified} and id gt {at.id}))")
             records = self.list(entity_set, window, self.settings.poll_page_size + 1)
             has_more = has_more or len(records) > self.settings.poll_page_size
             for record in records[:self.settings.poll_page_size]:
@@ -169,8 +190,11 @@ class Poller:
                 events.append(carrying(entity_set, record))
         return PollResult(events=events, cursor=msgspec.json.encode(positions).decode(), has_more=has_more)
 
-    def list(self, entity_set: str, filter_: str, top: int) -> list[Record]:
-        params = {"$filter": filter_, "$orderby": "lastModifiedDateTime,id", "$top": str(top)}
+    def list(self, entity_set: str, filter_: str | None, top: int) -> list[Record]:
+        """Up to ``top`` records of the entity set, in modification order; all of them without a filter."""
+        params = {"$orderby": "lastModifiedDateTime,id", "$top": str(top)}
+        if filter_ is not None:
+            params["$filter"] = filter_
         if entity_set in EXPANDS:
             params["$expand"] = EXPANDS[entity_set]
         path = self._path(entity_set)
@@ -256,7 +280,7 @@ class Translator:
         journal's lines: all of them; they leave the journal when posted)."""
         stream = "customerPayments" if entity_set == "customerPaymentJournals" else entity_set
         since = _SINCE.search(notification.resource) if notification is not None else None
-        filter_ = f"lastModifiedDateTime gt {since['at']}" if since else "id ne ''"
+        filter_ = f"lastModifiedDateTime gt {since['at']}" if since else None
         changes: list[Change] = []
         for record in self.poller().list(stream, filter_, self.settings.poll_page_size):
             changes += self.of_record(stream, record)

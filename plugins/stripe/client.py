@@ -36,8 +36,10 @@ OBJECT_PATHS = {
 }
 """What :meth:`StripeApi.fetch` can read: a Stripe object name -> ``/v1/<collection>/{id}``."""
 
-PAGE_SIZE = 100
-"""Stripe's largest list page: the fewest round trips when reading everything."""
+MAX_PAGE_SIZE = 100
+"""Stripe's largest list page (``limit`` is 1 to 100; more is a 400)."""
+PAGE_SIZE = MAX_PAGE_SIZE
+"""The page asked for when none is given: the largest, the fewest round trips when reading everything."""
 
 
 class StripeSettings(BaseModel):
@@ -127,8 +129,9 @@ class StripeApi:
                   starting_after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """One page of ``/v1/<collection>`` matching ``params``, newest first, after the object
         ``starting_after`` (Stripe's cursor pagination), and the id the next page starts after (None
-        when ``has_more`` is false)."""
-        query: dict[str, str | int] = {**(params or {}), "limit": page_size or PAGE_SIZE}
+        when ``has_more`` is false). A ``page_size`` above :data:`MAX_PAGE_SIZE` asks for the most
+        Stripe gives (a larger ``limit`` is a 400)."""
+        query: dict[str, str | int] = {**(params or {}), "limit": min(page_size or PAGE_SIZE, MAX_PAGE_SIZE)}
         if starting_after is not None:
             query["starting_after"] = starting_after
         page = self.get(f"/v1/{collection}", query)

@@ -47,7 +47,14 @@ from crossledger.plugins.types import (
     SystemKind,
 )
 from crossledger.plugins.zuora import callout, mapping, outbound
-from crossledger.plugins.zuora.client import SYSTEM, ZuoraApi, ZuoraFailure, ZuoraSettings, classify
+from crossledger.plugins.zuora.client import (
+    QUERY_PAGE_SIZE,
+    SYSTEM,
+    ZuoraApi,
+    ZuoraFailure,
+    ZuoraSettings,
+    classify,
+)
 from pydantic import BaseModel
 
 QUERIED: dict[str, str] = {"customer": "accounts", "invoice": "invoices"}
@@ -79,6 +86,21 @@ class _Callout(msgspec.Struct, frozen=True):
     objectType: str
     objectId: str
     updatedDate: str
+
+
+def _with_account_currency(api: ZuoraApi, refunds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``refunds`` with their accounts' currencies, read for this page's accounts only: Object Query
+    ``filter[]=id.IN:[...]``, one request per :data:`QUERY_PAGE_SIZE` accounts (one for a page of
+    refunds), where listing every account would cost a tenant's whole account list per page."""
+    # Only ids go into the filter: a value that is none (a comma, a bracket) would change the query.
+    wanted = sorted({str(refund["accountId"]) for refund in refunds
+                     if OBJECT_KEY.fullmatch(str(refund.get("accountId")))})
+    currencies: dict[str, Any] = {}
+    for start in range(0, len(wanted), QUERY_PAGE_SIZE):
+        chunk = wanted[start:start + QUERY_PAGE_SIZE]
+        for account in api.query("accounts", filters=[f"id.IN:[{','.join(chunk)}]"]):
+            currencies[str(account["id"])] = account.get("currency")
+    return [{**refund, "currency": currencies.get(str(refund.get("accountId")))} for refund in refunds]
 
 
 class ZuoraConnector(BaseConnector):
@@ -173,7 +195,7 @@ class ZuoraConnector(BaseConnector):
         since ``since`` by ``filter[]=updatedDate.GT:`` a second before it (Object Query has ``GT``
         and no ``GE``); payments, credit memos and refunds from the v1 lists (:data:`LISTED`; the page
         number), which filter by nothing, so they are listed in full. A refund comes with its
-        account's currency, which Zuora's refund does not restate."""
+        account's currency, which Zuora's refund does not restate (:func:`_with_account_currency`)."""
         api = _api(ctx)
         if entity_type in QUERIED:
             filters = None if since is None else [
@@ -189,8 +211,7 @@ class ZuoraConnector(BaseConnector):
         number = int(cursor or 1)
         listed, more = api.list_page(LISTED[entity_type], number, page_size=page_size)
         if entity_type == "refund" and listed:
-            currencies = {account["id"]: account.get("currency") for account in api.query("accounts")}
-            listed = [{**refund, "currency": currencies.get(refund.get("accountId"))} for refund in listed]
+            listed = _with_account_currency(api, listed)
         return Page(records=listed, next=str(number + 1) if more else None)
 
     def project(self, entity_type: str, record: dict[str, Any]) -> Projection | None:

@@ -5,6 +5,7 @@ payload, and where the customers the sample events make show in the sandbox. Als
 and the :class:`Clock` the connector and sandbox tests move on (to expire tokens and subscriptions)."""
 
 import json
+import re
 import time
 from functools import cache
 from pathlib import Path
@@ -17,6 +18,7 @@ from crossledger.testing.specs import business_central as bc_spec
 from crossledger.testing.specs.answers import ASGIApp, Recorder
 from crossledger.testing.specs.openapi import OpenAPISpec
 
+_COMPANY = re.compile(r"companies\([^)]*\)")
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "payloads" / "business_central"
 API_SPEC = Path(__file__).parent.parent / "fixtures" / "specs" / "business-central" / "BCOAS1.0.yaml"
 
@@ -58,17 +60,24 @@ class BusinessCentralKit(ContractKit):
     def sign(self, body: bytes, secret: str, timestamp: float) -> Headers:
         return {"content-type": "application/json"}
 
+    company_id: str | None = None
+    """The configured company (the sandbox's, a new one each run), once :meth:`with_secrets` saw it."""
+
     def carry_secret(self, body: bytes, secret: str) -> bytes:
-        """Every notification carries its subscription's clientState, the configured secret."""
+        """Every notification carries its subscription's clientState, the configured secret, and is
+        about the company subscribed to, the configured one (the connector drops any other's)."""
         try:
             notifications = json.loads(body)
         except ValueError:
             return body
         for notification in notifications.get("value", []):
             notification["clientState"] = secret
+            if self.company_id is not None and isinstance(notification.get("resource"), str):
+                notification["resource"] = _COMPANY.sub(f"companies({self.company_id})", notification["resource"])
         return json.dumps(notifications).encode()
 
     def with_secrets(self, settings: dict[str, Any], current: str, previous: str | None) -> dict[str, Any]:
+        self.company_id = settings["company_id"]
         return {**settings, "client_state": current, "previous_client_state": previous}
 
     def webhook_samples(self) -> list[bytes]:

@@ -5,7 +5,11 @@
 - **$filter**: comparisons ``field op literal`` (``eq ne gt ge lt le``) joined by ``and`` / ``or``,
   with ``not`` and parentheses. Literals are ``'text'`` (``''`` escapes a quote), numbers,
   ``true``/``false``/``null``, GUIDs and datetimes written bare (``2024-01-31T09:34:21.123Z``).
-  Datetimes and GUIDs compare as text in their canonical form, which orders them correctly.
+  Datetimes and GUIDs compare as text in their canonical form (GUIDs in lower case), which orders
+  them correctly. Comparisons are typed as in Business Central: a property of :data:`GUID_PROPERTIES`
+  (``Edm.Guid``) compares only with a bare GUID or ``null``; ``id gt ''`` or ``id eq '8d5e…'`` is
+  400 ``BadRequest`` "A binary operator with incompatible types was detected" (OData v4 writes GUID
+  literals unquoted).
   Functions (``startswith``, ``contains``) and arithmetic are not emulated: they answer 400.
 - **ETags**: weak, opaque, and changed by every write (:func:`etag`).
 """
@@ -31,6 +35,17 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
 }
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 _DATETIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?Z$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+_OPERATOR_KINDS = {"eq": "Equal", "ne": "NotEqual", "gt": "GreaterThan", "ge": "GreaterThanOrEqual",
+                   "lt": "LessThan", "le": "LessThanOrEqual"}
+"""The names OData's error messages give the operators."""
+GUID_PROPERTIES = frozenset({
+    "id", "accountId", "appliesToInvoiceId", "balancingAccountId", "baseUnitOfMeasureId", "billToCustomerId",
+    "currencyId", "customerId", "dimensionId", "dimensionValueId", "documentId", "employeeId", "invoiceId",
+    "itemCategoryId", "itemId", "jobId", "journalId", "orderId", "parentId", "payToVendorId", "paymentMethodId",
+    "paymentTermsId", "shipmentMethodId", "taxAreaId", "taxGroupId", "unitOfMeasureId", "valueId", "vendorId"})
+"""The properties typed ``Edm.Guid``: those ``format: uuid`` in Business Central's OpenAPI description,
+and v2.0's ``journalId``. (Not every ``...Id``: ``contactId`` is text.)"""
 
 
 class ODataError(ValueError):
@@ -120,8 +135,36 @@ class _Parser:
         compare = _OPERATORS.get(operator)
         if compare is None or not re.fullmatch(r"[A-Za-z]\w*", field):
             raise ODataError(f"The filter operator '{operator}' is not supported")
+        if field in GUID_PROPERTIES:
+            return _guid_comparison(field, operator, compare, literal)
         value = _literal(literal)
         return lambda record: bool(compare(_comparable(record.get(field)), value))
+
+
+def _guid_comparison(field: str, operator: str, compare: Callable[[Any, Any], bool], literal: str) -> Predicate:
+    """A comparison of an ``Edm.Guid`` property: with a bare GUID (compared in lower case) or ``null``."""
+    if literal == "null":
+        return lambda record: bool(compare(record.get(field), None))
+    if _GUID.match(literal) is None:
+        raise ODataError("A binary operator with incompatible types was detected. Found operand types "
+                         f"'Edm.Guid' and '{_edm_type(literal)}' for operator kind '{_OPERATOR_KINDS[operator]}'.")
+    value = literal.lower()
+    return lambda record: bool(compare(_lower(record.get(field)), value))
+
+
+def _edm_type(literal: str) -> str:
+    """The type OData reads a literal as, for an error message."""
+    if literal.startswith("'"):
+        return "Edm.String"
+    if literal in ("true", "false"):
+        return "Edm.Boolean"
+    if _DATETIME.match(literal):
+        return "Edm.DateTimeOffset"
+    return "Edm.Decimal" if _NUMBER.match(literal) else "Edm.Untyped"
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _either(first: Predicate, second: Predicate) -> Predicate:
