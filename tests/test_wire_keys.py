@@ -20,6 +20,7 @@ from crossledger.core.hub.pipeline import Bound, Pipeline, idempotency_key, wire
 from crossledger.core.hub.policy import OwnershipPolicy
 from crossledger.core.hub.router import Router
 from crossledger.core.store import Store
+from crossledger.core.store.base import Unit
 from crossledger.plugins.connector import Connector
 from crossledger.plugins.errors import Category, ConnectorError
 from crossledger.plugins.manager import CrossledgerPluginManager
@@ -31,7 +32,7 @@ from crossledger.plugins.zuora.connector import ZuoraConnector
 from tests.kits.stripe import RunningStripe
 from tests.kits.zuora import RunningZuora
 
-LEASE_TTL_S = 5.0
+LEASE_TTL_S = 0.3
 
 
 class Faulted:
@@ -50,6 +51,11 @@ class Faulted:
         if self.fault is not None:
             httpx.post(self.faults_url, json={**self.fault, "count": 1}).raise_for_status()
             self.fault = None
+
+
+class WorkerDied(BaseException):
+    """The worker's process ends mid-call: nothing of its message runs after it, and its unit of
+    work is never committed."""
 
 
 class FaultedZuora(ZuoraConnector):
@@ -76,10 +82,16 @@ class FaultedStripe(StripeConnector):
         self.faulted = faulted
         self.lagging = False
         self.probe_lagging: bool | None = None
+        self.dies = False
+        """Whether the worker dies once the next write reached Stripe, before its answer."""
 
     def execute(self, ctx: Context, op: Operation, idempotency_key: str) -> Outcome:
         self.faulted.sending(idempotency_key)
-        return super().execute(ctx, op, idempotency_key)
+        outcome = super().execute(ctx, op, idempotency_key)
+        if self.dies:
+            self.dies = False
+            raise WorkerDied
+        return outcome
 
     def plan(self, ctx: Context, event: Envelope, refs: Refs) -> list[Operation]:
         return outbound.plan(event, refs, lambda canonical_id: None) if self.lagging else super().plan(ctx, event, refs)
@@ -99,6 +111,7 @@ class Hub:
         self.bound = Bound(connector, ctx)
 
     def worker(self) -> Pipeline:
+        """A worker's pipeline; a dead worker's lease outlives it :data:`LEASE_TTL_S`."""
         name = self.connector.name
         return Pipeline(store=self.store, plugins=CrossledgerPluginManager(), connectors={name: self.bound},
                         policy=OwnershipPolicy([], {name: self.connector.kind}),
@@ -209,6 +222,30 @@ def test_a_definite_failure_after_a_call_in_doubt_still_probes_under_the_new_key
     sent = timed_out.faulted.sent
     assert len(made_in(stripe, timed_out.customer.id)) == 1 and len(sent) == 2  # found, not sent a third time
     assert timed_out.faulted.probed[-1] == wire_key(sent[0], 1)
+
+
+def test_after_a_worker_died_mid_call_the_probe_and_the_call_use_the_key_it_sent(
+        store: Store, stripe: RunningStripe) -> None:
+    """A 500, then a retry whose call reaches Stripe under the next key and whose worker dies before
+    the answer: the attempt after it probes under that key and, finding nothing (the search lags),
+    sends it again under that key, which Stripe answers with the customer it made."""
+    faulted = Faulted(f"{stripe.url}/_sandbox/faults")
+    connector = FaultedStripe(faulted)
+    connector.lagging = True
+    hub = Hub(store, connector, stripe.context())
+    event, customer = customer_event()
+    faulted.fault = {"mode": "http_500"}
+    with pytest.raises(ConnectorError):
+        hub.worker().deliver("stripe", event)
+    connector.dies = True
+    with pytest.raises(WorkerDied):
+        hub.worker().deliver("stripe", event, unit=Unit())  # its unit dies with it
+
+    assert hub.worker().deliver("stripe", event).status == "delivered"
+
+    first, landed, again = faulted.sent
+    assert landed == again == wire_key(first, 1) and faulted.probed == [landed]
+    assert len(made_in(stripe, customer.id)) == 1
 
 
 def test_the_key_of_a_delivery_that_never_failed_is_the_effects_own() -> None:
