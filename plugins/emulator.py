@@ -8,7 +8,12 @@ A sandbox is a Starlette app that emulates one system's API. :func:`build_app` a
 
 Fault modes: ``down`` (503), ``http_500``, ``http_429`` (with Retry-After), ``latency`` (sleep,
 then answer) and ``timeout_after_commit`` (do the work, then hold the answer for ``latency_ms``
-so the client times out not knowing the write landed). ``count`` limits how many requests are hit;
+so the client times out not knowing the write landed). A sandbox built with ``answers_server_errors``
+answers an injected ``http_500`` to a keyed write (``POST`` or ``PATCH`` with ``Idempotency-Key``)
+itself, where its vendor runs the request (:func:`claim_server_error`): under its idempotency layer,
+which stores that answer under the key and replays it, as Stripe stores a 500 once execution started
+and Zuora stores every answer. A 429 or ``down`` (503) comes before execution: never stored.
+``count`` limits how many requests are hit;
 without it the fault lasts until cleared. ``after`` lets that many requests through first: a system
 that goes down in the middle of a long read. Error bodies and headers come from the sandbox's own
 ``fault_response(status, retry_after)``, so they have the system's shape: NetSuite and Zendesk send
@@ -105,13 +110,48 @@ class Faults:
             return None if self._fault is None else dict(self._fault.__dict__)
 
 
-class FaultMiddleware:
-    """Applies the current fault to every request outside ``/_sandbox/``."""
+SERVER_ERROR = "crossledger.sandbox.server_error"
+"""The ASGI scope key of a server error injected into a request for the sandbox to answer itself."""
 
-    def __init__(self, app: ASGIApp, faults: Faults, fault_response: FaultResponse) -> None:
+KEYED_METHODS = frozenset({"POST", "PATCH"})
+
+
+@dataclass
+class ServerError:
+    """A server error the sandbox is asked to answer where its vendor runs the request; ``claimed``
+    once it did (:func:`claim_server_error`)."""
+
+    status: int
+    claimed: bool = False
+
+
+def claim_server_error(request: Request) -> int | None:
+    """The status of a server error injected into ``request`` for the sandbox to answer as the
+    outcome of running it (so its idempotency layer stores it under the request's key), claimed by
+    asking; None without one. A request whose sandbox never claims it gets the fault as before."""
+    injected = request.scope.get(SERVER_ERROR)
+    if not isinstance(injected, ServerError):
+        return None
+    injected.claimed = True
+    return injected.status
+
+
+def _keyed_write(scope: Scope) -> bool:
+    """Whether a request is a write under an idempotency key (``POST`` or ``PATCH``)."""
+    return scope["method"] in KEYED_METHODS and any(name.lower() == b"idempotency-key"
+                                                     for name, _ in scope["headers"])
+
+
+class FaultMiddleware:
+    """Applies the current fault to every request outside ``/_sandbox/``; with
+    ``answers_server_errors``, lets the sandbox answer an ``http_500`` to a keyed write itself."""
+
+    def __init__(self, app: ASGIApp, faults: Faults, fault_response: FaultResponse,
+                 answers_server_errors: bool = False) -> None:
         self.app = app
         self.faults = faults
         self.fault_response = fault_response
+        self.answers_server_errors = answers_server_errors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or "/_sandbox/" in scope["path"]:
@@ -120,6 +160,8 @@ class FaultMiddleware:
         fault = self.faults.take()
         if fault is None:
             await self.app(scope, receive, send)
+        elif fault.mode == "http_500" and self.answers_server_errors and _keyed_write(scope):
+            await self._answered_by_sandbox(scope, receive, send)
         elif fault.mode in ("down", "http_500", "http_429"):
             status = {"down": 503, "http_500": 500, "http_429": 429}[fault.mode]
             retry_after = fault.retry_after if fault.mode == "http_429" else None
@@ -138,6 +180,22 @@ class FaultMiddleware:
             for message in held:
                 await send(message)
 
+    async def _answered_by_sandbox(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An injected 500 the sandbox answers where it runs the request; a request it never ran
+        (refused first: a 401, an unknown path) gets the fault as the middleware answers it."""
+        injected = ServerError(500)
+        held: list[Any] = []
+
+        async def hold(message: Any) -> None:
+            held.append(message)
+
+        await self.app({**scope, SERVER_ERROR: injected}, receive, hold)
+        if not injected.claimed:
+            await self.fault_response(injected.status, None)(scope, receive, send)
+            return
+        for message in held:
+            await send(message)
+
 
 def build_app(
     routes: list[BaseRoute],
@@ -145,8 +203,11 @@ def build_app(
     faults: Faults,
     state: Callable[[], dict[str, Any]],
     fault_response: FaultResponse,
+    answers_server_errors: bool = False,
 ) -> Starlette:
-    """A sandbox app: the system's ``routes`` plus the ``/_sandbox`` control routes, behind faults."""
+    """A sandbox app: the system's ``routes`` plus the ``/_sandbox`` control routes, behind faults
+    (an injected 500 to a keyed write answered by the routes themselves with ``answers_server_errors``:
+    :func:`claim_server_error`)."""
 
     async def get_state(request: Request) -> Response:
         return JSONResponse(state())
@@ -175,7 +236,8 @@ def build_app(
         Route("/_sandbox/faults", show_faults, methods=["GET"]),
     ]
     app = Starlette(routes=control + routes)
-    app.add_middleware(FaultMiddleware, faults=faults, fault_response=fault_response)
+    app.add_middleware(FaultMiddleware, faults=faults, fault_response=fault_response,
+                       answers_server_errors=answers_server_errors)
     return app
 
 

@@ -13,6 +13,10 @@ checks is what the hub does, not a copy of it:
   execute them one at a time, under faults.
 - :meth:`Delivery.execute`, :meth:`failure` and :meth:`probe` make one call to the connector, as
   a retry or a probe after a lost answer would, with the key :meth:`Delivery.key` gives.
+- :meth:`Delivery.failing` is ``Pipeline.deliver`` with a fault set off just before its first
+  ``execute``: the failure is put on record as the hub puts it, so the next :meth:`deliver` is the
+  hub's retry (under a new key after an answer that the call failed, which a system such as Stripe
+  or Zuora stores under the key it came for).
 
 The pipeline sees the connector through :class:`_Checked`, which holds it to the contract at the
 boundary (a list of operations from ``plan``, an ``Outcome`` with an id from ``execute``, a
@@ -20,6 +24,7 @@ boundary (a list of operations from ``plan``, an ``Outcome`` with an id from ``e
 :class:`AssertionError` that says what it did.
 """
 
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -73,6 +78,8 @@ class _Checked:
         """The connector call under way, or the last one: what a failure is reported against."""
         self.capture: str | None = None
         """The id of the event whose plan :meth:`Delivery.plan` wants back instead of executed."""
+        self.before_execute: Callable[[], None] | None = None
+        """Set off (once) just before the next ``execute``: a fault :meth:`Delivery.failing` injects."""
 
     def __getattr__(self, name: str) -> Any:  # name, kind, capabilities, to_canonical, ...
         return getattr(self.connector, name)
@@ -93,6 +100,9 @@ class _Checked:
 
     def execute(self, ctx: Context, op: Operation, idempotency_key: str) -> Outcome:
         self.step = f"execute({op.name} {op.canonical_id})"
+        inject, self.before_execute = self.before_execute, None
+        if inject is not None:
+            inject()
         return self._outcome(self.connector.execute(ctx, op, idempotency_key))
 
     def probe(self, ctx: Context, op: Operation, idempotency_key: str) -> Outcome | None:
@@ -221,6 +231,27 @@ class Delivery:
             return self.classify(error)
         raise AssertionError(
             f"execute({op.name}) returned {outcome!r} although {because}. A connector makes one attempt and "
+            "raises: the hub classifies the failure and schedules the retry (retrying inside execute hides "
+            "rate limits and outages from it)")
+
+    def failing(self, event: Envelope, inject: Callable[[], None], because: str) -> ConnectorError:
+        """Deliver ``event`` as the hub does, with ``inject`` (a fault in the sandbox) set off just
+        before its first ``execute``, which must then fail ``because`` of it; the failure as the
+        pipeline raises it, on record as the hub keeps it, so :meth:`deliver` is the hub's retry."""
+        self._checked.before_execute = inject
+        try:
+            self._pipeline.deliver(self.connector.name, encode_envelope(event))
+        except _Breach as error:
+            raise AssertionError(error.message) from error
+        except ConnectorError as error:
+            if self._checked.before_execute is not None:
+                raise AssertionError(f"delivering {_describe(event)} failed at {self._checked.step}, before any "
+                                     f"write: {error}") from error
+            return error
+        finally:
+            self._checked.before_execute = None
+        raise AssertionError(
+            f"delivering {_describe(event)} succeeded although {because}. A connector makes one attempt and "
             "raises: the hub classifies the failure and schedules the retry (retrying inside execute hides "
             "rate limits and outages from it)")
 

@@ -319,6 +319,49 @@ def test_delivery_set_and_get(store: Store) -> None:
     assert acknowledged is not None and (acknowledged.status, acknowledged.external_id) == ("acknowledged", "ns-42")
 
 
+def test_a_delivery_state_keeps_its_generation_through_writes_units_and_attempt_marks(store: Store) -> None:
+    """The count of an operation's definite failures (which key it sends next) is kept by every
+    write of the state, a unit's included, and left alone by the attempt marks of its delivery."""
+    assert store.delivery_get("k1") is None
+    store.delivery_set("k1", "failed", generation=2)
+    assert (store.delivery_get("k1").status, store.delivery_get("k1").generation) == ("failed", 2)  # type: ignore[union-attr]
+    store.read([("delivery_get", ("k1",))], lease=("netsuite|cus-1", "me", 30), attempt="a-1")
+    unit = Unit()
+    unit.delivery_set("k1", "acknowledged", "ns-1", 2)
+    unit.lock_release("netsuite|cus-1", "me")
+    store.commit(unit)
+    acknowledged = store.delivery_get("k1")
+    assert acknowledged is not None and (acknowledged.status, acknowledged.external_id, acknowledged.generation) == (
+        "acknowledged", "ns-1", 2)
+    [marked] = store.read([], lease=("netsuite|cus-1", "me", 30), attempt="a-1")  # type: ignore[misc]
+    assert (marked.status, marked.generation) == ("sent", 0)
+    store.delivery_set("k2", "sent")
+    assert store.delivery_get("k2").generation == 0  # type: ignore[union-attr]
+
+
+def test_a_delivery_state_of_an_earlier_release_reads_as_generation_0(store: Store) -> None:
+    """A state written before generations (SQLite: a file without the column, given it when opened;
+    Redis: a record without the field) is one that never failed under a key of its own."""
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path) as db:
+            db.execute("DROP TABLE deliveries")
+            db.execute("CREATE TABLE deliveries (key TEXT PRIMARY KEY, status TEXT NOT NULL, external_id TEXT, "
+                       "updated_at REAL NOT NULL)")
+            db.execute("INSERT INTO deliveries VALUES ('k-old', 'failed', NULL, 1.0)")
+        reopened: Store = SQLiteStore(store.path)
+    else:
+        assert isinstance(store, RedisStore)
+        store._redis.hset(f"{store.namespace}:deliveries", "k-old",
+                          b'{"key":"k-old","status":"failed","external_id":null,"updated_at":1.0}')
+        reopened = store
+    old = reopened.delivery_get("k-old")
+    assert old is not None and (old.status, old.generation) == ("failed", 0)
+    reopened.delivery_set("k-old", "failed", generation=1)
+    assert reopened.delivery_get("k-old").generation == 1  # type: ignore[union-attr]
+    if reopened is not store:
+        reopened.close()
+
+
 # -- dead letters ---------------------------------------------------------------------------------
 def test_dead_letters_list_newest_first_and_change_state_once(store: Store) -> None:
     letters = [letter("d1", 10.0), letter("d2", 30.0, category="target_down"),

@@ -289,6 +289,41 @@ def test_errors_are_replayed_too(stripe_api: RunningStripe) -> None:
     assert replay.headers["idempotent-replayed"] == "true" and replay.content == first.content
 
 
+def test_a_server_error_is_stored_under_the_key_and_replayed(stripe_api: RunningStripe) -> None:
+    """Stripe saves a 500 once the request ran, and answers the same key with it again; another key
+    runs the request anew."""
+    stripe_api.http.post("/_sandbox/faults", json={"mode": "http_500", "count": 1}).raise_for_status()
+    key = {"Idempotency-Key": "create-after-500"}
+    first = stripe_api.http.post("/v1/customers", data={"name": "Acme"}, headers=key)
+    replay = stripe_api.http.post("/v1/customers", data={"name": "Acme"}, headers=key)
+    assert (first.status_code, replay.status_code) == (500, 500) and replay.content == first.content
+    assert replay.headers["idempotent-replayed"] == "true" and replay.headers["stripe-should-retry"] == "true"
+    assert stripe_error(replay)["type"] == "api_error"
+    assert stripe_api.client.v1.customers.list().data == []
+    retried = stripe_api.http.post("/v1/customers", data={"name": "Acme"}, headers={"Idempotency-Key": "create-2"})
+    assert retried.status_code == 200 and len(stripe_api.client.v1.customers.list().data) == 1
+
+
+@pytest.mark.parametrize("mode", ["http_429", "down"])
+def test_a_refusal_before_the_request_runs_is_not_stored(stripe_api: RunningStripe, mode: str) -> None:
+    stripe_api.http.post("/_sandbox/faults", json={"mode": mode, "count": 1}).raise_for_status()
+    key = {"Idempotency-Key": f"create-after-{mode}"}
+    assert stripe_api.http.post("/v1/customers", data={"name": "Acme"}, headers=key).status_code in (429, 503)
+    created = stripe_api.http.post("/v1/customers", data={"name": "Acme"}, headers=key)
+    assert created.status_code == 200 and "idempotent-replayed" not in created.headers
+
+
+def test_an_injected_server_error_without_a_key_is_answered_as_before(stripe_api: RunningStripe) -> None:
+    """A request the idempotency layer never runs (no key; a refused key) gets the fault as it was."""
+    stripe_api.http.post("/_sandbox/faults", json={"mode": "http_500", "count": 1}).raise_for_status()
+    assert stripe_api.http.post("/v1/customers", data={"name": "Acme"}).status_code == 500
+    stripe_api.http.post("/_sandbox/faults", json={"mode": "http_500", "count": 1}).raise_for_status()
+    unauthenticated = httpx.post(f"{stripe_api.url}/v1/customers", data={"name": "Acme"},
+                                 headers={"Idempotency-Key": "no-auth"})
+    assert unauthenticated.status_code == 500 and stripe_error(unauthenticated)["type"] == "api_error"
+    assert stripe_api.client.v1.customers.list().data == []
+
+
 # -- webhooks -----------------------------------------------------------------------------------------
 
 
@@ -349,7 +384,8 @@ def test_faults_have_stripes_shape(stripe_api: RunningStripe) -> None:
     failed = stripe_api.http.get("/v1/customers")
     assert (failed.status_code, failed.headers["stripe-should-retry"], stripe_error(failed)["type"]) == (
         500, "true", "api_error")
-    stripe_api.http.post("/_sandbox/faults", json={"mode": "http_500", "count": 1}).raise_for_status()
+    # A 503 comes before the request runs, so nothing is stored under the key the SDK retries with.
+    stripe_api.http.post("/_sandbox/faults", json={"mode": "down", "count": 1}).raise_for_status()
     retrying = stripe.StripeClient(stripe_api.sandbox.api_key, base_addresses={"api": stripe_api.url},
                                    max_network_retries=1)
     assert retrying.v1.customers.create({"name": "after a retry"}).name == "after a retry"

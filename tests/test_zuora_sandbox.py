@@ -196,6 +196,34 @@ def test_an_idempotency_key_is_forgotten_after_24_hours(zuora: Checked) -> None:
     assert later["accountId"] != first["accountId"] and len(zuora.sandbox.state()["accounts"]) == 2
 
 
+def test_a_server_error_and_a_refusal_are_kept_under_the_key_and_replayed(zuora: Checked) -> None:
+    """Zuora keeps the first answer to a key whether it succeeded or failed: an injected 500 (it
+    fails as the request runs), and a ``success: false``, come back for the key until it expires;
+    another key runs the request anew."""
+    body = {**fixture("create_account_request"), "name": "After a 500"}
+    zuora.control("faults", mode="http_500", count=1)
+    first = zuora.http.post("/v1/accounts", json=body, headers={"Idempotency-Key": "k-500"})
+    again = zuora.http.post("/v1/accounts", json=body, headers={"Idempotency-Key": "k-500"})
+    assert (first.status_code, again.status_code) == (500, 500) and first.json() == again.json()
+    assert zuora.sandbox.state()["accounts"] == []
+    assert zuora.http.post("/v1/accounts", json=body, headers={"Idempotency-Key": "k-500-1"}).json()["success"]
+    refused = {"name": "No currency", "billToContact": {"lastName": "X"}}
+    failed = zuora.http.post("/v1/accounts", json=refused, headers={"Idempotency-Key": "k-refused"}).json()
+    assert failed["success"] is False
+    replayed = zuora.http.post("/v1/accounts", json=refused, headers={"Idempotency-Key": "k-refused"}).json()
+    assert replayed == failed and len(zuora.sandbox.state()["accounts"]) == 1  # the same processId: a replay
+
+
+@pytest.mark.parametrize("mode", ["http_429", "down"])
+def test_a_refusal_before_the_request_runs_is_not_kept(zuora: Checked, mode: str) -> None:
+    body = {**fixture("create_account_request"), "name": f"After {mode}"}
+    zuora.control("faults", mode=mode, count=1)
+    refused = zuora.http.post("/v1/accounts", json=body, headers={"Idempotency-Key": f"k-{mode}"})
+    assert refused.status_code in (429, 503)
+    assert zuora.http.post("/v1/accounts", json=body, headers={"Idempotency-Key": f"k-{mode}"}).json()["success"]
+    assert len(zuora.sandbox.state()["accounts"]) == 1
+
+
 def test_a_concurrent_request_with_the_same_key_is_a_409(zuora: Checked) -> None:
     zuora.control("slow-writes", seconds=1.0)
     body = {**fixture("create_account_request"), "name": "Slow"}

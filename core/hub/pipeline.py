@@ -6,7 +6,8 @@ golden record -> event log -> routes. Returns the (target, envelope) pairs to de
 ``deliver``: the record's lease, which marks the attempt -> stale check -> target ownership -> plan
 (delivering missing dependencies first) -> for each operation: skip if already acknowledged, probe if
 an earlier attempt may have reached the target with it (it was ambiguous, or it died under way), else
-execute with a deterministic idempotency key -> cross-reference -> audit. Failures leave as classified
+execute with a deterministic idempotency key (a new one after each answer that the call failed:
+:func:`wire_key`) -> cross-reference -> audit. Failures leave as classified
 :class:`ConnectorError`; the hub's middleware (:mod:`crossledger.core.messaging.retries`) decides.
 Returns a :class:`Delivery`: what became of it, and the deliveries that follow from it (when a target
 gets its first id for a customer, a ``customer.linked`` event tells the other systems that id, each
@@ -171,9 +172,37 @@ def version_of(envelope: Envelope) -> int:
 
 def idempotency_key(target: str, envelope: Envelope, op: Operation) -> str:
     """Stable for one effect: the same source event, target and operation give the same key,
-    however many times the event is received, retried or replayed."""
+    however many times the event is received, retried or replayed. The operation's state is kept
+    under it; what goes on the wire is :func:`wire_key`."""
     raw = f"{target}|{envelope.source}|{envelope.source_event_id}|{envelope.type}|{op.name}|{op.canonical_id}"
     return "cl-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+def wire_key(key: str, generation: int) -> str:
+    """The idempotency key an operation's call sends, after ``generation`` definite failures.
+
+    Stripe and Zuora store the first answer to a key, failures included (a 500 once execution
+    started; Zuora every answer, for 24 hours), and replay it: a retry under the key of a call that
+    failed would get that failure back until the message dead-letters. So each definite failure
+    moves the operation to a new key, while a call that may still land (:func:`keeps_key`) keeps
+    its key, for the vendor to replay what really became of it. Generation 0 is ``key`` itself (a
+    delivery that never failed sends what an earlier release sent); after, 45 characters or so,
+    well within the shortest limit of the connectors' idempotency headers (Stripe 255, Zuora 254)."""
+    return key if generation == 0 else f"{key}-{generation}"
+
+
+KEY_IN_DOUBT = frozenset({409, 504})
+"""Answers that say a call under a key may still land: 409, a request with the same key still in
+progress (Zuora, Stripe, Zendesk); 504, a gateway that gave up waiting on the vendor, which may
+finish the request all the same."""
+
+
+def keeps_key(failure: ConnectorError) -> bool:
+    """Whether the next call of a failed operation sends the same key: after a call that may have
+    landed (no answer after sending: ``ambiguous``; or an answer in :data:`KEY_IN_DOUBT`), so the
+    vendor replays what became of it. Any other answer is definite: the call did not land, and the
+    vendor may have stored that answer under the key (:func:`wire_key`)."""
+    return failure.category is Category.AMBIGUOUS or failure.status in KEY_IN_DOUBT
 
 
 class DataError(ConnectorError):
@@ -661,44 +690,58 @@ class Pipeline:
         key = idempotency_key(target, envelope, op)
         # A first attempt (no mark before its own) finds no operation done: nothing to read.
         state = None if earlier is None else self._state(key, earlier)
+        generation = 0 if state is None else state.generation
+        sent = wire_key(key, generation)  # what the last call that may have landed sent, and this one sends
+        in_doubt = state is not None and state.status in ("sent", "ambiguous")
         outcome: Outcome | None = None
         if state is not None and state.status == "acknowledged" and state.external_id:
             outcome = Outcome(external_id=state.external_id)
             self.audit(envelope, op.name, "already done", system=target, detail=f"{target} id {state.external_id}")
-        elif state is not None and state.status in ("sent", "ambiguous") and \
-                Capability.PROBE in bound.connector.capabilities:
+        elif state is not None and in_doubt and Capability.PROBE in bound.connector.capabilities:
             # The earlier attempt may have landed (a timeout after sending, or a crash mid-call).
-            outcome = self._probe(bound, op, key)
+            outcome = self._probe(bound, op, sent)
             self.audit(envelope, op.name, "probed", system=target,
                        detail=f"earlier attempt was {state.status}; "
                               + (f"found {outcome.external_id}" if outcome else "not applied, sending again"))
         if outcome is None:
             try:
-                outcome = bound.connector.execute(bound.ctx, op, key)
+                outcome = bound.connector.execute(bound.ctx, op, sent)
             except Exception as error:
                 failure = self.classified(bound, error)
-                # Only a timeout after sending may have landed; any other answer says it did not.
-                self.store.delivery_set(key, "ambiguous" if failure.category is Category.AMBIGUOUS else "failed")
+                self._failed(key, generation, failure, in_doubt)
                 self.audit(envelope, op.name, "failed", system=target, detail=str(failure))
                 raise failure from error
             self.audit(envelope, op.name, "delivered", system=target,
                        detail=f"{target} id {outcome.external_id}" + (" (created)" if outcome.created else "")
                        + (f"; withheld: {op.withheld}" if op.withheld else ""))
         unit = self._write()
-        unit.delivery_set(key, "acknowledged", outcome.external_id)
+        unit.delivery_set(key, "acknowledged", outcome.external_id, generation)
         if op.withheld:  # recorded with the delivery's outcome (see deliver)
             notes.withheld.append(op.withheld)
         self._note_link(target, op, outcome, notes)
         unit.xref_put(op.canonical_id, op.entity_type, target, outcome.external_id)
         return outcome
 
+    def _failed(self, key: str, generation: int, failure: ConnectorError, in_doubt: bool) -> None:
+        """Put on record that the call of operation ``key`` under ``generation`` failed, in the store
+        at once (the unit dies with the failure). Only a call that may still land keeps its key
+        (:func:`keeps_key`): ``ambiguous`` after no answer, the next attempt probes first; any other
+        answer says it did not land, so the next call sends the next generation's key. It stays
+        ``ambiguous`` while an earlier call it followed is in doubt (``in_doubt``): an answer given
+        before the vendor ran this call, a 503 or a 429, says nothing of that one, which the vendor
+        would no longer replay under a new key; so the next attempt still probes before it sends."""
+        ambiguous = in_doubt or failure.category is Category.AMBIGUOUS
+        self.store.delivery_set(key, "ambiguous" if ambiguous else "failed",
+                                generation=generation if keeps_key(failure) else generation + 1)
+
     def _state(self, key: str, earlier: DeliveryState) -> DeliveryState | None:
         """What a later attempt knows of the operation ``key``: its state, unless an attempt died
         under way (the delivery's mark ``earlier`` is ``sent``) and it is not done; that attempt may
-        have sent it without recording anything, so it counts as sent."""
+        have sent it without recording anything, so it counts as sent, under the key of the
+        operation's generation as its state has it."""
         state = self.store.delivery_get(key)
         if earlier.status == "sent" and (state is None or state.status != "acknowledged"):
-            return earlier
+            return msgspec.structs.replace(earlier, key=key, generation=0 if state is None else state.generation)
         return state
 
     def _note_link(self, target: str, op: Operation, outcome: Outcome, notes: _Notes) -> None:

@@ -99,6 +99,9 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     status: DeliveryStatus
     external_id: str | None
     updated_at: float
+    # An operation's count of definite failures: which idempotency key its next call sends (see
+    # crossledger.core.hub.pipeline.wire_key). 0 for a record of an earlier release, and for a mark.
+    generation: int = 0
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
@@ -431,8 +434,9 @@ class Unit:
     def set_applied_version(self, target: str, canonical_id: str, version: int) -> None:
         self.writes.append(("set_applied_version", (target, canonical_id, version)))
 
-    def delivery_set(self, key: str, status: DeliveryStatus, external_id: str | None = None) -> None:
-        self.writes.append(("delivery_set", (key, status, external_id)))
+    def delivery_set(self, key: str, status: DeliveryStatus, external_id: str | None = None,
+                     generation: int = 0) -> None:
+        self.writes.append(("delivery_set", (key, status, external_id, generation)))
 
     def inbox_mark_enqueued(self, source: str, source_event_id: str) -> None:
         self.writes.append(("inbox_mark_enqueued", (source, source_event_id)))
@@ -695,7 +699,9 @@ class Store(Protocol):
     # -- delivery states: effect-level idempotency ---------------------------------------------------
     def delivery_get(self, key: str) -> Delivery | None: ...
 
-    def delivery_set(self, key: str, status: DeliveryStatus, external_id: str | None = None) -> None: ...
+    def delivery_set(self, key: str, status: DeliveryStatus, external_id: str | None = None,
+                     generation: int = 0) -> None:
+        """Replace the state of ``key``, its ``generation`` included (:class:`Delivery`)."""
 
     # -- dead letters -----------------------------------------------------------------------------
     def dlq_add(self, letter: DeadLetter) -> None: ...

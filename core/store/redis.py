@@ -668,8 +668,10 @@ class RedisStore:
             args += [owner, _lease_ms(ttl_s)]
         pipe.eval(_MARK_ATTEMPT, len(keys), *keys, *args)
 
-    def delivery_set(self, key: str, status: DeliveryStatus, external_id: str | None = None) -> None:
-        delivery = Delivery(key=key, status=status, external_id=external_id, updated_at=time.time())
+    def delivery_set(self, key: str, status: DeliveryStatus, external_id: str | None = None,
+                     generation: int = 0) -> None:
+        delivery = Delivery(key=key, status=status, external_id=external_id, updated_at=time.time(),
+                            generation=generation)
         with self._pipe(transaction=False) as pipe:
             pipe.hset(self._key("deliveries"), key, encode_json(delivery))
 

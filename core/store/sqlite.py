@@ -98,7 +98,8 @@ CREATE TABLE IF NOT EXISTS applied_versions (
     PRIMARY KEY (target, canonical_id));
 
 CREATE TABLE IF NOT EXISTS deliveries (
-    key TEXT PRIMARY KEY, status TEXT NOT NULL, external_id TEXT, updated_at REAL NOT NULL);
+    key TEXT PRIMARY KEY, status TEXT NOT NULL, external_id TEXT, updated_at REAL NOT NULL,
+    generation INTEGER NOT NULL DEFAULT 0);
 
 CREATE TABLE IF NOT EXISTS dead_letters (
     id TEXT PRIMARY KEY, created_at REAL NOT NULL, actor TEXT NOT NULL, target TEXT,
@@ -166,7 +167,9 @@ IN_CHUNK = 900
 
 #: Columns added since a table was first released: (table, column, declaration), added to older files.
 _ADDED_COLUMNS = [("dead_letters", "discarded_at", "REAL"), ("dead_letters", "discard_reason", "TEXT"),
-                  ("outcomes", "concluded_at", "REAL")]
+                  ("outcomes", "concluded_at", "REAL"),
+                  # An operation's state of an earlier release never failed under a key of its own: 0.
+                  ("deliveries", "generation", "INTEGER NOT NULL DEFAULT 0")]
 _AFTER_COLUMNS = (
     # An entry concluded before its column existed: when it last changed, the time its outcome was set.
     "UPDATE outcomes SET concluded_at = json_extract(CAST(record AS TEXT), '$.updated_at') "
@@ -496,8 +499,10 @@ class SQLiteStore:
     def delivery_get(self, key: str) -> Delivery | None:
         return self._select_one(Delivery, "deliveries", "key = ?", (key,))
 
-    def delivery_set(self, key: str, status: DeliveryStatus, external_id: str | None = None) -> None:
-        delivery = Delivery(key=key, status=status, external_id=external_id, updated_at=time.time())
+    def delivery_set(self, key: str, status: DeliveryStatus, external_id: str | None = None,
+                     generation: int = 0) -> None:
+        delivery = Delivery(key=key, status=status, external_id=external_id, updated_at=time.time(),
+                            generation=generation)
         self._insert("deliveries", delivery, _overwrite(Delivery, "key"))
 
     def _mark_attempt(self, key: str) -> Delivery | None:

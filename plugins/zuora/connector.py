@@ -310,7 +310,7 @@ def _hub_mark(account: dict[str, Any]) -> str | None:
 
 def _track_id(idempotency_key: str) -> str:
     """A ``Zuora-Track-Id`` for a write (at most 64 US-ASCII characters, no ``:;"'``): the same for
-    every attempt of it, so Zuora's support can find them all."""
+    every call under one idempotency key, so Zuora's support can find them all."""
     return "crossledger-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
 
 

@@ -19,7 +19,8 @@ planned again under another key by the next event about that customer. So when t
 Zuora id, ``plan`` first looks the account up by the custom field holding the canonical id
 (``/object-query/accounts?filter[]=CrossledgerId__c.EQ:<id>``) and updates what it finds. A create
 carries the hub's key as ``Idempotency-Key``: Zuora replays its first answer for 24 hours, so a
-create sent twice makes one account. Updates are ``PUT``, which Zuora takes no key on, and are
+create sent twice makes one account (the hub sends a new key only after Zuora answered that the
+create failed, an answer Zuora would replay too). Updates are ``PUT``, which Zuora takes no key on, and are
 idempotent by what they write.
 
 **Currency** is the account's, fixed at creation (Zuora cannot change it later): the customer's,

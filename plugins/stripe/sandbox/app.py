@@ -15,7 +15,9 @@ What a client sees is what it would see from ``api.stripe.com``:
   ``decline_code`` when they apply (left out, not null, when they do not).
 - **Idempotency**: the first response to a POST with an ``Idempotency-Key`` (errors included) is
   stored and replayed, with ``Idempotent-Replayed: true``, for the same key and parameters; the
-  same key with other parameters is an ``idempotency_error``.
+  same key with other parameters is an ``idempotency_error``. An injected 500 is such an error: it
+  happens once the request runs, so it is stored under the key like any other answer, as Stripe
+  stores a 500 once execution started (an injected 429 or 503 comes before: never stored).
 - **Lists** are ``{"object": "list", "url", "has_more", "data"}``, newest first, paged with
   ``limit``, ``starting_after`` and ``ending_before``. **Search** (customers, invoices,
   subscriptions) answers ``{"object": "search_result", "data", "has_more", "next_page", "url"}``
@@ -58,11 +60,11 @@ import hmac
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
-from crossledger.plugins.emulator import Faults, WebhookSender, build_app
+from crossledger.plugins.emulator import Faults, WebhookSender, build_app, claim_server_error
 from crossledger.plugins.stripe.sandbox.account import Account
 from crossledger.plugins.stripe.sandbox.clocks import Clocks
 from crossledger.plugins.stripe.sandbox.credits import Credits
@@ -137,6 +139,11 @@ class _Reply:
     content: bytes
     request_id: str
     fingerprint: tuple[Any, ...] = ()
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def failed(cls, error: StripeError, request_id: str) -> "_Reply":
+        return cls(error.status, error.body(), request_id, headers=error.headers)
 
 
 class StripeSandbox:
@@ -158,7 +165,8 @@ class StripeSandbox:
         self._replies: dict[str, _Reply] = {}
         self._hub_secret = ""
         self._app: Starlette = build_app(
-            self._routes(self._areas()), faults=self.faults, state=self.state, fault_response=_fault_response
+            self._routes(self._areas()), faults=self.faults, state=self.state, fault_response=_fault_response,
+            answers_server_errors=True,
         )
 
     @property
@@ -232,11 +240,11 @@ class StripeSandbox:
             call = Call(params, dict(request.path_params), {"id": request_id, "idempotency_key": key})
             fingerprint = (operation, tuple(sorted(call.path.items())), tuple(sorted(pairs)))
             with self._lock:
-                reply, replayed = self._once(key, fingerprint, lambda: self._execute(handler, call))
+                reply, replayed = self._once(key, fingerprint, lambda: self._execute(handler, call, request))
         except StripeError as error:
-            reply = _Reply(error.status, error.body(), request_id)
-        replay = {"Idempotent-Replayed": "true", "Original-Request": reply.request_id} if replayed else None
-        return _render(reply.status, reply.content, request_id, replay)
+            reply = _Reply.failed(error, request_id)
+        replay = {"Idempotent-Replayed": "true", "Original-Request": reply.request_id} if replayed else {}
+        return _render(reply.status, reply.content, request_id, {**reply.headers, **replay})
 
     def _authenticate(self, authorization: str | None) -> None:
         if not authorization:
@@ -268,14 +276,17 @@ class StripeSandbox:
             )
         return stored, True
 
-    def _execute(self, handler: Handler, call: Call) -> _Reply:
-        """The handler's answer, serialized now (while the lock still guards the records it returns)."""
+    def _execute(self, handler: Handler, call: Call, request: Request) -> _Reply:
+        """The handler's answer, serialized now (while the lock still guards the records it returns);
+        or the server error injected into the request (:func:`claim_server_error`): it fails as it runs."""
+        if (status := claim_server_error(request)) is not None:
+            return _Reply.failed(_FAULTS[status], call.request["id"])
         try:
             paths = call.params.strings("expand")
             self._account.check_expand(paths)
             payload = self._account.expand(handler(call), paths)
         except StripeError as error:
-            return _Reply(error.status, error.body(), call.request["id"])
+            return _Reply.failed(error, call.request["id"])
         return _Reply(200, encode(payload), call.request["id"])
 
     async def _webhook_control(self, request: Request) -> Response:

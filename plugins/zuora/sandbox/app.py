@@ -14,9 +14,11 @@ API, 2023-12-15, is what the tests hold it to):
   headers, and past the limit a 429 with ``Retry-After``; so is a request past the tenant's 200
   requests in flight at once (``Retry-After: 120``, Zuora's concurrent-request policy).
 - **Idempotency**: ``Idempotency-Key`` on a POST or PATCH is honoured for 24 hours (the sandbox's
-  clock: ``/_sandbox/clock`` moves it): the first answer is replayed, the key with another request is
-  a 422, and while the first request runs a 409 (``/_sandbox/slow-writes`` makes writes take long
-  enough to show it). On GET, PUT and DELETE the header is ignored, as Zuora ignores it.
+  clock: ``/_sandbox/clock`` moves it): the first answer is replayed, success or failure alike (a
+  ``"success": false``, or an injected 500: it fails as the request runs), the key with another
+  request is a 422, and while the first request runs a 409 (``/_sandbox/slow-writes`` makes writes
+  take long enough to show it). An injected 429 or 503 comes before: never stored. On GET, PUT and
+  DELETE the header is ignored, as Zuora ignores it.
 - **Callouts**: ``POST /notifications/notification-definitions`` subscribes a URL to an event type
   (``AccountCreated``, ``AccountUpdated``, ``InvoicePosted``, ``PaymentProcessed``,
   ``CreditMemoPosted``, ``RefundProcessed``, and the order actions ``CreateSubscription``,
@@ -53,7 +55,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
-from crossledger.plugins.emulator import Faults, WebhookSender, build_app
+from crossledger.plugins.emulator import Faults, WebhookSender, build_app, claim_server_error
 from crossledger.plugins.zuora import callout
 from crossledger.plugins.zuora.sandbox import catalog, orders
 from crossledger.plugins.zuora.sandbox.tenant import Notification, Record, Tenant
@@ -98,8 +100,13 @@ def _fault_response(status: int, retry_after: int | None) -> Response:
         headers = {"Retry-After": wait, "RateLimit-Limit": "50000", "RateLimit-Remaining": "0", "RateLimit-Reset": wait}
         error = ZuoraError(PLATFORM, "70", "You have exceeded the limit of API requests.", status=429, headers=headers)
     else:
-        error = ZuoraError(PLATFORM, "60", "Zuora is unavailable (injected by the sandbox).", status=status)
+        error = _server_error(status)
     return render(error.status, error.body(), {"Zuora-Request-Id": str(uuid.uuid4()), **error.headers})
+
+
+def _server_error(status: int) -> ZuoraError:
+    """An injected server error (a 500, or a 503 while ``down``) in Zuora's shape."""
+    return ZuoraError(PLATFORM, "60", "Zuora is unavailable (injected by the sandbox).", status=status)
 
 
 @dataclass
@@ -137,7 +144,8 @@ class ZuoraSandbox:
                          for retry, attempts in CALLOUT_ATTEMPTS.items()}
         self._sent: list[tuple[_Definition, bytes]] = []
         self._raised_bodies: list[bytes] = []
-        self._app = build_app(self._routes(), faults=self.faults, state=self.state, fault_response=_fault_response)
+        self._app = build_app(self._routes(), faults=self.faults, state=self.state, fault_response=_fault_response,
+                              answers_server_errors=True)
 
     @property
     def app(self) -> Starlette:
@@ -280,6 +288,10 @@ class ZuoraSandbox:
         return render(status, answer, headers)
 
     def _run(self, handler: Handler, body: Record, request: Request) -> tuple[int, Record]:
+        """The handler's answer; or the server error injected into the request, as it fails running
+        (:func:`~crossledger.plugins.emulator.claim_server_error`), kept under its key like any answer."""
+        if (status := claim_server_error(request)) is not None:
+            return status, _server_error(status).body()
         try:
             return 200, self.apply(lambda tenant: handler(body, dict(request.path_params), request))
         except ZuoraError as error:
