@@ -318,6 +318,42 @@ def test_an_incremental_run_reads_what_changed_since_the_last_and_finds_the_drif
     assert listed["netsuite.invoice"].generation == first.run.listings["netsuite.invoice"].generation
 
 
+def test_an_open_difference_outlives_any_number_of_failed_runs_and_keeps_its_age(system: System) -> None:
+    """A NetSuite user edits an invoice's amount; a full run reports it. NetSuite is then down for
+    more than twenty runs, each failing on its first page (nothing read, nothing to resume). The next
+    incremental run stands on the last finished one however many failed since: the difference, which
+    changed before ``since``, is still reported, first seen when it was."""
+    acme = system.customer("Acme Ltd")
+    bill = system.invoice(acme["id"], [1200])
+    system.settle()
+    netsuite = NetSuiteFinance(system.hub.runtime.settings.connectors["netsuite"])
+    edited = netsuite.record("invoice", eid("invoice", bill["id"]))
+    netsuite.http.patch(f"/invoice/{edited['id']}", json={"item": {"items": [
+        {"item": {"id": "1"}, "quantity": 1, "amount": 9.00}]}}).raise_for_status()
+    time.sleep(1.1)  # NetSuite stamps whole seconds: the edit falls before the full run's second
+    store = system.hub.runtime.store
+    reconciler = Reconciler(system.hub.runtime)
+    first = reconciler.run(since=None)
+    [opened] = [f for f in first.findings if f.cls == "amount_mismatch"]
+    since = default_since(store)
+    assert since == first.run.started_at
+
+    system.fault("netsuite", mode="down")
+    try:
+        for _ in range(21):
+            with pytest.raises(ConnectorError):
+                reconciler.run(since=since)
+    finally:
+        system.clear_fault("netsuite")
+    assert [run.state for run in store.reconciliations(limit=22)] == ["failed"] * 21 + ["done"]
+
+    assert default_since(store) == since
+    later = reconciler.run(since=since)
+    [still] = [f for f in later.findings if f.cls == "amount_mismatch"]
+    assert (still.id, still.first_seen) == (opened.id, opened.first_seen)
+    assert later.run.listings["netsuite.invoice"].since is not None  # laid over the finished run's read
+
+
 def test_a_run_stopped_inside_a_listing_resumes_at_the_page_after_the_last_it_read(system: System) -> None:
     """Stripe goes down on the second page of its invoices (two a page): the run stops, kept with
     the first page read and its cursor. The next run resumes there: it asks Stripe for the two pages

@@ -1113,6 +1113,20 @@ def test_reconciliation_runs_newest_first_with_their_findings_replaced_and_filte
     assert store.reconciliation_findings("run-2") == []
 
 
+def test_the_latest_finished_run_is_found_past_any_number_of_failed_ones(store: Store) -> None:
+    """Scheduled runs that fail on their first page pile up after the last finished one: it is found
+    however many there are (past one round trip's worth on Redis), and the newest finished full run too."""
+    assert store.reconciliation_latest_done() is None and store.reconciliation_latest_done(full=True) is None
+    store.reconciliation_put(ReconciliationRun(id="full", started_at=1.0, state="done"))
+    store.reconciliation_put(ReconciliationRun(id="incremental", started_at=2.0, state="done", since=1.0))
+    for n in range(250):
+        store.reconciliation_put(ReconciliationRun(id=f"failed-{n:03d}", started_at=3.0 + n, state="failed",
+                                                   since=2.0))
+    store.reconciliation_put(ReconciliationRun(id="running", started_at=1000.0, since=2.0))
+    assert (latest := store.reconciliation_latest_done()) is not None and latest.id == "incremental"
+    assert (full := store.reconciliation_latest_done(full=True)) is not None and full.id == "full"
+
+
 def test_a_run_keeps_its_listings_and_their_projections_by_generation(store: Store) -> None:
     """A listing's projections by record id, replaced and removed by id, read back in batches past
     one round trip's worth, one generation apart from another, and dropped whole; a run keeps how

@@ -520,9 +520,11 @@ def readable(name: str, values: dict[str, Any]) -> str:
     return repr(value)
 
 
-def latest_finished(store: Store) -> ReconciliationRun | None:
-    """The newest run that finished (a running or failed one is passed over)."""
-    return next((run for run in store.reconciliations(limit=20) if run.state == "done"), None)
+def latest_finished(store: Store, *, full: bool = False) -> ReconciliationRun | None:
+    """The newest run that finished (a running or failed one is passed over, however many there
+    are since); with ``full``, the newest finished full run. What an incremental run lays its reads
+    over and keeps its open differences from, and where the default run starts: one answer for all."""
+    return store.reconciliation_latest_done(full=full)
 
 
 def default_since(store: Store, *, full_every_s: float = FULL_EVERY_S) -> float | None:
@@ -530,13 +532,13 @@ def default_since(store: Store, *, full_every_s: float = FULL_EVERY_S) -> float 
     none has finished, or when the last finished full run is ``full_every_s`` old or more (or was
     never made): a deletion is in no system's "changed since" answer, so a full run is what finds
     it, and the default makes one that often."""
-    runs = [run for run in store.reconciliations(limit=1000) if run.state == "done"]
-    if not runs:
+    latest = latest_finished(store)
+    if latest is None:
         return None
-    full = next((run for run in runs if run.since is None), None)
+    full = latest if latest.since is None else latest_finished(store, full=True)
     if full is None or time.time() - full.started_at >= full_every_s:
         return None
-    return runs[0].started_at
+    return latest.started_at
 
 
 def finding_id(cls: str, entity: str, subject: str, system: str, discriminator: str) -> str:

@@ -828,6 +828,10 @@ class Store(Protocol):
     def reconciliations(self, *, limit: int = 20) -> list[ReconciliationRun]:
         """The latest runs, newest first."""
 
+    def reconciliation_latest_done(self, *, full: bool = False) -> ReconciliationRun | None:
+        """The newest run that finished (``state`` done), however many failed or running runs came
+        after it; with ``full``, the newest finished full run (``since`` None). None when there is none."""
+
     def reconciliation_findings(self, run_id: str, *, cls: FindingClass | None = None,
                                 system: str | None = None) -> list[FindingRecord]:
         """A run's findings, in the order they were found; ``cls`` and ``system`` filter."""

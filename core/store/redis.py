@@ -45,6 +45,7 @@ The keys, after ``<namespace>:``::
     outcomes:concluded:<state>  zset   correlation ids of the entries concluded in that state, by when
 """
 
+import itertools
 import re
 import threading
 import time
@@ -170,6 +171,8 @@ return false
 
 INDEX_PAGE = 500
 """How many golden records :meth:`RedisStore._golden_indexed` reads and indexes per round trip."""
+RUNS_BATCH = 100
+"""Reconciliation runs read a round trip while looking for the latest finished one."""
 
 _XREF_PUT = """
 -- KEYS: the record's links, xref-find. ARGV: system, link, canonical id, key prefix of links.
@@ -990,6 +993,19 @@ class RedisStore:
         ids = cast(list[bytes], self._redis.zrevrange(self._key("recon", "runs"), 0, limit - 1))
         raws = self._redis.hmget(self._key("recon"), ids) if ids else []
         return [msgspec.json.decode(raw, type=ReconciliationRun) for raw in raws if raw is not None]
+
+    def reconciliation_latest_done(self, *, full: bool = False) -> ReconciliationRun | None:
+        """Runs read newest first, :data:`RUNS_BATCH` a round trip, until one finished."""
+        runs = self._key("recon", "runs")
+        for start in itertools.count(0, RUNS_BATCH):
+            ids = cast(list[bytes], self._redis.zrevrange(runs, start, start + RUNS_BATCH - 1))
+            for raw in self._redis.hmget(self._key("recon"), ids) if ids else []:
+                run = None if raw is None else msgspec.json.decode(raw, type=ReconciliationRun)
+                if run is not None and run.state == "done" and (not full or run.since is None):
+                    return run
+            if len(ids) < RUNS_BATCH:
+                return None
+        raise AssertionError("unreachable")
 
     def reconciliation_findings(self, run_id: str, *, cls: FindingClass | None = None,
                                 system: str | None = None) -> list[FindingRecord]:

@@ -722,6 +722,12 @@ class SQLiteStore:
         rows = self._query("SELECT record FROM reconciliations ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))
         return [msgspec.json.decode(raw, type=ReconciliationRun) for (raw,) in rows]
 
+    def reconciliation_latest_done(self, *, full: bool = False) -> ReconciliationRun | None:
+        full_only = " AND json_extract(CAST(record AS TEXT), '$.since') IS NULL" if full else ""
+        rows = self._query("SELECT record FROM reconciliations WHERE json_extract(CAST(record AS TEXT), '$.state') = "
+                           f"'done'{full_only} ORDER BY started_at DESC, id DESC LIMIT 1")
+        return msgspec.json.decode(rows[0][0], type=ReconciliationRun) if rows else None
+
     def reconciliation_findings(self, run_id: str, *, cls: FindingClass | None = None,
                                 system: str | None = None) -> list[FindingRecord]:
         where, params = _where(("run_id = ?", run_id), ("class = ?", cls), ("system = ?", system))
