@@ -1147,6 +1147,26 @@ def test_a_run_keeps_its_listings_and_their_projections_by_generation(store: Sto
     assert store.reconciliation_get("run-3").listings == {"stripe.invoice": reading}  # type: ignore[union-attr]
 
 
+def test_a_listing_is_read_back_with_each_record_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis's ``HSCAN`` may return a field again in a later batch (the hash resized between two
+    calls; made to happen here): a record read twice would be a copy that is not there."""
+    many = [(f"in_{n:05d}", f"packed {n}".encode()) for n in range(3 * LISTING_BATCH)]
+    store.listing_put("g1", many)
+    if isinstance(store, RedisStore):
+        client, scan = store._redis, store._redis.hscan
+        repeated: dict[Any, Any] = {}
+
+        def rescanning(*args: Any, **kwargs: Any) -> Any:
+            cursor, found = scan(*args, **kwargs)
+            again = {**repeated, **found}
+            repeated.update(found)
+            return cursor, again
+
+        monkeypatch.setattr(client, "hscan", rescanning)
+    kept = list(store.listing_scan("g1"))
+    assert sorted(kept) == sorted(packed for _, packed in many)
+
+
 # -- the operator console ---------------------------------------------------------------------------
 def test_users_are_replaced_by_name_and_listed_by_name(store: Store) -> None:
     bob = UserRecord(name="bob", role="viewer", salt="00", password_hash="aa", created_at=1.0)

@@ -435,7 +435,9 @@ class Reconciler:
                                f"{target} has no {entity} for {source} {projection.id}",
                                self._resync(finding.pair, subject, projection))
         elif len(found) > 1:
-            ids = ", ".join(p.id for p in found)
+            # Sorted: the order a listing is read back in is the store's (Redis's hash order moves
+            # when it restarts or resizes), and the finding's id, its age and its triage hang on it.
+            ids = ", ".join(sorted(p.id for p in found))
             yield finding.make("duplicate", subject, {source: _shown(projection), target: [_shown(p) for p in found]},
                                f"{target} has {len(found)} {entity} records for {source} {projection.id}: {ids}; "
                                f"the hub never deletes: remove the copies in {target} by hand", None,

@@ -841,7 +841,8 @@ class Store(Protocol):
         that id; a None projection removes the id (a record now outside the books)."""
 
     def listing_scan(self, generation: str) -> Iterator[bytes]:
-        """Every packed projection ``generation`` holds, read a batch at a time (not all at once)."""
+        """Every packed projection ``generation`` holds, each once, read a batch at a time (not all at
+        once), in no order a caller may rely on."""
 
     def listing_drop(self, generation: str) -> None:
         """Forget ``generation`` and all it holds."""

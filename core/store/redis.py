@@ -1026,8 +1026,14 @@ class RedisStore:
         pipe.execute()
 
     def listing_scan(self, generation: str) -> Iterator[bytes]:
-        for _, packed in self._redis.hscan_iter(self._key("recon", "listing", generation), count=LISTING_BATCH):
-            yield bytes(packed)
+        """``HSCAN`` may return a field twice (the hash resized between two calls): each record id is
+        yielded once, or the run would see a copy that is not there."""
+        seen: set[bytes] = set()
+        for record_id, packed in self._redis.hscan_iter(self._key("recon", "listing", generation),
+                                                        count=LISTING_BATCH):
+            if record_id not in seen:
+                seen.add(record_id)
+                yield bytes(packed)
 
     def listing_drop(self, generation: str) -> None:
         self._redis.unlink(self._key("recon", "listing", generation))
