@@ -224,6 +224,19 @@ def test_golden_records_are_found_by_the_words_of_their_name_and_email(store: St
     assert store.golden_named("acme") == ["customer/s/c2"] and store.golden_named("renamed") == ["customer/s/c1"]
 
 
+def test_a_one_word_search_answers_the_first_records_by_id_up_to_the_limit(store: Store) -> None:
+    """A record that matches a word by several of its terms is one record, and the ``limit`` records
+    answered are the first by id, not by term: both backends answer the same."""
+    def customer(key: str, name: str) -> Golden:
+        return Golden(canonical_id=f"customer/s/{key}", entity_type="customer", version=1, data={"name": name})
+
+    for key, name in (("c1", "Azure Apex Atlas"), ("c2", "Alpha"), ("c3", "Ant"), ("c4", "Bee")):
+        store.golden_put(customer(key, name))
+    assert store.golden_named("a", limit=2) == ["customer/s/c1", "customer/s/c2"]
+    assert store.golden_named("a", limit=3) == ["customer/s/c1", "customer/s/c2", "customer/s/c3"]
+    assert store.golden_named("a") == ["customer/s/c1", "customer/s/c2", "customer/s/c3"]
+
+
 def test_golden_records_of_an_earlier_release_are_indexed_by_the_migration_step(store: Store, tmp_path: Path) -> None:
     """A store made before the indexes (their keys, their table, removed here) fills them: SQLite
     when the file is opened, Redis at the first search."""

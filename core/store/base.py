@@ -645,7 +645,7 @@ class Store(Protocol):
         a page at a time."""
 
     def golden_named(self, query: str, *, limit: int = 100) -> list[str]:
-        """The canonical ids, in order, of at most ``limit`` golden records each of whose
+        """The canonical ids, in order, of the first ``limit`` golden records (by id) each of whose
         :func:`query_words` starts one of their :func:`search_terms` (words of a name or email):
         an index the store keeps as it writes golden records (:meth:`golden_put`), built for the
         records of an earlier release once (SQLite: when the file is opened; Redis: at the first

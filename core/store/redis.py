@@ -581,15 +581,17 @@ class RedisStore:
 
     def golden_named(self, query: str, *, limit: int = 100) -> list[str]:
         """One pipeline: per word, the members of ``golden:terms`` from ``<word>`` up to ``<word>\\xff``
-        (``ZRANGEBYLEX``), their canonical ids intersected. A single word's range is cut at ``limit``."""
+        (``ZRANGEBYLEX``), their canonical ids intersected, the first ``limit`` by id, as SQLite
+        answers. Each range is read whole, a single word's too: its members are in term order (a
+        record once per term it matches), so a range cut at ``limit`` members would answer fewer
+        records, and others than the first by id."""
         words = query_words(query)
         if not words:
             return []
         self._golden_indexed()
         pipe = self._redis.pipeline(transaction=False)
         for word in words:
-            cut = {"start": 0, "num": limit} if len(words) == 1 else {}
-            pipe.zrangebylex(self._key("golden", "terms"), b"[" + word.encode(), b"(" + word.encode() + b"\xff", **cut)
+            pipe.zrangebylex(self._key("golden", "terms"), b"[" + word.encode(), b"(" + word.encode() + b"\xff")
         found: set[str] | None = None
         for members in pipe.execute():
             ids = {_text(member).partition(" ")[2] for member in members}
