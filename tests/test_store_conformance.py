@@ -463,6 +463,21 @@ def test_an_expired_lease_can_be_taken_over(store: Store) -> None:
     assert not store.lock_acquire("k", "worker-c", 30)
 
 
+def test_a_lease_is_renewed_by_its_holder_alone_while_it_holds_it(store: Store) -> None:
+    assert store.lock_acquire("k", "run-a", 0.2)
+    assert not store.lock_acquire("k", "run-a", 30)  # taking it again does not extend it
+    assert not store.lock_renew("k", "run-b", 30)  # not the holder: nothing changes
+    assert store.lock_renew("k", "run-a", 30)
+    time.sleep(0.3)  # past the first ttl: renewed, still held
+    assert not store.lock_acquire("k", "run-b", 30)
+    store.lock_release("k", "run-a")
+    assert store.lock_acquire("k", "lapsing", 0.05)
+    time.sleep(0.1)
+    assert not store.lock_renew("k", "lapsing", 30)  # lapsed: held no longer, though no one took it
+    assert store.lock_acquire("k", "run-c", 30)
+    assert not store.lock_renew("k", "lapsing", 30)
+
+
 # -- journeys -------------------------------------------------------------------------------------
 def test_journey_starts_once_and_keeps_the_first_run(store: Store) -> None:
     first = journey("j1", 10.0)

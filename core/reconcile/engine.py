@@ -94,11 +94,18 @@ RUN_LEASE = "reconcile:run"
 """The store lease every run holds (scheduled, ``crossledger reconcile``, ``POST /v1/reconciliations``):
 one run at a time, across processes."""
 RUN_LEASE_TTL_S = 3600.0
-"""Longer than a full run over 100,000 invoices; a process that dies mid-run frees it after this."""
+"""How long the lease lasts from the last page a run read (it is renewed after every page and every
+comparison): far longer than any one page or comparison; a process that dies mid-run frees it after this."""
 
 
 class ReconciliationBusy(Exception):
     """Another run holds the lease: this one does not start."""
+
+
+class LeaseLost(ReconciliationBusy):
+    """The run's lease ran out (a page or a comparison took longer than :data:`RUN_LEASE_TTL_S`) and
+    another run may hold it now: this one stops without writing again; the run is resumed from its
+    last page kept."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,7 @@ class Reconciler:
         self.page_size = page_size
         self.overlap_s = overlap_s
         self._owners = {(rule.entity, rule.field_group): rule.owner for rule in runtime.policy.effective()}
+        self._lease_owner = ""  # the run's, while it runs (see run)
 
     # -- what is compared ------------------------------------------------------------------------
     def listing(self) -> dict[str, Bound]:
@@ -208,14 +216,25 @@ class Reconciler:
         comparison of one entity type (its system of record against every target). A run that stops
         before the end (a system down, the process killed) is resumed by the next with the same
         ``since``: the same run, its finished comparisons kept, each listing read on from the page
-        after the last it finished. Raises :class:`ReconciliationBusy` while another run is under way."""
+        after the last it finished. Raises :class:`ReconciliationBusy` while another run is under way.
+
+        The run's lease is renewed after every page read and before every save of a comparison: a
+        run that finds it lost (:class:`LeaseLost`) stops there, before writing what it read, since
+        another run may be writing the same run now."""
         owner = uuid.uuid4().hex
         if not self.store.lock_acquire(RUN_LEASE, owner, RUN_LEASE_TTL_S):
             raise ReconciliationBusy("a reconciliation is already running: try again when it has finished")
+        self._lease_owner = owner
         try:
             return self._run(since)
         finally:
             self.store.lock_release(RUN_LEASE, owner)
+
+    def _keep_lease(self) -> None:
+        """Renew the run's lease for another :data:`RUN_LEASE_TTL_S`; :class:`LeaseLost` when it ran out."""
+        if not self.store.lock_renew(RUN_LEASE, self._lease_owner, RUN_LEASE_TTL_S):
+            raise LeaseLost("this reconciliation's lease ran out and another run may have taken it over: "
+                            "it stopped, and the next run resumes it")
 
     def _run(self, since: float | None) -> RunReport:
         last = latest_finished(self.store)
@@ -238,6 +257,8 @@ class Reconciler:
                     run = self._read(run, system, entity, kept.get(f"{system}.{entity}"), counts)
                 findings += [f for f in self._compare(entity, source, targets, run)
                              if f.id in previous or _within(f, since)]
+            except LeaseLost:
+                raise  # the run may be another's now: nothing more written
             except Exception as error:
                 # Kept as it stood after its last page and its last finished comparison, which the next
                 # run with the same `since` resumes from. The text kept (and logged) is what safelog
@@ -250,6 +271,7 @@ class Reconciler:
                 log.warning("reconciliation %s failed in %s: %s", run.id, step, failed.error)
                 raise
             run = msgspec.structs.replace(run, counts=dict(counts), checkpoint=[*run.checkpoint, step])
+            self._keep_lease()
             self.store.reconciliation_put(run, findings)
         findings = [msgspec.structs.replace(f, first_seen=previous.get(f.id, f.first_seen)) for f in findings]
         by_class: dict[str, int] = defaultdict(int)
@@ -257,6 +279,7 @@ class Reconciler:
             by_class[finding.cls] += 1
         done = msgspec.structs.replace(run, state="done", finished_at=time.time(), counts=dict(counts),
                                        findings=dict(by_class))
+        self._keep_lease()
         self.store.reconciliation_put(done, findings)
         self._drop_unused(kept, done.listings)
         _gauge(findings, self.runtime.connectors)
@@ -300,6 +323,7 @@ class Reconciler:
         listing = run.listings.get(key) or self._plan(run, system, entity, last)
         bound = self.runtime.connectors[system]
         for page in self._pages(system, entity, listing):
+            self._keep_lease()  # before the page is kept: lost, the run may be another's now
             items: list[tuple[str, bytes | None]] = []
             for record in page.records:
                 projection = bound.connector.project(entity, record)

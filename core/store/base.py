@@ -745,6 +745,11 @@ class Store(Protocol):
         """*Atomic.* Take the lease on ``key`` for ``owner`` if it is free or its holder's ttl ran out
         (a crashed holder); False while someone else holds it."""
 
+    def lock_renew(self, key: str, owner: str, ttl_s: float) -> bool:
+        """*Atomic.* Extend ``owner``'s lease on ``key`` to ``ttl_s`` from now; False, and nothing
+        changed, when ``owner`` no longer holds it (its ttl ran out, taken over or not).
+        :meth:`lock_acquire` by the holder does not extend it: it answers False."""
+
     def lock_release(self, key: str, owner: str) -> None:
         """*Atomic.* Give the lease back, only if ``owner`` still holds it."""
 

@@ -212,6 +212,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+_LOCK_RENEW = """
+-- KEYS: lock:<key>. ARGV: owner, ttl in ms
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 _JOURNEY_WRITE = """
 -- KEYS: journeys, journeys:by-start, then the run's index for each indexed field.
 -- ARGV: journey id, record, started_at, 'start' (only if new) or 'put', key prefix of the indexes,
@@ -311,6 +317,7 @@ class RedisStore:
         self._park = self._redis.register_script(_PARK)
         self._outcome_open = self._redis.register_script(_OUTCOME_OPEN)
         self._lock_release = self._redis.register_script(_LOCK_RELEASE)
+        self._lock_renew = self._redis.register_script(_LOCK_RENEW)
         self._journey_write = self._redis.register_script(_JOURNEY_WRITE)
 
     # -- units of work ------------------------------------------------------------------------------
@@ -781,6 +788,9 @@ class RedisStore:
 
     def _lease(self, client: Any, key: str, owner: str, ttl_s: float) -> Any:
         return client.set(self._key("lock", key), owner, nx=True, px=_lease_ms(ttl_s))
+
+    def lock_renew(self, key: str, owner: str, ttl_s: float) -> bool:
+        return bool(self._lock_renew(keys=[self._key("lock", key)], args=[owner, _lease_ms(ttl_s)]))
 
     def lock_release(self, key: str, owner: str) -> None:
         self._run(self._lock_release, [self._key("lock", key)], [owner])

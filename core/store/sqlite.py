@@ -587,6 +587,11 @@ class SQLiteStore:
             "owner = excluded.owner, expires_at = excluded.expires_at WHERE locks.expires_at < ?",
             (key, owner, now + ttl_s, now)) == 1
 
+    def lock_renew(self, key: str, owner: str, ttl_s: float) -> bool:
+        now = time.time()
+        return self._execute("UPDATE locks SET expires_at = ? WHERE key = ? AND owner = ? AND expires_at >= ?",
+                             (now + ttl_s, key, owner, now)) == 1
+
     def lock_release(self, key: str, owner: str) -> None:
         self._execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
 
