@@ -399,7 +399,7 @@ def test_a_run_whose_lease_lapsed_and_was_taken_stops_at_its_next_page_and_is_re
         system.invoice(acme["id"], [amount])
     system.settle()
     store = system.hub.runtime.store
-    monkeypatch.setattr(engine, "RUN_LEASE_TTL_S", 0.5)
+    monkeypatch.setattr(engine, "RUN_LEASE_TTL_S", 2.0)
     reconciler = Reconciler(system.hub.runtime, page_size=2)
     asked = reconciler._patiently
     invoice_pages = 0
@@ -409,7 +409,7 @@ def test_a_run_whose_lease_lapsed_and_was_taken_stops_at_its_next_page_and_is_re
         if (system_name, read.args[1]) == ("netsuite", "invoice"):
             invoice_pages += 1
             if invoice_pages == 2:  # past the lease, and the next run takes it
-                time.sleep(0.7)
+                time.sleep(2.5)
                 assert store.lock_acquire(engine.RUN_LEASE, "the-next-run", 3600)
         return asked(system_name, read)
 
