@@ -24,7 +24,7 @@ import msgspec
 import pytest
 import tomli_w
 from crossledger.core.processes.embedded import wait_until
-from crossledger.core.reconcile import Reconciler
+from crossledger.core.reconcile import Reconciler, engine
 from crossledger.core.reconcile.engine import default_since
 from crossledger.core.store.base import ReconciliationRun
 from crossledger.core.store.sqlite import SQLiteStore
@@ -318,6 +318,42 @@ def test_an_incremental_run_reads_what_changed_since_the_last_and_finds_the_drif
     assert listed["netsuite.invoice"].generation == first.run.listings["netsuite.invoice"].generation
 
 
+def test_an_open_difference_outlives_any_number_of_failed_runs_and_keeps_its_age(system: System) -> None:
+    """A NetSuite user edits an invoice's amount; a full run reports it. NetSuite is then down for
+    more than twenty runs, each failing on its first page (nothing read, nothing to resume). The next
+    incremental run stands on the last finished one however many failed since: the difference, which
+    changed before ``since``, is still reported, first seen when it was."""
+    acme = system.customer("Acme Ltd")
+    bill = system.invoice(acme["id"], [1200])
+    system.settle()
+    netsuite = NetSuiteFinance(system.hub.runtime.settings.connectors["netsuite"])
+    edited = netsuite.record("invoice", eid("invoice", bill["id"]))
+    netsuite.http.patch(f"/invoice/{edited['id']}", json={"item": {"items": [
+        {"item": {"id": "1"}, "quantity": 1, "amount": 9.00}]}}).raise_for_status()
+    time.sleep(1.1)  # NetSuite stamps whole seconds: the edit falls before the full run's second
+    store = system.hub.runtime.store
+    reconciler = Reconciler(system.hub.runtime)
+    first = reconciler.run(since=None)
+    [opened] = [f for f in first.findings if f.cls == "amount_mismatch"]
+    since = default_since(store)
+    assert since == first.run.started_at
+
+    system.fault("netsuite", mode="down")
+    try:
+        for _ in range(21):
+            with pytest.raises(ConnectorError):
+                reconciler.run(since=since)
+    finally:
+        system.clear_fault("netsuite")
+    assert [run.state for run in store.reconciliations(limit=22)] == ["failed"] * 21 + ["done"]
+
+    assert default_since(store) == since
+    later = reconciler.run(since=since)
+    [still] = [f for f in later.findings if f.cls == "amount_mismatch"]
+    assert (still.id, still.first_seen) == (opened.id, opened.first_seen)
+    assert later.run.listings["netsuite.invoice"].since is not None  # laid over the finished run's read
+
+
 def test_a_run_stopped_inside_a_listing_resumes_at_the_page_after_the_last_it_read(system: System) -> None:
     """Stripe goes down on the second page of its invoices (two a page): the run stops, kept with
     the first page read and its cursor. The next run resumes there: it asks Stripe for the two pages
@@ -350,6 +386,48 @@ def test_a_run_stopped_inside_a_listing_resumes_at_the_page_after_the_last_it_re
     assert asked == 2 + 3 + 1, f"Stripe was asked {asked} times"
     assert resumed.run.counts["stripe.invoice"] == 5
     assert resumed.findings == []
+
+
+def test_a_run_whose_lease_lapsed_and_was_taken_stops_at_its_next_page_and_is_resumed(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page takes longer than the run's lease (made short here), and the next scheduled run takes
+    the lease over: the first run stops at that page, before keeping it, and writes nothing more (the
+    run may be the other's now); the run stays resumable, and the next run finishes it."""
+    acme = system.customer("Acme Ltd")
+    for amount in (100, 200, 300):
+        system.invoice(acme["id"], [amount])
+    system.settle()
+    store = system.hub.runtime.store
+    monkeypatch.setattr(engine, "RUN_LEASE_TTL_S", 2.0)
+    reconciler = Reconciler(system.hub.runtime, page_size=2)
+    asked = reconciler._patiently
+    invoice_pages = 0
+
+    def slowly(system_name: str, read: Any) -> Any:
+        nonlocal invoice_pages
+        if (system_name, read.args[1]) == ("netsuite", "invoice"):
+            invoice_pages += 1
+            if invoice_pages == 2:  # past the lease, and the next run takes it
+                time.sleep(2.5)
+                assert store.lock_acquire(engine.RUN_LEASE, "the-next-run", 3600)
+        return asked(system_name, read)
+
+    monkeypatch.setattr(reconciler, "_patiently", slowly)
+    with pytest.raises(engine.LeaseLost):
+        reconciler.run(since=None)
+    [stopped] = store.reconciliations(limit=1)
+    listing = stopped.listings["netsuite.invoice"]
+    # the first page kept with the cursor of the second, which was read but not kept
+    assert (stopped.state, stopped.counts["netsuite.invoice"], listing.done) == ("running", 2, False)
+    assert listing.cursor is not None and "stripe.invoice" not in stopped.listings
+    assert not store.lock_acquire(engine.RUN_LEASE, "a-third-run", 3600)  # the late run did not free it
+    store.lock_release(engine.RUN_LEASE, "the-next-run")
+
+    monkeypatch.setattr(reconciler, "_patiently", asked)
+    resumed = reconciler.run(since=None)
+    assert (resumed.run.id, resumed.run.state) == (stopped.id, "done")
+    assert resumed.run.counts["netsuite.invoice"] == 3 and resumed.findings == []
 
 
 def test_a_page_the_system_rate_limits_is_asked_for_again_after_its_retry_after(system: System) -> None:

@@ -224,6 +224,19 @@ def test_golden_records_are_found_by_the_words_of_their_name_and_email(store: St
     assert store.golden_named("acme") == ["customer/s/c2"] and store.golden_named("renamed") == ["customer/s/c1"]
 
 
+def test_a_one_word_search_answers_the_first_records_by_id_up_to_the_limit(store: Store) -> None:
+    """A record that matches a word by several of its terms is one record, and the ``limit`` records
+    answered are the first by id, not by term: both backends answer the same."""
+    def customer(key: str, name: str) -> Golden:
+        return Golden(canonical_id=f"customer/s/{key}", entity_type="customer", version=1, data={"name": name})
+
+    for key, name in (("c1", "Azure Apex Atlas"), ("c2", "Alpha"), ("c3", "Ant"), ("c4", "Bee")):
+        store.golden_put(customer(key, name))
+    assert store.golden_named("a", limit=2) == ["customer/s/c1", "customer/s/c2"]
+    assert store.golden_named("a", limit=3) == ["customer/s/c1", "customer/s/c2", "customer/s/c3"]
+    assert store.golden_named("a") == ["customer/s/c1", "customer/s/c2", "customer/s/c3"]
+
+
 def test_golden_records_of_an_earlier_release_are_indexed_by_the_migration_step(store: Store, tmp_path: Path) -> None:
     """A store made before the indexes (their keys, their table, removed here) fills them: SQLite
     when the file is opened, Redis at the first search."""
@@ -491,6 +504,21 @@ def test_an_expired_lease_can_be_taken_over(store: Store) -> None:
     assert store.lock_acquire("k", "worker-b", 30)
     store.lock_release("k", "crashed-worker")  # the late holder cannot free the new holder's lease
     assert not store.lock_acquire("k", "worker-c", 30)
+
+
+def test_a_lease_is_renewed_by_its_holder_alone_while_it_holds_it(store: Store) -> None:
+    assert store.lock_acquire("k", "run-a", 0.2)
+    assert not store.lock_acquire("k", "run-a", 30)  # taking it again does not extend it
+    assert not store.lock_renew("k", "run-b", 30)  # not the holder: nothing changes
+    assert store.lock_renew("k", "run-a", 30)
+    time.sleep(0.3)  # past the first ttl: renewed, still held
+    assert not store.lock_acquire("k", "run-b", 30)
+    store.lock_release("k", "run-a")
+    assert store.lock_acquire("k", "lapsing", 0.05)
+    time.sleep(0.1)
+    assert not store.lock_renew("k", "lapsing", 30)  # lapsed: held no longer, though no one took it
+    assert store.lock_acquire("k", "run-c", 30)
+    assert not store.lock_renew("k", "lapsing", 30)
 
 
 # -- journeys -------------------------------------------------------------------------------------
@@ -1156,6 +1184,20 @@ def test_reconciliation_runs_newest_first_with_their_findings_replaced_and_filte
     assert store.reconciliation_findings("run-2") == []
 
 
+def test_the_latest_finished_run_is_found_past_any_number_of_failed_ones(store: Store) -> None:
+    """Scheduled runs that fail on their first page pile up after the last finished one: it is found
+    however many there are (past one round trip's worth on Redis), and the newest finished full run too."""
+    assert store.reconciliation_latest_done() is None and store.reconciliation_latest_done(full=True) is None
+    store.reconciliation_put(ReconciliationRun(id="full", started_at=1.0, state="done"))
+    store.reconciliation_put(ReconciliationRun(id="incremental", started_at=2.0, state="done", since=1.0))
+    for n in range(250):
+        store.reconciliation_put(ReconciliationRun(id=f"failed-{n:03d}", started_at=3.0 + n, state="failed",
+                                                   since=2.0))
+    store.reconciliation_put(ReconciliationRun(id="running", started_at=1000.0, since=2.0))
+    assert (latest := store.reconciliation_latest_done()) is not None and latest.id == "incremental"
+    assert (full := store.reconciliation_latest_done(full=True)) is not None and full.id == "full"
+
+
 def test_a_run_keeps_its_listings_and_their_projections_by_generation(store: Store) -> None:
     """A listing's projections by record id, replaced and removed by id, read back in batches past
     one round trip's worth, one generation apart from another, and dropped whole; a run keeps how
@@ -1174,6 +1216,26 @@ def test_a_run_keeps_its_listings_and_their_projections_by_generation(store: Sto
     reading = Listing(generation="g2", read_at=5.0, since=4.0, cursor="in_00001")
     store.reconciliation_put(ReconciliationRun(id="run-3", started_at=30.0, listings={"stripe.invoice": reading}))
     assert store.reconciliation_get("run-3").listings == {"stripe.invoice": reading}  # type: ignore[union-attr]
+
+
+def test_a_listing_is_read_back_with_each_record_once(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis's ``HSCAN`` may return a field again in a later batch (the hash resized between two
+    calls; made to happen here): a record read twice would be a copy that is not there."""
+    many = [(f"in_{n:05d}", f"packed {n}".encode()) for n in range(3 * LISTING_BATCH)]
+    store.listing_put("g1", many)
+    if isinstance(store, RedisStore):
+        client, scan = store._redis, store._redis.hscan
+        repeated: dict[Any, Any] = {}
+
+        def rescanning(*args: Any, **kwargs: Any) -> Any:
+            cursor, found = scan(*args, **kwargs)
+            again = {**repeated, **found}
+            repeated.update(found)
+            return cursor, again
+
+        monkeypatch.setattr(client, "hscan", rescanning)
+    kept = list(store.listing_scan("g1"))
+    assert sorted(kept) == sorted(packed for _, packed in many)
 
 
 # -- the operator console ---------------------------------------------------------------------------

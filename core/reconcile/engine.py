@@ -94,11 +94,18 @@ RUN_LEASE = "reconcile:run"
 """The store lease every run holds (scheduled, ``crossledger reconcile``, ``POST /v1/reconciliations``):
 one run at a time, across processes."""
 RUN_LEASE_TTL_S = 3600.0
-"""Longer than a full run over 100,000 invoices; a process that dies mid-run frees it after this."""
+"""How long the lease lasts from the last page a run read (it is renewed after every page and every
+comparison): far longer than any one page or comparison; a process that dies mid-run frees it after this."""
 
 
 class ReconciliationBusy(Exception):
     """Another run holds the lease: this one does not start."""
+
+
+class LeaseLost(ReconciliationBusy):
+    """The run's lease ran out (a page or a comparison took longer than :data:`RUN_LEASE_TTL_S`) and
+    another run may hold it now: this one stops without writing again; the run is resumed from its
+    last page kept."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,7 @@ class Reconciler:
         self.page_size = page_size
         self.overlap_s = overlap_s
         self._owners = {(rule.entity, rule.field_group): rule.owner for rule in runtime.policy.effective()}
+        self._lease_owner = ""  # the run's, while it runs (see run)
 
     # -- what is compared ------------------------------------------------------------------------
     def listing(self) -> dict[str, Bound]:
@@ -208,14 +216,25 @@ class Reconciler:
         comparison of one entity type (its system of record against every target). A run that stops
         before the end (a system down, the process killed) is resumed by the next with the same
         ``since``: the same run, its finished comparisons kept, each listing read on from the page
-        after the last it finished. Raises :class:`ReconciliationBusy` while another run is under way."""
+        after the last it finished. Raises :class:`ReconciliationBusy` while another run is under way.
+
+        The run's lease is renewed after every page read and before every save of a comparison: a
+        run that finds it lost (:class:`LeaseLost`) stops there, before writing what it read, since
+        another run may be writing the same run now."""
         owner = uuid.uuid4().hex
         if not self.store.lock_acquire(RUN_LEASE, owner, RUN_LEASE_TTL_S):
             raise ReconciliationBusy("a reconciliation is already running: try again when it has finished")
+        self._lease_owner = owner
         try:
             return self._run(since)
         finally:
             self.store.lock_release(RUN_LEASE, owner)
+
+    def _keep_lease(self) -> None:
+        """Renew the run's lease for another :data:`RUN_LEASE_TTL_S`; :class:`LeaseLost` when it ran out."""
+        if not self.store.lock_renew(RUN_LEASE, self._lease_owner, RUN_LEASE_TTL_S):
+            raise LeaseLost("this reconciliation's lease ran out and another run may have taken it over: "
+                            "it stopped, and the next run resumes it")
 
     def _run(self, since: float | None) -> RunReport:
         last = latest_finished(self.store)
@@ -238,6 +257,8 @@ class Reconciler:
                     run = self._read(run, system, entity, kept.get(f"{system}.{entity}"), counts)
                 findings += [f for f in self._compare(entity, source, targets, run)
                              if f.id in previous or _within(f, since)]
+            except LeaseLost:
+                raise  # the run may be another's now: nothing more written
             except Exception as error:
                 # Kept as it stood after its last page and its last finished comparison, which the next
                 # run with the same `since` resumes from. The text kept (and logged) is what safelog
@@ -250,6 +271,7 @@ class Reconciler:
                 log.warning("reconciliation %s failed in %s: %s", run.id, step, failed.error)
                 raise
             run = msgspec.structs.replace(run, counts=dict(counts), checkpoint=[*run.checkpoint, step])
+            self._keep_lease()
             self.store.reconciliation_put(run, findings)
         findings = [msgspec.structs.replace(f, first_seen=previous.get(f.id, f.first_seen)) for f in findings]
         by_class: dict[str, int] = defaultdict(int)
@@ -257,6 +279,7 @@ class Reconciler:
             by_class[finding.cls] += 1
         done = msgspec.structs.replace(run, state="done", finished_at=time.time(), counts=dict(counts),
                                        findings=dict(by_class))
+        self._keep_lease()
         self.store.reconciliation_put(done, findings)
         self._drop_unused(kept, done.listings)
         _gauge(findings, self.runtime.connectors)
@@ -300,6 +323,7 @@ class Reconciler:
         listing = run.listings.get(key) or self._plan(run, system, entity, last)
         bound = self.runtime.connectors[system]
         for page in self._pages(system, entity, listing):
+            self._keep_lease()  # before the page is kept: lost, the run may be another's now
             items: list[tuple[str, bytes | None]] = []
             for record in page.records:
                 projection = bound.connector.project(entity, record)
@@ -435,7 +459,9 @@ class Reconciler:
                                f"{target} has no {entity} for {source} {projection.id}",
                                self._resync(finding.pair, subject, projection))
         elif len(found) > 1:
-            ids = ", ".join(p.id for p in found)
+            # Sorted: the order a listing is read back in is the store's (Redis's hash order moves
+            # when it restarts or resizes), and the finding's id, its age and its triage hang on it.
+            ids = ", ".join(sorted(p.id for p in found))
             yield finding.make("duplicate", subject, {source: _shown(projection), target: [_shown(p) for p in found]},
                                f"{target} has {len(found)} {entity} records for {source} {projection.id}: {ids}; "
                                f"the hub never deletes: remove the copies in {target} by hand", None,
@@ -520,9 +546,11 @@ def readable(name: str, values: dict[str, Any]) -> str:
     return repr(value)
 
 
-def latest_finished(store: Store) -> ReconciliationRun | None:
-    """The newest run that finished (a running or failed one is passed over)."""
-    return next((run for run in store.reconciliations(limit=20) if run.state == "done"), None)
+def latest_finished(store: Store, *, full: bool = False) -> ReconciliationRun | None:
+    """The newest run that finished (a running or failed one is passed over, however many there
+    are since); with ``full``, the newest finished full run. What an incremental run lays its reads
+    over and keeps its open differences from, and where the default run starts: one answer for all."""
+    return store.reconciliation_latest_done(full=full)
 
 
 def default_since(store: Store, *, full_every_s: float = FULL_EVERY_S) -> float | None:
@@ -530,13 +558,13 @@ def default_since(store: Store, *, full_every_s: float = FULL_EVERY_S) -> float 
     none has finished, or when the last finished full run is ``full_every_s`` old or more (or was
     never made): a deletion is in no system's "changed since" answer, so a full run is what finds
     it, and the default makes one that often."""
-    runs = [run for run in store.reconciliations(limit=1000) if run.state == "done"]
-    if not runs:
+    latest = latest_finished(store)
+    if latest is None:
         return None
-    full = next((run for run in runs if run.since is None), None)
+    full = latest if latest.since is None else latest_finished(store, full=True)
     if full is None or time.time() - full.started_at >= full_every_s:
         return None
-    return runs[0].started_at
+    return latest.started_at
 
 
 def finding_id(cls: str, entity: str, subject: str, system: str, discriminator: str) -> str:

@@ -13,7 +13,8 @@ system of record for what differs (:mod:`.engine` proposes none otherwise):
 - ``recover``: the source's connector reads the record as it is now and wraps it as the event its
   dropped webhook would have carried (``Connector.recover``); the hub admits it like a webhook
   (deduplicated by that event's id) and routes it, so the golden record is brought up to date and
-  every target gets it.
+  every target gets it. A record unchanged since the hub last admitted it makes the same event,
+  a duplicate that does nothing: that repair is reported failed (:class:`AlreadyAdmitted`), not applied.
 
 :meth:`Repairs.run` with ``apply=False`` is the dry run: the count and a preview of what would be
 sent, nothing enqueued. Several findings about one record (a total and a status that differ) are
@@ -57,6 +58,10 @@ class RepairSummary:
     def as_json(self) -> dict[str, Any]:
         return {"run": self.run_id, "applied": self.applied, "count": self.count, "findings": self.findings,
                 "without_repair": self.without_repair, "preview": self.preview, "failed": self.failed}
+
+
+class AlreadyAdmitted(Exception):
+    """A ``recover`` repair read the record as the hub already has it: admitting it again does nothing."""
 
 
 class Repairs:
@@ -109,7 +114,11 @@ class Repairs:
         elif repair["action"] == "recover":
             bound = self.runtime.connectors[repair["source"]]
             event = bound.connector.recover(bound.ctx, repair["entity"], repair["id"])
-            self.runtime.admit(repair["source"], event, via=SOURCE)
+            if not self.runtime.admit(repair["source"], event, via=SOURCE):
+                raise AlreadyAdmitted(f"{repair['source']}'s {repair['entity']} {repair['id']} is unchanged since the "
+                                      "hub last admitted it (a recovered event's id hashes the record), so there is "
+                                      "nothing new to route: see how that event ended in crossledger trace or the "
+                                      "dead letters")
         else:
             raise ValueError(f"unknown repair action {repair['action']!r}")
 

@@ -659,7 +659,7 @@ class Store(Protocol):
         a page at a time."""
 
     def golden_named(self, query: str, *, limit: int = 100) -> list[str]:
-        """The canonical ids, in order, of at most ``limit`` golden records each of whose
+        """The canonical ids, in order, of the first ``limit`` golden records (by id) each of whose
         :func:`query_words` starts one of their :func:`search_terms` (words of a name or email):
         an index the store keeps as it writes golden records (:meth:`golden_put`), built for the
         records of an earlier release once (SQLite: when the file is opened; Redis: at the first
@@ -761,6 +761,11 @@ class Store(Protocol):
         """*Atomic.* Take the lease on ``key`` for ``owner`` if it is free or its holder's ttl ran out
         (a crashed holder); False while someone else holds it."""
 
+    def lock_renew(self, key: str, owner: str, ttl_s: float) -> bool:
+        """*Atomic.* Extend ``owner``'s lease on ``key`` to ``ttl_s`` from now; False, and nothing
+        changed, when ``owner`` no longer holds it (its ttl ran out, taken over or not).
+        :meth:`lock_acquire` by the holder does not extend it: it answers False."""
+
     def lock_release(self, key: str, owner: str) -> None:
         """*Atomic.* Give the lease back, only if ``owner`` still holds it."""
 
@@ -844,6 +849,10 @@ class Store(Protocol):
     def reconciliations(self, *, limit: int = 20) -> list[ReconciliationRun]:
         """The latest runs, newest first."""
 
+    def reconciliation_latest_done(self, *, full: bool = False) -> ReconciliationRun | None:
+        """The newest run that finished (``state`` done), however many failed or running runs came
+        after it; with ``full``, the newest finished full run (``since`` None). None when there is none."""
+
     def reconciliation_findings(self, run_id: str, *, cls: FindingClass | None = None,
                                 system: str | None = None) -> list[FindingRecord]:
         """A run's findings, in the order they were found; ``cls`` and ``system`` filter."""
@@ -853,7 +862,8 @@ class Store(Protocol):
         that id; a None projection removes the id (a record now outside the books)."""
 
     def listing_scan(self, generation: str) -> Iterator[bytes]:
-        """Every packed projection ``generation`` holds, read a batch at a time (not all at once)."""
+        """Every packed projection ``generation`` holds, each once, read a batch at a time (not all at
+        once), in no order a caller may rely on."""
 
     def listing_drop(self, generation: str) -> None:
         """Forget ``generation`` and all it holds."""

@@ -45,6 +45,7 @@ The keys, after ``<namespace>:``::
     outcomes:concluded:<state>  zset   correlation ids of the entries concluded in that state, by when
 """
 
+import itertools
 import re
 import threading
 import time
@@ -171,6 +172,8 @@ return false
 
 INDEX_PAGE = 500
 """How many golden records :meth:`RedisStore._golden_indexed` reads and indexes per round trip."""
+RUNS_BATCH = 100
+"""Reconciliation runs read a round trip while looking for the latest finished one."""
 
 _XREF_PUT = """
 -- KEYS: the record's links, xref-find. ARGV: system, link, canonical id, key prefix of links.
@@ -207,6 +210,12 @@ return 1
 _LOCK_RELEASE = """
 -- KEYS: lock:<key>. ARGV: owner
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_LOCK_RENEW = """
+-- KEYS: lock:<key>. ARGV: owner, ttl in ms
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
 
@@ -309,6 +318,7 @@ class RedisStore:
         self._park = self._redis.register_script(_PARK)
         self._outcome_open = self._redis.register_script(_OUTCOME_OPEN)
         self._lock_release = self._redis.register_script(_LOCK_RELEASE)
+        self._lock_renew = self._redis.register_script(_LOCK_RENEW)
         self._journey_write = self._redis.register_script(_JOURNEY_WRITE)
 
     # -- units of work ------------------------------------------------------------------------------
@@ -577,15 +587,17 @@ class RedisStore:
 
     def golden_named(self, query: str, *, limit: int = 100) -> list[str]:
         """One pipeline: per word, the members of ``golden:terms`` from ``<word>`` up to ``<word>\\xff``
-        (``ZRANGEBYLEX``), their canonical ids intersected. A single word's range is cut at ``limit``."""
+        (``ZRANGEBYLEX``), their canonical ids intersected, the first ``limit`` by id, as SQLite
+        answers. Each range is read whole, a single word's too: its members are in term order (a
+        record once per term it matches), so a range cut at ``limit`` members would answer fewer
+        records, and others than the first by id."""
         words = query_words(query)
         if not words:
             return []
         self._golden_indexed()
         pipe = self._redis.pipeline(transaction=False)
         for word in words:
-            cut = {"start": 0, "num": limit} if len(words) == 1 else {}
-            pipe.zrangebylex(self._key("golden", "terms"), b"[" + word.encode(), b"(" + word.encode() + b"\xff", **cut)
+            pipe.zrangebylex(self._key("golden", "terms"), b"[" + word.encode(), b"(" + word.encode() + b"\xff")
         found: set[str] | None = None
         for members in pipe.execute():
             ids = {_text(member).partition(" ")[2] for member in members}
@@ -777,6 +789,9 @@ class RedisStore:
 
     def _lease(self, client: Any, key: str, owner: str, ttl_s: float) -> Any:
         return client.set(self._key("lock", key), owner, nx=True, px=_lease_ms(ttl_s))
+
+    def lock_renew(self, key: str, owner: str, ttl_s: float) -> bool:
+        return bool(self._lock_renew(keys=[self._key("lock", key)], args=[owner, _lease_ms(ttl_s)]))
 
     def lock_release(self, key: str, owner: str) -> None:
         self._run(self._lock_release, [self._key("lock", key)], [owner])
@@ -992,6 +1007,19 @@ class RedisStore:
         raws = self._redis.hmget(self._key("recon"), ids) if ids else []
         return [msgspec.json.decode(raw, type=ReconciliationRun) for raw in raws if raw is not None]
 
+    def reconciliation_latest_done(self, *, full: bool = False) -> ReconciliationRun | None:
+        """Runs read newest first, :data:`RUNS_BATCH` a round trip, until one finished."""
+        runs = self._key("recon", "runs")
+        for start in itertools.count(0, RUNS_BATCH):
+            ids = cast(list[bytes], self._redis.zrevrange(runs, start, start + RUNS_BATCH - 1))
+            for raw in self._redis.hmget(self._key("recon"), ids) if ids else []:
+                run = None if raw is None else msgspec.json.decode(raw, type=ReconciliationRun)
+                if run is not None and run.state == "done" and (not full or run.since is None):
+                    return run
+            if len(ids) < RUNS_BATCH:
+                return None
+        raise AssertionError("unreachable")
+
     def reconciliation_findings(self, run_id: str, *, cls: FindingClass | None = None,
                                 system: str | None = None) -> list[FindingRecord]:
         found = [msgspec.json.decode(raw, type=FindingRecord)
@@ -1011,8 +1039,14 @@ class RedisStore:
         pipe.execute()
 
     def listing_scan(self, generation: str) -> Iterator[bytes]:
-        for _, packed in self._redis.hscan_iter(self._key("recon", "listing", generation), count=LISTING_BATCH):
-            yield bytes(packed)
+        """``HSCAN`` may return a field twice (the hash resized between two calls): each record id is
+        yielded once, or the run would see a copy that is not there."""
+        seen: set[bytes] = set()
+        for record_id, packed in self._redis.hscan_iter(self._key("recon", "listing", generation),
+                                                        count=LISTING_BATCH):
+            if record_id not in seen:
+                seen.add(record_id)
+                yield bytes(packed)
 
     def listing_drop(self, generation: str) -> None:
         self._redis.unlink(self._key("recon", "listing", generation))

@@ -593,6 +593,11 @@ class SQLiteStore:
             "owner = excluded.owner, expires_at = excluded.expires_at WHERE locks.expires_at < ?",
             (key, owner, now + ttl_s, now)) == 1
 
+    def lock_renew(self, key: str, owner: str, ttl_s: float) -> bool:
+        now = time.time()
+        return self._execute("UPDATE locks SET expires_at = ? WHERE key = ? AND owner = ? AND expires_at >= ?",
+                             (now + ttl_s, key, owner, now)) == 1
+
     def lock_release(self, key: str, owner: str) -> None:
         self._execute("DELETE FROM locks WHERE key = ? AND owner = ?", (key, owner))
 
@@ -727,6 +732,12 @@ class SQLiteStore:
     def reconciliations(self, *, limit: int = 20) -> list[ReconciliationRun]:
         rows = self._query("SELECT record FROM reconciliations ORDER BY started_at DESC, id DESC LIMIT ?", (limit,))
         return [msgspec.json.decode(raw, type=ReconciliationRun) for (raw,) in rows]
+
+    def reconciliation_latest_done(self, *, full: bool = False) -> ReconciliationRun | None:
+        full_only = " AND json_extract(CAST(record AS TEXT), '$.since') IS NULL" if full else ""
+        rows = self._query("SELECT record FROM reconciliations WHERE json_extract(CAST(record AS TEXT), '$.state') = "
+                           f"'done'{full_only} ORDER BY started_at DESC, id DESC LIMIT 1")
+        return msgspec.json.decode(rows[0][0], type=ReconciliationRun) if rows else None
 
     def reconciliation_findings(self, run_id: str, *, cls: FindingClass | None = None,
                                 system: str | None = None) -> list[FindingRecord]:
