@@ -564,13 +564,14 @@ def test_the_crm_is_the_system_of_record_for_customers_in_the_reference_topology
 
 
 def test_the_scheduler_reconciles_every_interval_when_asked_to(tmp_path: Path) -> None:
+    """A customer made in Stripe while its webhooks are held back is missing in NetSuite: the next
+    scheduled run finds it, incremental or full (a deletion would be seen by a full run only, and
+    which run comes first is the scheduler's timing)."""
     system = start_system(tmp_path, reconcile_interval_s=0.3)
     try:
-        customer = system.customer("Zeta AB")
-        system.settle()
+        httpx.post(f"{system.server.url}/stripe/_sandbox/webhooks", json={"hold": True}).raise_for_status()
+        system.customer("Zeta AB")
         store = system.hub.runtime.store
-        netsuite = NetSuiteFinance(system.hub.runtime.settings.connectors["netsuite"])
-        remove(netsuite, "customer", eid("customer", customer["id"]))
 
         def noticed() -> bool:
             latest = next((r for r in store.reconciliations() if r.state == "done"), None)
