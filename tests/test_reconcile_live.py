@@ -178,6 +178,31 @@ def test_injected_drift_is_found_in_its_class_and_repaired_to_a_clean_run(system
     assert Decimal(str(netsuite.record("invoice", eid("invoice", unheard_invoice["id"]))["total"])) == 50
 
 
+def test_a_recover_repaired_before_is_a_failed_repair_that_says_why_when_applied_again(system: System) -> None:
+    """Stripe's customer the hub never heard of is recovered by the first apply. Applied again while
+    that recovery cannot be delivered (NetSuite down: the customer in Stripe unchanged, no NetSuite
+    id written back), the recovered event is one the hub already has: a failed repair with its
+    reason, not counted as enqueued."""
+    drop_stripe_webhooks(system)
+    unheard = system.customer("Delta AS")
+    report = run(system, full=True)
+    [missing] = [f for f in report["findings"] if f["subject"] == subject("customer", unheard["id"])]
+    assert (missing["class"], missing["repair"]["action"]) == ("missing", "recover")
+    repair = f"{system.hub.url}/v1/reconciliations/{report['run']['id']}/repair"
+    body = {"apply": True, "class": "missing"}
+
+    system.fault("netsuite", mode="down")
+    first = httpx.post(repair, json=body, timeout=30).json()
+    second = httpx.post(repair, json=body, timeout=30).json()
+    system.clear_fault("netsuite")
+    system.settle(timeout=60)
+
+    assert (first["enqueued"], first["failed"]) == (1, [])
+    assert second["enqueued"] == 0 and len(second["failed"]) == 1
+    assert f"recover {missing['subject']}: AlreadyAdmitted" in second["failed"][0]
+    assert run(system, full=True)["findings"] == []
+
+
 def test_reconciliations_are_kept_listed_read_back_and_counted(system: System) -> None:
     """Runs are kept with their findings, listed newest first, read back filtered by class, and the
     latest run's findings are the gauge at /metrics."""

@@ -164,8 +164,11 @@ def _table(shown: dict[str, Any]) -> None:
 
 
 def _repairs_table(summary: dict[str, Any]) -> None:
-    verb = "enqueued" if summary["applied"] else "would enqueue (dry run; --apply to do it)"
-    console.print(f"run {summary['run']}: {summary['count']} repairs {verb} for {summary['findings']} findings; "
+    if summary["applied"]:
+        done = f"{summary['enqueued']} repairs enqueued ({len(summary['failed'])} failed)"
+    else:
+        done = f"{summary['count']} repairs would be enqueued (dry run; --apply to do it)"
+    console.print(f"run {summary['run']}: {done} for {summary['findings']} findings; "
                   f"{summary['without_repair']} need a person")
     table = Table()
     for column in ("action", "system", "subject", "findings"):

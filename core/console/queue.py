@@ -229,7 +229,7 @@ class Queue:
         summary = self.repairs.run(run, findings, apply=apply)
         if apply:
             failed = "; ".join(summary.failed)
-            self._record(user, "repair", item, failed or f"{summary.count} repair(s) enqueued",
+            self._record(user, "repair", item, failed or f"{summary.enqueued} repair(s) enqueued",
                          state=None if failed else "resolved")
         return summary
 

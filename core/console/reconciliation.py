@@ -97,7 +97,7 @@ class ReconciliationPages:
                         fields={"class": cls or "", "system": system or ""})
         await run_in_threadpool(self.runtime.store.action_add, ActionRecord(
             at=time.time(), user=session.user, action="repair", item=f"reconciliation:{run.id}",
-            detail=f"{summary.count} repair(s) enqueued, {len(summary.failed)} failed"))
+            detail=f"{summary.enqueued} repair(s) enqueued, {len(summary.failed)} failed"))
         return RedirectResponse("/reconciliation", status_code=303)
 
     def routes(self) -> list[Route]:

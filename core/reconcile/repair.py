@@ -55,9 +55,15 @@ class RepairSummary:
     #: Repairs the hub could not do at apply time (the golden record gone, a connector's refusal).
     failed: list[str] = field(default_factory=list)
 
+    @property
+    def enqueued(self) -> int:
+        """The repairs an apply enqueued (none for a dry run): its count less those that failed."""
+        return self.count - len(self.failed) if self.applied else 0
+
     def as_json(self) -> dict[str, Any]:
-        return {"run": self.run_id, "applied": self.applied, "count": self.count, "findings": self.findings,
-                "without_repair": self.without_repair, "preview": self.preview, "failed": self.failed}
+        return {"run": self.run_id, "applied": self.applied, "count": self.count, "enqueued": self.enqueued,
+                "findings": self.findings, "without_repair": self.without_repair, "preview": self.preview,
+                "failed": self.failed}
 
 
 class AlreadyAdmitted(Exception):
@@ -104,7 +110,7 @@ class Repairs:
                     log.warning("reconciliation %s: %s of %s failed: %s", run.id, repair["action"],
                                 repair["subject"], type(error).__name__)
         if apply:
-            log.info("reconciliation %s: %d repairs enqueued, %d failed", run.id, summary.count - len(summary.failed),
+            log.info("reconciliation %s: %d repairs enqueued, %d failed", run.id, summary.enqueued,
                      len(summary.failed))
         return summary
 
